@@ -1,0 +1,1 @@
+"""Finding and loading shipped and user data: presets, hardware profiles, regions."""

@@ -1,0 +1,147 @@
+"""Loading YAML/JSON into specs with errors that name the file, the field and the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import difflib
+import typing
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from planner.errors import SpecError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping key (for error messages)."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
+    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+    lines = {}
+    for key_node, _ in node.value:
+        lines[key_node.value] = key_node.start_mark.line + 1
+    mapping["__lines__"] = lines
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _strip_lines(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip_lines(v) for k, v in obj.items() if k != "__lines__"}
+    if isinstance(obj, list):
+        return [_strip_lines(v) for v in obj]
+    return obj
+
+
+def _line_of(obj: Any, loc: tuple) -> int | None:
+    line = None
+    for part in loc:
+        if isinstance(obj, dict):
+            line = obj.get("__lines__", {}).get(part, line)
+            obj = obj.get(part)
+        elif isinstance(obj, list) and isinstance(part, int) and part < len(obj):
+            obj = obj[part]
+        else:
+            break
+    return line
+
+
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path, with_lines: bool = False) -> tuple[Any, Any]:
+    """Parse a YAML file safely: (data, data annotated with key lines or None).
+
+    The annotated form uses a pure-Python loader, so it is only built on request (to
+    put line numbers into error messages); the fast path uses libyaml's safe loader.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        if with_lines:
+            annotated = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+            data = _strip_lines(annotated)
+        else:
+            data, annotated = yaml.load(text, Loader=_FAST_LOADER), None  # noqa: S506
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        raise SpecError(f"{path}: file is empty")
+    return data, annotated
+
+
+def format_validation_error(err: ValidationError, where: str, annotated: Any = None,
+                            model: type[BaseModel] | None = None) -> str:
+    """One line per problem: 'where line N: field.path: message (got VALUE)'."""
+    parts = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        field = ".".join(str(p) for p in loc)
+        line = _line_of(annotated, loc) if annotated is not None else None
+        at = f"{where} line {line}" if line else where
+        text = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = f"{at}: unknown key '{field}'{_suggest(field, model)}"
+        elif not field:
+            msg = f"{at}: {text}"
+        else:
+            got = e.get("input")
+            shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+            msg = f"{at}: {field}: {text}{shown}"
+        parts.append(msg)
+    return "; ".join(parts)
+
+
+def _field_names(model: type[BaseModel] | None, seen: set | None = None) -> set[str]:
+    """Every field name of a spec and the specs nested in it."""
+    if model is None:
+        return set()
+    seen = seen if seen is not None else set()
+    if model in seen:
+        return set()
+    seen.add(model)
+    names = set(model.model_fields)
+    for f in model.model_fields.values():
+        for arg in (*typing.get_args(f.annotation), f.annotation):
+            for inner in (*typing.get_args(arg), arg):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    names |= _field_names(inner, seen)
+    return names
+
+
+def _suggest(field: str, model: type[BaseModel] | None) -> str:
+    """'; did you mean: x?' for a typo'd key, from the spec's own field names."""
+    key = field.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(key, sorted(_field_names(model)), n=3, cutoff=0.6)
+    return f"; did you mean: {', '.join(close)}?" if close else ""
+
+
+def load_spec(model: type[M], path: Path) -> M:
+    """Read a YAML file into a spec, raising SpecError that names file, line and field."""
+    data, _ = read_yaml(path)
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping of keys at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        _, annotated = read_yaml(path, with_lines=True)
+        return validate_spec(model, data, str(path), annotated)
+
+
+def validate_spec(model: type[M], data: dict, where: str, annotated: Any = None) -> M:
+    """Validate a dict into a spec; errors name ``where`` and the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(format_validation_error(e, where, annotated, model)) from None

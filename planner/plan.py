@@ -1,0 +1,223 @@
+"""estimate(): compose the estimators into one explained Estimate. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.catalog.regions import GridFactor
+from planner.errors import SpecError
+from planner.estimators import outcome as oc
+from planner.estimators.flops import training_flops
+from planner.estimators.layout import check_layout
+from planner.estimators.memory import MemoryDefaults, memory_per_device
+from planner.estimators.params import count_params
+from planner.results import (
+    Assumption, Carbon, Cost, Energy, Estimate, Flops, HardwareSummary, Layout, Memory,
+    ModelSummary, Outcome, Range, Throughput, Time,
+)
+from planner.specs import Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec
+from planner.units import GIB, TERA
+
+EMBODIED_LIFETIME_SOURCE = "LLMCarbon (Faiz et al. 2024) amortises over 5 years"
+POWER_FRACTION_SOURCE = (
+    "TDP upper bound, as in Meta's Llama model cards and the ML CO2 Impact calculator "
+    "(Lacoste et al. 2019); measured averages are usually lower"
+)
+
+
+@dataclass(frozen=True)
+class _Case:
+    efficiency: float
+    goodput: float
+
+
+class _Ledger:
+    """Collects assumptions as they are resolved (user value or sourced default)."""
+
+    def __init__(self, user: Assumptions):
+        self.user, self.items = user, []
+
+    def take(self, name: str, default, unit: str, source: str, user_value=None):
+        value = getattr(self.user, name, None) if user_value is None else user_value
+        chosen = default if value is None else value
+        self.items.append(Assumption(
+            name=name, value=chosen, unit=unit, defaulted=value is None,
+            source=source if value is None else "set by user",
+        ))
+        return chosen
+
+
+def _cases(hw: HardwareProfile, par: ParallelismSpec, led: _Ledger) -> dict[str, _Case]:
+    eff = led.user.efficiency or hw.efficiency
+    src = hw.efficiency.source if led.user.efficiency is None else "set by user"
+    for level in ("low", "expected", "high"):
+        led.items.append(Assumption(
+            name=f"efficiency_{level}", value=getattr(eff, level), unit="fraction of peak",
+            source=f"{hw.name} profile: {src}" if led.user.efficiency is None else src,
+            defaulted=led.user.efficiency is None))
+    g_low, g_exp, g_high = oc.default_goodput(par.devices)
+    gl = led.take("goodput_low", g_low, "fraction", oc.GOODPUT_SOURCE)
+    ge = led.take("goodput_expected", g_exp, "fraction", oc.GOODPUT_SOURCE)
+    gh = led.take("goodput_high", g_high, "fraction", oc.GOODPUT_SOURCE)
+    if not gl <= ge <= gh:
+        raise SpecError(f"goodput must satisfy low <= expected <= high, got {gl}, {ge}, {gh}")
+    return {"low": _Case(eff.high, gh), "expected": _Case(eff.expected, ge),
+            "high": _Case(eff.low, gl)}
+
+
+def _price(hw: HardwareProfile, led: _Ledger) -> tuple[float, str, str]:
+    if led.user.price_usd_per_device_hour is not None:
+        led.take("price_usd_per_device_hour", None, "USD/device-hour", "")
+        return led.user.price_usd_per_device_hour, "custom", "set by user"
+    tier = led.user.price_tier or "on_demand"
+    quote = hw.price(tier)
+    if quote is None:
+        raise SpecError(f"{hw.name} has no '{tier}' price; available tiers: "
+                        f"{', '.join(hw.price_tiers)} (or set --price-per-hour)")
+    led.take("price_tier", tier, "", "default tier", led.user.price_tier)
+    led.items.append(Assumption(
+        name="price_usd_per_device_hour", value=quote.usd_per_device_hour,
+        unit="USD/device-hour", defaulted=True,
+        source=f"{quote.provider}, {quote.date} ({quote.confidence}): {quote.source}"))
+    return quote.usd_per_device_hour, tier, quote.provider
+
+
+def _memory_defaults(hw: HardwareProfile, led: _Ledger) -> MemoryDefaults:
+    d = MemoryDefaults()
+    gib = led.take("runtime_overhead_gib", d.runtime_overhead_bytes / GIB, "GiB",
+                   "heuristic: CUDA context ~0.3-0.7 GB + NCCL communicators + workspaces "
+                   "(formulas.md §3.6)")
+    frag = led.take("fragmentation_fraction", d.fragmentation_fraction, "fraction",
+                    "heuristic allocator slack over the accounted bytes (formulas.md §3.6)")
+    logits = led.take("logits_bytes_per_element", d.logits_bytes_per_element, "bytes",
+                      "heuristic: bf16 logits + fp32 log-probs + fp32 grad; naive "
+                      "implementations peak at 8-16 (formulas.md §3.4)")
+    return MemoryDefaults(gib * GIB, frag, logits)
+
+
+def _outcome(case: _Case, hw_flops: float, par, peak: float, price: float,
+             power_w: float, pue: float, grid: float) -> Outcome:
+    secs = oc.compute_seconds(hw_flops, par.devices, peak, case.efficiency)
+    wall_h = oc.wall_clock_hours(secs, case.goodput)
+    dev_h = wall_h * par.devices
+    _, kwh = oc.energy_kwh(dev_h, power_w, pue)
+    return Outcome(
+        efficiency=case.efficiency, goodput=case.goodput, wall_clock_days=wall_h / 24,
+        device_hours=dev_h, cost_usd=oc.cost_usd(dev_h, price), energy_kwh=kwh,
+        kg_co2e=oc.carbon_kg(kwh, grid),
+    )
+
+
+def estimate(
+    model: ModelSpec,
+    hw: HardwareProfile,
+    training: TrainingSpec,
+    par: ParallelismSpec,
+    assumptions: Assumptions = Assumptions(),
+    grid: GridFactor | None = None,
+    notes: tuple[Assumption, ...] = (),
+) -> Estimate:
+    """Parameters, FLOPs, memory, time, cost, energy and carbon of one training plan."""
+    check_layout(model, training, par, hw)
+    led = _Ledger(assumptions)
+    params = count_params(model)
+    fl = training_flops(model, training, params)
+    peak = hw.peak_flops_per_s(training.precision)
+    assert peak is not None  # check_layout guarantees it
+    cases = _cases(hw, par, led)
+    price, tier, provider = _price(hw, led)
+    mem = memory_per_device(model, training, par, hw.memory_bytes, _memory_defaults(hw, led))
+    frac = led.take("power_fraction", 1.0, "x TDP", POWER_FRACTION_SOURCE)
+    host_w = led.take("host_power_w_per_device", hw.host_power_w_per_device.value, "W",
+                      f"{hw.name} profile: {hw.host_power_w_per_device.source}")
+    power_w = oc.device_power_w(hw.tdp_w.value, frac, host_w)
+    if grid is None:
+        from planner.catalog.regions import world_average
+        grid = world_average()
+    pue = led.take("pue", grid.pue, "", f"{grid.region}: {grid.pue_source}")
+    g = led.take("grid_g_co2e_per_kwh", grid.g_co2e_per_kwh, "g CO2e/kWh",
+                 f"{grid.location}: {grid.intensity_source}")
+    outs = {k: _outcome(c, fl.hardware_total, par, peak, price, power_w, pue, g)
+            for k, c in cases.items()}
+    exp, case = outs["expected"], cases["expected"]
+    lifetime = led.take("embodied_lifetime_years", 5.0, "years", EMBODIED_LIFETIME_SOURCE)
+    emb = hw.embodied_kg_co2e_per_device
+    it_kwh, _ = oc.energy_kwh(exp.device_hours, power_w, pue)
+    steps = training.tokens / (training.global_batch_size * training.seq_len)
+    compute_h = exp.wall_clock_days * 24 * case.goodput
+    hfu = case.efficiency
+    mfu = hfu * fl.model_per_token / fl.hardware_per_token
+    tok_s = training.tokens / (compute_h * 3600)
+    return Estimate(
+        model=ModelSummary(
+            name=model.name, params_total=params.total, params_active=params.active,
+            matmul_params_active=params.matmul_active, num_layers=model.num_layers,
+            d_model=model.d_model, attention=model.attention_kind, moe=model.is_moe,
+            source_url=model.source_url),
+        hardware=HardwareSummary(
+            name=hw.name, display_name=hw.display_name, precision=training.precision,
+            peak_tflops=peak / TERA, memory_bytes=hw.memory_bytes),
+        layout=Layout(
+            devices=par.devices, dp=par.dp, tp=par.tp, pp=par.pp, cp=par.cp, ep=par.ep,
+            zero_stage=par.zero_stage, sequence_parallel=par.sp,
+            pipeline_schedule=par.pipeline_schedule,
+            micro_batch_size=training.micro_batch_size,
+            global_batch_size=training.global_batch_size,
+            num_micro_batches=training.global_batch_size // (par.dp * training.micro_batch_size),
+            seq_len=training.seq_len, recompute=training.recompute),
+        flops=Flops(
+            per_token=fl.model_per_token, total=fl.model_total,
+            hardware_per_token=fl.hardware_per_token, hardware_total=fl.hardware_total,
+            inference_per_token=fl.inference_per_token,
+            attention_fraction=fl.attention_per_token / fl.model_per_token,
+            convention=f"{training.attention_flops} attention"),
+        memory_per_device=Memory(
+            **{k: getattr(mem, k) for k in (
+                "weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes",
+                "logits_bytes", "fsdp_buffer_bytes", "runtime_overhead_bytes",
+                "fragmentation_bytes", "total_bytes", "capacity_bytes", "headroom_bytes",
+                "fits", "stage", "in_flight_micro_batches")}),
+        throughput=Throughput(
+            tflops_per_device=hfu * peak / TERA, model_tflops_per_device=mfu * peak / TERA,
+            mfu=mfu, hfu=hfu, tokens_per_s_per_device=tok_s / par.devices, tokens_per_s=tok_s),
+        time=Time(
+            wall_clock_days=exp.wall_clock_days, wall_clock_hours=exp.wall_clock_days * 24,
+            device_hours=exp.device_hours, compute_hours=compute_h, goodput=case.goodput,
+            steps=steps, step_time_s=compute_h * 3600 / steps),
+        cost=Cost(total_usd=exp.cost_usd, usd_per_device_hour=price, tier=tier,
+                  provider=provider),
+        energy=Energy(kwh=exp.energy_kwh, it_kwh=it_kwh, power_per_device_w=power_w, pue=pue),
+        carbon=Carbon(
+            kg_co2e=exp.kg_co2e, grid_g_co2e_per_kwh=g, pue=pue, region=grid.region,
+            embodied_kg_co2e=(oc.embodied_kg(exp.device_hours, emb.value, lifetime)
+                              if emb else None)),
+        range=Range(low=outs["low"], expected=exp, high=outs["high"]),
+        assumptions=list(notes) + led.items + _fixed_assumptions(training, par),
+        warnings=_warnings(model, training, mem),
+    )
+
+
+def _fixed_assumptions(training: TrainingSpec, par: ParallelismSpec) -> list[Assumption]:
+    """Training and layout settings that the user left at their defaults."""
+    out = []
+    for spec, fields in ((training, ("micro_batch_size", "precision", "optimizer", "recompute",
+                                     "flash_attention", "attention_flops")),
+                         (par, ("zero_stage", "pipeline_schedule"))):
+        for f in fields:
+            if f not in spec.model_fields_set:
+                out.append(Assumption(name=f, value=str(getattr(spec, f)), unit="",
+                                      source="planner default", defaulted=True))
+    if "sequence_parallel" not in par.model_fields_set and par.tp > 1:
+        out.append(Assumption(name="sequence_parallel", value="True", unit="",
+                              source="planner default: on when tp > 1", defaulted=True))
+    return out
+
+
+def _warnings(model: ModelSpec, training: TrainingSpec, mem) -> list[str]:
+    w = []
+    if training.seq_len > model.max_seq_len:
+        w.append(f"seq_len {training.seq_len} exceeds {model.name}'s max_seq_len "
+                 f"{model.max_seq_len}")
+    if mem.fits and mem.headroom_bytes < 0.05 * mem.capacity_bytes:
+        w.append(f"memory headroom is only {mem.headroom_bytes / GIB:.1f} GiB")
+    return w

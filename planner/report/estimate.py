@@ -1,0 +1,133 @@
+"""Rendering an Estimate: a readable report, JSON, markdown or one CSV row."""
+
+from __future__ import annotations
+
+import json
+
+from planner.report.tabular import flatten, render_rows
+from planner.results import Estimate
+from planner.units import GIB, fmt_count
+
+
+def _gib(b: float) -> str:
+    return f"{b / GIB:.1f} GiB"
+
+
+def _money(x: float) -> str:
+    return f"${fmt_count(x)}" if x >= 1e3 else f"${x:,.2f}"
+
+
+def _energy(kwh: float) -> str:
+    if kwh >= 1e6:
+        return f"{kwh / 1e6:.3g} GWh"
+    if kwh >= 1e3:
+        return f"{kwh / 1e3:.3g} MWh"
+    return f"{kwh:.3g} kWh"
+
+
+def _carbon(kg: float) -> str:
+    return f"{kg / 1e3:,.1f} t" if kg >= 1e3 else f"{kg:,.1f} kg"
+
+
+def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
+    m, lay, f, mem, th = e.model, e.layout, e.flops, e.memory_per_device, e.throughput
+    active = f" ({fmt_count(m.params_active)} active)" if m.moe else ""
+    tokens_per_step = lay.global_batch_size * lay.seq_len
+    fits = "fits" if mem.fits else "DOES NOT FIT"
+    free = "free" if mem.fits else "over"
+    return [
+        ("Model", f"{m.name}: {fmt_count(m.params_total)} params{active}, {m.attention}, "
+                  f"{m.num_layers} layers, d_model {m.d_model}"),
+        ("Hardware", f"{lay.devices} x {e.hardware.name} ({e.hardware.display_name}), "
+                     f"{e.hardware.precision} peak {e.hardware.peak_tflops:g} TFLOP/s"),
+        ("Layout", f"dp {lay.dp} x tp {lay.tp} x pp {lay.pp} x cp {lay.cp} (ep {lay.ep}), "
+                   f"ZeRO-{lay.zero_stage}, SP {'on' if lay.sequence_parallel else 'off'}, "
+                   f"{lay.pipeline_schedule}, recompute {lay.recompute}"),
+        ("Batch", f"{lay.global_batch_size} x {lay.seq_len} = {fmt_count(tokens_per_step)} "
+                  f"tokens/step, micro-batch {lay.micro_batch_size}, "
+                  f"{lay.num_micro_batches} micro-batches per replica"),
+        ("FLOPs", f"{f.per_token:.3e} per token (model, {f.convention}, attention "
+                  f"{f.attention_fraction:.0%}); total {f.total:.3e}; executed with "
+                  f"recompute {f.hardware_total:.3e}"),
+        ("Memory", f"{_gib(mem.total_bytes)} of {_gib(mem.capacity_bytes)} per device "
+                   f"({mem.stage} stage): {fits}, {_gib(abs(mem.headroom_bytes))} {free}"),
+        ("", f"weights {_gib(mem.weights_bytes)}, grads {_gib(mem.gradients_bytes)}, "
+             f"optimizer {_gib(mem.optimizer_bytes)}, activations {_gib(mem.activations_bytes)}"
+             f" ({mem.in_flight_micro_batches} micro-batch in flight), logits "
+             f"{_gib(mem.logits_bytes)}, FSDP buffers {_gib(mem.fsdp_buffer_bytes)}, "
+             f"runtime {_gib(mem.runtime_overhead_bytes)}, fragmentation "
+             f"{_gib(mem.fragmentation_bytes)}"),
+        ("Throughput", f"{th.tflops_per_device:.0f} TFLOP/s per device executed, MFU "
+                       f"{th.mfu:.1%}, HFU {th.hfu:.1%}, {th.tokens_per_s_per_device:,.0f} "
+                       f"tokens/s per device, step {e.time.step_time_s:.2f} s"),
+        ("Power", f"{e.energy.power_per_device_w:,.0f} W per device slot x PUE {e.energy.pue:g}; "
+                  f"grid {e.carbon.grid_g_co2e_per_kwh:,.0f} g CO2e/kWh ({e.carbon.region})"),
+    ]
+
+
+def _range_rows(e: Estimate) -> list[dict]:
+    r = e.range
+    cases = {"low": r.low, "expected": r.expected, "high": r.high}
+
+    def row(label, fn):
+        return {"": label, **{k: fn(v) for k, v in cases.items()}}
+
+    rows = [
+        row("efficiency x goodput", lambda o: f"{o.efficiency:.2f} x {o.goodput:.2f}"),
+        row("wall clock", lambda o: f"{o.wall_clock_days:,.1f} days"),
+        row("device-hours", lambda o: fmt_count(o.device_hours)),
+        row(f"cost ({e.cost.tier}, ${e.cost.usd_per_device_hour:g}/h)",
+            lambda o: _money(o.cost_usd)),
+        row("energy", lambda o: _energy(o.energy_kwh)),
+        row("carbon CO2e", lambda o: _carbon(o.kg_co2e)),
+    ]
+    return rows
+
+
+def _assumption_rows(e: Estimate) -> list[dict]:
+    return [{"assumption": a.name, "value": a.value, "unit": a.unit,
+             "from": "default" if a.defaulted else "you", "source": a.source}
+            for a in e.assumptions]
+
+
+def _text(e: Estimate) -> str:
+    width = max(len(k) for k, _ in _summary_lines(e))
+    out = [f"{k.ljust(width)}  {v}" for k, v in _summary_lines(e)]
+    out += ["", render_rows(_range_rows(e), ["", "low", "expected", "high"], "table").rstrip()]
+    if e.carbon.embodied_kg_co2e is not None:
+        out.append(f"embodied carbon (amortised, not included above): "
+                   f"{_carbon(e.carbon.embodied_kg_co2e)}")
+    out += [f"warning: {w}" for w in e.warnings]
+    out += ["", "Assumptions (low = best case, high = worst case of the ranges):"]
+    previous = None
+    for a in e.assumptions:
+        tag = "default" if a.defaulted else "yours"
+        val = f"{a.value:g}" if isinstance(a.value, float) else str(a.value)
+        source = "(same source)" if a.source == previous else a.source
+        out.append(f"  {a.name} = {val} {a.unit}".rstrip() + f"  [{tag}] {source}")
+        previous = a.source
+    return "\n".join(out) + "\n"
+
+
+def _markdown(e: Estimate) -> str:
+    out = [f"## {e.model.name} on {e.layout.devices} x {e.hardware.name}", ""]
+    out += [f"- **{k}**: {v}" if k else f"  - {v}" for k, v in _summary_lines(e)]
+    out += ["", render_rows(_range_rows(e), ["", "low", "expected", "high"], "markdown")]
+    out += ["### Assumptions", "",
+            render_rows(_assumption_rows(e), ["assumption", "value", "unit", "from", "source"],
+                        "markdown")]
+    return "\n".join(out)
+
+
+def render_estimate(e: Estimate, fmt: str) -> str:
+    """The estimate in one of: table, json, markdown, csv."""
+    data = e.to_dict()
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    if fmt == "csv":
+        flat = flatten({k: v for k, v in data.items() if k != "assumptions"})
+        flat.update(flatten({"assumption": e.to_dict()["assumptions"]}))
+        return render_rows([flat], list(flat), "csv")
+    if fmt == "markdown":
+        return _markdown(e)
+    return _text(e)

@@ -1,0 +1,181 @@
+"""Typed results. ``Estimate.to_dict()`` is the stable JSON output contract.
+
+Plain frozen dataclasses (not pydantic): results are built by our own code, never parsed
+from user input, and dataclasses keep `planner estimate`'s start-up fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Result:
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Assumption(Result):
+    """One input the numbers depend on, with where its value came from."""
+
+    name: str
+    value: float | str | None
+    unit: str
+    source: str
+    defaulted: bool  # True when the planner filled it in (the user did not set it)
+
+
+@dataclass(frozen=True)
+class ModelSummary(Result):
+    name: str
+    params_total: int
+    params_active: int
+    matmul_params_active: int
+    num_layers: int
+    d_model: int
+    attention: str
+    moe: bool
+    source_url: str | None
+
+
+@dataclass(frozen=True)
+class HardwareSummary(Result):
+    name: str
+    display_name: str
+    precision: str
+    peak_tflops: float
+    memory_bytes: float
+
+
+@dataclass(frozen=True)
+class Layout(Result):
+    devices: int
+    dp: int
+    tp: int
+    pp: int
+    cp: int
+    ep: int
+    zero_stage: int
+    sequence_parallel: bool
+    pipeline_schedule: str
+    micro_batch_size: int
+    global_batch_size: int
+    num_micro_batches: int
+    seq_len: int
+    recompute: str
+
+
+@dataclass(frozen=True)
+class Flops(Result):
+    per_token: float  # model FLOPs (fwd + bwd, no recompute) per token
+    total: float
+    hardware_per_token: float  # with recomputation
+    hardware_total: float
+    inference_per_token: float  # forward only, at seq_len context
+    attention_fraction: float  # share of model FLOPs in QK^T and AV
+    convention: str
+
+
+@dataclass(frozen=True)
+class Memory(Result):
+    weights_bytes: float
+    gradients_bytes: float
+    optimizer_bytes: float
+    activations_bytes: float
+    logits_bytes: float
+    fsdp_buffer_bytes: float
+    runtime_overhead_bytes: float
+    fragmentation_bytes: float
+    total_bytes: float
+    capacity_bytes: float
+    headroom_bytes: float
+    fits: bool
+    stage: str
+    in_flight_micro_batches: int
+
+
+@dataclass(frozen=True)
+class Throughput(Result):
+    tflops_per_device: float  # executed (hardware) FLOP/s achieved, in TFLOP/s
+    model_tflops_per_device: float
+    mfu: float
+    hfu: float
+    tokens_per_s_per_device: float
+    tokens_per_s: float
+
+
+@dataclass(frozen=True)
+class Time(Result):
+    wall_clock_days: float
+    wall_clock_hours: float
+    device_hours: float
+    compute_hours: float  # wall-clock without goodput losses
+    goodput: float
+    steps: float
+    step_time_s: float
+
+
+@dataclass(frozen=True)
+class Cost(Result):
+    total_usd: float
+    usd_per_device_hour: float
+    tier: str
+    provider: str
+
+
+@dataclass(frozen=True)
+class Energy(Result):
+    kwh: float  # facility energy (IT x PUE)
+    it_kwh: float
+    power_per_device_w: float  # accelerator average + host share, before PUE
+    pue: float
+
+
+@dataclass(frozen=True)
+class Carbon(Result):
+    kg_co2e: float  # operational, location-based
+    grid_g_co2e_per_kwh: float
+    pue: float
+    region: str
+    embodied_kg_co2e: float | None  # amortised manufacturing carbon, reported separately
+
+
+@dataclass(frozen=True)
+class Outcome(Result):
+    """Time, cost, energy and carbon for one efficiency/goodput case."""
+
+    efficiency: float
+    goodput: float
+    wall_clock_days: float
+    device_hours: float
+    cost_usd: float
+    energy_kwh: float
+    kg_co2e: float
+
+
+@dataclass(frozen=True)
+class Range(Result):
+    low: Outcome  # optimistic: high efficiency and goodput
+    expected: Outcome
+    high: Outcome  # pessimistic: low efficiency and goodput
+
+
+@dataclass(frozen=True)
+class Estimate(Result):
+    model: ModelSummary
+    hardware: HardwareSummary
+    layout: Layout
+    flops: Flops
+    memory_per_device: Memory
+    throughput: Throughput
+    time: Time
+    cost: Cost
+    energy: Energy
+    carbon: Carbon
+    range: Range
+    assumptions: list[Assumption]
+    warnings: list[str]

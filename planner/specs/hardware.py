@@ -1,0 +1,152 @@
+"""HardwareProfile: one accelerator, every figure with its source.
+
+YAML keys carry their unit (``peak_dense_bf16_tflops``, ``hbm_bandwidth_tb_per_s``); the
+properties below convert to canonical units (FLOP/s, bytes, bytes/s, W).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, field_validator, model_validator
+
+from planner.specs.base import Spec
+from planner.units import GB, GIB, TERA
+
+Confidence = Literal["vendor", "secondary", "recalled", "derived", "uncertain"]
+PriceTier = Literal[
+    "on_demand", "reserved_1y", "reserved_3y", "spot", "capacity_block", "neocloud", "assumption"
+]
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
+
+
+class Figure(Spec):
+    """A number with where it came from."""
+
+    value: float = Field(ge=0, description="The figure, in the unit named by its key.")
+    source: str = Field(min_length=3, description="URL or citation the value was read from.")
+    confidence: Confidence = Field(
+        description="vendor: vendor document; secondary: blog/aggregator; recalled: not "
+        "re-verified; derived: arithmetic from sourced figures; uncertain: sources conflict."
+    )
+    note: str | None = None
+
+
+class PriceQuote(Spec):
+    """An indicative price per device-hour for one purchase model."""
+
+    tier: PriceTier
+    usd_per_device_hour: PositiveFloat
+    provider: str
+    date: str = Field(description="When the price was seen, YYYY-MM.")
+    source: str = Field(min_length=3)
+    confidence: Confidence
+    note: str | None = None
+
+    @field_validator("date")
+    @classmethod
+    def _date(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", v):
+            raise ValueError(f"date must be YYYY-MM, got '{v}'")
+        return v
+
+
+class EfficiencyRange(Spec):
+    """Fraction of dense peak achieved on executed FLOPs during training, low/expected/high."""
+
+    low: float = Field(gt=0, le=1)
+    expected: float = Field(gt=0, le=1)
+    high: float = Field(gt=0, le=1)
+    source: str = Field(min_length=3)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EfficiencyRange:
+        if not self.low <= self.expected <= self.high:
+            raise ValueError(
+                f"need low <= expected <= high, got {self.low}, {self.expected}, {self.high}"
+            )
+        return self
+
+
+class HardwareProfile(Spec):
+    """One accelerator (per device: a GPU, a TPU chip, a Gaudi or Trainium chip)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$", description="kebab-case file stem.")
+    display_name: str
+    vendor: str
+    device_type: Literal["gpu", "tpu", "accelerator"]
+    release_year: int = Field(ge=2010, le=2035)
+    peak_dense_fp32_tflops: Figure | None = None
+    peak_dense_tf32_tflops: Figure | None = None
+    peak_dense_bf16_tflops: Figure | None = None
+    peak_dense_fp16_tflops: Figure | None = None
+    peak_dense_fp8_tflops: Figure | None = None
+    peak_dense_int8_tops: Figure | None = None
+    memory_gb: Figure | None = Field(None, description="Capacity in 1e9 bytes (vendor GB).")
+    memory_gib: Figure | None = Field(None, description="Capacity in 2**30 bytes.")
+    hbm_bandwidth_tb_per_s: Figure
+    scale_up_bandwidth_gb_per_s_one_way: Figure = Field(
+        description="Per-device bandwidth in one direction inside the scale-up domain "
+        "(NVLink, ICI, Infinity Fabric, NeuronLink; PCIe when there is none)."
+    )
+    scale_up_domain_devices: Figure = Field(
+        description="Devices reachable over the scale-up link (8 for HGX, 72 for NVL72)."
+    )
+    scale_out_bandwidth_gb_per_s: Figure = Field(
+        description="Per-device network bandwidth across nodes, one direction, GB/s (Gb/s / 8)."
+    )
+    devices_per_node: Figure
+    tdp_w: Figure
+    host_power_w_per_device: Figure = Field(
+        description="Non-accelerator node power (CPUs, NICs, switches, fans) per device slot."
+    )
+    embodied_kg_co2e_per_device: Figure | None = None
+    prices: list[PriceQuote] = Field(min_length=1)
+    efficiency: EfficiencyRange
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> HardwareProfile:
+        if (self.memory_gb is None) == (self.memory_gib is None):
+            raise ValueError("give exactly one of memory_gb or memory_gib")
+        if not any(self._peak(p) for p in ("fp32", "tf32", "bf16", "fp16", "fp8")):
+            raise ValueError("at least one peak_dense_*_tflops figure is required")
+        return self
+
+    def _peak(self, precision: str) -> Figure | None:
+        return getattr(self, f"peak_dense_{precision}_tflops")
+
+    # -- canonical units -------------------------------------------------------------------
+    @property
+    def memory_bytes(self) -> float:
+        """Device memory capacity in bytes."""
+        if self.memory_gib is not None:
+            return self.memory_gib.value * GIB
+        assert self.memory_gb is not None
+        return self.memory_gb.value * GB
+
+    @property
+    def memory_figure(self) -> Figure:
+        return self.memory_gib or self.memory_gb  # type: ignore[return-value]
+
+    @property
+    def supported_precisions(self) -> list[str]:
+        """Precisions with a published dense peak."""
+        return [p for p in ("fp32", "tf32", "bf16", "fp16", "fp8") if self._peak(p)]
+
+    def peak_flops_per_s(self, precision: str) -> float | None:
+        """Dense peak FLOP/s for a precision, or None when the device has no such path."""
+        fig = self._peak(precision)
+        return fig.value * TERA if fig else None
+
+    def peak_figure(self, precision: str) -> Figure | None:
+        return self._peak(precision)
+
+    def price(self, tier: str) -> PriceQuote | None:
+        """The first listed quote for a tier (the profile's default for it), or None."""
+        return next((q for q in self.prices if q.tier == tier), None)
+
+    @property
+    def price_tiers(self) -> list[str]:
+        return sorted({q.tier for q in self.prices})

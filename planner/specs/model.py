@@ -1,0 +1,151 @@
+"""ModelSpec: the architecture of a decoder-only transformer (dense or mixture-of-experts)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from planner.specs.base import Spec
+
+
+class MoESpec(Spec):
+    """Mixture-of-experts FFN settings (Mixtral, DeepSeek-V3 style)."""
+
+    num_experts: PositiveInt = Field(description="Routed experts per MoE layer (E).")
+    experts_per_token: PositiveInt = Field(description="Routed experts chosen per token (top-k).")
+    expert_ffn_hidden_size: PositiveInt = Field(description="FFN width of one routed expert (f_e).")
+    num_shared_experts: int = Field(0, ge=0, description="Always-active shared experts (E_s).")
+    shared_expert_ffn_hidden_size: PositiveInt | None = Field(
+        None, description="Total width of the shared-expert MLP; default E_s * f_e (DeepSeek)."
+    )
+    num_dense_layers: int = Field(
+        0, ge=0, description="Leading layers with a dense FFN of width ffn_hidden_size."
+    )
+    router_bias: bool = Field(False, description="Router has a per-expert bias (DeepSeek-V3).")
+
+    @model_validator(mode="after")
+    def _check(self) -> MoESpec:
+        if self.experts_per_token > self.num_experts:
+            raise ValueError(
+                f"experts_per_token={self.experts_per_token} exceeds "
+                f"num_experts={self.num_experts}"
+            )
+        return self
+
+    @property
+    def shared_width(self) -> int:
+        """Width of the shared-expert MLP (0 when there are none)."""
+        if self.num_shared_experts == 0:
+            return 0
+        if self.shared_expert_ffn_hidden_size is not None:
+            return self.shared_expert_ffn_hidden_size
+        return self.num_shared_experts * self.expert_ffn_hidden_size
+
+
+class MLASpec(Spec):
+    """DeepSeek multi-head latent attention (DeepSeek-V2 §2.1; V3 inference/model.py)."""
+
+    q_lora_rank: int = Field(ge=0, description="Query low-rank dim r_q; 0 = no q compression.")
+    kv_lora_rank: PositiveInt = Field(description="KV latent dim r_kv.")
+    qk_nope_head_dim: PositiveInt = Field(description="Per-head q/k dim without RoPE.")
+    qk_rope_head_dim: PositiveInt = Field(description="Per-head decoupled RoPE q/k dim.")
+    v_head_dim: PositiveInt = Field(description="Per-head value dim.")
+
+
+class ModelSpec(Spec):
+    """A decoder-only transformer. Shapes are those of the real config (padded vocab etc.)."""
+
+    name: str = Field(description="Short name, e.g. llama3-8b.")
+    source_url: str | None = Field(None, description="Where the config comes from.")
+    num_layers: PositiveInt = Field(description="Transformer blocks (L).")
+    d_model: PositiveInt = Field(description="Hidden width (h).")
+    num_heads: PositiveInt = Field(description="Query heads (a).")
+    num_kv_heads: PositiveInt | None = Field(
+        None, description="Key/value heads (g); default = num_heads (MHA). 1 = MQA."
+    )
+    head_dim: PositiveInt | None = Field(None, description="Per-head dim; default d_model/heads.")
+    ffn_hidden_size: PositiveInt = Field(description="FFN intermediate width (f).")
+    ffn_type: Literal["gated", "plain"] = Field(
+        "gated", description="gated = SwiGLU/GeGLU (3 matrices); plain = 2 matrices."
+    )
+    activation: Literal["silu", "gelu", "gelu_tanh", "relu"] = Field("silu")
+    norm_type: Literal["rmsnorm", "layernorm"] = Field("rmsnorm")
+    norm_bias: bool = Field(False, description="LayerNorm has a bias (2h per norm).")
+    norms_per_layer: int = Field(2, ge=0, le=4, description="2 pre-norm; 4 Gemma-2; 1 parallel.")
+    parallel_block: bool = Field(False, description="Attention and MLP read the same input.")
+    qkv_bias: bool = Field(False, description="Bias on q, k, v projections (GPT-2, Qwen2).")
+    attn_out_bias: bool = Field(False, description="Bias on the attention output projection.")
+    mlp_bias: bool = Field(False, description="Biases on the FFN matrices.")
+    lm_head_bias: bool = Field(False)
+    qk_norm: Literal["none", "per_head", "full"] = Field(
+        "none", description="per_head: RMSNorm of d_h (Qwen3); full: of a*d_h and g*d_h (OLMo-2)."
+    )
+    position_embedding: Literal["rope", "learned", "none"] = Field("rope")
+    max_seq_len: PositiveInt = Field(description="Context length the model was built for.")
+    tie_embeddings: bool = Field(False, description="LM head shares the input embedding.")
+    vocab_size: PositiveInt = Field(description="Rows of the embedding matrix (padded).")
+    moe: MoESpec | None = None
+    mla: MLASpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        g = self.kv_heads
+        if self.num_heads % g:
+            raise ValueError(f"num_heads={self.num_heads} is not divisible by num_kv_heads={g}")
+        if self.head_dim is None and self.mla is None and self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}; "
+                "set head_dim explicitly"
+            )
+        if self.moe and self.moe.num_dense_layers > self.num_layers:
+            raise ValueError(
+                f"moe.num_dense_layers={self.moe.num_dense_layers} exceeds "
+                f"num_layers={self.num_layers}"
+            )
+        return self
+
+    # -- derived shape -------------------------------------------------------------------
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads g (equals num_heads for MHA)."""
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def d_head(self) -> int:
+        """Per-head dim d_h used by q, k and v (non-MLA)."""
+        return self.head_dim or self.d_model // self.num_heads
+
+    @property
+    def num_moe_layers(self) -> int:
+        """Layers whose FFN is a mixture of experts."""
+        return self.num_layers - self.moe.num_dense_layers if self.moe else 0
+
+    @property
+    def num_dense_ffn_layers(self) -> int:
+        """Layers with a dense FFN."""
+        return self.num_layers - self.num_moe_layers
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    @property
+    def attention_kind(self) -> str:
+        """MHA, GQA, MQA or MLA."""
+        if self.mla:
+            return "MLA"
+        g = self.kv_heads
+        return "MHA" if g == self.num_heads else ("MQA" if g == 1 else "GQA")
+
+    @property
+    def qk_dim(self) -> int:
+        """Per-head dim of queries/keys in the score matmul."""
+        if self.mla:
+            return self.mla.qk_nope_head_dim + self.mla.qk_rope_head_dim
+        return self.d_head
+
+    @property
+    def v_dim(self) -> int:
+        """Per-head dim of values."""
+        return self.mla.v_head_dim if self.mla else self.d_head

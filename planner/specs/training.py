@@ -1,0 +1,102 @@
+"""Training and layout inputs: what is trained (tokens, batch, precision) and how it is laid out."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from planner.specs.base import Spec
+from planner.specs.hardware import EfficiencyRange, Precision
+
+Optimizer = Literal[
+    "adamw", "adamw_pure_bf16", "adamw_all_bf16", "adamw_8bit", "adamw_fp8", "sgd_momentum"
+]
+Recompute = Literal["none", "selective", "full"]
+
+
+class TrainingSpec(Spec):
+    """What one training run does, independent of hardware and layout."""
+
+    tokens: PositiveFloat = Field(description="Training tokens D.")
+    seq_len: PositiveInt = Field(description="Sequence length s, tokens.")
+    global_batch_size: PositiveInt = Field(description="Sequences per optimizer step (B).")
+    micro_batch_size: PositiveInt = Field(1, description="Sequences per micro-batch (b).")
+    precision: Precision = Field("bf16", description="Dtype of the matmuls (selects the peak).")
+    optimizer: Optimizer = Field("adamw", description="Optimizer and state-precision recipe.")
+    recompute: Recompute = Field("selective", description="Activation recomputation policy.")
+    flash_attention: bool = Field(True, description="Fused attention: no s^2 score matrix stored.")
+    attention_flops: Literal["full", "causal"] = Field(
+        "full", description="full: PaLM/Megatron convention (pairs with published MFU); "
+        "causal: half the score FLOPs (physically required)."
+    )
+
+
+class ParallelismSpec(Spec):
+    """How devices are laid out: dp x tp x pp x cp = devices; ep splits experts inside dp."""
+
+    devices: PositiveInt
+    tp: PositiveInt = Field(1, description="Tensor-parallel degree (inside a scale-up domain).")
+    pp: PositiveInt = Field(1, description="Pipeline-parallel degree.")
+    cp: PositiveInt = Field(1, description="Context-parallel degree (splits the sequence).")
+    ep: PositiveInt = Field(1, description="Expert-parallel degree (MoE; divides dp).")
+    zero_stage: Literal[0, 1, 2, 3] = Field(
+        1, description="0 plain DP; 1 shard optimizer; 2 + gradients; 3 + weights (FSDP)."
+    )
+    sequence_parallel: bool | None = Field(
+        None, description="Megatron sequence parallelism; default on when tp > 1."
+    )
+    pipeline_schedule: Literal["1f1b", "interleaved", "gpipe"] = "1f1b"
+    virtual_stages: PositiveInt = Field(1, description="Model chunks per pipeline rank.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ParallelismSpec:
+        mp = self.tp * self.pp * self.cp
+        if self.devices % mp:
+            raise ValueError(
+                f"devices={self.devices} is not divisible by tp*pp*cp = "
+                f"{self.tp}*{self.pp}*{self.cp} = {mp}; use a multiple of {mp}"
+            )
+        if self.dp % self.ep:
+            raise ValueError(
+                f"ep={self.ep} must divide dp={self.dp} (devices / (tp*pp*cp)); "
+                f"valid ep: {', '.join(str(d) for d in _divisors(self.dp))}"
+            )
+        if self.virtual_stages > 1 and self.pipeline_schedule != "interleaved":
+            raise ValueError("virtual_stages > 1 needs pipeline_schedule 'interleaved'")
+        return self
+
+    @property
+    def dp(self) -> int:
+        """Data-parallel degree: devices / (tp * pp * cp)."""
+        return self.devices // (self.tp * self.pp * self.cp)
+
+    @property
+    def sp(self) -> bool:
+        """Whether sequence parallelism is on."""
+        return self.tp > 1 if self.sequence_parallel is None else self.sequence_parallel
+
+
+class Assumptions(Spec):
+    """Overrides for the planner's defaults. Anything left None uses a sourced default."""
+
+    efficiency: EfficiencyRange | None = Field(
+        None, description="Fraction of peak on executed FLOPs; default from the profile."
+    )
+    goodput_low: float | None = Field(None, gt=0, le=1)
+    goodput_expected: float | None = Field(None, gt=0, le=1)
+    goodput_high: float | None = Field(None, gt=0, le=1)
+    pue: float | None = Field(None, ge=1, le=3)
+    grid_g_co2e_per_kwh: float | None = Field(None, ge=0, le=2000)
+    power_fraction: float | None = Field(None, gt=0, le=1.5, description="Avg power / TDP.")
+    host_power_w_per_device: float | None = Field(None, ge=0)
+    runtime_overhead_gib: float | None = Field(None, ge=0)
+    fragmentation_fraction: float | None = Field(None, ge=0, lt=1)
+    logits_bytes_per_element: float | None = Field(None, gt=0)
+    price_tier: str | None = None
+    price_usd_per_device_hour: float | None = Field(None, gt=0)
+    embodied_lifetime_years: float | None = Field(None, gt=0)
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]

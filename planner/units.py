@@ -1,0 +1,66 @@
+"""Units and quantity parsing.
+
+Internal canonical units: bytes, FLOPs, seconds, watts, kWh, kg CO2e, USD.
+Capacity uses GiB (2**30 bytes) when printed; bandwidth uses decimal GB/s (1e9 bytes/s);
+peak compute uses TFLOP/s (1e12 FLOP/s). One multiply-accumulate is 2 FLOPs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+KIB = 2**10
+MIB = 2**20
+GIB = 2**30
+GB = 10**9
+TB = 10**12
+TERA = 1e12
+SECONDS_PER_HOUR = 3600.0
+HOURS_PER_DAY = 24.0
+HOURS_PER_YEAR = 24.0 * 365.0
+
+_SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
+_COUNT_RE = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMBGTP]?)\s*$", re.I)
+
+
+def parse_count(text: str | int | float, what: str = "count") -> float:
+    """Parse '15T', '300B', '2e12', '1.5M' or a number into a plain float.
+
+    Suffixes are decimal: K=1e3, M=1e6, B/G=1e9, T=1e12, P=1e15.
+    Raises ValueError naming ``what`` when the text is not a positive finite quantity.
+    """
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        m = _COUNT_RE.match(str(text).replace("_", "").replace(",", ""))
+        if not m:
+            raise ValueError(
+                f"{what}: cannot read '{text}'; use a number with an optional suffix "
+                "K, M, B, T (e.g. 15T, 300B, 2e12)"
+            )
+        value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what}: must be a positive number, got '{text}'")
+    return value
+
+
+def fmt_count(x: float) -> str:
+    """Human-readable count: 1.23T, 70.6B, 512M, 8.2K."""
+    for div, suf in ((1e15, "P"), (1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suf}"
+    return f"{x:.3g}"
+
+
+def fmt_bytes(n: float) -> str:
+    """Binary units: '74.5 GiB'."""
+    for div, suf in ((2**40, "TiB"), (GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")):
+        if abs(n) >= div:
+            return f"{n / div:.1f} {suf}"
+    return f"{n:.0f} B"
+
+
+def fmt_sci(x: float) -> str:
+    """Scientific notation with 3 significant digits: 8.69e+23."""
+    return f"{x:.3g}" if 1e-3 <= abs(x) < 1e6 or x == 0 else f"{x:.3e}"

@@ -1,0 +1,98 @@
+"""The composed estimate: output contract, assumptions and ranges."""
+
+import pytest
+
+import planner
+from planner.api import estimate_plan
+from planner.errors import SpecError
+
+CONTRACT = [
+    "model.name", "model.params_total", "model.params_active", "hardware.name",
+    "layout.devices", "layout.dp", "layout.tp", "layout.pp", "layout.cp", "layout.ep",
+    "layout.zero_stage", "layout.micro_batch_size", "layout.global_batch_size",
+    "flops.per_token", "flops.total", "flops.hardware_total",
+    "memory_per_device.weights_bytes", "memory_per_device.gradients_bytes",
+    "memory_per_device.optimizer_bytes", "memory_per_device.activations_bytes",
+    "memory_per_device.total_bytes", "memory_per_device.capacity_bytes",
+    "memory_per_device.fits", "throughput.tflops_per_device", "throughput.mfu",
+    "time.wall_clock_days", "time.device_hours", "cost.total_usd", "cost.usd_per_device_hour",
+    "energy.kwh", "carbon.kg_co2e", "carbon.grid_g_co2e_per_kwh", "carbon.pue",
+]
+
+
+@pytest.fixture(scope="module")
+def est70():
+    return estimate_plan("llama3-70b", "h100-sxm", 2048, "15T", "aws:us-east-1", tp=8, pp=4,
+                         zero_stage=1, recompute="selective", seq_len=8192,
+                         global_batch_size=2048, precision="bf16")
+
+
+def test_output_contract_keys(est70):
+    data = est70.to_dict()
+    for dotted in CONTRACT:
+        node = data
+        for part in dotted.split("."):
+            node = node[part]
+    for side in ("low", "high"):
+        for key in ("wall_clock_days", "cost_usd", "energy_kwh", "kg_co2e"):
+            assert key in data["range"][side]
+    assert isinstance(data["assumptions"], list) and data["assumptions"]
+
+
+def test_numbers_compose(est70):
+    e = est70
+    # time = hardware FLOPs / (devices x peak x efficiency) / goodput
+    secs = e.flops.hardware_total / (2048 * 989.4e12 * 0.40)
+    assert e.time.wall_clock_days == pytest.approx(secs / 0.90 / 86400)
+    assert e.time.device_hours == pytest.approx(e.time.wall_clock_hours * 2048)
+    assert e.cost.total_usd == pytest.approx(e.time.device_hours * e.cost.usd_per_device_hour)
+    assert e.energy.kwh == pytest.approx(e.time.device_hours * (700 + 575) / 1000 * 1.15)
+    assert e.carbon.kg_co2e == pytest.approx(e.energy.kwh * e.carbon.grid_g_co2e_per_kwh / 1000)
+    assert e.throughput.mfu == pytest.approx(0.40 * e.flops.total / e.flops.hardware_total)
+    assert e.layout.dp == 64 and e.layout.num_micro_batches == 32
+
+
+def test_range_brackets_expected(est70):
+    r = est70.range
+    for key in ("wall_clock_days", "device_hours", "cost_usd", "energy_kwh", "kg_co2e"):
+        assert getattr(r.low, key) < getattr(r.expected, key) < getattr(r.high, key)
+
+
+def test_every_default_is_listed():
+    e = estimate_plan("llama3-8b")
+    names = {a.name for a in e.assumptions if a.defaulted}
+    for filled in ("hardware", "devices", "tokens", "seq_len", "global_batch_size",
+                   "efficiency_expected", "goodput_expected", "pue", "grid_g_co2e_per_kwh",
+                   "price_usd_per_device_hour", "power_fraction", "precision", "optimizer",
+                   "recompute", "zero_stage"):
+        assert filled in names, filled
+    assert e.time.wall_clock_days > 0
+
+
+def test_user_values_are_not_marked_default():
+    e = estimate_plan("llama3-8b", "h100-sxm", 64, "1T", zero_stage=3, pue=1.3,
+                      price_usd_per_device_hour=2.0)
+    by_name = {a.name: a for a in e.assumptions}
+    assert not by_name["pue"].defaulted and by_name["pue"].value == 1.3
+    assert e.cost.usd_per_device_hour == 2.0
+    assert "zero_stage" not in {a.name for a in e.assumptions if a.defaulted}
+
+
+def test_builtin_plan_runs_and_fits():
+    e = planner.estimate_plan()
+    assert e.model.name == "llama3-8b" and e.layout.devices == 64
+    assert e.memory_per_device.fits
+
+
+def test_custom_shape_from_flags():
+    e = estimate_plan(shape={"layers": 2, "d_model": 256, "heads": 4, "ffn_hidden": 688,
+                             "vocab": 1000}, hardware="h100-sxm", devices=1, tokens=1e9)
+    # 2 * (4*256^2 + 3*256*688 + 2*256) + 1000*256*2 + 256
+    assert e.model.params_total == 2 * (4 * 256**2 + 3 * 256 * 688 + 2 * 256) + 512_000 + 256
+    with pytest.raises(SpecError, match="--vocab"):
+        estimate_plan(shape={"layers": 2, "d_model": 256, "heads": 4, "ffn_hidden": 688})
+
+
+def test_missing_price_tier_is_an_error():
+    with pytest.raises(SpecError, match="available tiers"):
+        estimate_plan("llama3-8b", "h100-sxm", 64, "1T", zero_stage=3, price_tier="gold")
