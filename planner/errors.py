@@ -16,14 +16,24 @@ class PlannerError(Exception):
     """Base class: a problem with the user's input or data, shown as one line."""
 
 
+def nearest(name: str, valid: list[str], n: int = 3) -> list[str]:
+    """Up to n valid names closest to ``name``: names it prefixes first, then by similarity."""
+    low = name.lower()
+    by_lower = {v.lower(): v for v in valid}
+    picks = [v for v in valid if v.lower().startswith(low) or low.startswith(v.lower())]
+    picks = sorted(picks, key=len)[:n]
+    for c in difflib.get_close_matches(low, list(by_lower), n=n, cutoff=0.5):
+        if by_lower[c] not in picks and len(picks) < n:
+            picks.append(by_lower[c])
+    return picks
+
+
 class UnknownNameError(PlannerError, KeyError):
     """A preset, hardware profile, region or other name that does not exist."""
 
     def __init__(self, kind: str, name: str, valid: Iterable[str]):
         valid = sorted(valid)
-        close = difflib.get_close_matches(name.lower(), [v.lower() for v in valid], n=3, cutoff=0.5)
-        by_lower = {v.lower(): v for v in valid}
-        hint = ", ".join(by_lower[c] for c in close)
+        hint = ", ".join(nearest(name, valid))
         msg = f"unknown {kind} '{name}'"
         if hint:
             msg += f"; did you mean: {hint}?"

@@ -36,7 +36,7 @@ def build_from_codecarbon() -> dict:
             "g_co2e_per_kwh": round(v["emissions"] * LBS_PER_MWH_TO_G_PER_KWH, 3),
         }
         for name, v in sorted(usa.items())
-        if not name.startswith("_")
+        if not name.startswith("_") and len(v["regionCode"]) == 2  # skip the national 'usa' row
     }
     text = (data / "cloud" / "impact.csv").read_text(encoding="utf-8-sig")
     gcp = {

@@ -246,7 +246,8 @@ def _stage_memory(model, training, par, capacity_bytes, defaults, stage) -> Memo
     if stage == par.pp - 1:
         tokens = training.micro_batch_size * training.seq_len / par.cp
         logits = defaults.logits_bytes_per_element * tokens * model.vocab_size / par.tp
-    fsdp = 2 * largest * w_bytes if z == 3 else 0.0  # gathered unit + prefetched next unit
+    sharded_weights = z == 3 and par.dp * par.cp > 1
+    fsdp = 2 * largest * w_bytes if sharded_weights else 0.0  # gathered unit + prefetch
     accounted = sum(states) + activations + logits + fsdp
     return MemoryBreakdown(
         weights_bytes=states[0],
