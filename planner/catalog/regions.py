@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 
 import yaml
 
@@ -43,7 +43,7 @@ class GridFactor:
 
 @lru_cache(maxsize=1)
 def _tables() -> tuple[dict, dict]:
-    data = resources.files("planner") / "data" / "grid"
+    data = Path(__file__).resolve().parent.parent / "data" / "grid"
     snap = json.loads((data / "codecarbon_grid.json").read_text())
     clouds = yaml.safe_load((data / "cloud_regions.yaml").read_text())
     return snap, clouds

@@ -53,7 +53,7 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
                    f"({mem.stage} stage): {fits}, {_gib(abs(mem.headroom_bytes))} {free}"),
         ("", f"weights {_gib(mem.weights_bytes)}, grads {_gib(mem.gradients_bytes)}, "
              f"optimizer {_gib(mem.optimizer_bytes)}, activations {_gib(mem.activations_bytes)}"
-             f" ({mem.in_flight_micro_batches} micro-batch in flight), logits "
+             f" ({mem.in_flight_micro_batches} micro-batch(es) in flight), logits "
              f"{_gib(mem.logits_bytes)}, FSDP buffers {_gib(mem.fsdp_buffer_bytes)}, "
              f"runtime {_gib(mem.runtime_overhead_bytes)}, fragmentation "
              f"{_gib(mem.fragmentation_bytes)}"),
