@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,10 +21,13 @@ from planner.errors import SpecError
 from planner.estimators.params import count_params
 from planner.plan import estimate
 from planner.results import Assumption, Estimate
-from planner.specs import Assumptions, ModelSpec, ParallelismSpec, TrainingSpec
+from planner.specs import (
+    Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec,
+)
 from planner.units import parse_count
 
-__all__ = ["apply_shape", "estimate", "estimate_plan", "load_hardware", "load_model"]
+__all__ = ["Request", "apply_shape", "estimate", "estimate_plan", "load_hardware",
+           "load_model", "resolve"]
 
 # Shape flags -> ModelSpec fields (top level or in the moe block).
 SHAPE_FIELDS = {
@@ -73,6 +77,52 @@ def apply_shape(base: ModelSpec | None, shape: dict[str, Any]) -> ModelSpec:
     return _validate(ModelSpec, data, "model")
 
 
+@dataclass
+class Request:
+    """Inputs resolved from names and plain values; layout and batch may still be open."""
+
+    model: ModelSpec
+    hw: HardwareProfile
+    tokens: float
+    training: dict[str, Any]  # TrainingSpec fields given (seq_len always filled)
+    parallel: dict[str, Any]  # ParallelismSpec fields given (never devices)
+    assumptions: Assumptions
+    grid: GridFactor | None
+    notes: list[Assumption] = field(default_factory=list)
+
+
+def resolve(
+    model: str | ModelSpec | None = None,
+    hardware: str | None = None,
+    tokens: float | str | None = None,
+    region: str | None = None,
+    profiles_dirs: tuple[str, ...] = (),
+    shape: dict[str, Any] | None = None,
+    **options: Any,
+) -> Request:
+    """Load the model and hardware and fill the defaults that do not depend on the layout."""
+    notes: list[Assumption] = []
+    spec = model if isinstance(model, ModelSpec) else (load_model(model) if model else None)
+    spec = apply_shape(spec, shape or {})
+    if hardware is None:
+        hardware, note = defaults.default_hardware()
+        notes.append(note)
+    hw = load_hardware(hardware, tuple(profiles_dirs))
+    if tokens is None:
+        tokens, note = defaults.default_tokens(count_params(spec).total)
+        notes.append(note)
+    else:
+        tokens = _count(tokens)
+    split = _split_options(options)
+    if split["training"].get("seq_len") is None:
+        split["training"]["seq_len"], note = defaults.default_seq_len(spec.max_seq_len)
+        notes.append(note)
+    assumptions = _validate(Assumptions, split["assumptions"], "assumptions")
+    grid = grid_factor(region) if region else None
+    return Request(spec, hw, tokens, split["training"], split["parallel"], assumptions, grid,
+                   notes)
+
+
 def estimate_plan(
     model: str | ModelSpec | None = None,
     hardware: str | None = None,
@@ -89,8 +139,7 @@ def estimate_plan(
     pp, zero_stage, recompute, ...) and Assumptions fields (pue, price_tier, efficiency, ...).
     """
     notes: list[Assumption] = []
-    builtin = model is None and not any((shape or {}).values())
-    if builtin:
+    if model is None and not any((shape or {}).values()):
         notes.append(defaults.builtin_plan_note())
         plan = defaults.BUILTIN_PLAN
         model, hardware = plan["model"], hardware or plan["hardware"]
@@ -100,34 +149,19 @@ def estimate_plan(
                            plan["global_batch"]), ("zero_stage", int(plan["zero"]))):
             if options.get(key) is None:
                 options[key] = value
-    spec = model if isinstance(model, ModelSpec) else (load_model(model) if model else None)
-    spec = apply_shape(spec, shape or {})
-    if hardware is None:
-        hardware, note = defaults.default_hardware()
-        notes.append(note)
-    hw = load_hardware(hardware, tuple(profiles_dirs))
+    req = resolve(model, hardware, tokens, region, profiles_dirs, shape, **options)
+    notes += req.notes
     if devices is None:
-        devices, note = defaults.default_devices(int(hw.devices_per_node.value))
+        devices, note = defaults.default_devices(int(req.hw.devices_per_node.value))
         notes.append(note)
-    if tokens is None:
-        tokens, note = defaults.default_tokens(count_params(spec).total)
+    par = _validate(ParallelismSpec, {"devices": devices, **req.parallel}, "layout")
+    train = dict(req.training)
+    if train.get("global_batch_size") is None:
+        train["global_batch_size"], note = defaults.default_global_batch(
+            train["seq_len"], par.dp, train.get("micro_batch_size") or 1)
         notes.append(note)
-    else:
-        tokens = _count(tokens)
-    split = _split_options(options)
-    if split["training"].get("seq_len") is None:
-        split["training"]["seq_len"], note = defaults.default_seq_len(spec.max_seq_len)
-        notes.append(note)
-    par = _validate(ParallelismSpec, {"devices": devices, **split["parallel"]}, "layout")
-    if split["training"].get("global_batch_size") is None:
-        mb = split["training"].get("micro_batch_size") or 1
-        split["training"]["global_batch_size"], note = defaults.default_global_batch(
-            split["training"]["seq_len"], par.dp, mb)
-        notes.append(note)
-    training = _validate(TrainingSpec, {"tokens": tokens, **split["training"]}, "training")
-    assumptions = _validate(Assumptions, split["assumptions"], "assumptions")
-    grid: GridFactor | None = grid_factor(region) if region else None
-    return estimate(spec, hw, training, par, assumptions, grid, tuple(notes))
+    training = _validate(TrainingSpec, {"tokens": req.tokens, **train}, "training")
+    return estimate(req.model, req.hw, training, par, req.assumptions, req.grid, tuple(notes))
 
 
 def _count(value: float | str) -> float:

@@ -11,13 +11,18 @@ from planner.estimators.flops import training_flops
 from planner.estimators.layout import check_layout
 from planner.estimators.memory import MemoryDefaults, memory_per_device
 from planner.estimators.params import count_params
+from planner.estimators.step_time import (
+    COMPONENTS, PerfParams, flops_inputs, step_seconds, step_time_terms,
+)
+from planner.estimators.vec import Degrees
 from planner.results import (
     Assumption, Carbon, Cost, Energy, Estimate, Flops, HardwareSummary, Layout, Memory,
-    ModelSummary, Outcome, Range, Throughput, Time,
+    ModelSummary, Outcome, Range, StepBreakdown, Throughput, Time,
 )
 from planner.specs import Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec
 from planner.units import GIB, TERA
 
+PERF = PerfParams()
 EMBODIED_LIFETIME_SOURCE = "LLMCarbon (Faiz et al. 2024) amortises over 5 years"
 POWER_FRACTION_SOURCE = (
     "TDP upper bound, as in Meta's Llama model cards and the ML CO2 Impact calculator "
@@ -47,39 +52,73 @@ class _Ledger:
         return chosen
 
 
-def _cases(hw: HardwareProfile, par: ParallelismSpec, led: _Ledger) -> dict[str, _Case]:
-    eff = led.user.efficiency or hw.efficiency
-    src = hw.efficiency.source if led.user.efficiency is None else "set by user"
-    for level in ("low", "expected", "high"):
+def _efficiencies(hw: HardwareProfile, predicted: float, led: _Ledger) -> tuple[float, ...]:
+    """(low, expected, high) fraction of peak: the user's, or the performance model's
+    prediction spread by the profile's relative range."""
+    if led.user.efficiency is not None:
+        eff = led.user.efficiency
+        for level in ("low", "expected", "high"):
+            led.items.append(Assumption(name=f"efficiency_{level}", value=getattr(eff, level),
+                                        unit="fraction of peak", source="set by user",
+                                        defaulted=False))
+        return eff.low, eff.expected, eff.high
+    prof = hw.efficiency
+    lo = predicted * prof.low / prof.expected
+    hi = min(1.0, predicted * prof.high / prof.expected)
+    led.items.append(Assumption(
+        name="efficiency_expected", value=predicted, unit="fraction of peak", defaulted=True,
+        source="performance model for this layout (step breakdown; constants calibrated on "
+               "Megatron-LM Table 1, checked on Llama 3 Table 4)"))
+    for name, value in (("efficiency_low", lo), ("efficiency_high", hi)):
         led.items.append(Assumption(
-            name=f"efficiency_{level}", value=getattr(eff, level), unit="fraction of peak",
-            source=f"{hw.name} profile: {src}" if led.user.efficiency is None else src,
-            defaulted=led.user.efficiency is None))
+            name=name, value=value, unit="fraction of peak", defaulted=True,
+            source=f"prediction x the relative spread of the {hw.name} profile range "
+                   f"{prof.low}/{prof.expected}/{prof.high}: {prof.source}"))
+    return lo, predicted, hi
+
+
+def _cases(effs: tuple[float, ...], par: ParallelismSpec, led: _Ledger) -> dict[str, _Case]:
+    eff_low, eff_exp, eff_high = effs
     g_low, g_exp, g_high = oc.default_goodput(par.devices)
     gl = led.take("goodput_low", g_low, "fraction", oc.GOODPUT_SOURCE)
     ge = led.take("goodput_expected", g_exp, "fraction", oc.GOODPUT_SOURCE)
     gh = led.take("goodput_high", g_high, "fraction", oc.GOODPUT_SOURCE)
     if not gl <= ge <= gh:
         raise SpecError(f"goodput must satisfy low <= expected <= high, got {gl}, {ge}, {gh}")
-    return {"low": _Case(eff.high, gh), "expected": _Case(eff.expected, ge),
-            "high": _Case(eff.low, gl)}
+    return {"low": _Case(eff_high, gh), "expected": _Case(eff_exp, ge),
+            "high": _Case(eff_low, gl)}
 
 
-def _price(hw: HardwareProfile, led: _Ledger) -> tuple[float, str, str]:
-    if led.user.price_usd_per_device_hour is not None:
-        led.take("price_usd_per_device_hour", None, "USD/device-hour", "")
-        return led.user.price_usd_per_device_hour, "custom", "set by user"
-    tier = led.user.price_tier or "on_demand"
+def price_quote(hw: HardwareProfile, user: Assumptions) -> tuple[float, str, str, str]:
+    """(USD per device-hour, tier, provider, source) from the user or the profile."""
+    if user.price_usd_per_device_hour is not None:
+        return user.price_usd_per_device_hour, "custom", "set by user", "set by user"
+    tier = user.price_tier or "on_demand"
     quote = hw.price(tier)
     if quote is None:
         raise SpecError(f"{hw.name} has no '{tier}' price; available tiers: "
                         f"{', '.join(hw.price_tiers)} (or set --price-per-hour)")
+    return (quote.usd_per_device_hour, tier, quote.provider,
+            f"{quote.provider}, {quote.date} ({quote.confidence}): {quote.source}")
+
+
+def device_power_w(hw: HardwareProfile, user: Assumptions) -> float:
+    """Average W per device slot before PUE (accelerator share of TDP + host share)."""
+    frac = 1.0 if user.power_fraction is None else user.power_fraction
+    host = hw.host_power_w_per_device.value if user.host_power_w_per_device is None \
+        else user.host_power_w_per_device
+    return oc.device_power_w(hw.tdp_w.value, frac, host)
+
+
+def _price(hw: HardwareProfile, led: _Ledger) -> tuple[float, str, str]:
+    price, tier, provider, source = price_quote(hw, led.user)
+    if tier == "custom":
+        led.take("price_usd_per_device_hour", None, "USD/device-hour", "")
+        return price, tier, provider
     led.take("price_tier", tier, "", "default tier", led.user.price_tier)
-    led.items.append(Assumption(
-        name="price_usd_per_device_hour", value=quote.usd_per_device_hour,
-        unit="USD/device-hour", defaulted=True,
-        source=f"{quote.provider}, {quote.date} ({quote.confidence}): {quote.source}"))
-    return quote.usd_per_device_hour, tier, quote.provider
+    led.items.append(Assumption(name="price_usd_per_device_hour", value=price,
+                                unit="USD/device-hour", defaulted=True, source=source))
+    return price, tier, provider
 
 
 def _memory_defaults(hw: HardwareProfile, led: _Ledger) -> MemoryDefaults:
@@ -124,13 +163,19 @@ def estimate(
     fl = training_flops(model, training, params)
     peak = hw.peak_flops_per_s(training.precision)
     assert peak is not None  # check_layout guarantees it
-    cases = _cases(hw, par, led)
+    lay = Degrees.from_specs(training, par)
+    terms = step_time_terms(model, training, lay, hw, params,
+                            flops_inputs(model, training, params), PERF)
+    step_s = step_seconds(terms)
+    tokens_step = training.global_batch_size * training.seq_len
+    predicted_hfu = fl.hardware_per_token * tokens_step / (step_s * par.devices * peak)
+    cases = _cases(_efficiencies(hw, predicted_hfu, led), par, led)
     price, tier, provider = _price(hw, led)
     mem = memory_per_device(model, training, par, hw.memory_bytes, _memory_defaults(hw, led))
-    frac = led.take("power_fraction", 1.0, "x TDP", POWER_FRACTION_SOURCE)
-    host_w = led.take("host_power_w_per_device", hw.host_power_w_per_device.value, "W",
-                      f"{hw.name} profile: {hw.host_power_w_per_device.source}")
-    power_w = oc.device_power_w(hw.tdp_w.value, frac, host_w)
+    led.take("power_fraction", 1.0, "x TDP", POWER_FRACTION_SOURCE)
+    led.take("host_power_w_per_device", hw.host_power_w_per_device.value, "W",
+             f"{hw.name} profile: {hw.host_power_w_per_device.source}")
+    power_w = device_power_w(hw, assumptions)
     if grid is None:
         from planner.catalog.regions import world_average
         grid = world_average()
@@ -180,6 +225,11 @@ def estimate(
         throughput=Throughput(
             tflops_per_device=hfu * peak / TERA, model_tflops_per_device=mfu * peak / TERA,
             mfu=mfu, hfu=hfu, tokens_per_s_per_device=tok_s / par.devices, tokens_per_s=tok_s),
+        step=StepBreakdown(
+            method="flat efficiency" if assumptions.efficiency else "performance model",
+            step_time_s=step_s, **{f"{k}_s": terms[k] for k in COMPONENTS},
+            gemm_efficiency=terms["gemm_efficiency"], predicted_hfu=predicted_hfu,
+            predicted_mfu=predicted_hfu * fl.model_per_token / fl.hardware_per_token),
         time=Time(
             wall_clock_days=exp.wall_clock_days, wall_clock_hours=exp.wall_clock_days * 24,
             device_hours=exp.device_hours, compute_hours=compute_h, goodput=case.goodput,
@@ -192,9 +242,15 @@ def estimate(
             embodied_kg_co2e=(oc.embodied_kg(exp.device_hours, emb.value, lifetime)
                               if emb else None)),
         range=Range(low=outs["low"], expected=exp, high=outs["high"]),
-        assumptions=list(notes) + led.items + _fixed_assumptions(training, par),
-        warnings=_warnings(model, training, mem),
+        assumptions=list(notes) + led.items + _perf_assumptions() +
+        _fixed_assumptions(training, par),
+        warnings=_warnings(model, training, par, mem),
     )
+
+
+def _perf_assumptions() -> list[Assumption]:
+    return [Assumption(name=f"perf.{k}", value=getattr(PERF, k), unit="", source=src,
+                       defaulted=True) for k, src in PerfParams.SOURCES.items()]
 
 
 def _fixed_assumptions(training: TrainingSpec, par: ParallelismSpec) -> list[Assumption]:
@@ -213,8 +269,14 @@ def _fixed_assumptions(training: TrainingSpec, par: ParallelismSpec) -> list[Ass
     return out
 
 
-def _warnings(model: ModelSpec, training: TrainingSpec, mem) -> list[str]:
+def _warnings(model: ModelSpec, training: TrainingSpec, par: ParallelismSpec,
+              mem) -> list[str]:
     w = []
+    chunks = par.pp * par.virtual_stages
+    if model.num_layers % chunks:
+        busiest = -(-model.num_layers // chunks) * par.virtual_stages
+        w.append(f"uneven pipeline stages: {model.num_layers} layers over {chunks} model "
+                 f"chunks; the busiest stage holds {busiest} layers and sets the pace")
     if training.seq_len > model.max_seq_len:
         w.append(f"seq_len {training.seq_len} exceeds {model.name}'s max_seq_len "
                  f"{model.max_seq_len}")

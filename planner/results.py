@@ -109,6 +109,25 @@ class Throughput(Result):
 
 
 @dataclass(frozen=True)
+class StepBreakdown(Result):
+    """Seconds per optimizer step by component, from the performance model."""
+
+    method: str  # what set the time: "performance model" or "flat efficiency"
+    step_time_s: float  # the performance model's step (before goodput)
+    compute_s: float
+    tp_comm_s: float
+    cp_comm_s: float
+    ep_comm_s: float
+    pp_comm_s: float
+    bubble_s: float
+    dp_comm_s: float
+    optimizer_s: float
+    gemm_efficiency: float  # achieved fraction of peak for the layout's GEMM shapes
+    predicted_mfu: float
+    predicted_hfu: float
+
+
+@dataclass(frozen=True)
 class Time(Result):
     wall_clock_days: float
     wall_clock_hours: float
@@ -172,6 +191,7 @@ class Estimate(Result):
     flops: Flops
     memory_per_device: Memory
     throughput: Throughput
+    step: StepBreakdown
     time: Time
     cost: Cost
     energy: Energy

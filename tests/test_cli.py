@@ -120,8 +120,9 @@ BAD = [
     (["estimate", "-m", "llama3-70b", "-n", "100", "--tp", "8"], 1, "not divisible"),
     (["estimate", "-m", "llama3-70b", "-n", "9", "--tp", "3"], 1, "must divide num_heads"),
     (["estimate", "-m", "llama3-70b", "-n", "16", "--tp", "16"], 1, "scale-up domain"),
-    (["estimate", "-m", "llama3-8b", "-n", "8", "--pp", "5", "--devices", "10"], 1,
-     "must divide num_layers"),
+    (["estimate", "-m", "llama3-8b", "-n", "64", "--pp", "64"], 1, "exceeds num_layers"),
+    (["estimate", "-m", "llama3-8b", "-n", "64", "--pp", "16", "--pipeline-schedule",
+      "interleaved", "--virtual-stages", "4"], 1, "every model chunk needs a layer"),
     (["estimate", "-m", "llama3-8b", "--ep", "2", "-n", "8"], 1, "mixture-of-experts"),
     (["estimate", "-m", "mixtral-8x7b", "--ep", "16", "-n", "16"], 1, "num_experts"),
     (["estimate", "-m", "llama3-8b", "--kv-heads", "5"], 1, "num_kv_heads"),
@@ -159,3 +160,66 @@ def test_bad_files(runner, tmp_path):
         result = runner.invoke(cli, ["models", "show", str(path)])
         assert result.exit_code == 1 and needle in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+PLAN = ["plan", "-m", "llama3-70b", "-H", "h100-sxm", "-t", "15T", "--seq-len", "8192",
+        "--global-batch", "2048"]
+
+
+@pytest.mark.parametrize("question", [["--devices", "1024"], ["--min-devices"],
+                                      ["--deadline-days", "90"], ["--budget-usd", "60M"]])
+def test_plan_questions_json(runner, question):
+    data = json.loads(run(runner, PLAN + question + ["--format", "json"]).stdout)
+    assert set(data) >= {"best", "candidates", "rejected", "searched"}
+    best = data["best"]
+    assert best["model"]["name"] == "llama3-70b" and best["memory_per_device"]["fits"]
+    assert data["searched"] >= len(data["candidates"]) and data["rejected"]
+    assert data["candidates"][0]["devices"] == best["layout"]["devices"]
+    if question[0] == "--deadline-days":
+        assert best["time"]["wall_clock_days"] <= 90
+    if question[0] == "--budget-usd":
+        assert best["cost"]["total_usd"] <= 60e6
+
+
+def test_plan_table_and_objective(runner):
+    out = run(runner, PLAN + ["--deadline-days", "90", "--objective", "cost", "--top", "3"]).stdout
+    assert "Question: the fewest devices that finish within 90 days" in out
+    assert "Top layouts" in out and "Rejected" in out
+
+
+def test_compare_with_plot(runner, tmp_path):
+    png = tmp_path / "compare.png"
+    args = ["compare", "-m", "llama3-8b", "-t", "1T", "--seq-len", "4096",
+            "--global-batch", "1024", "--hardware", "h100-sxm,mi300x,tpu-v5p",
+            "--deadline-days", "30", "--plot", str(png)]
+    out = run(runner, args).stdout
+    assert "h100-sxm" in out and "mi300x" in out and "tpu-v5p" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    data = json.loads(run(runner, args[:-2] + ["--format", "json"]).stdout)
+    assert [d["hardware"]["name"] for d in data] == ["h100-sxm", "mi300x", "tpu-v5p"]
+    for d in data:
+        assert d["range"]["low"]["cost_usd"] <= d["cost"]["total_usd"] <= \
+            d["range"]["high"]["cost_usd"]
+    svg = tmp_path / "c.svg"
+    run(runner, args[:-2] + ["--plot", str(svg)])
+    assert svg.read_text().lstrip().startswith("<?xml")
+
+
+PLAN_BAD = [
+    (PLAN + ["--devices", "8"], 1, "does not fit on 8"),
+    (PLAN + ["--deadline-days", "2", "--max-devices", "256"], 1, "the fastest takes"),
+    (PLAN + ["--budget-usd", "1000"], 1, "the cheapest costs"),
+    (PLAN + ["--objective", "speed"], 2, "--objective"),
+    (PLAN + ["--devices", "64", "--deadline-days", "9"], 1, "one question at a time"),
+    (["compare", "-m", "llama3-8b", "-H", "h100-sxm,h1000", "--devices", "8"], 1, "h100"),
+    (["compare", "-m", "llama3-8b", "-H", "h100-sxm", "--devices", "8", "--plot", "x.pdf"], 1,
+     ".png or .svg"),
+]
+
+
+@pytest.mark.parametrize("args,code,needle", PLAN_BAD, ids=[" ".join(b[0][-3:]) for b in PLAN_BAD])
+def test_plan_bad_input_is_one_line(runner, args, code, needle):
+    result = runner.invoke(cli, args)
+    assert result.exit_code == code, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and needle in err, err

@@ -41,14 +41,18 @@ def test_output_contract_keys(est70):
 
 def test_numbers_compose(est70):
     e = est70
-    # time = hardware FLOPs / (devices x peak x efficiency) / goodput
-    secs = e.flops.hardware_total / (2048 * 989.4e12 * 0.40)
+    # time = hardware FLOPs / (devices x peak x efficiency) / goodput, where the expected
+    # efficiency is the performance model's HFU for this layout
+    assert e.throughput.hfu == pytest.approx(e.step.predicted_hfu)
+    secs = e.flops.hardware_total / (2048 * 989.4e12 * e.throughput.hfu)
     assert e.time.wall_clock_days == pytest.approx(secs / 0.90 / 86400)
     assert e.time.device_hours == pytest.approx(e.time.wall_clock_hours * 2048)
     assert e.cost.total_usd == pytest.approx(e.time.device_hours * e.cost.usd_per_device_hour)
     assert e.energy.kwh == pytest.approx(e.time.device_hours * (700 + 575) / 1000 * 1.15)
     assert e.carbon.kg_co2e == pytest.approx(e.energy.kwh * e.carbon.grid_g_co2e_per_kwh / 1000)
-    assert e.throughput.mfu == pytest.approx(0.40 * e.flops.total / e.flops.hardware_total)
+    assert e.throughput.mfu == pytest.approx(e.throughput.hfu * e.flops.total /
+                                             e.flops.hardware_total)
+    assert e.time.compute_hours * 3600 == pytest.approx(e.step.step_time_s * e.time.steps)
     assert e.layout.dp == 64 and e.layout.num_micro_batches == 32
 
 

@@ -53,9 +53,10 @@ def _register() -> None:
     from planner.cli.estimate import estimate_cmd
     from planner.cli.hardware import hardware
     from planner.cli.models import models
+    from planner.cli.plan import compare_cmd, plan_cmd
     from planner.cli.regions import regions
 
-    for cmd in (models, hardware, regions, estimate_cmd):
+    for cmd in (models, hardware, regions, estimate_cmd, plan_cmd, compare_cmd):
         cli.add_command(cmd)
 
 

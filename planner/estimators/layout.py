@@ -27,10 +27,9 @@ def check_layout(
     if par.tp > domain:
         raise SpecError(f"tp={par.tp} exceeds the scale-up domain of {hw.name} ({domain} "
                         f"devices); tensor parallelism needs the fast link, use tp <= {domain}")
-    chunks = par.pp * par.virtual_stages
-    if model.num_layers % chunks:
-        raise SpecError(f"pp={par.pp} x virtual_stages={par.virtual_stages} must divide "
-                        f"num_layers={model.num_layers}; valid pp: {_divisors(model.num_layers)}")
+    if par.pp * par.virtual_stages > model.num_layers:
+        raise SpecError(f"pp={par.pp} x virtual_stages={par.virtual_stages} exceeds "
+                        f"num_layers={model.num_layers}: every model chunk needs a layer")
     if training.seq_len % par.cp:
         raise SpecError(f"cp={par.cp} must divide seq_len={training.seq_len}")
     if par.ep > 1:

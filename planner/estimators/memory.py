@@ -2,14 +2,17 @@
 
 Model states follow ZeRO's accounting (Rajbhandari et al. 2020 §3); activations are derived per
 architecture (Korthikanti et al. 2022 §4, generalised to GQA / gated FFN / MoE / MLA); pipeline
-stages hold in-flight micro-batches as in 1F1B (Korthikanti Eq. 5).
+stages hold in-flight micro-batches as in 1F1B (Korthikanti Eq. 5). The core (`memory_terms`)
+is branch-free so that it evaluates one layout or a numpy array of layouts (see vec.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from planner.estimators.params import LayerParams, ParamCount, count_params
+from planner.estimators.params import ParamCount, count_params
+from planner.estimators.vec import Degrees, vmax, vmin
 from planner.specs.model import ModelSpec
 from planner.specs.training import ParallelismSpec, TrainingSpec
 
@@ -79,19 +82,20 @@ def state_bytes_per_param(optimizer: str, precision: str) -> tuple[int, int, int
 
 
 def model_state_bytes(
-    num_params: float, optimizer: str, precision: str, zero_stage: int, shards: int
-) -> tuple[float, float, float]:
+    num_params: Any, optimizer: str, precision: str, zero_stage: Any, shards: Any
+) -> tuple[Any, Any, Any]:
     """(weights, gradients, optimizer) bytes per device for ``num_params`` local parameters.
 
     ZeRO (Rajbhandari et al. 2020 §3): stage 1 shards optimizer state over ``shards``
     data-parallel ranks, stage 2 also gradients, stage 3 also weights.
     """
     w, g, o = state_bytes_per_param(optimizer, precision)
-    return (
-        w * num_params / (shards if zero_stage >= 3 else 1),
-        g * num_params / (shards if zero_stage >= 2 else 1),
-        o * num_params / (shards if zero_stage >= 1 else 1),
-    )
+
+    def per(bytes_per: int, from_stage: int) -> Any:
+        sharded = zero_stage >= from_stage
+        return bytes_per * num_params / (1 + (shards - 1) * sharded)
+
+    return per(w, 3), per(g, 2), per(o, 1)
 
 
 def activation_bytes_per_element(precision: str) -> int:
@@ -99,104 +103,167 @@ def activation_bytes_per_element(precision: str) -> int:
     return 4 if precision in ("fp32", "tf32") else 2
 
 
-def layer_activation_bytes(
-    model: ModelSpec, training: TrainingSpec, par: ParallelismSpec, moe_layer: bool
-) -> float:
-    """Bytes one block saves for backward for one micro-batch, per device, no recomputation.
-
-    Llama-style block (formulas.md §3.3): norm inputs + the two block inputs (norm outputs)
-    + Q, K, V + attention output + FFN intermediates; fp32 softmax statistics with fused
-    attention, or the s^2 score matrix without it. TP divides everything but the norm and
-    block inputs; sequence parallelism divides those too; CP divides the sequence.
-    """
-    beta = activation_bytes_per_element(training.precision)
-    tokens = training.micro_batch_size * training.seq_len / par.cp
-    h, a, g, t = model.d_model, model.num_heads, model.kv_heads, par.tp
-    replicated = (model.norms_per_layer + 2) * h  # norm inputs + 2 block inputs
+def _per_token_widths(model: ModelSpec, moe_layer: bool) -> tuple[float, float, float]:
+    """(replicated, TP-sharded, fp32 extra) elements a block saves per token (no recompute)."""
+    h, a, g = model.d_model, model.num_heads, model.kv_heads
+    replicated = (model.norms_per_layer + 2) * h  # norm inputs + the 2 block inputs
     if model.mla:
         m = model.mla
         qk = m.qk_nope_head_dim + m.qk_rope_head_dim
-        q_path = 2 * m.q_lora_rank if m.q_lora_rank else 0  # q_a out + its norm out
-        sharded = q_path + 2 * (m.kv_lora_rank + m.qk_rope_head_dim)  # latent + norm out
+        sharded = (2 * m.q_lora_rank if m.q_lora_rank else 0)  # q_a out + its norm out
+        sharded += 2 * (m.kv_lora_rank + m.qk_rope_head_dim)  # latent + its norm out
         sharded += 2 * a * qk + 2 * a * m.v_head_dim  # Q, K, V, attention output
     else:
         d = model.d_head
-        sharded = 2 * a * d + 2 * g * d  # Q, attention output; K, V
+        sharded = 2 * a * d + 2 * g * d  # Q and attention output; K and V
         if model.qk_norm != "none":
-            sharded += a * d + g * d  # the norms' inputs
-    if model.ffn_type == "gated":
-        per_width = 4  # gate out, activation out, up out, product
-    else:
-        per_width = 2  # up out, activation out
+            sharded += a * d + g * d  # the QK-norms' inputs
+    per_width = 4 if model.ffn_type == "gated" else 2  # gate, act, up, product | up, act
+    fp32 = 4 * a  # log-sum-exp per head of fused attention (bytes)
     if moe_layer and model.moe:
         k = model.moe.experts_per_token
         sharded += k * (2 * h + per_width * model.moe.expert_ffn_hidden_size)  # in + out
         sharded += per_width * model.moe.shared_width
-        fp32_extra = 4 * model.moe.num_experts  # router probabilities, fp32
+        fp32 += 4 * model.moe.num_experts  # router probabilities
     else:
         sharded += per_width * model.ffn_hidden_size
-        fp32_extra = 0
+    return replicated, sharded, fp32
+
+
+def layer_activation_bytes_v(model: ModelSpec, training: TrainingSpec, lay: Degrees,
+                             moe_layer: bool) -> Any:
+    """Bytes one block saves for backward for one micro-batch, per device, no recomputation.
+
+    Llama-style block (formulas.md §3.3): norm inputs + the two block inputs + Q, K, V +
+    attention output + FFN intermediates; fp32 softmax statistics with fused attention, or
+    the s^2 score matrix without it (dropped by selective/full recompute). TP divides all
+    but the norm and block inputs; sequence parallelism divides those too; CP divides s.
+    """
+    beta = activation_bytes_per_element(training.precision)
+    replicated, sharded, fp32 = _per_token_widths(model, moe_layer)
     if training.flash_attention:
-        fp32_extra += 4 * a  # log-sum-exp per head
-        score_bytes = 0.0
+        scores = 0.0
     else:
-        score_bytes = beta * a * training.seq_len  # softmax output per query
-        if training.recompute != "none":  # selective/full recompute drops the score matrix
-            score_bytes = 0.0
-    rep_div = t if par.sp else 1
-    per_token = beta * (replicated / rep_div + sharded / t) + (fp32_extra + score_bytes) / t
-    return tokens * per_token
+        fp32 -= 4 * model.num_heads
+        scores = beta * model.num_heads * training.seq_len * (lay.recompute == 0)
+    rep_div = 1 + (lay.tp - 1) * lay.sp
+    per_token = beta * (replicated / rep_div + sharded / lay.tp) + (fp32 + scores) / lay.tp
+    return lay.mb * training.seq_len / lay.cp * per_token
 
 
-def in_flight_micro_batches(par: ParallelismSpec, num_micro_batches: int) -> float:
+def layer_activation_bytes(model: ModelSpec, training: TrainingSpec, par: ParallelismSpec,
+                           moe_layer: bool) -> float:
+    """Scalar form of layer_activation_bytes_v for one layout."""
+    return layer_activation_bytes_v(model, training, Degrees.from_specs(training, par), moe_layer)
+
+
+def stage_layers(num_layers: int, lay: Degrees) -> Any:
+    """Layers on the busiest pipeline stage: v chunks of ceil(L / (p v)) layers (uneven
+    stages give the extra layers to the first ones, as Llama 3 did for 126 layers)."""
+    chunks = lay.pp * lay.v
+    return -(-num_layers // chunks) * lay.v
+
+
+def in_flight_micro_batches(lay: Degrees) -> Any:
     """Micro-batches whose activations the first stage holds at its peak (§3.5)."""
-    p = par.pp
-    if p == 1:
-        return 1.0
-    if par.pipeline_schedule == "gpipe":
-        return float(num_micro_batches)
-    held = float(min(p, num_micro_batches))
-    if par.pipeline_schedule == "interleaved":
-        held *= 1 + (p - 1) / (p * par.virtual_stages)
-    return held
+    m, p = lay.micro_batches, lay.pp
+    one_f_one_b = vmin(p, m)
+    interleaved = one_f_one_b * (1 + (p - 1) / (p * lay.v))
+    held = one_f_one_b + (interleaved - one_f_one_b) * (lay.schedule == 1)
+    held = held + (m - held) * (lay.schedule == 2)  # GPipe keeps every micro-batch
+    return 1 + (held - 1) * (p > 1)
 
 
-def _stage_layers(model: ModelSpec, par: ParallelismSpec, stage: int) -> tuple[int, int]:
-    """(dense-FFN layers, MoE layers) on a pipeline stage, layers assigned in order."""
-    per = model.num_layers // par.pp
-    first, last = stage * per, (stage + 1) * per
-    n_dense = model.num_dense_ffn_layers
-    dense = max(0, min(last, n_dense) - first)
-    return dense, per - dense
+@dataclass(frozen=True)
+class _LayerSplit:
+    dense_shared: float  # non-expert params of a dense-FFN layer
+    moe_shared: float  # non-expert params of an MoE layer (attention, router, shared experts)
+    moe_routed: float  # routed-expert params of an MoE layer
 
 
-def _split_layer(layer: LayerParams, model: ModelSpec) -> tuple[float, float]:
-    """(non-expert params, routed-expert params) of one layer."""
-    if model.moe and layer.ffn_total != layer.ffn_active:
-        per_expert = (layer.ffn_total - layer.ffn_active) / (
-            model.moe.num_experts - model.moe.experts_per_token
-        )
-        experts = per_expert * model.moe.num_experts
-        return layer.total - experts, experts
-    return float(layer.total), 0.0
+def _layer_split(p: ParamCount, model: ModelSpec) -> _LayerSplit:
+    routed = 0.0
+    if p.moe_layer and model.moe:
+        e = model.moe
+        unused = p.moe_layer.ffn_total - p.moe_layer.ffn_active
+        routed = unused / (e.num_experts - e.experts_per_token) * e.num_experts
+    return _LayerSplit(
+        dense_shared=float(p.dense_layer.total) if p.dense_layer else 0.0,
+        moe_shared=(p.moe_layer.total - routed) if p.moe_layer else 0.0,
+        moe_routed=routed,
+    )
 
 
-def _stage_params(p: ParamCount, model: ModelSpec, par: ParallelismSpec, stage: int):
-    """(dense params per device, expert params per device, largest layer per device)."""
-    n_dense, n_moe = _stage_layers(model, par, stage)
-    dense = experts = largest = 0.0
-    for layer, count in ((p.dense_layer, n_dense), (p.moe_layer, n_moe)):
-        if layer and count:
-            shared, routed = _split_layer(layer, model)
-            dense += count * shared / par.tp
-            experts += count * routed / (par.tp * par.ep)
-            largest = max(largest, shared / par.tp + routed / (par.tp * par.ep))
-    if stage == 0:
-        dense += (p.embedding + p.positions) / par.tp
-    if stage == par.pp - 1:
-        head = p.lm_head if p.lm_head else (p.vocab_times_width if par.pp > 1 else 0)
-        dense += head / par.tp + p.final_norm
-    return dense, experts, largest
+def routed_params(p: ParamCount, model: ModelSpec) -> float:
+    """Routed-expert parameters of the whole model (0 for dense models)."""
+    return _layer_split(p, model).moe_routed * p.num_moe_layers
+
+
+def memory_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
+                 defaults: MemoryDefaults, params: ParamCount | None = None) -> dict[str, Any]:
+    """Every memory term (bytes) of the most loaded stage, for one layout or arrays of them."""
+    p = params or count_params(model)
+    first = _stage_terms(model, training, lay, defaults, p, last=False)
+    last = _stage_terms(model, training, lay, defaults, p, last=True)
+    last_binds = (last["total"] > first["total"]) * (lay.pp > 1)
+    out = {k: first[k] + (last[k] - first[k]) * last_binds for k in first}
+    out["last_binds"] = last_binds
+    return out
+
+
+def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount, last: bool) -> dict:
+    """Memory of the first (last=False) or last pipeline stage; pp=1 makes them the same."""
+    per = stage_layers(model.num_layers, lay)
+    n_dense_all = model.num_dense_ffn_layers
+    if last:
+        dense = vmax(0, vmin(per, n_dense_all - (lay.pp - 1) * per))
+    else:
+        dense = vmin(per, n_dense_all)
+    moe = per - dense
+    split = _layer_split(p, model)
+    shared = (dense * split.dense_shared + moe * split.moe_shared) / lay.tp
+    routed = moe * split.moe_routed / (lay.tp * lay.ep)
+    largest = vmax(split.dense_shared * (dense > 0),
+                   (split.moe_shared + split.moe_routed / lay.ep) * (moe > 0)) / lay.tp
+    only_stage = lay.pp == 1
+    if last:
+        head = p.lm_head if p.lm_head else p.vocab_times_width * (lay.pp > 1)
+        shared = shared + head / lay.tp + p.final_norm + (p.embedding + p.positions) / \
+            lay.tp * only_stage
+    else:
+        shared = shared + (p.embedding + p.positions) / lay.tp
+        shared = shared + (p.lm_head / lay.tp + p.final_norm) * only_stage
+    opt, prec, z = training.optimizer, training.precision, lay.zero
+    dense_states = model_state_bytes(shared, opt, prec, z, lay.dp * lay.cp)
+    expert_states = model_state_bytes(routed, opt, prec, z, vmax(1, lay.dp * lay.cp / lay.ep))
+    weights, grads, optim = (a + b for a, b in zip(dense_states, expert_states))
+
+    act_dense = layer_activation_bytes_v(model, training, lay, moe_layer=False)
+    act_moe = layer_activation_bytes_v(model, training, lay, moe_layer=True) if model.moe \
+        else 0.0
+    one_mb = dense * act_dense + moe * act_moe
+    # Full recompute keeps each block's input and rebuilds one block during backward.
+    beta = activation_bytes_per_element(prec)
+    block_in = lay.mb * training.seq_len / lay.cp * model.d_model * beta / \
+        (1 + (lay.tp - 1) * lay.sp)
+    rebuild = vmax(act_dense * (dense > 0), act_moe * (moe > 0))
+    full = lay.recompute == 2
+    stored = one_mb + ((dense + moe) * block_in - one_mb) * full
+    held = 1 if last else in_flight_micro_batches(lay)
+    acts = stored * held + rebuild * full
+    is_last = 1 if last else only_stage
+    logits = (defaults.logits_bytes_per_element * lay.mb * training.seq_len / lay.cp
+              * model.vocab_size / lay.tp) * is_last
+    w_bytes = state_bytes_per_param(opt, prec)[0]
+    fsdp = 2 * largest * w_bytes * (z == 3) * (lay.dp * lay.cp > 1)
+    accounted = weights + grads + optim + acts + logits + fsdp
+    frag = defaults.fragmentation_fraction * accounted
+    return {
+        "weights": weights, "gradients": grads, "optimizer": optim, "activations": acts,
+        "logits": logits, "fsdp": fsdp, "fragmentation": frag,
+        "total": accounted + frag + defaults.runtime_overhead_bytes,
+        "held": held * 1.0, "per_layer": rebuild,
+    }
 
 
 def memory_per_device(
@@ -207,59 +274,14 @@ def memory_per_device(
     defaults: MemoryDefaults = MemoryDefaults(),
 ) -> MemoryBreakdown:
     """Peak memory per device on the most loaded pipeline stage (first or last)."""
-    stages = [0] if par.pp == 1 else [0, par.pp - 1]
-    results = [_stage_memory(model, training, par, capacity_bytes, defaults, s) for s in stages]
-    return max(results, key=lambda r: r.total_bytes)
-
-
-def _stage_memory(model, training, par, capacity_bytes, defaults, stage) -> MemoryBreakdown:
-    p = count_params(model)
-    dense, experts, largest = _stage_params(p, model, par, stage)
-    # Megatron shards optimizer state over dp x cp; expert states over dp x cp / ep.
-    states = [
-        a + b for a, b in zip(
-            model_state_bytes(dense, training.optimizer, training.precision, par.zero_stage,
-                              par.dp * par.cp),
-            model_state_bytes(experts, training.optimizer, training.precision, par.zero_stage,
-                              max(1, par.dp * par.cp // par.ep)),
-        )
-    ]
-    w_bytes = state_bytes_per_param(training.optimizer, training.precision)[0]
-    z = par.zero_stage
-
-    m = training.global_batch_size // (par.dp * training.micro_batch_size)
-    n_dense, n_moe = _stage_layers(model, par, stage)
-    per_dense = layer_activation_bytes(model, training, par, moe_layer=False)
-    per_moe = layer_activation_bytes(model, training, par, moe_layer=True) if model.moe else 0.0
-    one_mb = n_dense * per_dense + n_moe * per_moe
-    if training.recompute == "full":  # keep each block's input; rebuild one block in backward
-        beta = activation_bytes_per_element(training.precision)
-        block_in = training.micro_batch_size * training.seq_len / par.cp * model.d_model * beta
-        block_in /= par.tp if par.sp else 1
-        one_mb = (n_dense + n_moe) * block_in
-        rebuild = max(per_dense if n_dense else 0.0, per_moe if n_moe else 0.0)
-    else:
-        rebuild = 0.0
-    held = in_flight_micro_batches(par, m) if stage == 0 else 1.0
-    activations = one_mb * held + rebuild
-    logits = 0.0
-    if stage == par.pp - 1:
-        tokens = training.micro_batch_size * training.seq_len / par.cp
-        logits = defaults.logits_bytes_per_element * tokens * model.vocab_size / par.tp
-    sharded_weights = z == 3 and par.dp * par.cp > 1
-    fsdp = 2 * largest * w_bytes if sharded_weights else 0.0  # gathered unit + prefetch
-    accounted = sum(states) + activations + logits + fsdp
+    t = memory_terms(model, training, Degrees.from_specs(training, par), defaults)
+    stage = "only" if par.pp == 1 else ("last" if t["last_binds"] else "first")
     return MemoryBreakdown(
-        weights_bytes=states[0],
-        gradients_bytes=states[1],
-        optimizer_bytes=states[2],
-        activations_bytes=activations,
-        logits_bytes=logits,
-        fsdp_buffer_bytes=fsdp,
+        weights_bytes=t["weights"], gradients_bytes=t["gradients"],
+        optimizer_bytes=t["optimizer"], activations_bytes=t["activations"],
+        logits_bytes=t["logits"], fsdp_buffer_bytes=t["fsdp"],
         runtime_overhead_bytes=defaults.runtime_overhead_bytes,
-        fragmentation_bytes=defaults.fragmentation_fraction * accounted,
-        capacity_bytes=capacity_bytes,
-        stage="only" if par.pp == 1 else ("first" if stage == 0 else "last"),
-        in_flight_micro_batches=int(round(held)) if stage == 0 else 1,
-        activations_per_layer_bytes=max(per_dense, per_moe),
+        fragmentation_bytes=t["fragmentation"], capacity_bytes=capacity_bytes, stage=stage,
+        in_flight_micro_batches=int(round(t["held"])) if stage != "last" else 1,
+        activations_per_layer_bytes=t["per_layer"],
     )

@@ -60,9 +60,22 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
         ("Throughput", f"{th.tflops_per_device:.0f} TFLOP/s per device executed, MFU "
                        f"{th.mfu:.1%}, HFU {th.hfu:.1%}, {th.tokens_per_s_per_device:,.0f} "
                        f"tokens/s per device, step {e.time.step_time_s:.2f} s"),
+        ("Step", _step_line(e)),
         ("Power", f"{e.energy.power_per_device_w:,.0f} W per device slot x PUE {e.energy.pue:g}; "
                   f"grid {e.carbon.grid_g_co2e_per_kwh:,.0f} g CO2e/kWh ({e.carbon.region})"),
     ]
+
+
+def _step_line(e: Estimate) -> str:
+    st = e.step
+    parts = [("compute", st.compute_s), ("TP", st.tp_comm_s), ("CP", st.cp_comm_s),
+             ("EP", st.ep_comm_s), ("PP p2p", st.pp_comm_s), ("bubble", st.bubble_s),
+             ("DP", st.dp_comm_s), ("optimizer", st.optimizer_s)]
+    shown = ", ".join(f"{k} {v:.3g} s" for k, v in parts if v > 0.0005 * st.step_time_s)
+    used = "" if st.method == "performance model" else \
+        f"; time uses your flat efficiency, the model predicts HFU {st.predicted_hfu:.1%}"
+    return (f"{st.step_time_s:.3g} s = {shown} (GEMM efficiency {st.gemm_efficiency:.0%}; "
+            f"exposed communication only){used}")
 
 
 def _range_rows(e: Estimate) -> list[dict]:

@@ -1,0 +1,212 @@
+"""Step time: compute + exposed communication + pipeline bubble (formulas.md §4).
+
+One optimizer step on the critical-path device (the first pipeline stage):
+
+  compute   m micro-batches x (GEMM FLOPs at a shape-dependent efficiency + attention FLOPs
+            at the fused-attention efficiency + memory-bound elementwise traffic over HBM)
+  tp        4 all-reduces per layer per micro-batch (6 with full recompute), scale-up link
+            (Shoeybi et al. 2019 §3; Korthikanti §4.2.2; SP's RS+AG has the same volume)
+  cp        ring exchange of K/V, hidden behind attention compute where it can be
+  ep        4 all-to-alls per MoE layer per micro-batch (formulas.md §4.6)
+  pp        point-to-point activations (2 per micro-batch per virtual stage), and the bubble
+            (p-1)/(v m) of the busy time (Narayanan et al. 2021 §2.2)
+  dp        gradient all-reduce, or reduce-scatter + all-gather (ZeRO 1/2), plus parameter
+            all-gathers per micro-batch (ZeRO-3); a stated fraction overlaps with compute
+  optimizer the optimizer step reads and writes the local states once (memory-bound)
+
+Collectives use NCCL's bus-bandwidth factors (ring all-reduce 2(n-1)/n, RS/AG/A2A (n-1)/n;
+nccl-tests PERFORMANCE.md) on the slowest link the group crosses: a group whose ranks sit in
+one scale-up domain (ranks ordered tp, cp, dp, pp as in Megatron) uses the scale-up bandwidth,
+otherwise the per-device scale-out bandwidth. Branch-free: works on numbers or numpy arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from planner.estimators.memory import (
+    activation_bytes_per_element, routed_params, stage_layers, state_bytes_per_param,
+)
+from planner.estimators.params import ParamCount
+from planner.estimators.vec import Degrees, vmax
+from planner.specs.hardware import HardwareProfile
+from planner.specs.model import ModelSpec
+from planner.specs.training import TrainingSpec
+
+
+@dataclass(frozen=True)
+class PerfParams:
+    """Global constants of the performance model; each is an assumption with a source."""
+
+    gemm_efficiency_max: float = 0.68
+    gemm_half_dim: float = 128.0
+    attention_efficiency: float = 0.45
+    elementwise_bytes_per_h: float = 64.0
+    comm_efficiency: float = 0.80
+    latency_intra_s: float = 5e-6
+    latency_inter_s: float = 15e-6
+    dp_overlap: float = 0.5
+    cp_overlap: float = 1.0
+    score_passes: float = 10.0
+    reference_efficiency: float = 0.45
+
+    SOURCES = {
+        "gemm_efficiency_max": "large dense GEMMs reach ~75-85% of the dense peak (cuBLAS on "
+        "A100/H100; Calculon's gflops_efficiency tables); calibrated on Megatron-LM Table 1",
+        "gemm_half_dim": "heuristic: per-device GEMM dimension at which efficiency halves "
+        "(small shards run less efficiently)",
+        "attention_efficiency": "FlashAttention-2 (Dao 2023): 50-73% of peak forward, lower "
+        "backward, on A100",
+        "elementwise_bytes_per_h": "heuristic: HBM traffic of norms, activations, residuals, "
+        "dropout and softmax per token per layer, in units of d_model elements; calibrated on "
+        "Megatron-LM Table 1",
+        "comm_efficiency": "achieved bus bandwidth / link rate: DeepSeek-V3 §3.2.2 reports "
+        "160 GB/s usable of 200 GB/s NVLink; nccl-tests busbw ~80-90% of link",
+        "latency_intra_s": "heuristic NCCL per-hop latency inside a node (formulas.md §4.2)",
+        "latency_inter_s": "heuristic NCCL per-hop latency across nodes (formulas.md §4.2)",
+        "dp_overlap": "fraction of the data-parallel traffic hidden behind backward compute "
+        "(bucketed DDP / overlap-grad-reduce); heuristic",
+        "cp_overlap": "ring attention overlaps the K/V exchange with attention compute",
+        "reference_efficiency": "expected efficiency of the a100-80gb profile, the hardware the "
+        "GEMM constant was calibrated on; other hardware scales gemm_efficiency_max by its "
+        "own profile's expected efficiency / this (a TPU or MI300X profile with a lower "
+        "published MFU gets slower GEMMs)",
+        "score_passes": "unfused attention: softmax, mask and dropout read/write the s^2 "
+        "score matrix ~10 times per layer over forward and backward (Korthikanti §4.1's "
+        "5 a s^2 b bytes saved; heuristic)",
+    }
+
+
+def gemm_efficiency_max(hw: HardwareProfile, perf: PerfParams) -> float:
+    """Large-GEMM efficiency on this hardware: the calibrated constant scaled by the profile's
+    expected efficiency relative to the calibration hardware's."""
+    return perf.gemm_efficiency_max * hw.efficiency.expected / perf.reference_efficiency
+
+
+def _sat(x: Any, half: float) -> Any:
+    return x / (x + half)
+
+
+def _link(bytes_: Any, factor: Any, n: Any, bw: Any, latency: Any, hops: Any) -> Any:
+    """Time of one collective: factor * bytes / bandwidth + hops * latency (0 if n == 1)."""
+    return (factor * bytes_ / bw + hops * latency) * (n > 1)
+
+
+def _group_bw(stride: Any, size: Any, domain: float, up: float, out: float,
+              lat_up: float, lat_out: float) -> tuple[Any, Any]:
+    """(bandwidth, latency) for a group of ``size`` ranks spaced ``stride`` apart."""
+    inside = stride * size <= domain
+    return out + (up - out) * inside, lat_out + (lat_up - lat_out) * inside
+
+
+def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
+                    hw: HardwareProfile, params: ParamCount, flops: dict[str, float],
+                    perf: PerfParams = PerfParams()) -> dict[str, Any]:
+    """Seconds per optimizer step, by component, for one layout or arrays of layouts.
+
+    ``flops`` holds per-token totals over all layers: 'model', 'attention_fwd' (forward
+    score+value FLOPs) and 'layers_matmul' (active matmul params in the blocks).
+    """
+    peak = hw.peak_flops_per_s(training.precision)
+    beta = activation_bytes_per_element(training.precision)
+    s, h, L = training.seq_len, model.d_model, model.num_layers
+    t, p, c, d, e = lay.tp, lay.pp, lay.cp, lay.dp, lay.ep
+    m = lay.micro_batches
+    per_stage = stage_layers(L, lay)  # the busiest (first) stage sets the pace
+    tokens_mb = lay.mb * s / c  # tokens one device group handles per micro-batch
+    rc_any, rc_full = lay.recompute >= 1, lay.recompute == 2
+
+    attn_fwd = flops["attention_fwd"]
+    attn_hw = 3 * attn_fwd + attn_fwd * rc_any
+    gemm_hw = flops["model"] - 3 * attn_fwd + 2 * flops["layers_matmul"] * rc_full
+    e_gemm = gemm_efficiency_max(hw, perf) * _sat(tokens_mb, perf.gemm_half_dim) * \
+        _sat(h / t, perf.gemm_half_dim)
+    share = tokens_mb / t * per_stage / L  # this device's share of per-token FLOPs
+    gemm_s = gemm_hw * share / (peak * e_gemm)
+    attn_s = attn_hw * share / (peak * perf.attention_efficiency)
+    hbm = hw.hbm_bandwidth_tb_per_s.value * 1e12
+    # Memory-bound traffic per token per layer: norms/activations/residuals (~k * h), and
+    # without fused attention the s^2 softmax/dropout passes (~10 a s); plus the loss over
+    # the vocabulary (fp32 softmax and its gradient) on the last stage.
+    per_layer = perf.elementwise_bytes_per_h * h * beta
+    if not training.flash_attention:
+        per_layer += perf.score_passes * model.num_heads * s * beta
+    ew_bytes = per_layer * tokens_mb * per_stage / t * (1 + rc_full / 3)
+    ew_bytes = ew_bytes + 16 * model.vocab_size * tokens_mb / t
+    compute_mb = gemm_s + attn_s + ew_bytes / hbm
+
+    domain = hw.scale_up_domain_devices.value
+    up = hw.scale_up_bandwidth_gb_per_s_one_way.value * 1e9 * perf.comm_efficiency
+    out = hw.scale_out_bandwidth_gb_per_s.value * 1e9 * perf.comm_efficiency
+    lat = (perf.latency_intra_s, perf.latency_inter_s)
+
+    bw, la = _group_bw(1, t, domain, up, out, *lat)
+    tp_bytes = tokens_mb * h * beta
+    tp_mb = (4 + 2 * rc_full) * per_stage * _link(tp_bytes, 2 * (t - 1) / t, t, bw, la,
+                                                2 * (t - 1))
+
+    kv_width = ((model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) if model.mla
+                else 2 * model.kv_heads * model.d_head)
+    bw, la = _group_bw(t, c, domain, up, out, *lat)
+    cp_mb = per_stage * 3 * _link(tokens_mb * kv_width * beta / t, c - 1, c, bw, la, c - 1)
+    cp_exposed_mb = vmax(0, cp_mb - perf.cp_overlap * attn_s)
+
+    ep_mb = 0.0
+    if model.moe:
+        k = model.moe.experts_per_token
+        bw, la = _group_bw(t * c, e, domain, up, out, *lat)
+        a2a = _link(tokens_mb / t * k * h * beta, (e - 1) / e, e, bw, la, e - 1)
+        ep_mb = 4 * (model.num_moe_layers * per_stage / L) * a2a
+
+    bw, la = _group_bw(t * c * d, p, domain, up, out, *lat)
+    pp_mb = 2 * lay.v * _link(tokens_mb * h * beta / t, 1, p, bw, la, 1)
+
+    busy_mb = compute_mb + tp_mb + ep_mb + cp_exposed_mb
+    bubble_frac = (p - 1) / (lay.v * m) * (lay.schedule != 2) + (p - 1) / m * (lay.schedule == 2)
+
+    w_b, g_b, o_b = state_bytes_per_param(training.optimizer, training.precision)
+    routed = routed_params(params, model)
+    dense_local = (params.total - routed) / (t * p)  # owned before ZeRO sharding
+    expert_local = routed / (t * p * e)
+    z = lay.zero
+    dp_total = 0.0
+    for local, n in ((dense_local, d * c), (expert_local, vmax(1, d * c / e))):
+        bw, la = _group_bw(t, n, domain, up, out, *lat)
+        grads = _link(local * g_b, (n - 1) / n * (1 + (z == 0)), n, bw, la, 2 * (n - 1))
+        gathers = _link(local * w_b, (n - 1) / n, n, bw, la, n - 1) * (z >= 1) * \
+            (1 + (2 * m - 1) * (z == 3))
+        dp_total = dp_total + grads + gathers
+    window = (2 / 3) * compute_mb + (m * compute_mb - (2 / 3) * compute_mb) * (z == 3)
+    dp_exposed = vmax(dp_total * (1 - perf.dp_overlap), dp_total - perf.dp_overlap * window)
+
+    opt_params = 0.0
+    for local, n in ((dense_local, d * c), (expert_local, vmax(1, d * c / e))):
+        opt_params = opt_params + local / (1 + (n - 1) * (z >= 1))
+    optimizer_s = 2 * opt_params * (w_b + g_b + o_b) / hbm
+
+    return {
+        "compute": m * compute_mb, "tp_comm": m * tp_mb, "cp_comm": m * cp_exposed_mb,
+        "ep_comm": m * ep_mb, "pp_comm": m * pp_mb, "bubble": bubble_frac * m * busy_mb,
+        "dp_comm": dp_exposed, "optimizer": optimizer_s,
+        "gemm_efficiency": e_gemm,
+    }
+
+
+def flops_inputs(model: ModelSpec, training: TrainingSpec, params: ParamCount) -> dict:
+    """Per-token FLOP totals the step-time model needs (see step_time_terms)."""
+    from planner.estimators.flops import attention_forward_flops_per_token, effective_context
+
+    attn = attention_forward_flops_per_token(
+        model, effective_context(training.seq_len, training.attention_flops))
+    return {"model": 6.0 * params.matmul_active + 3.0 * attn, "attention_fwd": attn,
+            "layers_matmul": params.layers_matmul_active}
+
+
+COMPONENTS = ("compute", "tp_comm", "cp_comm", "ep_comm", "pp_comm", "bubble", "dp_comm",
+              "optimizer")
+
+
+def step_seconds(terms: dict[str, Any]) -> Any:
+    """Total step time from its components."""
+    return sum(terms[k] for k in COMPONENTS)

@@ -1,0 +1,83 @@
+"""Rendering sizing answers (`planner plan`) and hardware comparisons (`planner compare`)."""
+
+from __future__ import annotations
+
+import json
+
+from planner.report.estimate import _carbon, _energy, _money, render_estimate
+from planner.report.tabular import render_rows
+from planner.units import fmt_count
+
+CANDIDATE_COLUMNS = ["devices", "dp", "tp", "pp", "cp", "ep", "zero", "mb", "v", "recompute",
+                     "batch", "memory_gib", "step_s", "mfu", "days", "device_hours",
+                     "cost_usd", "kg_co2e"]
+
+
+def _candidate_rows(candidates: list[dict], fmt: str) -> list[dict]:
+    if fmt != "table":
+        return candidates
+    out = []
+    for c in candidates:
+        r = dict(c)
+        r.update(mfu=f"{c['mfu']:.1%}", days=f"{c['days']:,.1f}",
+                 device_hours=fmt_count(c["device_hours"]), cost_usd=_money(c["cost_usd"]),
+                 kg_co2e=_carbon(c["kg_co2e"]))
+        out.append(r)
+    return out
+
+
+def render_plan(result, fmt: str) -> str:
+    """A sizing answer: the best plan in full, then the top layouts and the rejections."""
+    if fmt == "json":
+        return json.dumps(result.to_dict(), indent=2) + "\n"
+    rows = _candidate_rows(result.candidates, fmt)
+    rejected = [{"reason": k, "layouts": v} for k, v in result.rejected.items() if v]
+    if fmt == "csv":
+        return render_rows(rows, CANDIDATE_COLUMNS, "csv")
+    heading = "## " if fmt == "markdown" else ""
+    parts = [f"{heading}Question: {result.question} (searched {result.searched:,} layouts)\n",
+             render_estimate(result.best, fmt),
+             f"\n{heading}Top layouts\n",
+             render_rows(rows, CANDIDATE_COLUMNS, fmt),
+             f"\n{heading}Rejected\n",
+             render_rows(rejected, ["reason", "layouts"], fmt)]
+    return "\n".join(p.rstrip("\n") for p in parts) + "\n"
+
+
+def compare_rows(estimates: list) -> list[dict]:
+    """One row per hardware: the best plan with its low-high ranges."""
+    rows = []
+    for e in estimates:
+        r, lay = e.range, e.layout
+        rows.append({
+            "hardware": e.hardware.name, "devices": lay.devices,
+            "layout": f"dp{lay.dp} tp{lay.tp} pp{lay.pp} cp{lay.cp} ep{lay.ep} z{lay.zero_stage}",
+            "mfu": f"{e.throughput.mfu:.1%}",
+            "days": f"{r.expected.wall_clock_days:,.1f} ({r.low.wall_clock_days:,.1f}-"
+                    f"{r.high.wall_clock_days:,.1f})",
+            "device_hours": fmt_count(r.expected.device_hours),
+            "cost": f"{_money(r.expected.cost_usd)} ({_money(r.low.cost_usd)}-"
+                    f"{_money(r.high.cost_usd)})",
+            "usd_per_hour": e.cost.usd_per_device_hour,
+            "energy": _energy(r.expected.energy_kwh),
+            "carbon": f"{_carbon(r.expected.kg_co2e)} ({_carbon(r.low.kg_co2e)}-"
+                      f"{_carbon(r.high.kg_co2e)})",
+        })
+    return rows
+
+
+def render_compare(estimates: list, fmt: str, question: str) -> str:
+    """The best plan per hardware, side by side."""
+    if fmt == "json":
+        return json.dumps([e.to_dict() for e in estimates], indent=2) + "\n"
+    if fmt == "csv":
+        from planner.report.tabular import flatten
+        flat = [flatten({k: v for k, v in e.to_dict().items() if k != "assumptions"})
+                for e in estimates]
+        return render_rows(flat, list(flat[0]) if flat else [], "csv")
+    cols = ["hardware", "devices", "layout", "mfu", "days", "device_hours", "cost",
+            "usd_per_hour", "energy", "carbon"]
+    head = f"{'## ' if fmt == 'markdown' else ''}{question}\n\n"
+    note = ("\nRanges: best case (high efficiency, high goodput) to worst case. Prices are each "
+            "profile's default tier; see `planner hardware show NAME`.\n")
+    return head + render_rows(compare_rows(estimates), cols, fmt) + note

@@ -1,0 +1,59 @@
+"""Cost against time for hardware options, with ranges and the Pareto front (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats on both coordinates (lower is better)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any((x2 <= x and y2 <= y) and (x2 < x or y2 < y)
+                        for j, (x2, y2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def plot_compare(estimates: list, path: str, title: str) -> None:
+    """Write a PNG or SVG: wall-clock days vs cost, error bars from the ranges."""
+    try:
+        import matplotlib
+    except ImportError:
+        from planner.errors import PlannerError
+        raise PlannerError("--plot needs matplotlib: pip install 'planner[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(e.range.expected.wall_clock_days, e.range.expected.cost_usd) for e in estimates]
+    front = set(pareto_front(pts))
+    fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=120)
+    markers = "osD^vP*Xh<>"
+    for i, e in enumerate(estimates):
+        r = e.range
+        x, y = pts[i]
+        xerr = [[x - r.low.wall_clock_days], [r.high.wall_clock_days - x]]
+        yerr = [[(y - r.low.cost_usd) / 1e6], [(r.high.cost_usd - y) / 1e6]]
+        on_front = i in front
+        label = (f"{e.hardware.name}: {e.layout.devices} devices, {x:,.0f} d, "
+                 f"${y / 1e6:,.1f}M" + ("  (Pareto)" if on_front else ""))
+        ax.errorbar(x, y / 1e6, xerr=xerr, yerr=yerr, fmt=markers[i % len(markers)],
+                    markersize=10 if on_front else 7, capsize=4, color=f"C{i % 10}",
+                    markeredgecolor="black" if on_front else f"C{i % 10}",
+                    markeredgewidth=2 if on_front else 1, alpha=0.85, label=label)
+    if len(front) > 1:
+        line = sorted(pts[i] for i in front)
+        ax.plot([p[0] for p in line], [p[1] / 1e6 for p in line], "--", color="black",
+                linewidth=1, label="Pareto front: no option is both faster and cheaper")
+    ax.set_xlabel("wall-clock days (bars: best to worst case)")
+    ax.set_ylabel("cost, million USD (bars: best to worst case)")
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    out = Path(path)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    fig.savefig(tmp, format=out.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    tmp.replace(out)

@@ -1,0 +1,187 @@
+"""Layout search: enumerate every valid layout, drop those that do not fit, rank the rest.
+
+All candidate layouts for one or many device counts are evaluated at once with numpy arrays
+through the same memory and step-time models `planner estimate` uses (estimators/vec.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.estimators.memory import MemoryDefaults, memory_terms
+from planner.estimators.params import ParamCount, count_params
+from planner.estimators.step_time import (
+    COMPONENTS, PerfParams, flops_inputs, step_seconds, step_time_terms,
+)
+from planner.estimators.vec import Degrees
+from planner.specs import HardwareProfile, ModelSpec, TrainingSpec
+
+RECOMPUTE_NAMES = ("none", "selective", "full")
+SCHEDULE_NAMES = ("1f1b", "interleaved", "gpipe")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The choices a search varies besides the device count."""
+
+    micro_batches: tuple[int, ...] = (1, 2, 4, 8)
+    recompute: tuple[str, ...] = ("none", "selective", "full")
+    zero_stages: tuple[int, ...] = (0, 1, 2, 3)
+    virtual_stages: tuple[int, ...] = (1, 2, 4, 8)
+    max_pp: int = 64
+    max_cp: int = 16
+    fixed: dict = field(default_factory=dict)  # degree name -> required value
+
+
+@dataclass
+class Candidates:
+    """Evaluated layouts (parallel arrays) and why the others were rejected."""
+
+    arrays: dict[str, np.ndarray]
+    rejected: dict[str, int]
+    searched: int
+
+    def __len__(self) -> int:
+        return len(self.arrays["devices"])
+
+    def take(self, idx) -> Candidates:
+        return Candidates({k: v[idx] for k, v in self.arrays.items()}, self.rejected,
+                          self.searched)
+
+
+def _divisors(n: int, cap: int | None = None) -> list[int]:
+    return [d for d in range(1, (cap or n) + 1) if n % d == 0]
+
+
+def degree_options(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile,
+                   space: SearchSpace) -> dict[str, list[int]]:
+    """Per-degree values that are valid for the model alone (before the device count)."""
+    domain = int(hw.scale_up_domain_devices.value)
+    g = model.kv_heads
+    tp = [t for t in _divisors(model.num_heads, domain)
+          if model.mla or g % t == 0 or t % g == 0]
+    opts = {
+        "tp": tp,
+        "pp": sorted(set(_divisors(model.num_layers, space.max_pp)) |
+                     {q for q in (2, 4, 8, 16, 32, 64) if q <= min(space.max_pp,
+                                                               model.num_layers // 2)}),
+        "cp": [c for c in _divisors(training.seq_len, space.max_cp) if c & (c - 1) == 0],
+        "ep": _divisors(model.moe.num_experts) if model.moe else [1],
+        "mb": list(space.micro_batches),
+        "recompute": [RECOMPUTE_NAMES.index(r) for r in space.recompute],
+        "zero": list(space.zero_stages),
+        "v": list(space.virtual_stages),
+    }
+    for key, value in space.fixed.items():
+        opts[key] = [value]
+    return opts
+
+
+def _grid(axes: list[np.ndarray]) -> list[np.ndarray]:
+    """Cartesian product of 1-D arrays as flat columns (first axis varies slowest)."""
+    return [a.ravel() for a in np.meshgrid(*axes, indexing="ij")]
+
+
+def enumerate_layouts(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile,
+                      device_counts: list[int], space: SearchSpace,
+                      batch_fixed: bool) -> tuple[dict[str, np.ndarray], dict[str, int], int]:
+    """Every combination of degrees for each device count, with rejection counts.
+
+    The product is built in two steps so that the many (devices, tp, pp, cp) combinations
+    that do not divide the device count are counted but never expanded.
+    """
+    opts = degree_options(model, training, hw, space)
+    outer_names, inner_names = ["devices", "tp", "pp", "cp"], ["ep", "mb", "recompute",
+                                                               "zero", "v"]
+    outer = _grid([np.asarray(device_counts, dtype=np.int64)] +
+                  [np.asarray(opts[k], dtype=np.int64) for k in outer_names[1:]])
+    inner = _grid([np.asarray(opts[k], dtype=np.int64) for k in inner_names])
+    n_inner = len(inner[0])
+    searched = len(outer[0]) * n_inner
+    n, t, p, c = outer
+    ok = n % (t * p * c) == 0
+    rejected = {"tp x pp x cp does not divide the device count": int((~ok).sum()) * n_inner}
+    rows = np.nonzero(ok)[0]
+    cols = {k: np.repeat(v[rows], n_inner) for k, v in zip(outer_names, outer)}
+    cols.update({k: np.tile(v, len(rows)) for k, v in zip(inner_names, inner)})
+    n, t, p, c = (cols[k] for k in outer_names)
+    e, mb, v = cols["ep"], cols["mb"], cols["v"]
+    dp = n // (t * p * c)
+    checks = [
+        (dp % e == 0, "ep does not divide dp"),
+        ((v == 1) | ((p > 1) & (p * v <= model.num_layers)),
+         "virtual stages need pp > 1 and a layer per model chunk"),
+    ]
+    unit = dp * mb
+    target = training.global_batch_size
+    if batch_fixed:
+        batch = np.full_like(n, target)
+        checks.append((target % unit == 0, "global batch not divisible by dp x micro-batch"))
+    else:  # round the default batch to the nearest multiple of dp x micro-batch
+        batch = np.maximum(unit, np.round(target / unit).astype(np.int64) * unit)
+        checks.append((batch <= 2 * target,
+                       "dp x micro-batch exceeds twice the default global batch"))
+    keep = np.ones(len(n), dtype=bool)
+    for mask, reason in checks:
+        rejected[reason] = int((keep & ~mask).sum())
+        keep &= mask
+    cols.update(dp=dp, batch=batch)
+    idx = np.nonzero(keep)[0]
+    return {k: val[idx] for k, val in cols.items()}, rejected, searched
+
+
+def evaluate(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile, cols: dict,
+             perf: PerfParams, mem_defaults: MemoryDefaults,
+             params: ParamCount | None = None) -> dict[str, np.ndarray]:
+    """Memory and step time for arrays of layouts."""
+    params = params or count_params(model)
+    deg = Degrees(
+        devices=cols["devices"], tp=cols["tp"], pp=cols["pp"], cp=cols["cp"], ep=cols["ep"],
+        dp=cols["dp"], zero=cols["zero"], mb=cols["mb"], recompute=cols["recompute"],
+        sp=(cols["tp"] > 1).astype(np.int64), schedule=np.where(cols["v"] > 1, 1, 0),
+        v=cols["v"], global_batch=cols["batch"])
+    mem = memory_terms(model, training, deg, mem_defaults, params)
+    fl = flops_inputs(model, training, params)
+    terms = step_time_terms(model, training, deg, hw, params, fl, perf)
+    step = step_seconds(terms)
+    tokens = cols["batch"] * training.seq_len
+    peak = hw.peak_flops_per_s(training.precision)
+    out = {f"{k}_s": np.broadcast_to(terms[k], step.shape) for k in COMPONENTS}
+    out.update(memory_bytes=mem["total"], step_s=step,
+               mfu=fl["model"] * tokens / (step * cols["devices"] * peak),
+               tokens_per_s=tokens / step)
+    return out
+
+
+def search(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile,
+           device_counts: list[int], space: SearchSpace = SearchSpace(),
+           batch_fixed: bool = True, perf: PerfParams = PerfParams(),
+           mem_defaults: MemoryDefaults = MemoryDefaults()) -> Candidates:
+    """Evaluate all valid layouts on the given device counts; keep those that fit."""
+    cols, rejected, searched = enumerate_layouts(model, training, hw, device_counts, space,
+                                                 batch_fixed)
+    if len(cols["devices"]) == 0:
+        return Candidates(cols, rejected, searched)
+    res = evaluate(model, training, hw, cols, perf, mem_defaults)
+    fits = res["memory_bytes"] <= hw.memory_bytes
+    rejected["does not fit in device memory"] = int((~fits).sum())
+    merged = {**cols, **res}
+    merged["training_days"] = training.tokens / res["tokens_per_s"] / 86400
+    return Candidates({k: np.asarray(v)[fits] for k, v in merged.items()}, rejected, searched)
+
+
+def device_grid(node: int, max_devices: int, min_devices: int = 1) -> list[int]:
+    """Device counts to try: 1, 2, 4 below a node; then whole nodes: every power of two,
+    three times a power of two, and a ~1.25x geometric ladder in between."""
+    counts = {d for d in (1, 2, 4) if d < node}
+    k = 1
+    while k * node <= max_devices:
+        counts.update({k * node, 3 * k * node})
+        k *= 2
+    k = 1
+    while k * node <= max_devices:
+        counts.add(k * node)
+        k = max(k + 1, int(k * 1.25))
+    return sorted(c for c in counts if min_devices <= c <= max_devices)

@@ -1,0 +1,97 @@
+"""The performance model against published throughput (planner/data/validation/throughput.yaml).
+
+Each Megatron row is searched over the choices the authors tuned (micro-batch size and
+interleaving) with TP/PP/DP and recompute fixed as published; each Llama 3 row is evaluated
+at its published layout. No constant is fitted per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from planner.catalog.catalog import load_hardware, load_model
+from planner.estimators.params import count_params
+from planner.estimators.step_time import PerfParams, flops_inputs, step_seconds, step_time_terms
+from planner.estimators.vec import Degrees
+from planner.search import SearchSpace, search
+from planner.specs import ModelSpec, TrainingSpec
+
+DATA = Path(__file__).resolve().parent / "data" / "validation" / "throughput.yaml"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    reported: float
+    predicted: float
+    unit: str
+    layout: str
+
+    @property
+    def error_pct(self) -> float:
+        return (self.predicted - self.reported) / self.reported * 100
+
+
+def _gpt(h: int, heads: int, layers: int) -> ModelSpec:
+    return ModelSpec(name=f"gpt-{layers}x{h}", num_layers=layers, d_model=h, num_heads=heads,
+                     ffn_hidden_size=4 * h, ffn_type="plain", activation="gelu",
+                     norm_type="layernorm", norm_bias=True, qkv_bias=True, attn_out_bias=True,
+                     mlp_bias=True, position_embedding="learned", max_seq_len=2048,
+                     tie_embeddings=True, vocab_size=51200)
+
+
+def megatron_checks(perf: PerfParams = PerfParams()) -> list[Check]:
+    """Megatron-LM Table 1: predicted vs reported hardware TFLOP/s per A100."""
+    table = yaml.safe_load(DATA.read_text())["megatron_2021_table1"]
+    hw = load_hardware(table["hardware"])
+    out = []
+    for params_b, heads, h, layers, tp, pp, gpus, batch, tflops in table["rows"]:
+        model = _gpt(h, heads, layers)
+        training = TrainingSpec(tokens=1e9, seq_len=2048, global_batch_size=batch,
+                                precision="fp16", recompute="full", flash_attention=False)
+        space = SearchSpace(fixed={"tp": tp, "pp": pp, "cp": 1, "ep": 1, "zero": 0,
+                                   "recompute": 2}, virtual_stages=tuple(range(1, 9)))
+        c = search(model, training, hw, [gpus], space, batch_fixed=True, perf=perf)
+        i = int(c.arrays["step_s"].argmin())
+        fl = flops_inputs(model, training, count_params(model))
+        hw_flops = (fl["model"] + fl["attention_fwd"] + 2 * fl["layers_matmul"]) * batch * 2048
+        pred = hw_flops / c.arrays["step_s"][i] / gpus / 1e12
+        out.append(Check(f"GPT {params_b}B on {gpus} A100", tflops, float(pred), "TFLOP/s",
+                         f"tp{tp} pp{pp} dp{gpus // (tp * pp)} mb{int(c.arrays['mb'][i])} "
+                         f"v{int(c.arrays['v'][i])}"))
+    return out
+
+
+def llama3_checks(perf: PerfParams = PerfParams()) -> list[Check]:
+    """Llama 3 405B Table 4: predicted vs reported MFU on H100 (held out)."""
+    table = yaml.safe_load(DATA.read_text())["llama3_2024_table4"]
+    hw, model = load_hardware(table["hardware"]), load_model(table["model"])
+    p = count_params(model)
+    out = []
+    for gpus, tp, cp, pp, dp, seq, mfu in table["rows"]:
+        batch = table["settings"]["tokens_per_batch"] // seq
+        training = TrainingSpec(tokens=1e9, seq_len=seq, global_batch_size=batch,
+                                recompute="none")
+        fl = flops_inputs(model, training, p)
+        best = 0.0
+        for v in (1, 2, 4, 8):  # the interleaving depth was tuned, not published
+            deg = Degrees(devices=gpus, tp=tp, pp=pp, cp=cp, ep=1, dp=dp, zero=1, mb=1,
+                          recompute=0, sp=1, schedule=int(v > 1), v=v, global_batch=batch)
+            step = step_seconds(step_time_terms(model, training, deg, hw, p, fl, perf))
+            best = max(best, fl["model"] * batch * seq / (step * gpus * 989.4e12) * 100)
+        out.append(Check(f"Llama 3 405B on {gpus} H100, seq {seq}", mfu, best, "% MFU",
+                         f"tp{tp} cp{cp} pp{pp} dp{dp}"))
+    return out
+
+
+def report() -> str:
+    """The comparison as a markdown table."""
+    rows = ["| run | layout | reported | predicted | error |", "|---|---|---|---|---|"]
+    for c in megatron_checks() + llama3_checks():
+        rows.append(f"| {c.name} | {c.layout} | {c.reported:g} {c.unit} | "
+                    f"{c.predicted:.1f} {c.unit} | {c.error_pct:+.1f}% |")
+    return "\n".join(rows)
+

@@ -1,0 +1,131 @@
+"""Layout search and sizing: same answer as brute force, and the sizing properties."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from planner.api import resolve
+from planner.catalog.catalog import load_hardware, load_model
+from planner.errors import InfeasibleError, SpecError
+from planner.plan import estimate
+from planner.search import SearchSpace, device_grid, search
+from planner.sizing import Question, answer
+from planner.specs import ParallelismSpec, TrainingSpec
+
+
+def test_search_matches_brute_force_over_a_small_space():
+    """Every layout of a small space through the scalar estimate(): same best step time."""
+    m, hw = load_model("llama2-7b"), load_hardware("a100-80gb")
+    t = TrainingSpec(tokens=1e11, seq_len=2048, global_batch_size=64)
+    space = SearchSpace(micro_batches=(1, 2), zero_stages=(0, 1, 3), virtual_stages=(1, 2),
+                        max_pp=4, max_cp=2)
+    found = search(m, t, hw, [16], space)
+    best_search = float(found.arrays["step_s"].min())
+    brute = []
+    for tp, pp, cp, mb, rc, z, v in itertools.product(
+            (1, 2, 4, 8), (1, 2, 4), (1, 2), (1, 2), ("none", "selective", "full"), (0, 1, 3),
+            (1, 2)):
+        if 16 % (tp * pp * cp) or (v > 1 and pp == 1) or 64 % (16 // (tp * pp * cp) * mb):
+            continue
+        par = ParallelismSpec(devices=16, tp=tp, pp=pp, cp=cp, zero_stage=z,
+                              pipeline_schedule="interleaved" if v > 1 else "1f1b",
+                              virtual_stages=v)
+        train = t.model_copy(update={"micro_batch_size": mb, "recompute": rc})
+        e = estimate(m, hw, train, par)
+        if e.memory_per_device.fits:
+            brute.append(e.step.step_time_s)
+    assert len(brute) == len(found)
+    assert best_search == pytest.approx(min(brute), rel=1e-9)
+
+
+def test_rejections_are_counted():
+    m, hw = load_model("llama3-70b"), load_hardware("h100-sxm")
+    t = TrainingSpec(tokens=1e12, seq_len=8192, global_batch_size=1024)
+    c = search(m, t, hw, [64])
+    assert c.searched == len(c) + sum(c.rejected.values())
+    assert c.rejected["does not fit in device memory"] > 0
+    assert (c.arrays["memory_bytes"] <= hw.memory_bytes).all()
+
+
+def test_device_grid():
+    g = device_grid(8, 4096)
+    assert g[:4] == [1, 2, 4, 8] and 4096 in g and 3072 in g
+    assert all(n % 8 == 0 for n in g if n >= 8) and g == sorted(set(g))
+
+
+@pytest.fixture(scope="module")
+def req70():
+    return resolve("llama3-70b", "h100-sxm", "15T", "aws:us-east-1", seq_len=8192,
+                   global_batch_size=2048)
+
+
+def test_devices_question_returns_an_estimate_for_that_layout(req70):
+    r = answer(req70, Question("devices", 2048))
+    assert r.best.layout.devices == 2048 and r.best.memory_per_device.fits
+    # the plan's numbers are exactly estimate()'s for the chosen layout
+    assert r.best.time.wall_clock_days == pytest.approx(r.candidates[0]["days"], rel=1e-9)
+    assert r.best.cost.total_usd == pytest.approx(r.candidates[0]["cost_usd"], rel=1e-9)
+    days = [c["days"] for c in r.candidates]
+    assert days == sorted(days)
+
+
+def test_min_devices(req70):
+    r = answer(req70, Question("min_devices"))
+    n = r.best.layout.devices
+    # 70.6B params x 16 bytes of states do not fit on fewer than ~16 GPUs with 80 GiB
+    assert 16 <= n <= 32
+    with pytest.raises(InfeasibleError, match="does not fit"):
+        answer(req70, Question("devices", n // 2))
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.floats(20, 200), st.floats(1.2, 3.0))
+def test_longer_deadline_never_needs_more_devices(req70, days, k):
+    try:
+        short = answer(req70, Question("deadline", days)).best.layout.devices
+    except InfeasibleError:
+        return
+    assert answer(req70, Question("deadline", days * k)).best.layout.devices <= short
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.floats(3e7, 1e8), st.floats(1.1, 3.0))
+def test_larger_budget_is_never_slower(req70, usd, k):
+    try:
+        small = answer(req70, Question("budget", usd)).best.time.wall_clock_days
+    except InfeasibleError:
+        return
+    big = answer(req70, Question("budget", usd * k)).best.time.wall_clock_days
+    assert big <= small * (1 + 1e-9)
+
+
+def test_unmeetable_deadline_and_budget(req70):
+    with pytest.raises(InfeasibleError, match="the fastest takes"):
+        answer(req70, Question("deadline", 1, max_devices=512))
+    with pytest.raises(InfeasibleError, match="the cheapest costs"):
+        answer(req70, Question("budget", 1000))
+
+
+def test_fixed_degrees_are_respected(req70):
+    req = resolve("llama3-70b", "h100-sxm", "15T", seq_len=8192, global_batch_size=2048,
+                  tp=8, zero_stage=1, recompute="selective")
+    r = answer(req, Question("devices", 1024))
+    assert r.best.layout.tp == 8 and r.best.layout.zero_stage == 1
+    assert {c["recompute"] for c in r.candidates} == {"selective"}
+
+
+def test_bad_questions(req70):
+    with pytest.raises(SpecError, match="objective"):
+        answer(req70, Question("devices", 64, objective="speed"))
+
+
+def test_search_speed_is_vectorised():
+    # Not a timing assertion (see benchmarks/search_speed.py): the search evaluates whole
+    # arrays, so 50 device counts cost one call, not 50.
+    m, hw = load_model("llama3.1-405b"), load_hardware("h100-sxm")
+    t = TrainingSpec(tokens=15e12, seq_len=8192, global_batch_size=2048)
+    c = search(m, t, hw, device_grid(8, 65536))
+    assert c.searched > 1_000_000 and isinstance(c.arrays["step_s"], np.ndarray)
