@@ -24,6 +24,7 @@ from planner.results import Assumption, Estimate
 from planner.specs import (
     Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec,
 )
+from planner.specs.hardware import EfficiencyRange
 from planner.units import parse_count
 
 __all__ = ["Request", "apply_shape", "estimate", "estimate_plan", "load_hardware",
@@ -131,6 +132,7 @@ def estimate_plan(
     region: str | None = None,
     profiles_dirs: tuple[str, ...] = (),
     shape: dict[str, Any] | None = None,
+    use_calibration: bool = True,
     **options: Any,
 ) -> Estimate:
     """Estimate a plan from names and plain values, filling and recording every default.
@@ -161,7 +163,26 @@ def estimate_plan(
             train["seq_len"], par.dp, train.get("micro_batch_size") or 1)
         notes.append(note)
     training = _validate(TrainingSpec, {"tokens": req.tokens, **train}, "training")
-    return estimate(req.model, req.hw, training, par, req.assumptions, req.grid, tuple(notes))
+    assumptions = _calibrated(req, training) if use_calibration else req.assumptions
+    return estimate(req.model, req.hw, training, par, assumptions, req.grid, tuple(notes))
+
+
+def _calibrated(req: Request, training: TrainingSpec) -> Assumptions:
+    """The user's assumptions, with a stored calibration for this hardware as the efficiency
+    when the user gave none (see `planner validate --calibrate`)."""
+    if req.assumptions.efficiency is not None:
+        return req.assumptions
+    from planner.profiling.calibration import lookup
+
+    cal = lookup(req.hw.name, training.precision, count_params(req.model).total)
+    if cal is None:
+        return req.assumptions
+    prof = req.hw.efficiency
+    eff = {"low": min(cal.measured_hfu, cal.measured_hfu * prof.low / prof.expected),
+           "expected": cal.measured_hfu,
+           "high": min(1.0, cal.measured_hfu * prof.high / prof.expected),
+           "source": cal.describe()}
+    return req.assumptions.model_copy(update={"efficiency": EfficiencyRange(**eff)})
 
 
 def _count(value: float | str) -> float:

@@ -9,7 +9,9 @@ from planner.errors import SpecError
 from planner.estimators import outcome as oc
 from planner.estimators.flops import training_flops
 from planner.estimators.layout import check_layout
-from planner.estimators.memory import MemoryDefaults, memory_per_device
+from planner.estimators.memory import (
+    MemoryDefaults, activation_bytes_per_element, memory_per_device,
+)
 from planner.estimators.params import count_params
 from planner.estimators.step_time import (
     COMPONENTS, PerfParams, flops_inputs, step_seconds, step_time_terms,
@@ -59,7 +61,7 @@ def _efficiencies(hw: HardwareProfile, predicted: float, led: _Ledger) -> tuple[
         eff = led.user.efficiency
         for level in ("low", "expected", "high"):
             led.items.append(Assumption(name=f"efficiency_{level}", value=getattr(eff, level),
-                                        unit="fraction of peak", source="set by user",
+                                        unit="fraction of peak", source=eff.source,
                                         defaulted=False))
         return eff.low, eff.expected, eff.high
     prof = hw.efficiency
@@ -121,16 +123,16 @@ def _price(hw: HardwareProfile, led: _Ledger) -> tuple[float, str, str]:
     return price, tier, provider
 
 
-def _memory_defaults(hw: HardwareProfile, led: _Ledger) -> MemoryDefaults:
+def _memory_defaults(precision: str, led: _Ledger) -> MemoryDefaults:
     d = MemoryDefaults()
     gib = led.take("runtime_overhead_gib", d.runtime_overhead_bytes / GIB, "GiB",
                    "heuristic: CUDA context ~0.3-0.7 GB + NCCL communicators + workspaces "
                    "(formulas.md §3.6)")
     frag = led.take("fragmentation_fraction", d.fragmentation_fraction, "fraction",
                     "heuristic allocator slack over the accounted bytes (formulas.md §3.6)")
-    logits = led.take("logits_bytes_per_element", d.logits_bytes_per_element, "bytes",
-                      "heuristic: bf16 logits + fp32 log-probs + fp32 grad; naive "
-                      "implementations peak at 8-16 (formulas.md §3.4)")
+    logits = led.take("logits_bytes_per_element", 8.0 + activation_bytes_per_element(
+        precision), "bytes", "heuristic: fp32 log-probs + fp32 grad + the grad in the "
+        "activation dtype; naive implementations peak at 8-16 (formulas.md §3.4)")
     return MemoryDefaults(gib * GIB, frag, logits)
 
 
@@ -171,7 +173,7 @@ def estimate(
     predicted_hfu = fl.hardware_per_token * tokens_step / (step_s * par.devices * peak)
     cases = _cases(_efficiencies(hw, predicted_hfu, led), par, led)
     price, tier, provider = _price(hw, led)
-    mem = memory_per_device(model, training, par, hw.memory_bytes, _memory_defaults(hw, led))
+    mem = memory_per_device(model, training, par, hw.memory_bytes, _memory_defaults(training.precision, led))
     led.take("power_fraction", 1.0, "x TDP", POWER_FRACTION_SOURCE)
     led.take("host_power_w_per_device", hw.host_power_w_per_device.value, "W",
              f"{hw.name} profile: {hw.host_power_w_per_device.source}")
@@ -226,7 +228,9 @@ def estimate(
             tflops_per_device=hfu * peak / TERA, model_tflops_per_device=mfu * peak / TERA,
             mfu=mfu, hfu=hfu, tokens_per_s_per_device=tok_s / par.devices, tokens_per_s=tok_s),
         step=StepBreakdown(
-            method="flat efficiency" if assumptions.efficiency else "performance model",
+            method=("calibrated efficiency" if assumptions.efficiency and
+                    assumptions.efficiency.source.startswith("calibrated") else
+                    "flat efficiency" if assumptions.efficiency else "performance model"),
             step_time_s=step_s, **{f"{k}_s": terms[k] for k in COMPONENTS},
             gemm_efficiency=terms["gemm_efficiency"], predicted_hfu=predicted_hfu,
             predicted_mfu=predicted_hfu * fl.model_per_token / fl.hardware_per_token),

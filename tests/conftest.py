@@ -8,6 +8,13 @@ from click.testing import CliRunner
 from planner.catalog.catalog import load_hardware, load_model
 
 
+@pytest.fixture(autouse=True)
+def _isolated_user_files(tmp_path, monkeypatch):
+    """Never read or write the user's real calibration file or run ledger in tests."""
+    monkeypatch.setenv("PLANNER_CALIBRATION", str(tmp_path / "calibration.json"))
+    monkeypatch.setenv("PLANNER_LEDGER", str(tmp_path / "runs.sqlite"))
+
+
 @pytest.fixture
 def model():
     return load_model

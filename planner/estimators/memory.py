@@ -36,7 +36,9 @@ class MemoryDefaults:
 
     runtime_overhead_bytes: float = 1.5 * GIB  # CUDA context + NCCL + workspaces (§3.6)
     fragmentation_fraction: float = 0.05  # allocator slack over the accounted bytes
-    logits_bytes_per_element: float = 10.0  # bf16 logits + fp32 log-probs + fp32 grad (§3.4)
+    # Loss buffers per logit element at the start of backward: fp32 log-probs + fp32 grad +
+    # the gradient in the activation dtype (10 bytes in bf16, 12 in fp32; formulas.md §3.4).
+    logits_bytes_per_element: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,15 @@ def activation_bytes_per_element(precision: str) -> int:
 def _per_token_widths(model: ModelSpec, moe_layer: bool) -> tuple[float, float, float]:
     """(replicated, TP-sharded, fp32 extra) elements a block saves per token (no recompute)."""
     h, a, g = model.d_model, model.num_heads, model.kv_heads
-    replicated = (model.norms_per_layer + 2) * h  # norm inputs + the 2 block inputs
+    if model.parallel_block:  # one block input feeds the norm(s); their outputs feed both
+        replicated = h + min(model.norms_per_layer, 2) * h
+    else:
+        replicated = (model.norms_per_layer + 2) * h  # norm inputs + the 2 block inputs
     if model.mla:
         m = model.mla
         qk = m.qk_nope_head_dim + m.qk_rope_head_dim
         sharded = (2 * m.q_lora_rank if m.q_lora_rank else 0)  # q_a out + its norm out
-        sharded += 2 * (m.kv_lora_rank + m.qk_rope_head_dim)  # latent + its norm out
+        sharded += (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank  # latent, norm out
         sharded += 2 * a * qk + 2 * a * m.v_head_dim  # Q, K, V, attention output
     else:
         d = model.d_head
@@ -194,6 +199,22 @@ def _layer_split(p: ParamCount, model: ModelSpec) -> _LayerSplit:
     )
 
 
+def saved_activation_bytes(model: ModelSpec, training: TrainingSpec,
+                           par: ParallelismSpec) -> float:
+    """Bytes autograd keeps for backward for one micro-batch on one device (no pipeline,
+    no recompute): every block, the final norm's input and output, and the fp32 log-probs
+    the loss saves (formulas.md §3.3-3.4). This is what `planner validate` measures."""
+    lay = Degrees.from_specs(training, par)
+    p = count_params(model)
+    dense = layer_activation_bytes_v(model, training, lay, moe_layer=False)
+    moe = layer_activation_bytes_v(model, training, lay, moe_layer=True) if model.moe else 0.0
+    tokens = training.micro_batch_size * training.seq_len / par.cp
+    beta = activation_bytes_per_element(training.precision)
+    final = 2 * tokens * model.d_model * beta / (par.tp if par.sp else 1)
+    loss = 4 * tokens * model.vocab_size / par.tp
+    return p.num_dense_layers * dense + p.num_moe_layers * moe + final + loss
+
+
 def routed_params(p: ParamCount, model: ModelSpec) -> float:
     """Routed-expert parameters of the whole model (0 for dense models)."""
     return _layer_split(p, model).moe_routed * p.num_moe_layers
@@ -252,8 +273,10 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount, last: b
     held = 1 if last else in_flight_micro_batches(lay)
     acts = stored * held + rebuild * full
     is_last = 1 if last else only_stage
-    logits = (defaults.logits_bytes_per_element * lay.mb * training.seq_len / lay.cp
-              * model.vocab_size / lay.tp) * is_last
+    per_logit = 8 + beta if defaults.logits_bytes_per_element is None \
+        else defaults.logits_bytes_per_element
+    logits = (per_logit * lay.mb * training.seq_len / lay.cp * model.vocab_size / lay.tp) \
+        * is_last
     w_bytes = state_bytes_per_param(opt, prec)[0]
     fsdp = 2 * largest * w_bytes * (z == 3) * (lay.dp * lay.cp > 1)
     accounted = weights + grads + optim + acts + logits + fsdp

@@ -88,7 +88,7 @@ def _sat(x: Any, half: float) -> Any:
     return x / (x + half)
 
 
-def _link(bytes_: Any, factor: Any, n: Any, bw: Any, latency: Any, hops: Any) -> Any:
+def collective_seconds(bytes_: Any, factor: Any, n: Any, bw: Any, latency: Any, hops: Any) -> Any:
     """Time of one collective: factor * bytes / bandwidth + hops * latency (0 if n == 1)."""
     return (factor * bytes_ / bw + hops * latency) * (n > 1)
 
@@ -120,10 +120,16 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     attn_fwd = flops["attention_fwd"]
     attn_hw = 3 * attn_fwd + attn_fwd * rc_any
     gemm_hw = flops["model"] - 3 * attn_fwd + 2 * flops["layers_matmul"] * rc_full
-    e_gemm = gemm_efficiency_max(hw, perf) * _sat(tokens_mb, perf.gemm_half_dim) * \
-        _sat(h / t, perf.gemm_half_dim)
+    e_max, half = gemm_efficiency_max(hw, perf), perf.gemm_half_dim
+    e_gemm = e_max * _sat(tokens_mb, half) * _sat(h / t, half)
     share = tokens_mb / t * per_stage / L  # this device's share of per-token FLOPs
-    gemm_s = gemm_hw * share / (peak * e_gemm)
+    # Routed experts multiply small matrices: each sees tokens x k x ep / E rows.
+    expert_hw = 6 * flops["expert_matmul"] * (1 + rc_full / 3)
+    e_expert = e_gemm
+    if model.moe:
+        rows = tokens_mb * model.moe.experts_per_token * e / model.moe.num_experts
+        e_expert = e_max * _sat(rows, half) * _sat(h / t, half)
+    gemm_s = ((gemm_hw - expert_hw) / e_gemm + expert_hw / e_expert) * share / peak
     attn_s = attn_hw * share / (peak * perf.attention_efficiency)
     hbm = hw.hbm_bandwidth_tb_per_s.value * 1e12
     # Memory-bound traffic per token per layer: norms/activations/residuals (~k * h), and
@@ -143,24 +149,24 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
 
     bw, la = _group_bw(1, t, domain, up, out, *lat)
     tp_bytes = tokens_mb * h * beta
-    tp_mb = (4 + 2 * rc_full) * per_stage * _link(tp_bytes, 2 * (t - 1) / t, t, bw, la,
+    tp_mb = (4 + 2 * rc_full) * per_stage * collective_seconds(tp_bytes, 2 * (t - 1) / t, t, bw, la,
                                                 2 * (t - 1))
 
     kv_width = ((model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) if model.mla
                 else 2 * model.kv_heads * model.d_head)
     bw, la = _group_bw(t, c, domain, up, out, *lat)
-    cp_mb = per_stage * 3 * _link(tokens_mb * kv_width * beta / t, c - 1, c, bw, la, c - 1)
+    cp_mb = per_stage * 3 * collective_seconds(tokens_mb * kv_width * beta / t, c - 1, c, bw, la, c - 1)
     cp_exposed_mb = vmax(0, cp_mb - perf.cp_overlap * attn_s)
 
     ep_mb = 0.0
     if model.moe:
         k = model.moe.experts_per_token
         bw, la = _group_bw(t * c, e, domain, up, out, *lat)
-        a2a = _link(tokens_mb / t * k * h * beta, (e - 1) / e, e, bw, la, e - 1)
+        a2a = collective_seconds(tokens_mb / t * k * h * beta, (e - 1) / e, e, bw, la, e - 1)
         ep_mb = 4 * (model.num_moe_layers * per_stage / L) * a2a
 
     bw, la = _group_bw(t * c * d, p, domain, up, out, *lat)
-    pp_mb = 2 * lay.v * _link(tokens_mb * h * beta / t, 1, p, bw, la, 1)
+    pp_mb = 2 * lay.v * collective_seconds(tokens_mb * h * beta / t, 1, p, bw, la, 1)
 
     busy_mb = compute_mb + tp_mb + ep_mb + cp_exposed_mb
     bubble_frac = (p - 1) / (lay.v * m) * (lay.schedule != 2) + (p - 1) / m * (lay.schedule == 2)
@@ -173,8 +179,8 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     dp_total = 0.0
     for local, n in ((dense_local, d * c), (expert_local, vmax(1, d * c / e))):
         bw, la = _group_bw(t, n, domain, up, out, *lat)
-        grads = _link(local * g_b, (n - 1) / n * (1 + (z == 0)), n, bw, la, 2 * (n - 1))
-        gathers = _link(local * w_b, (n - 1) / n, n, bw, la, n - 1) * (z >= 1) * \
+        grads = collective_seconds(local * g_b, (n - 1) / n * (1 + (z == 0)), n, bw, la, 2 * (n - 1))
+        gathers = collective_seconds(local * w_b, (n - 1) / n, n, bw, la, n - 1) * (z >= 1) * \
             (1 + (2 * m - 1) * (z == 3))
         dp_total = dp_total + grads + gathers
     window = (2 / 3) * compute_mb + (m * compute_mb - (2 / 3) * compute_mb) * (z == 3)
@@ -199,8 +205,14 @@ def flops_inputs(model: ModelSpec, training: TrainingSpec, params: ParamCount) -
 
     attn = attention_forward_flops_per_token(
         model, effective_context(training.seq_len, training.attention_flops))
+    expert = 0.0
+    if model.moe and params.moe_layer:
+        e = model.moe
+        per_expert = (params.moe_layer.ffn_matmul_total - params.moe_layer.ffn_matmul_active) / \
+            (e.num_experts - e.experts_per_token)
+        expert = per_expert * e.experts_per_token * params.num_moe_layers
     return {"model": 6.0 * params.matmul_active + 3.0 * attn, "attention_fwd": attn,
-            "layers_matmul": params.layers_matmul_active}
+            "layers_matmul": params.layers_matmul_active, "expert_matmul": expert}
 
 
 COMPONENTS = ("compute", "tp_comm", "cp_comm", "ep_comm", "pp_comm", "bubble", "dp_comm",

@@ -1,0 +1,189 @@
+"""`planner validate` (a real run against the estimators) and `planner calibration`."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from planner.cli.options import COUNT, format_option
+from planner.errors import PlannerError, SpecError
+
+DEFAULT_MODEL, DEFAULT_SCALE = "llama3-8b", 20e6
+CPU_MAX_PARAMS = 300e6
+
+
+def _spec(model: str | None, scale_to: float | None, device: str):
+    from planner.catalog.catalog import load_model
+    from planner.estimators.params import count_params
+    from planner.profiling.shrink import shrink
+
+    if model is None:
+        model, scale_to = DEFAULT_MODEL, scale_to or DEFAULT_SCALE
+    spec = load_model(model)
+    if scale_to:
+        return shrink(spec, scale_to)
+    n = count_params(spec).total
+    if device == "cpu" and n > CPU_MAX_PARAMS:
+        raise SpecError(f"{spec.name} has {n / 1e9:.1f}B parameters, too many to train on a "
+                        "CPU; add --scale-to 50M (keeps its shape, shrinks it)")
+    return spec
+
+
+def _shape_line(spec, n: int) -> str:
+    moe = (f", {spec.moe.num_experts} experts top-{spec.moe.experts_per_token}"
+           if spec.moe else "")
+    mla = ", MLA" if spec.mla else ""
+    return (f"{spec.name}: {n / 1e6:.1f}M params, {spec.num_layers} layers, d_model "
+            f"{spec.d_model}, {spec.num_heads} heads / {spec.kv_heads} KV, FFN "
+            f"{spec.ffn_hidden_size}, vocab {spec.vocab_size}{moe}{mla}")
+
+
+def _render(rep, fmt: str) -> str:
+    from planner.report.tabular import render_rows
+
+    if fmt == "json":
+        return json.dumps(rep.to_dict(), indent=2) + "\n"
+    rows = [{**q.to_dict(), "error_pct": None if q.error_pct is None else f"{q.error_pct:+.2f}"}
+            for q in rep.quantities]
+    cols = ["name", "predicted", "measured", "error_pct", "verdict", "unit", "method"]
+    if fmt == "csv":
+        return render_rows(rows, cols, "csv")
+    head = (f"device {rep.device} ({rep.device_name}), torch {rep.torch_version}, {rep.dtype}, "
+            f"{rep.steps} steps after {rep.warmup} warm-up, micro-batch {rep.micro_batch_size}"
+            f" x {rep.seq_len} tokens\n")
+    flags = "".join(f"flag: {f}\n" for f in rep.flags)
+    return head + render_rows(rows, cols, fmt) + flags
+
+
+@click.command("validate")
+@click.option("--model", "-m", help=f"Preset or model file (default: {DEFAULT_MODEL} shrunk to "
+                                    f"{DEFAULT_SCALE / 1e6:.0f}M).")
+@click.option("--scale-to", type=COUNT, help="Shrink the model to about N parameters: 50M.")
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: cuda if present.")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16"]),
+              help="Default: fp32 on CPU (bf16 matmuls are slow on many CPUs), bf16 on GPU.")
+@click.option("--micro-batch", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=8), default=256, show_default=True)
+@click.option("--hardware", "-H", help="Hardware profile of the GPU (detected by default).")
+@click.option("--region", "-r", help="Region for the energy meter's grid data (default: US).")
+@click.option("--energy/--no-energy", default=True, show_default=True,
+              help="Meter energy with codecarbon (and NVML on NVIDIA GPUs).")
+@click.option("--max-error", type=click.FloatRange(min=0),
+              help="Exit non-zero when any measured quantity is further off than PCT %.")
+@click.option("--calibrate", is_flag=True, help="Store the measured efficiency for estimates.")
+@click.option("--calibration", "calibration_path", type=click.Path(dir_okay=False),
+              help="Calibration file (default $PLANNER_CALIBRATION or "
+                   "~/.config/planner/calibration.json).")
+@click.option("--distributed", is_flag=True, help="Run under torchrun: data-parallel check.")
+@click.option("--strategy", type=click.Choice(["ddp", "fsdp"]), default="ddp",
+              show_default=True, help="With --distributed.")
+@format_option
+def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq_len, hardware,
+                 region, energy, max_error, calibrate, calibration_path, distributed, strategy,
+                 fmt) -> None:
+    """Train a real model a few steps and compare every estimate with the measurement."""
+    from planner.profiling import require_torch
+
+    torch = require_torch()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SpecError("--device cuda: no CUDA device is visible; use --device cpu")
+    dtype = dtype or ("bf16" if device == "cuda" else "fp32")
+    spec = _spec(model, scale_to, device)
+    if distributed:
+        from planner.profiling.distributed import run_distributed
+
+        out = run_distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt)
+        if out:
+            click.echo(out, nl=False)
+        return
+    from planner.estimators.params import count_params
+    from planner.profiling.validate import RunConfig, run_validation
+
+    cfg = RunConfig(steps=steps, warmup=warmup, micro_batch_size=micro_batch, seq_len=seq_len,
+                    device=device, dtype=dtype, hardware=hardware)
+    click.echo(f"model used: {_shape_line(spec, count_params(spec).total)}", err=True)
+    meter = _energy_meter(region, device) if energy else None
+    with click.progressbar(length=steps + warmup, label="training steps", file=sys.stderr,
+                           show_pos=True) as bar:
+        rep = run_validation(spec, cfg, meter, on_step=lambda i: bar.update(1))
+    click.echo(_render(rep, fmt), nl=False)
+    if calibrate:
+        _calibrate(rep, spec, cfg, calibration_path)
+    _check_max_error(rep, max_error)
+
+
+def _energy_meter(region: str | None, device: str):
+    try:
+        from planner.profiling.energy import ValidationEnergyMeter
+    except ImportError:
+        return None
+    return ValidationEnergyMeter(region, gpu=device == "cuda")
+
+
+def _calibrate(rep, spec, cfg, path) -> None:
+    from planner.profiling import calibration
+    from planner.profiling.validate import profile_for_gpu
+
+    mfu = rep.get("mfu")
+    if mfu is None or mfu.measured is None:
+        raise PlannerError("--calibrate: no step was timed, nothing to store")
+    hw = cfg.hardware or (profile_for_gpu(rep.device_name) if cfg.device == "cuda" else "cpu")
+    params = int(rep.get("params").measured)
+    entry = calibration.Calibration(
+        hardware=hw or "unknown-gpu", precision=cfg.dtype, params=params,
+        shape=_shape_line(spec, params).split(":")[0] + f" ({spec.num_layers} layers, d_model "
+        f"{spec.d_model})", seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size,
+        measured_mfu=mfu.measured, measured_hfu=mfu.measured, predicted_mfu=mfu.predicted,
+        date=datetime.date.today().isoformat(), device_name=rep.device_name)
+    saved = calibration.save(entry, Path(path) if path else None)
+    click.echo(f"calibration saved to {saved}: {entry.describe()}", err=True)
+    if rep.flags:
+        click.echo("note: this run was flagged; the calibration may be unreliable", err=True)
+
+
+def _check_max_error(rep, max_error: float | None) -> None:
+    if max_error is None:
+        return
+    off = [q for q in rep.quantities if q.error_pct is not None and abs(q.error_pct) > max_error]
+    if off:
+        worst = max(off, key=lambda q: abs(q.error_pct))
+        raise PlannerError(f"{len(off)} quantit{'y is' if len(off) == 1 else 'ies are'} more "
+                           f"than {max_error:g}% off; worst: {worst.name} {worst.error_pct:+.1f}%")
+
+
+@click.group("calibration")
+def calibration_group() -> None:
+    """Efficiencies stored by `planner validate --calibrate`."""
+
+
+@calibration_group.command("list")
+@click.option("--calibration", "path", type=click.Path(dir_okay=False))
+@format_option
+def calibration_list(path, fmt) -> None:
+    """List stored calibrations."""
+    from dataclasses import asdict
+
+    from planner.profiling import calibration
+    from planner.report.tabular import render_rows
+
+    rows = [asdict(c) for c in calibration.load(Path(path) if path else None)]
+    cols = ["hardware", "precision", "shape", "params", "measured_hfu", "predicted_mfu", "date"]
+    click.echo(render_rows(rows, cols, fmt), nl=False)
+
+
+@calibration_group.command("clear")
+@click.option("--calibration", "path", type=click.Path(dir_okay=False))
+@click.option("--hardware", "-H", help="Only this hardware's calibrations.")
+def calibration_clear(path, hardware) -> None:
+    """Remove stored calibrations."""
+    from planner.profiling import calibration
+
+    n = calibration.clear(Path(path) if path else None, hardware)
+    click.echo(f"removed {n} calibration{'s' if n != 1 else ''}", err=True)

@@ -1,0 +1,95 @@
+"""User calibration: efficiencies measured by `planner validate --calibrate`, reused by later
+estimates on the same hardware (and said so in their assumptions).
+
+Stored as JSON at $PLANNER_CALIBRATION, or ~/.config/planner/calibration.json (XDG), or a path
+given with --calibration. Pure stdlib: estimates read it without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from planner.errors import SpecError
+
+ENV = "PLANNER_CALIBRATION"
+
+
+def default_path() -> Path:
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV]).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "planner" / "calibration.json"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    hardware: str  # profile name ("cpu" for a CPU run)
+    precision: str
+    params: int
+    shape: str  # human-readable: "llama3-8b-shrunk: 4 layers, d_model 512, ..."
+    seq_len: int
+    micro_batch_size: int
+    measured_mfu: float
+    measured_hfu: float
+    predicted_mfu: float
+    date: str  # ISO date of the run
+    device_name: str
+
+    def describe(self) -> str:
+        return (f"calibrated on {self.date} from a run of {self.shape} "
+                f"({self.params / 1e6:.1f}M params, seq {self.seq_len}) on {self.device_name}: "
+                f"HFU {self.measured_hfu:.1%} (model predicted MFU {self.predicted_mfu:.1%})")
+
+
+def load(path: Path | None = None) -> list[Calibration]:
+    """All stored calibrations ([] when there is no file)."""
+    path = path or default_path()
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text())
+        return [Calibration(**r) for r in rows]
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"calibration file {path} is not valid ({e}); fix or "
+                        "`planner calibration clear`") from None
+
+
+def _write(rows: list[Calibration], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".calibration.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump([asdict(r) for r in rows], f, indent=2)
+    os.replace(tmp, path)
+
+
+def save(entry: Calibration, path: Path | None = None) -> Path:
+    """Add a calibration, replacing one for the same hardware, precision and shape."""
+    path = path or default_path()
+    rows = [r for r in load(path) if (r.hardware, r.precision, r.shape) !=
+            (entry.hardware, entry.precision, entry.shape)]
+    _write(rows + [entry], path)
+    return path
+
+
+def clear(path: Path | None = None, hardware: str | None = None) -> int:
+    """Remove all calibrations (or those of one hardware); returns how many were removed."""
+    path = path or default_path()
+    rows = load(path)
+    keep = [r for r in rows if hardware is not None and r.hardware != hardware]
+    if rows:
+        _write(keep, path)
+    return len(rows) - len(keep)
+
+
+def lookup(hardware: str, precision: str, params: float,
+           path: Path | None = None) -> Calibration | None:
+    """The calibration for this hardware and precision closest in model size, if any."""
+    rows = [r for r in load(path) if r.hardware == hardware and r.precision == precision]
+    if not rows:
+        return None
+    return min(rows, key=lambda r: abs(math.log(max(r.params, 1) / max(params, 1))))

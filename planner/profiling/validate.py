@@ -1,0 +1,185 @@
+"""Build a real model from a spec, train it a few steps, and compare with the estimators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from planner.estimators.flops import training_flops
+from planner.estimators.memory import MemoryDefaults, memory_per_device, saved_activation_bytes
+from planner.estimators.params import count_params
+from planner.estimators.step_time import (
+    PerfParams, flops_inputs, step_seconds, step_time_terms,
+)
+from planner.estimators.vec import Degrees
+from planner.profiling.report import Quantity, ValidationReport
+from planner.specs import HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec
+
+# Verdict thresholds: exact counts, then the accuracy each model aims for.
+TOLERANCE = {"params": 0.0, "flops_per_step": 0.0, "activation_bytes": 1.0,
+             "peak_memory_bytes": 10.0, "step_time_s": 25.0, "mfu": 25.0, "energy_kwh": 30.0}
+GPU_PROFILES = [("H100 PCIe", "h100-pcie"), ("H100 NVL", "h100-nvl"), ("H100", "h100-sxm"),
+                ("H200", "h200"), ("H800", "h800"), ("GB200", "gb200"), ("B200", "b200"),
+                ("A100-SXM4-40GB", "a100-40gb"), ("A100-PCIE-40GB", "a100-40gb"),
+                ("A100", "a100-80gb"), ("L40S", "l40s"), ("L4", "l4"), ("A10G", "a10g"),
+                ("V100", "v100"), ("4090", "rtx-4090")]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    steps: int = 10
+    warmup: int = 2
+    micro_batch_size: int = 4
+    seq_len: int = 256
+    device: str = "cpu"
+    dtype: str = "fp32"  # fp32 or bf16
+    hardware: str | None = None  # profile for GPU peaks; detected when None
+    seed: int = 0
+
+
+def profile_for_gpu(device_name: str) -> str | None:
+    """The hardware profile name for a CUDA device name (H100 80GB HBM3 -> h100-sxm)."""
+    return next((p for key, p in GPU_PROFILES if key.lower() in device_name.lower()), None)
+
+
+def training_spec(cfg: RunConfig) -> TrainingSpec:
+    """What the run does, in estimator terms: torch AdamW keeps its state in the param dtype."""
+    return TrainingSpec(tokens=cfg.micro_batch_size * cfg.seq_len, seq_len=cfg.seq_len,
+                        global_batch_size=cfg.micro_batch_size,
+                        micro_batch_size=cfg.micro_batch_size, precision=cfg.dtype,
+                        optimizer="adamw" if cfg.dtype == "fp32" else "adamw_all_bf16",
+                        recompute="none")
+
+
+def _predicted_step(spec: ModelSpec, t: TrainingSpec, hw: HardwareProfile) -> tuple[float, float]:
+    """(step seconds, MFU) from the step-time model on one device."""
+    p = count_params(spec)
+    deg = Degrees.from_specs(t, ParallelismSpec(devices=1, zero_stage=0))
+    fl = flops_inputs(spec, t, p)
+    step = step_seconds(step_time_terms(spec, t, deg, hw, p, fl, PerfParams()))
+    peak = hw.peak_flops_per_s(t.precision)
+    return step, fl["model"] * t.seq_len * t.micro_batch_size / (step * peak)
+
+
+def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
+                   on_step: Callable[[int], None] | None = None) -> ValidationReport:
+    """Measure one configuration and return predicted vs measured for every quantity.
+
+    ``energy`` is an optional meter with start() and stop() -> (kWh or None, method).
+    """
+    import torch
+
+    from planner.profiling import probes
+    from planner.profiling.model import build_model
+
+    torch.manual_seed(cfg.seed)
+    dtype = torch.float32 if cfg.dtype == "fp32" else torch.bfloat16
+    model = build_model(spec, cfg.device, dtype)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
+    tokens, targets = probes.make_batch(spec.vocab_size, cfg.micro_batch_size, cfg.seq_len,
+                                        cfg.device, cfg.seed)
+    t = training_spec(cfg)
+
+    def step() -> None:
+        model(tokens, targets).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)  # persistent grad buffers, as Megatron/DDP keep
+
+    hw, device_name, peak_method = _hardware(cfg, dtype)
+    rep = ValidationReport(
+        device=cfg.device, device_name=device_name, torch_version=torch.__version__,
+        dtype=cfg.dtype, model=spec.model_dump(mode="json", exclude_none=True),
+        steps=cfg.steps, warmup=cfg.warmup, micro_batch_size=cfg.micro_batch_size,
+        seq_len=cfg.seq_len)
+    try:
+        _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_method,
+                 energy, on_step)
+    except KeyboardInterrupt:
+        rep.interrupted = True
+        rep.flags.append("interrupted: the quantities above were measured before Ctrl-C")
+    return rep
+
+
+def _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_method, energy,
+             on_step) -> None:
+    from planner.profiling import probes
+
+    p = count_params(spec)
+    q = rep.quantities
+    q.append(Quantity("params", p.total, sum(x.numel() for x in model.parameters()), "params",
+                      "sum of numel() over model.parameters()", TOLERANCE["params"]))
+    flops_pred = training_flops(spec, t).model_per_token * cfg.micro_batch_size * cfg.seq_len
+    flops_meas = probes.count_flops(model, tokens, targets)
+    q.append(Quantity("flops_per_step", flops_pred, flops_meas, "FLOPs",
+                      "torch FlopCounterMode, forward + backward, MATH attention backend",
+                      TOLERANCE["flops_per_step"]))
+    par = ParallelismSpec(devices=1, zero_stage=0)
+    q.append(Quantity("activation_bytes", saved_activation_bytes(spec, t, par),
+                      probes.saved_activation_bytes(model, tokens, targets), "bytes",
+                      "autograd saved_tensors_hooks, deduplicated by storage",
+                      TOLERANCE["activation_bytes"]))
+    step()  # creates the optimizer state so the peak below includes it
+    peak_meas, mem_method = probes.peak_step_memory(step, model, opt, cfg.device)
+    defaults = MemoryDefaults(0.0, 0.0) if cfg.device == "cpu" else MemoryDefaults()
+    mem_pred = memory_per_device(spec, t, par, hw.memory_bytes, defaults).total_bytes
+    q.append(Quantity("peak_memory_bytes", mem_pred, peak_meas, "bytes", mem_method,
+                      TOLERANCE["peak_memory_bytes"]))
+    _timed(rep, spec, t, hw, cfg, step, energy, on_step, flops_meas, peak_method)
+
+
+def _hardware(cfg: RunConfig, dtype) -> tuple[HardwareProfile, str, str]:
+    import torch
+
+    from planner.catalog.catalog import load_hardware
+    from planner.profiling import probes
+    from planner.profiling.cpu_profile import cpu_profile
+
+    if cfg.device.startswith("cuda"):
+        name = torch.cuda.get_device_name()
+        prof = cfg.hardware or profile_for_gpu(name)
+        if prof is None:
+            from planner.errors import SpecError
+            raise SpecError(f"no hardware profile matches GPU '{name}'; pass --hardware NAME")
+        return load_hardware(prof), name, f"{prof} profile dense {cfg.dtype} peak"
+    peak = probes.cpu_matmul_peak(dtype)
+    bw = probes.cpu_memory_bandwidth()
+    return (cpu_profile(peak, bw), cpu_profile(peak, bw).display_name,
+            f"measured {cfg.dtype} matmul peak of this CPU: {peak / 1e9:.1f} GFLOP/s")
+
+
+def _timed(rep, spec, t, hw, cfg, step, energy, on_step, flops_meas, peak_method) -> None:
+    from planner.profiling import probes
+    from planner.profiling.contention import CpuContention
+
+    busy = CpuContention().start()
+    if energy is not None:
+        energy.start()
+    times = probes.time_steps(step, cfg.steps, cfg.warmup, cfg.device, on_step)
+    kwh, energy_method = energy.stop() if energy is not None else (None, "not measured")
+    other = busy.stop()
+    rep.interrupted = times.interrupted
+    pred_step, pred_mfu = _predicted_step(spec, t, hw)
+    peak = hw.peak_flops_per_s(t.precision)
+    if not times.times_s:
+        rep.flags.append("interrupted before any timed step")
+        return
+    med = times.median_s
+    rep.quantities.append(Quantity(
+        "step_time_s", pred_step, med, "s",
+        f"median of {len(times.times_s)} steps after {times.warmup} warm-up, "
+        f"IQR {times.spread_pct:.0f}% of median", TOLERANCE["step_time_s"]))
+    rep.quantities.append(Quantity("mfu", pred_mfu, flops_meas / med / peak, "fraction of peak",
+                                   f"counted FLOPs / median step / {peak_method}",
+                                   TOLERANCE["mfu"]))
+    duration_h = sum(times.times_s) / 3600
+    pred_kwh = hw.tdp_w.value * duration_h / 1000 if hw.tdp_w.value else None
+    rep.quantities.append(Quantity("energy_kwh", pred_kwh, kwh, "kWh", energy_method,
+                                   TOLERANCE["energy_kwh"] if kwh is not None and
+                                   "estimate" not in energy_method else None))
+    if other is not None and other > 0.5:
+        rep.flags.append(f"CPU busy with other work: {other:.1f} cores used by other processes "
+                         "while timing; step time and MFU are unreliable")
+    if times.spread_pct > 20:
+        rep.flags.append(f"step times vary: IQR {times.spread_pct:.0f}% of the median")
+    if times.interrupted:
+        rep.flags.append(f"interrupted: {len(times.times_s)} of {cfg.steps} steps measured")

@@ -1,0 +1,180 @@
+"""The torch model and `planner validate`: exact counts, measured vs estimated, calibration."""
+
+import builtins
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from planner.api import estimate_plan  # noqa: E402
+from planner.catalog.catalog import load_model, preset_paths  # noqa: E402
+from planner.cli import cli  # noqa: E402
+from planner.estimators.flops import training_flops  # noqa: E402
+from planner.estimators.memory import saved_activation_bytes  # noqa: E402
+from planner.estimators.params import count_params  # noqa: E402
+from planner.profiling import calibration, probes  # noqa: E402
+from planner.profiling.model import RMSNorm, _RMSNormFn, build_model, rope  # noqa: E402
+from planner.profiling.shrink import shrink  # noqa: E402
+from planner.profiling.validate import RunConfig, training_spec  # noqa: E402
+from planner.specs import ParallelismSpec  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(preset_paths()))
+def test_every_preset_shrunk_has_exactly_the_analytic_count(name):
+    spec = shrink(load_model(name), 8e6)
+    model = build_model(spec)
+    assert sum(p.numel() for p in model.parameters()) == count_params(spec).total
+
+
+@pytest.mark.parametrize("name", ["llama3-70b", "mixtral-8x7b", "deepseek-v2-lite",
+                                  "falcon-180b", "gemma2-9b", "gpt3-175b", "olmo2-13b"])
+def test_full_size_presets_on_meta_device(name):
+    spec = load_model(name)
+    model = build_model(spec, "meta")
+    assert sum(p.numel() for p in model.parameters()) == count_params(spec).total
+
+
+CASES = [("llama3-8b", "dense GQA SwiGLU"), ("gpt2", "MHA, LayerNorm, biases, learned pos"),
+         ("mixtral-8x7b", "MoE top-2"), ("deepseek-v2-lite", "MoE + shared + dense + MLA"),
+         ("gemma2-9b", "4 norms, GeGLU"), ("olmo2-7b", "QK-norm"),
+         ("falcon-180b", "parallel block, plain MLP")]
+
+
+@pytest.mark.parametrize("name,what", CASES, ids=[c[0] for c in CASES])
+def test_flops_equal_flopcounter(name, what):
+    # formulas.md §2.9: FlopCounterMode with the MATH SDPA backend counts exactly
+    # 6 N_mm T + 12 L a s^2 d per sequence; MoE experts see only their routed tokens.
+    spec = shrink(load_model(name), 6e6)
+    cfg = RunConfig(micro_batch_size=2, seq_len=64)
+    model = build_model(spec)
+    tokens, targets = probes.make_batch(spec.vocab_size, 2, 64, "cpu")
+    expected = training_flops(spec, training_spec(cfg)).model_per_token * 2 * 64
+    assert probes.count_flops(model, tokens, targets) == expected
+
+
+@pytest.mark.parametrize("name", ["llama3-8b", "gpt2", "mixtral-8x7b", "gemma2-9b", "olmo2-7b",
+                                  "falcon-180b", "qwen2-7b"])
+def test_saved_activations_within_one_percent(name):
+    spec = shrink(load_model(name), 6e6)
+    cfg = RunConfig(micro_batch_size=2, seq_len=128)
+    model = build_model(spec)
+    tokens, targets = probes.make_batch(spec.vocab_size, 2, 128, "cpu")
+    measured = probes.saved_activation_bytes(model, tokens, targets)
+    predicted = saved_activation_bytes(spec, training_spec(cfg), ParallelismSpec(devices=1))
+    assert predicted == pytest.approx(measured, rel=0.01)
+
+
+def test_custom_autograd_functions_are_correct():
+    x = torch.randn(2, 5, 3, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(rope, (x,))
+    norm = RMSNorm(8).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    y = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t, w: _RMSNormFn.apply(t, w, 1e-6),
+                                    (y, norm.weight))
+
+
+def test_shrink_keeps_character():
+    base = load_model("mixtral-8x7b")
+    small = shrink(base, 30e6)
+    assert small.d_head == base.d_head
+    assert small.num_heads // small.kv_heads == base.num_heads // base.kv_heads
+    assert small.moe.num_experts == 8 and small.moe.experts_per_token == 2
+    assert small.ffn_hidden_size / small.d_model == pytest.approx(3.5, rel=0.02)
+    assert small.vocab_size <= 32768
+    assert 15e6 < count_params(small).total < 90e6
+
+
+def _validate(runner, *args):
+    return runner.invoke(cli, ["validate", "--scale-to", "3M", "--steps", "2", "--warmup", "1",
+                               "--seq-len", "64", "--micro-batch", "2", "--no-energy", *args])
+
+
+def test_validate_cli_json(runner):
+    result = _validate(runner, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["device"] == "cpu" and data["steps"] == 2 and data["model"]["num_layers"] >= 2
+    by = {q["name"]: q for q in data["quantities"]}
+    for name in ("params", "flops_per_step", "activation_bytes", "peak_memory_bytes",
+                 "step_time_s", "mfu", "energy_kwh"):
+        assert {"predicted", "measured", "error_pct", "unit", "method"} <= set(by[name])
+    assert by["params"]["error_pct"] == 0 and by["flops_per_step"]["error_pct"] == 0
+    assert abs(by["activation_bytes"]["error_pct"]) < 1
+    assert by["step_time_s"]["measured"] > 0 and "median" in by["step_time_s"]["method"]
+    assert by["energy_kwh"]["measured"] is None and by["energy_kwh"]["method"] == "not measured"
+    assert "model used:" in result.stderr
+
+
+def test_validate_max_error_exit_codes(runner):
+    ok = _validate(runner, "--max-error", "1e9")
+    assert ok.exit_code == 0, ok.stderr
+    strict = _validate(runner, "--max-error", "0")
+    assert strict.exit_code == 1
+    assert "more than 0% off" in strict.stderr and "params" in strict.stdout
+
+
+def test_calibration_round_trip(runner, tmp_path):
+    path = tmp_path / "cal.json"
+    result = _validate(runner, "--calibrate", "--calibration", str(path))
+    assert result.exit_code == 0, result.stderr
+    stored = calibration.load(path)
+    assert len(stored) == 1 and stored[0].hardware == "cpu" and 0 < stored[0].measured_hfu
+    listed = runner.invoke(cli, ["calibration", "list", "--calibration", str(path)])
+    assert "cpu" in listed.stdout
+    # an estimate on calibrated hardware uses the stored efficiency and says so
+    entry = calibration.Calibration(
+        hardware="h100-sxm", precision="bf16", params=8_000_000_000, shape="llama3-8b",
+        seq_len=8192, micro_batch_size=1, measured_mfu=0.31, measured_hfu=0.33,
+        predicted_mfu=0.36, date="2026-11-23", device_name="NVIDIA H100 80GB HBM3")
+    calibration.save(entry)  # the default path is this test's (conftest sets it)
+    est = estimate_plan("llama3-8b", "h100-sxm", 64, "1T", zero_stage=3)
+    assert est.throughput.hfu == pytest.approx(0.33) and est.step.method == \
+        "calibrated efficiency"
+    src = {a.name: a.source for a in est.assumptions}["efficiency_expected"]
+    assert src.startswith("calibrated on 2026-11-23 from a run of llama3-8b")
+    cleared = runner.invoke(cli, ["calibration", "clear", "--calibration", str(path)])
+    assert cleared.exit_code == 0 and calibration.load(path) == []
+
+
+def test_validate_refuses_huge_models_on_cpu(runner):
+    result = runner.invoke(cli, ["validate", "--model", "llama3-70b", "--no-energy"])
+    assert result.exit_code == 1 and "--scale-to" in result.stderr
+
+
+def test_torch_missing_names_the_extra(runner, monkeypatch):
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("no torch")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    result = runner.invoke(cli, ["validate"])
+    assert result.exit_code == 1
+    assert "pip install torch==2.13.0" in result.stderr and "[profile]" in result.stderr
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_distributed_two_processes(strategy):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-port", str(29500 + (strategy == "fsdp")), "-m", "planner", "validate",
+         "--distributed", "--strategy", strategy, "--scale-to", "2M", "--steps", "2",
+         "--warmup", "1", "--seq-len", "64", "--micro-batch", "2", "--format", "json"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads(out.stdout[out.stdout.index("{"):])
+    assert data["world_size"] == 2 and data["bus_bandwidth_gb_per_s"] > 0
+    by = {q["name"]: q for q in data["quantities"]}
+    # DDP all-reduces every gradient once; ZeRO-3 moves 3x the parameters (ZeRO section 7)
+    assert by["sync_bytes_per_step"]["error_pct"] == 0
+    assert by["step_time_s"]["measured"] > 0
