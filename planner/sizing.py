@@ -41,7 +41,7 @@ class Question:
 
     def describe(self) -> str:
         if self.kind == "devices":
-            return f"the best layout on {self.value:g} devices"
+            return f"the best layout on {self.value:g} device" + ("s" if self.value != 1 else "")
         if self.kind == "deadline":
             return f"the fewest devices that finish within {self.value:g} days"
         if self.kind == "budget":

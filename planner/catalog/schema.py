@@ -11,9 +11,11 @@ import json
 from pathlib import Path
 
 from planner.specs import HardwareProfile, ModelSpec
+from planner.specs.scenario import Scenario
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "data" / "schema"
-SCHEMAS = {"hardware_profile.schema.json": HardwareProfile, "model.schema.json": ModelSpec}
+SCHEMAS = {"hardware_profile.schema.json": HardwareProfile, "model.schema.json": ModelSpec,
+           "scenario.schema.json": Scenario}
 
 
 def schema_text(model) -> str:

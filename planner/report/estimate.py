@@ -6,27 +6,11 @@ import json
 
 from planner.report.tabular import flatten, render_rows
 from planner.results import Estimate
-from planner.units import GIB, fmt_count
+from planner.report.fmt import carbon, energy, gib, money
+from planner.units import fmt_count
 
 
-def _gib(b: float) -> str:
-    return f"{b / GIB:.1f} GiB"
-
-
-def _money(x: float) -> str:
-    return f"${fmt_count(x)}" if x >= 1e3 else f"${x:,.2f}"
-
-
-def _energy(kwh: float) -> str:
-    if kwh >= 1e6:
-        return f"{kwh / 1e6:.3g} GWh"
-    if kwh >= 1e3:
-        return f"{kwh / 1e3:.3g} MWh"
-    return f"{kwh:.3g} kWh"
-
-
-def _carbon(kg: float) -> str:
-    return f"{kg / 1e3:,.1f} t" if kg >= 1e3 else f"{kg:,.1f} kg"
+_gib, _money, _energy, _carbon = gib, money, energy, carbon
 
 
 def _summary_lines(e: Estimate) -> list[tuple[str, str]]:

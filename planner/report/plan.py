@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from planner.report.estimate import _carbon, _energy, _money, render_estimate
+from planner.report.estimate import render_estimate
+from planner.report.fmt import carbon as _carbon
+from planner.report.fmt import energy as _energy
+from planner.report.fmt import money as _money
 from planner.report.tabular import render_rows
 from planner.units import fmt_count
 

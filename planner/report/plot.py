@@ -16,15 +16,37 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def plot_compare(estimates: list, path: str, title: str) -> None:
-    """Write a PNG or SVG: wall-clock days vs cost, error bars from the ranges."""
+def pyplot():
+    """matplotlib.pyplot with a file-only backend, or a PlannerError naming the extra."""
     try:
         import matplotlib
     except ImportError:
         from planner.errors import PlannerError
-        raise PlannerError("--plot needs matplotlib: pip install 'planner[plot]'") from None
+        raise PlannerError("plots need matplotlib: pip install '.[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def save(fig, path: str) -> None:
+    """Write a figure atomically; the format follows the suffix (.png or .svg)."""
+    out = Path(path)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    fig.savefig(tmp, format=out.suffix.lstrip(".") or "png")
+    fig.clf()
+    tmp.replace(out)
+
+
+def plot_compare(estimates: list, path: str, title: str) -> None:
+    """Write a PNG or SVG: wall-clock days vs cost, error bars from the ranges."""
+    fig = compare_figure(estimates, title)
+    save(fig, path)
+    pyplot().close(fig)
+
+
+def compare_figure(estimates: list, title: str):
+    """Cost against wall-clock days per option, ranges as error bars, Pareto front marked."""
+    plt = pyplot()
 
     pts = [(e.range.expected.wall_clock_days, e.range.expected.cost_usd) for e in estimates]
     front = set(pareto_front(pts))
@@ -52,8 +74,4 @@ def plot_compare(estimates: list, path: str, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    out = Path(path)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, format=out.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    tmp.replace(out)
+    return fig

@@ -1,0 +1,162 @@
+"""`planner run SCENARIO` (size every candidate, write a report) and `planner budget`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from planner.cli.options import COUNT, RANGE, format_option, profiles_option
+from planner.errors import SpecError
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _backtest():
+    """The planner's own backtest, when that module is installed (for reports)."""
+    try:
+        from planner.backtest import run_backtest
+    except ImportError:
+        return None
+    return run_backtest()
+
+
+@click.command("run")
+@click.argument("scenario")
+@profiles_option
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write a self-contained HTML report here (and the same as .md beside it).")
+@format_option
+def run_cmd(scenario, profiles_dirs, report_path, fmt) -> None:
+    """Size every candidate of a scenario (a shipped name or a YAML file) and compare them."""
+    from planner.report.plan import render_compare
+    from planner.scenario import load_scenario, run_scenario
+
+    sc, path = load_scenario(scenario)
+    result = run_scenario(sc, path, profiles_dirs)
+    if report_path:
+        from planner.report.figures import scenario_figures
+        from planner.report.html import render_html, render_markdown
+
+        if not report_path.endswith((".html", ".htm")):
+            raise SpecError(f"--report '{report_path}': use a .html file name")
+        figures, backtest = scenario_figures(result), _backtest()
+        out = Path(report_path)
+        _write_atomic(out, render_html(result, figures, backtest))
+        _write_atomic(out.with_suffix(".md"), render_markdown(result, figures, backtest))
+        click.echo(f"report written to {out} and {out.with_suffix('.md')}", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    text = render_compare(result.plans, fmt, sc.title)
+    click.echo(text + ("\n" if fmt != "csv" else "") + (result.answer + "\n"
+                                                          if fmt in ("table", "markdown") else ""),
+               nl=False)
+
+
+@click.command("budget")
+@click.option("--usd", type=COUNT, help="Money to spend: 1M, 250K.")
+@click.option("--flops", type=COUNT, help="Or: useful training FLOPs, e.g. 1e24.")
+@click.option("--device-hours", type=COUNT, help="Or: device-hours, e.g. 500K.")
+@click.option("--hardware", "-H", default="h100-sxm", show_default=True)
+@profiles_option
+@click.option("--precision", type=click.Choice(["bf16", "fp16", "fp8", "tf32", "fp32"]),
+              default="bf16", show_default=True)
+@click.option("--price-tier", help="Price tier in the profile (default on_demand).")
+@click.option("--price-per-hour", type=click.FloatRange(min=0, min_open=True))
+@click.option("--deadline-days", type=click.FloatRange(min=0, min_open=True),
+              help="Finish within D days (sets the device count). Default 90.")
+@click.option("--devices", "-n", type=click.IntRange(min=1), help="Or: use N devices.")
+@click.option("--tokens-per-param", type=click.FloatRange(min=0, min_open=True),
+              help="Also allocate for an over-trained model (e.g. 100 for inference-heavy).")
+@click.option("--efficiency", type=RANGE, help="Fraction of peak: 0.4 or 0.3:0.4:0.5.")
+@click.option("--goodput", type=click.FloatRange(min=0, max=1, min_open=True))
+@format_option
+def budget_cmd(usd, flops, device_hours, hardware, profiles_dirs, precision, price_tier,
+               price_per_hour, deadline_days, devices, tokens_per_param, efficiency, goodput,
+               fmt) -> None:
+    """What a budget buys: compute, the compute-optimal model and tokens, loss, devices, days."""
+    from planner.budget import answer_budget
+    from planner.catalog.catalog import load_hardware
+    from planner.estimators.outcome import GOODPUT_SOURCE, default_goodput
+    from planner.plan import price_quote
+    from planner.results import Assumption
+    from planner.specs import Assumptions
+
+    given = [x for x in (usd, flops, device_hours) if x]
+    if len(given) != 1:
+        raise SpecError("give exactly one of --usd, --flops or --device-hours")
+    if deadline_days and devices:
+        raise SpecError("give --deadline-days or --devices, not both")
+    hw = load_hardware(hardware, profiles_dirs)
+    peak = hw.peak_flops_per_s(precision)
+    if peak is None:
+        raise SpecError(f"{hw.name} has no {precision} peak; valid precisions: "
+                        f"{', '.join(hw.supported_precisions)}")
+    price, tier, provider, psrc = price_quote(hw, Assumptions(
+        price_tier=price_tier, price_usd_per_device_hour=price_per_hour))
+    eff = efficiency or (hw.efficiency.low, hw.efficiency.expected, hw.efficiency.high)
+    notes = [Assumption(name="usd_per_device_hour", value=price, unit="USD", source=psrc,
+                        defaulted=price_per_hour is None),
+             Assumption(name="efficiency", value="/".join(f"{x:g}" for x in eff),
+                        unit="low/expected/high", defaulted=efficiency is None,
+                        source=hw.efficiency.source if efficiency is None else "set by user")]
+    if not deadline_days and not devices:
+        deadline_days = 90.0
+        notes.append(Assumption(name="deadline_days", value=90.0, unit="days", defaulted=True,
+                                source="planner default when neither --deadline-days nor "
+                                       "--devices is given"))
+    node = int(hw.devices_per_node.value)
+    g0 = goodput or 0.9
+    if flops:
+        hours = flops / (3600 * peak * eff[1] * g0)
+    else:
+        hours = device_hours or usd / price
+    if not devices:
+        devices = max(1, math.ceil(hours / (deadline_days * 24) / node)) * node
+    g = goodput or default_goodput(devices)[1]
+    notes.append(Assumption(name="goodput", value=g, unit="fraction", defaulted=goodput is None,
+                            source=GOODPUT_SOURCE if goodput is None else "set by user"))
+    ans = answer_budget(hw, precision, hours, usd, price, tuple(eff), g, devices,
+                        tokens_per_param, notes)
+    click.echo(_render_budget(ans, fmt), nl=False)
+
+
+def _render_budget(ans, fmt: str) -> str:
+    from planner.report.fmt import money
+    from planner.report.tabular import render_rows
+    from planner.units import fmt_count
+
+    if fmt == "json":
+        return json.dumps(ans.to_dict(), indent=2) + "\n"
+    rows = []
+    for case, c in ans.cases.items():
+        for a in c.allocations:
+            rows.append({"case": f"{case} ({c.efficiency:.2f} of peak)", "flops": c.flops,
+                         "rule": a.rule, "params": fmt_count(a.params) if fmt == "table"
+                         else a.params, "tokens": fmt_count(a.tokens) if fmt == "table"
+                         else a.tokens, "tokens_per_param": round(a.tokens_per_param, 1),
+                         "loss_chinchilla": round(a.loss_chinchilla_fit, 3),
+                         "loss_besiroglu": round(a.loss_besiroglu_fit, 3)})
+    cols = ["case", "flops", "rule", "params", "tokens", "tokens_per_param", "loss_chinchilla",
+            "loss_besiroglu"]
+    if fmt == "csv":
+        return render_rows(rows, cols, "csv")
+    spend = f"{money(ans.usd)} at ${ans.usd_per_device_hour:g}/h buys " if ans.usd else ""
+    head = (f"{spend}{fmt_count(ans.device_hours)} {ans.hardware} device-hours = "
+            f"{ans.devices:,} devices for {ans.days:,.1f} days (goodput {ans.goodput:.2f})\n\n")
+    notes = "\nAssumptions:\n" + "".join(
+        f"  {a.name} = {a.value} {a.unit}  [{'default' if a.defaulted else 'yours'}] "
+        f"{a.source}\n" for a in ans.assumptions)
+    return head + render_rows(rows, cols, fmt) + notes

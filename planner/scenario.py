@@ -1,0 +1,138 @@
+"""Run a scenario: size every candidate hardware for the same job and say which wins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from planner.api import resolve
+from planner.catalog.catalog import shipped_dir
+from planner.catalog.yamlio import load_spec
+from planner.errors import PlannerError, SpecError, UnknownNameError
+from planner.estimators.params import count_params
+from planner.results import Estimate
+from planner.sizing import Question, answer
+from planner.specs.scenario import Scenario
+from planner.report.fmt import carbon, duration, energy, money, plural
+from planner.units import fmt_count
+
+_TRAINING = {"seq_len": "seq_len", "global_batch": "global_batch_size",
+             "micro_batch": "micro_batch_size", "precision": "precision",
+             "optimizer": "optimizer", "recompute": "recompute"}
+
+
+def scenario_paths() -> dict[str, Path]:
+    """Shipped scenario name -> path."""
+    return {p.stem: p for p in sorted(shipped_dir("scenarios").glob("*.yaml"))}
+
+
+def load_scenario(name_or_path: str) -> tuple[Scenario, Path]:
+    """A scenario by shipped name or by path, with the file it came from."""
+    p = Path(name_or_path).expanduser()
+    if not p.is_file():
+        shipped = scenario_paths()
+        if name_or_path not in shipped:
+            if p.suffix in (".yaml", ".yml") or "/" in name_or_path:
+                raise SpecError(f"scenario file '{name_or_path}' does not exist")
+            raise UnknownNameError("scenario", name_or_path, shipped)
+        p = shipped[name_or_path]
+    return load_spec(Scenario, p), p
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    path: Path
+    plans: list[Estimate]
+    questions: list[str]
+    answer: str
+    backtest: Any = None  # planner.backtest result, when available
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scenario": self.scenario.model_dump(mode="json", exclude_none=True),
+                "plans": [p.to_dict() for p in self.plans], "questions": self.questions,
+                "answer": self.answer}
+
+
+def _question(sc: Scenario, i: int) -> Question:
+    c, cand = sc.constraints, sc.hardware[i]
+    devices = cand.devices or c.devices
+    if devices:
+        return Question("devices", devices, max(c.max_devices, devices), c.objective)
+    if c.deadline_days:
+        return Question("deadline", c.deadline_days, c.max_devices, c.objective)
+    if c.budget_usd:
+        return Question("budget", c.budget_usd, c.max_devices, c.objective)
+    raise SpecError("give constraints.devices, deadline_days or budget_usd (or "
+                    f"hardware[{i}].devices)")
+
+
+def _model(sc: Scenario, path: Path):
+    if not isinstance(sc.model, str):
+        return sc.model
+    local = (path.parent / sc.model)
+    return str(local) if local.is_file() else sc.model
+
+
+def _tokens(sc: Scenario, model) -> float | None:
+    d = sc.data
+    if d.tokens is not None:
+        return d.tokens
+    from planner.catalog.catalog import load_model
+
+    spec = model if not isinstance(model, str) else load_model(model)
+    ratio = 20.0 if d.chinchilla else d.tokens_per_param
+    return ratio * count_params(spec).total
+
+
+def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) -> ScenarioResult:
+    """The best plan on each candidate, and a one-paragraph answer."""
+    model = _model(sc, path)
+    tokens = _tokens(sc, model)
+    options = {_TRAINING[k]: v for k, v in sc.training.model_dump().items() if v is not None}
+    options.update(sc.assumptions.model_dump(exclude_none=True))
+    plans, questions = [], []
+    for i, cand in enumerate(sc.hardware):
+        opts = dict(options)
+        if cand.price_tier:
+            opts["price_tier"] = cand.price_tier
+        if cand.price_usd_per_device_hour:
+            opts["price_usd_per_device_hour"] = cand.price_usd_per_device_hour
+        try:
+            q = _question(sc, i)
+            req = resolve(model, cand.hardware, tokens, cand.region, profiles_dirs, **opts)
+            plans.append(answer(req, q, top=1).best)
+        except PlannerError as e:
+            raise SpecError(f"{path}: hardware[{i}] ({cand.hardware}): {e}") from None
+        questions.append(q.describe())
+    return ScenarioResult(sc, path, plans, questions, _answer(sc, plans, questions))
+
+
+def _answer(sc: Scenario, plans: list[Estimate], questions: list[str]) -> str:
+    key = {"time": lambda e: e.time.wall_clock_days, "cost": lambda e: e.cost.total_usd,
+           "carbon": lambda e: e.carbon.kg_co2e}[sc.constraints.objective]
+    ranked = sorted(plans, key=key)
+    best = ranked[0]
+    word = {"time": "fastest", "cost": "cheapest", "carbon": "lowest-carbon"}[
+        sc.constraints.objective]
+    r = best.range
+    text = (f"{sc.question} Asked as '{questions[plans.index(best)]}' for each option, the "
+            f"{word} is {best.hardware.name}: {plural(best.layout.devices, 'device')} for "
+            f"{duration(r.expected.wall_clock_days)} ({duration(r.low.wall_clock_days)} to "
+            f"{duration(r.high.wall_clock_days)}), {money(r.expected.cost_usd)} "
+            f"({money(r.low.cost_usd)} to {money(r.high.cost_usd)}) at "
+            f"${best.cost.usd_per_device_hour:g}/device-hour, "
+            f"{energy(r.expected.energy_kwh)} and {carbon(r.expected.kg_co2e)} CO2e "
+            f"({best.carbon.region}), training {best.model.name} "
+            f"({fmt_count(best.model.params_total)} parameters) on "
+            f"{fmt_count(best.flops.total / best.flops.per_token)} tokens.")
+    if len(ranked) > 1:
+        nxt = ranked[1]
+        text += (f" Next is {nxt.hardware.name} ({plural(nxt.layout.devices, 'device')}, "
+                 f"{duration(nxt.range.expected.wall_clock_days)}, "
+                 f"{money(nxt.range.expected.cost_usd)}).")
+    text += (" Ranges span the best and worst efficiency and goodput cases; prices are "
+             "indicative list prices with their dates in the assumptions.")
+    return text

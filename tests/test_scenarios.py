@@ -1,0 +1,152 @@
+"""Scenarios, `planner run`, the HTML report and `planner budget`."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from planner.budget import BESIROGLU, CHINCHILLA, allocations, useful_flops
+from planner.catalog.catalog import shipped_dir
+from planner.cli import cli
+from planner.errors import SpecError
+from planner.scenario import load_scenario, run_scenario, scenario_paths
+
+SHIPPED = sorted(scenario_paths())
+
+
+def test_at_least_six_scenarios_ship():
+    assert {"quickstart", "seed-7b-chinchilla", "llama3-70b-15t", "largest-model-1m",
+            "moe-deepseek-style", "small-test-run"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_scenario_runs(name):
+    sc, path = load_scenario(name)
+    result = run_scenario(sc, path)
+    assert len(result.plans) == len(sc.hardware)
+    for plan in result.plans:
+        assert plan.memory_per_device.fits and plan.time.wall_clock_days > 0
+    assert result.answer.startswith(sc.question)
+    c = sc.constraints
+    if c.deadline_days:
+        assert all(p.time.wall_clock_days <= c.deadline_days for p in result.plans)
+    if c.budget_usd:
+        assert all(p.cost.total_usd <= c.budget_usd for p in result.plans)
+
+
+@pytest.mark.parametrize("path", sorted(shipped_dir("scenarios").glob("*.yaml")))
+def test_scenarios_reference_the_schema(path):
+    assert path.read_text().startswith(
+        "# yaml-language-server: $schema=../planner/data/schema/scenario.schema.json")
+
+
+def test_chinchilla_data_is_twenty_tokens_per_param():
+    sc, path = load_scenario("seed-7b-chinchilla")
+    plan = run_scenario(sc, path).plans[0]
+    assert plan.flops.total / plan.flops.per_token == pytest.approx(20 * 6_738_415_616)
+
+
+def test_run_json(runner):
+    result = runner.invoke(cli, ["run", "quickstart", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) >= {"scenario", "plans", "answer"}
+    assert [p["hardware"]["name"] for p in data["plans"]] == ["h100-sxm", "h200"]
+    assert data["scenario"]["name"] == "quickstart"
+
+
+def test_report_is_self_contained(runner, tmp_path):
+    out = tmp_path / "out.html"
+    result = runner.invoke(cli, ["run", "llama3-70b-15t", "--report", str(out)])
+    assert result.exit_code == 0, result.stderr
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<script" not in page and "<link" not in page
+    assert len(re.findall(r"src='data:image/png;base64,", page)) == 3
+    for needle in ("The answer", "Comparison", "h100-sxm", "tpu-v5p", "Assumptions of the",
+                   "grid_g_co2e_per_kwh", "backtest", "Megatron", "Pareto"):
+        assert needle in page or needle.lower() in page.lower(), needle
+    md = out.with_suffix(".md").read_text()
+    assert md.startswith("# Llama-3-70B on 15T tokens") and "| hardware |" in md
+
+
+BAD = [
+    ("name: x\ntitle: t\nquestion: q\nmodel: llama3-8b\ndata: {tokens: 1T}\n"
+     "hardware: [{hardware: h100-sxm}]\nconstraints: {devices: 8}\ntraning: {seq_len: 10}\n",
+     "line 8: unknown key 'traning'; did you mean: training"),
+    ("name: x\ntitle: t\nquestion: q\nmodel: llama3-8b\ndata: {tokens: lots}\n"
+     "hardware: [{hardware: h100-sxm}]\nconstraints: {devices: 8}\n", "tokens"),
+    ("name: x\ntitle: t\nquestion: q\nmodel: llama3-8b\ndata: {tokens: 1T}\n"
+     "hardware: [{hardware: h1000}]\nconstraints: {devices: 8}\n",
+     "hardware[0] (h1000): unknown hardware 'h1000'"),
+    ("name: x\ntitle: t\nquestion: q\nmodel: llama3-8b\ndata: {tokens: 1T, chinchilla: true}\n"
+     "hardware: [{hardware: h100-sxm}]\n", "exactly one of tokens"),
+    ("name: x\ntitle: t\nquestion: q\nmodel: llama3-8b\ndata: {tokens: 1T}\n"
+     "hardware: [{hardware: h100-sxm}]\n", "give constraints.devices"),
+]
+
+
+@pytest.mark.parametrize("text,needle", BAD, ids=["typo", "units", "hardware", "data", "question"])
+def test_bad_scenario_files_name_file_line_and_field(runner, tmp_path, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = runner.invoke(cli, ["run", str(path)])
+    assert result.exit_code == 1, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert str(path) in err and needle in err, err
+
+
+def test_unknown_scenario_name(runner):
+    result = runner.invoke(cli, ["run", "quikstart"])
+    assert result.exit_code == 1 and "quickstart" in result.stderr
+
+
+# ---- budget ---------------------------------------------------------------------------
+
+def test_budget_worked_example():
+    # formulas.md §5.4: $1M at $2 per H100-hour, 40% MFU, goodput 0.9 -> C = 6.4e23 FLOPs,
+    # N ~ 73B, D ~ 1.46T (Besiroglu: 76B, 1.40T).
+    c = useful_flops(1e6 / 2.0, 989.4e12, 0.40, 0.9)
+    assert c == pytest.approx(6.41e23, rel=0.01)
+    rule, refit = allocations(c)[:2]
+    assert rule.params == pytest.approx(73e9, rel=0.01) and rule.tokens == pytest.approx(1.46e12, rel=0.01)
+    assert refit.params == pytest.approx(76e9, rel=0.01) and refit.tokens == pytest.approx(1.40e12, rel=0.01)
+
+
+def test_chinchilla_published_allocations():
+    # formulas.md §5.3 at Chinchilla's budget C = 5.76e23: 20:1 -> 69.3B / 1.39T;
+    # Besiroglu -> 72.2B / 1.33T; rounded Hoffmann Approach 3 -> 32.2B / 2.98T.
+    rule, refit = allocations(5.76e23)[:2]
+    assert rule.params == pytest.approx(69.3e9, rel=0.005)
+    assert refit.params == pytest.approx(72.2e9, rel=0.005)
+    assert refit.tokens == pytest.approx(1.33e12, rel=0.01)
+    n, d = CHINCHILLA.optimal(5.76e23)
+    assert n == pytest.approx(32.2e9, rel=0.01) and d == pytest.approx(2.98e12, rel=0.01)
+    # Hoffmann Table 3: 10B params <-> 1.23e22 FLOPs at ~20 tokens/param
+    assert allocations(1.23e22)[0].params == pytest.approx(10.1e9, rel=0.02)
+
+
+def test_loss_fits():
+    # Chinchilla 70B on 1.4T tokens: the Approach-3 fit gives ~1.94
+    assert CHINCHILLA.loss(70e9, 1.4e12) == pytest.approx(1.937, abs=0.005)
+    assert BESIROGLU.loss(70e9, 1.4e12) > BESIROGLU.E
+
+
+def test_budget_cli(runner):
+    out = runner.invoke(cli, ["budget", "--usd", "1M", "--hardware", "h100-sxm",
+                              "--price-per-hour", "2", "--efficiency", "0.4", "--goodput", "0.9",
+                              "--deadline-days", "90", "--format", "json"])
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["device_hours"] == 500_000 and data["devices"] == 232
+    exp = data["cases"]["expected"]
+    assert exp["flops"] == pytest.approx(6.41e23, rel=0.01)
+    assert exp["allocations"][0]["params"] == pytest.approx(73e9, rel=0.01)
+    table = runner.invoke(cli, ["budget", "--usd", "250K", "--tokens-per-param", "100"])
+    assert table.exit_code == 0 and "100 tokens/param" in table.stdout
+    assert "deadline_days = 90.0" in table.stdout  # the default is listed
+    bad = runner.invoke(cli, ["budget", "--usd", "1M", "--flops", "1e24"])
+    assert bad.exit_code == 1 and "exactly one of" in bad.stderr
