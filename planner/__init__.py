@@ -12,4 +12,15 @@ __version__ = "0.1.0"
 
 from planner.api import estimate, estimate_plan, load_hardware, load_model  # noqa: E402
 
-__all__ = ["__version__", "estimate", "estimate_plan", "load_hardware", "load_model"]
+__all__ = ["__version__", "estimate", "estimate_plan", "load_hardware", "load_model", "measure"]
+
+
+def measure(*args, **kwargs):
+    """Measure a block: ``with planner.measure(label=..., region=...) as m: ...``; ``m.result``.
+
+    Imported on first use, so ``import planner`` loads neither codecarbon nor sqlite3. See
+    ``planner.measurement.api.measure`` for the options.
+    """
+    from planner.measurement.api import measure as _measure
+
+    return _measure(*args, **kwargs)

@@ -50,13 +50,18 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
+    from planner.cli.backtest import backtest_cmd
     from planner.cli.estimate import estimate_cmd
     from planner.cli.hardware import hardware
+    from planner.cli.measure import measure_cmd, runs
     from planner.cli.models import models
     from planner.cli.plan import compare_cmd, plan_cmd
     from planner.cli.regions import regions
+    from planner.cli.run import budget_cmd, run_cmd
+    from planner.cli.validate import calibration_group, validate_cmd
 
-    for cmd in (models, hardware, regions, estimate_cmd, plan_cmd, compare_cmd):
+    for cmd in (models, hardware, regions, estimate_cmd, plan_cmd, compare_cmd, run_cmd,
+                budget_cmd, backtest_cmd, validate_cmd, calibration_group, measure_cmd, runs):
         cli.add_command(cmd)
 
 

@@ -51,7 +51,10 @@ def _backtest_section(backtest) -> tuple[list[dict], str]:
     rows = backtest.table_rows()
     return rows, (f"Median absolute error of predicted device-hours: "
                   f"{backtest.median_abs_error_pct:.0f}%, worst "
-                  f"{backtest.max_abs_error_pct:.0f}%, over {len(rows)} published runs.")
+                  f"{backtest.max_abs_error_pct:.0f}%, over the {backtest.num_summary_runs} "
+                  "published runs counted (rows marked 'not counted' are shown, not scored). "
+                  "Each run is predicted from its model, tokens, hardware and device count "
+                  "alone.")
 
 
 def _validation_rows() -> list[dict]:

@@ -1,0 +1,397 @@
+"""Backtest: the planner's predictions against published training runs.
+
+Each run in ``planner/data/backtest/runs.yaml`` is predicted from what someone planning it
+would know (model, tokens, hardware, device count; sequence length, batch and precision where
+published) as "the best layout on N devices" (``sizing.answer``) with the default performance
+model and goodput. No efficiency comes from the run; nothing is fitted per run. Energy and
+carbon use the run's own PUE and grid factor, cost its own price. The arithmetic check
+multiplies the *reported* device-hours by the power, PUE and grid factor the source used,
+testing the carbon formula apart from the time prediction. Errors are (predicted - reported)
+/ reported in percent: positive means the planner predicts more than was reported.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from planner.catalog.yamlio import load_spec
+from planner.errors import PlannerError, SpecError, UnknownNameError
+from planner.estimators import outcome as oc
+from planner.results import Result
+from planner.specs.base import Spec
+from planner.specs.hardware import Precision
+from planner.units import SECONDS_PER_HOUR, TERA, fmt_count
+
+DATASET = Path(__file__).resolve().parent / "data" / "backtest" / "runs.yaml"
+INPUT_FIELDS = ("tokens", "devices", "seq_len", "global_batch_sequences", "precision")
+REPORTED_FIELDS = ("reported_device_hours", "reported_energy_mwh", "reported_tco2e",
+                   "reported_power_w", "reported_pue", "reported_grid_g_co2e_per_kwh",
+                   "reported_cost_usd", "price_usd_per_device_hour")
+_BASIS = ("reported_power_w", "reported_pue", "reported_grid_g_co2e_per_kwh")
+
+
+class BacktestRun(Spec):
+    """One published run: the planner's inputs, the reported figures and their quotes."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$", description="kebab-case run id.")
+    name: str
+    model: str = Field(description="Model preset (`planner models list`).")
+    hardware: str = Field(description="Hardware profile (`planner hardware list`).")
+    devices: PositiveInt
+    devices_assumed: bool = Field(False, description="The source gives no device count.")
+    tokens: PositiveFloat = Field(description="Training tokens.")
+    seq_len: PositiveInt | None = Field(None, description="None: the planner's default.")
+    global_batch_sequences: PositiveInt | None = Field(None, description="None: default.")
+    precision: Precision | None = Field(None, description="None: the planner's default.")
+    reported_device_hours: PositiveFloat
+    reported_energy_mwh: PositiveFloat | None = None
+    reported_tco2e: PositiveFloat | None = None
+    reported_power_w: PositiveFloat | None = Field(
+        None, description="W per device in the source's own energy arithmetic.")
+    reported_pue: float | None = Field(None, ge=1, le=3)
+    reported_grid_g_co2e_per_kwh: float | None = Field(None, ge=0, le=2000)
+    reported_cost_usd: PositiveFloat | None = None
+    price_usd_per_device_hour: PositiveFloat | None = Field(
+        None, description="The price the reported cost was computed with.")
+    in_summary: bool = Field(True, description="Counted in the median and worst error.")
+    excluded_reason: str | None = None
+    reliability: str
+    source: str = Field(pattern=r"^https?://")
+    quotes: dict[str, str] = Field(description="Figure name -> verbatim quote.")
+    derived: dict[str, str] = Field(default_factory=dict,
+                                    description="Figure name -> how it was obtained.")
+    notes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> BacktestRun:
+        given = [f for f in _BASIS if getattr(self, f) is not None]
+        if given and len(given) < len(_BASIS):
+            raise ValueError(f"give all of {', '.join(_BASIS)} or none (got {', '.join(given)})")
+        known = INPUT_FIELDS + REPORTED_FIELDS
+        for key in (*self.quotes, *self.derived):
+            if key not in known:
+                raise ValueError(f"'{key}' in quotes/derived is not a figure; valid: "
+                                 f"{', '.join(known)}")
+        for f in REPORTED_FIELDS:
+            if getattr(self, f) is not None and not self.quotes.get(f, "").strip():
+                raise ValueError(f"{f}={getattr(self, f)} has no quote from its source")
+        for f in INPUT_FIELDS:
+            if getattr(self, f) is not None and not (self.quotes.get(f) or self.derived.get(f)):
+                raise ValueError(f"{f}={getattr(self, f)} has neither a quote nor a derivation")
+        if self.devices_assumed and not self.derived.get("devices"):
+            raise ValueError("devices_assumed needs derived.devices saying why that count")
+        if self.in_summary == bool(self.excluded_reason):
+            raise ValueError("give excluded_reason exactly when in_summary is false")
+        if (self.reported_cost_usd is None) != (self.price_usd_per_device_hour is None):
+            raise ValueError("a reported cost needs the price per device-hour behind it")
+        return self
+
+    @property
+    def has_carbon_basis(self) -> bool:  # power, PUE and grid are given together or not at all
+        return self.reported_pue is not None
+
+
+class BacktestDataset(Spec):
+    """The dataset file: a description and the runs."""
+
+    description: str
+    runs: list[BacktestRun] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> BacktestDataset:
+        ids = [r.id for r in self.runs]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate run ids: {', '.join(dupes)}")
+        return self
+
+
+@dataclass(frozen=True)
+class BacktestRow(Result):
+    """Predicted against reported for one run (MWh, t CO2e, USD; errors in percent)."""
+
+    id: str
+    name: str
+    model: str
+    hardware: str
+    devices: int
+    devices_assumed: bool
+    tokens: float
+    in_summary: bool
+    excluded_reason: str | None
+    layout: str
+    predicted_device_hours: float
+    predicted_device_hours_low: float
+    predicted_device_hours_high: float
+    reported_device_hours: float
+    error_pct: float
+    error_pct_half_devices: float | None  # only for assumed device counts: at n/2 and 2n
+    error_pct_double_devices: float | None
+    reported_within_range: bool
+    predicted_mfu: float
+    goodput: float
+    implied_mfu: float  # model FLOPs / (reported device-hours x peak): end-to-end
+    predicted_power_w: float  # the planner's accelerator + host W per device, before PUE
+    reported_power_w: float | None
+    pue: float | None
+    grid_g_co2e_per_kwh: float | None
+    predicted_energy_mwh: float | None
+    reported_energy_mwh: float | None
+    energy_error_pct: float | None
+    predicted_tco2e: float | None
+    reported_tco2e: float | None
+    carbon_error_pct: float | None
+    arithmetic_energy_mwh: float | None  # reported hours x reported W x PUE
+    arithmetic_energy_error_pct: float | None
+    arithmetic_tco2e: float | None  # ... x grid factor
+    arithmetic_error_pct: float | None
+    predicted_cost_usd: float | None
+    reported_cost_usd: float | None
+    cost_error_pct: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """All rows, and the error summary over the runs marked in_summary."""
+
+    rows: tuple[BacktestRow, ...]
+    median_abs_error_pct: float | None
+    max_abs_error_pct: float | None
+    median_error_pct: float | None  # signed: > 0 means the planner over-predicts
+    worst_run: str | None
+    num_summary_runs: int
+    arithmetic_median_abs_error_pct: float | None
+    arithmetic_max_abs_error_pct: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `planner backtest --format json` object."""
+        return {"runs": [r.to_dict() for r in self.rows],
+                "median_abs_error_pct": self.median_abs_error_pct,
+                "max_abs_error_pct": self.max_abs_error_pct,
+                "median_error_pct": self.median_error_pct, "worst_run": self.worst_run,
+                "num_summary_runs": self.num_summary_runs,
+                "carbon_arithmetic": {
+                    "median_abs_error_pct": self.arithmetic_median_abs_error_pct,
+                    "max_abs_error_pct": self.arithmetic_max_abs_error_pct}}
+
+    def table_rows(self) -> list[dict[str, str]]:
+        """Device-hours per run as display strings (for tables and reports)."""
+        return [_display_row(r) for r in self.rows]
+
+    def detail_rows(self) -> list[dict[str, str]]:
+        """Energy, carbon (predicted and arithmetic) and cost rows, where a run reports them."""
+        return [d for r in self.rows for d in _detail_rows(r)]
+
+    def summary(self) -> str:
+        """One sentence: median and worst absolute error, and over which runs."""
+        if self.median_abs_error_pct is None:
+            return "No run in the summary."
+        left_out = [r.id for r in self.rows if not r.in_summary]
+        runs = f"{self.num_summary_runs} run" + ("s" if self.num_summary_runs != 1 else "")
+        text = (f"Device-hours over {runs}: median absolute error "
+                f"{self.median_abs_error_pct:.0f}%, worst {self.max_abs_error_pct:.0f}% "
+                f"({self.worst_run}); median signed error {self.median_error_pct:+.0f}%.")
+        if left_out:
+            text += f" Shown but not counted: {', '.join(left_out)}."
+        if self.arithmetic_max_abs_error_pct is not None:
+            text += (f" Carbon arithmetic (reported hours x the source's power, PUE and grid): "
+                     f"median {self.arithmetic_median_abs_error_pct:.1f}%, worst "
+                     f"{self.arithmetic_max_abs_error_pct:.1f}%.")
+        return text
+
+
+def load_runs(path: Path | None = None) -> list[BacktestRun]:
+    """The runs of a dataset file (default: the shipped one), validated."""
+    return list(load_spec(BacktestDataset, path or DATASET).runs)
+
+
+def _error_pct(predicted: float | None, reported: float | None) -> float | None:
+    if predicted is None or reported is None:
+        return None
+    return (predicted - reported) / reported * 100.0
+
+
+def _estimate(run: BacktestRun, devices: int | None = None):
+    """The planner's best plan for the run on its device count (an Estimate)."""
+    from planner.api import resolve
+    from planner.sizing import Question, answer
+
+    n = devices or run.devices
+    options = {"seq_len": run.seq_len, "global_batch_size": run.global_batch_sequences,
+               "precision": run.precision, "pue": run.reported_pue,
+               "grid_g_co2e_per_kwh": run.reported_grid_g_co2e_per_kwh,
+               "price_usd_per_device_hour": run.price_usd_per_device_hour}
+    try:
+        req = resolve(run.model, run.hardware, run.tokens, **options)
+        return answer(req, Question("devices", n, max_devices=n), 1).best
+    except PlannerError as e:
+        raise SpecError(f"backtest run '{run.id}' on {n} devices: {e}") from None
+
+
+def _error_at(run: BacktestRun, devices: int) -> float | None:
+    """The device-hour error on another device count (None if the model does not fit)."""
+    try:
+        return _error_pct(_estimate(run, devices).time.device_hours, run.reported_device_hours)
+    except SpecError:
+        return None
+
+
+def _arithmetic(run: BacktestRun) -> tuple[float | None, float | None]:
+    """(MWh, t CO2e) from the reported hours and the source's own power, PUE and grid."""
+    if not run.has_carbon_basis:
+        return None, None
+    assert run.reported_power_w and run.reported_pue
+    assert run.reported_grid_g_co2e_per_kwh is not None
+    _, kwh = oc.energy_kwh(run.reported_device_hours, run.reported_power_w, run.reported_pue)
+    return kwh / 1e3, oc.carbon_kg(kwh, run.reported_grid_g_co2e_per_kwh) / 1e3
+
+
+def predict(run: BacktestRun) -> BacktestRow:
+    """Predict one run and compare every reported figure."""
+    e = _estimate(run)
+    lay = e.layout
+    hours = e.time.device_hours
+    low, high = e.range.low.device_hours, e.range.high.device_hours
+    implied = e.flops.total / (run.reported_device_hours * SECONDS_PER_HOUR
+                               * e.hardware.peak_tflops * TERA)
+    basis = run.has_carbon_basis
+    energy = e.energy.kwh / 1e3 if basis and run.reported_energy_mwh else None
+    carbon = e.carbon.kg_co2e / 1e3 if basis and run.reported_tco2e else None
+    cost = e.cost.total_usd if run.reported_cost_usd else None
+    a_mwh, a_t = _arithmetic(run)
+    half, double = ((_error_at(run, max(1, run.devices // 2)), _error_at(run, run.devices * 2))
+                    if run.devices_assumed else (None, None))
+    return BacktestRow(
+        id=run.id, name=run.name, model=run.model, hardware=run.hardware, devices=run.devices,
+        devices_assumed=run.devices_assumed, tokens=run.tokens, in_summary=run.in_summary,
+        excluded_reason=run.excluded_reason,
+        layout=(f"tp{lay.tp} pp{lay.pp} dp{lay.dp} cp{lay.cp} ep{lay.ep} zero{lay.zero_stage} "
+                f"mb{lay.micro_batch_size} batch{lay.global_batch_size} {lay.recompute}"),
+        predicted_device_hours=hours, predicted_device_hours_low=low,
+        predicted_device_hours_high=high, reported_device_hours=run.reported_device_hours,
+        error_pct=_error_pct(hours, run.reported_device_hours),  # type: ignore[arg-type]
+        error_pct_half_devices=half, error_pct_double_devices=double,
+        reported_within_range=low <= run.reported_device_hours <= high,
+        predicted_mfu=e.throughput.mfu, goodput=e.time.goodput, implied_mfu=implied,
+        predicted_power_w=e.energy.power_per_device_w, reported_power_w=run.reported_power_w,
+        pue=run.reported_pue, grid_g_co2e_per_kwh=run.reported_grid_g_co2e_per_kwh,
+        predicted_energy_mwh=energy, reported_energy_mwh=run.reported_energy_mwh,
+        energy_error_pct=_error_pct(energy, run.reported_energy_mwh),
+        predicted_tco2e=carbon, reported_tco2e=run.reported_tco2e,
+        carbon_error_pct=_error_pct(carbon, run.reported_tco2e),
+        arithmetic_energy_mwh=a_mwh if run.reported_energy_mwh else None,
+        arithmetic_energy_error_pct=_error_pct(a_mwh, run.reported_energy_mwh),
+        arithmetic_tco2e=a_t if run.reported_tco2e else None,
+        arithmetic_error_pct=_error_pct(a_t, run.reported_tco2e),
+        predicted_cost_usd=cost, reported_cost_usd=run.reported_cost_usd,
+        cost_error_pct=_error_pct(cost, run.reported_cost_usd), source=run.source)
+
+
+def _stats(errors: list[float]) -> tuple[float | None, float | None]:
+    """(median, max) of the absolute errors, or (None, None) when there are none."""
+    absolute = [abs(x) for x in errors]
+    return (statistics.median(absolute), max(absolute)) if absolute else (None, None)
+
+
+def summarize(rows: Sequence[BacktestRow]) -> BacktestResult:
+    """Median and worst absolute error over the rows marked in_summary."""
+    counted = [r for r in rows if r.in_summary]
+    med, worst = _stats([r.error_pct for r in counted])
+    worst_row = max(counted, key=lambda r: abs(r.error_pct)) if counted else None
+    a_med, a_max = _stats([r.arithmetic_error_pct for r in rows
+                           if r.arithmetic_error_pct is not None])
+    return BacktestResult(
+        rows=tuple(rows), median_abs_error_pct=med, max_abs_error_pct=worst,
+        median_error_pct=statistics.median(r.error_pct for r in counted) if counted else None,
+        worst_run=worst_row.id if worst_row else None, num_summary_runs=len(counted),
+        arithmetic_median_abs_error_pct=a_med, arithmetic_max_abs_error_pct=a_max)
+
+
+def run_backtest(path: Path | None = None, ids: Sequence[str] = ()) -> BacktestResult:
+    """Predict every run of the dataset (or only ``ids``) and summarize the errors."""
+    runs = load_runs(path)
+    if ids:
+        by_id = {r.id: r for r in runs}
+        for i in ids:
+            if i not in by_id:
+                raise UnknownNameError("backtest run", i, by_id)
+        runs = [by_id[i] for i in dict.fromkeys(ids)]
+    return summarize([predict(r) for r in runs])
+
+
+# -- display ----------------------------------------------------------------------------
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.0f}%"
+
+
+def _amount(x: float | None, unit: str) -> str:
+    """1,022 MWh, 24.7 t, $5.33M."""
+    if x is None:
+        return "n/a"
+    if unit == "USD":
+        return f"${fmt_count(x)}"
+    return f"{x:,.0f} {unit}" if x >= 100 else f"{x:.3g} {unit}"
+
+
+def _display_row(r: BacktestRow) -> dict[str, str]:
+    return {
+        "run": r.id + ("" if r.in_summary else " (not counted)"),
+        "hardware": f"{r.devices:,}{' (assumed)' if r.devices_assumed else ''} x {r.hardware}",
+        "tokens": fmt_count(r.tokens),
+        "predicted device-h": fmt_count(r.predicted_device_hours),
+        "range": f"{fmt_count(r.predicted_device_hours_low)}-"
+                 f"{fmt_count(r.predicted_device_hours_high)}",
+        "reported device-h": fmt_count(r.reported_device_hours),
+        "error": _pct(r.error_pct),
+        "error at 1/2x, 2x devices": (f"{_pct(r.error_pct_half_devices)}, "
+                                      f"{_pct(r.error_pct_double_devices)}"
+                                      if r.devices_assumed else ""),
+        "MFU x goodput": f"{r.predicted_mfu * 100:.0f}% x {r.goodput:.2f}",
+        "implied MFU": f"{r.implied_mfu * 100:.0f}%",
+    }
+
+
+def _detail_rows(r: BacktestRow) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    grid = f"PUE {r.pue:g} x {r.grid_g_co2e_per_kwh:g} g/kWh" if r.pue is not None else ""
+    plan = f"planner {r.predicted_power_w:.0f} W/device x {grid}"
+    src = f"reported hours x {r.reported_power_w:g} W x {grid}" if r.reported_power_w else ""
+    for name, basis, pred, rep, err, unit in (
+            ("energy", plan, r.predicted_energy_mwh, r.reported_energy_mwh,
+             r.energy_error_pct, "MWh"),
+            ("carbon", plan, r.predicted_tco2e, r.reported_tco2e, r.carbon_error_pct, "t"),
+            ("carbon, arithmetic", src, r.arithmetic_tco2e, r.reported_tco2e,
+             r.arithmetic_error_pct, "t"),
+            ("cost", "predicted device-hours x the run's price", r.predicted_cost_usd,
+             r.reported_cost_usd, r.cost_error_pct, "USD")):
+        if pred is not None:
+            out.append({"run": r.id, "quantity": name, "basis": basis,
+                        "predicted": _amount(pred, unit), "reported": _amount(rep, unit),
+                        "error": f"{err:+.1f}%" if "arithmetic" in name else _pct(err)})
+    return out
+
+
+def render_backtest(result: BacktestResult, fmt: str) -> str:
+    """The backtest as table, markdown, csv (one row per run) or json."""
+    from planner.report.tabular import render_rows
+
+    if fmt == "json":
+        return json.dumps(result.to_dict(), indent=2) + "\n"
+    if fmt == "csv":
+        rows = [r.to_dict() for r in result.rows]
+        return render_rows(rows, list(rows[0]) if rows else [], "csv")
+    main, detail = result.table_rows(), result.detail_rows()
+    parts = [render_rows(main, list(main[0]) if main else [], fmt)]
+    if detail:
+        title = "Energy, carbon and cost" if fmt == "table" else "**Energy, carbon and cost**"
+        parts += [title + "\n", render_rows(detail, list(detail[0]), fmt)]
+    return "\n".join(parts + [result.summary()]) + "\n"

@@ -1,0 +1,190 @@
+"""`planner measure -- COMMAND` and `planner runs list|show|export|summary`.
+
+The measurement code (and codecarbon, sqlite3) is imported inside the commands, so other
+commands start no slower for these being registered.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from planner.cli.options import COUNT, format_option, profiles_option
+
+LEDGER_HELP = "Ledger file (default: $PLANNER_LEDGER, else ~/.local/share/planner/runs.sqlite)."
+ledger_option = click.option("--ledger", type=click.Path(dir_okay=False), help=LEDGER_HELP)
+
+
+class ExitError(click.ClickException):
+    """A one-line error with its own exit code (127: command not found)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and os.replace."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _output_path(output: str | None) -> Path | None:
+    if output is None:
+        return None
+    path = Path(output).expanduser()
+    if not path.parent.resolve().is_dir() or not os.access(path.parent.resolve(), os.W_OK):
+        raise click.BadParameter(f"directory '{path.parent}' does not exist or is not "
+                                 "writable", param_hint="--output")
+    return path
+
+
+@click.command("measure", context_settings={"allow_interspersed_args": False})
+@click.option("--label", "-l", help="Name to group runs by (`planner runs summary`).")
+@click.option("--region", "-r", help="FR, US-VA, aws:us-east-1, gcp:europe-west4, ...")
+@click.option("--grid", "grid_g", type=click.FloatRange(min=0),
+              help="Grid intensity, g CO2e/kWh (overrides --region's).")
+@click.option("--pue", type=click.FloatRange(min=1, max=3),
+              help="Facility PUE (default: the cloud provider's, else 1.0).")
+@click.option("--hardware", help="Accelerator profile for the price (and the estimate).")
+@profiles_option
+@click.option("--price-tier", help="Price tier in the profile: on_demand (default), spot, ...")
+@click.option("--price-per-hour", type=click.FloatRange(min=0, min_open=True),
+              help="Your own USD per device-hour.")
+@click.option("--devices", type=click.IntRange(min=0),
+              help="Devices billed (default: the GPUs visible to the command).")
+@click.option("--model", "-m", help="Model for the `planner estimate` beside the extrapolation.")
+@click.option("--tokens", "-t", type=COUNT, help="Tokens the measured run processes: 50M.")
+@click.option("--steps", type=COUNT, help="Or optimizer steps the measured run takes.")
+@click.option("--extrapolate-to", type=COUNT, help="Tokens (or steps) of the full run: 2T.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Sampling interval of the meters, seconds.")
+@click.option("--meter", type=click.Choice(["auto", "codecarbon", "cpu-time"]), default="auto",
+              show_default=True, help="auto: codecarbon when installed, else a CPU-time "
+                                      "estimate.")
+@ledger_option
+@click.option("--no-ledger", is_flag=True, help="Do not record the run.")
+@format_option
+@click.option("--output", "-o", help="Write the report to FILE (atomically) instead of stderr.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def measure_cmd(command: tuple[str, ...], ledger: str | None, no_ledger: bool, fmt: str,
+                output: str | None, **opts) -> int:
+    """Run COMMAND and measure its energy, carbon and cost: planner measure -- CMD ARGS...
+
+    The command's stdin, stdout and stderr pass through untouched; planner's report goes to
+    stderr (or --output FILE) and the run is appended to the ledger. planner exits with the
+    command's exit code (128+N if signal N killed it); Ctrl-C is forwarded to the command and
+    the run is still recorded, marked incomplete.
+    """
+    from planner.measurement.context import MeasureOptions
+    from planner.measurement.ledger import ledger_path
+    from planner.measurement.render import render_record
+    from planner.measurement.runner import CommandError, resolve_command, run_child, signals_held
+    from planner.measurement.session import Session, command_line
+
+    if not command:
+        raise click.UsageError("no command to measure: put it after --, "
+                               "e.g. planner measure -- python train.py")
+    if ledger and no_ledger:
+        raise click.UsageError("give --ledger or --no-ledger, not both")
+    try:
+        resolve_command(command)
+    except CommandError as e:
+        raise ExitError(str(e), e.exit_code) from None
+    out_path = _output_path(output)
+    options = MeasureOptions(
+        label=opts["label"], region=opts["region"], grid_g_co2e_per_kwh=opts["grid_g"],
+        pue=opts["pue"], hardware=opts["hardware"], profiles_dirs=opts["profiles_dirs"],
+        price_tier=opts["price_tier"], price_per_hour=opts["price_per_hour"],
+        devices=opts["devices"], model=opts["model"], tokens=opts["tokens"],
+        steps=opts["steps"], extrapolate_to=opts["extrapolate_to"],
+        interval_s=opts["interval"], meter=opts["meter"])
+    path = None if no_ledger else ledger_path(ledger)
+    session = Session(options, path)
+    try:
+        outcome = run_child(command, on_start=session.start)
+    except CommandError as e:
+        raise ExitError(str(e), e.exit_code) from None
+    with signals_held():  # a second Ctrl-C must not lose the record being written
+        record = session.finish(command, command_line(command), outcome.exit_code,
+                                outcome.signal, outcome.interrupted_by)
+    text = render_record(record.to_dict(), fmt, str(path) if path else None)
+    if out_path:
+        write_atomic(out_path, text)
+        state = "complete" if record.complete else "incomplete"
+        click.echo(f"planner measure: run {record.id} ({state}) written to {out_path}",
+                   err=True)
+    else:
+        click.echo(text, err=True, nl=False)
+    return outcome.exit_code
+
+
+@click.group()
+def runs() -> None:
+    """The run ledger: every run `planner measure` recorded."""
+
+
+def _ledger(path: str | None):
+    from planner.measurement.ledger import Ledger, ledger_path
+    return Ledger(ledger_path(path))
+
+
+@runs.command("list")
+@click.option("--label", help="Only runs with this label.")
+@click.option("--limit", "-n", type=click.IntRange(min=1), help="Only the newest N runs.")
+@ledger_option
+@format_option
+def list_runs(label: str | None, limit: int | None, ledger: str | None, fmt: str) -> None:
+    """List recorded runs, oldest first: energy, carbon, cost and how each was measured."""
+    from planner.measurement.render import render_runs
+    led = _ledger(ledger)
+    records = led.runs(label=label, limit=limit)
+    if not records:
+        click.echo(f"no runs recorded in {led.path}", err=True)
+    click.echo(render_runs(records, fmt), nl=False)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@ledger_option
+@format_option
+def show_run(run_id: str, ledger: str | None, fmt: str) -> None:
+    """Show one run (by id or a unique prefix of it) in full."""
+    from planner.measurement.render import render_record
+    led = _ledger(ledger)
+    click.echo(render_record(led.get(run_id), fmt, str(led.path)), nl=False)
+
+
+@runs.command("export")
+@click.option("--label", help="Only runs with this label.")
+@ledger_option
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "markdown", "table"]),
+              default="json", show_default=True, help="json: full records; csv: flattened.")
+def export_runs(label: str | None, ledger: str | None, fmt: str) -> None:
+    """Export every recorded run in full (json) or flattened (csv) to stdout."""
+    from planner.measurement.render import render_export
+    led = _ledger(ledger)
+    records = led.runs(label=label)
+    if not records:
+        click.echo(f"no runs recorded in {led.path}", err=True)
+    click.echo(render_export(records, fmt), nl=False)
+
+
+@runs.command("summary")
+@ledger_option
+@format_option
+def summary_runs(ledger: str | None, fmt: str) -> None:
+    """Total runs, time, energy, carbon and cost by label."""
+    from planner.measurement.render import render_summary
+    click.echo(render_summary(_ledger(ledger).summary(), fmt), nl=False)

@@ -1,0 +1,135 @@
+"""What a measurement needs besides the meters: where it runs (grid, PUE) and what it costs.
+
+``MeasureOptions`` holds the user's inputs; ``resolve_context`` turns them into a
+``RunContext`` with every value's source, raising PlannerError for bad input before anything
+runs (unknown region or hardware, a price tier the profile lacks, inconsistent flags).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from planner.catalog.regions import GridFactor, _tables, grid_factor, world_average
+from planner.errors import SpecError
+from planner.specs import HardwareProfile
+
+NO_PROVIDER_PUE_SOURCE = (
+    "no cloud provider in --region, so no facility overhead is added to the energy at the "
+    "meters (codecarbon's default); set --pue for your data centre")
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """Inputs of one measurement. Units: W, s, USD per device-hour, g CO2e/kWh."""
+
+    label: str | None = None
+    region: str | None = None
+    grid_g_co2e_per_kwh: float | None = None
+    pue: float | None = None
+    hardware: str | None = None
+    profiles_dirs: tuple[str, ...] = ()
+    price_tier: str | None = None
+    price_per_hour: float | None = None
+    devices: int | None = None
+    model: str | None = None
+    tokens: float | None = None  # tokens processed by the measured run
+    steps: float | None = None  # or optimizer steps of the measured run
+    extrapolate_to: float | None = None  # tokens (or steps) of the full run
+    interval_s: float = 1.0  # sampling interval of the meters
+    meter: str = "auto"  # auto | codecarbon | cpu-time
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Resolved grid intensity, PUE, hardware and price, each with its source."""
+
+    grid: GridFactor
+    grid_g_co2e_per_kwh: float
+    grid_source: str
+    pue: float
+    pue_source: str
+    country_iso3: str | None  # for codecarbon's own figure
+    hardware: HardwareProfile | None
+    usd_per_device_hour: float | None
+    price_source: str | None
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise SpecError(f"{name} must be a positive number, got {value}")
+
+
+def check_options(o: MeasureOptions) -> None:
+    """SpecError for inconsistent or out-of-range options."""
+    if o.tokens is not None and o.steps is not None:
+        raise SpecError("give --tokens or --steps for the measured run, not both")
+    if o.extrapolate_to is not None and o.tokens is None and o.steps is None:
+        raise SpecError("--extrapolate-to needs --tokens (or --steps) of the measured run")
+    if o.price_tier and not o.hardware:
+        raise SpecError("--price-tier needs --hardware (or give --price-per-hour)")
+    if o.pue is not None and not 1.0 <= o.pue <= 3.0:
+        raise SpecError(f"--pue must be between 1 and 3, got {o.pue}")
+    if o.devices is not None and o.devices < 0:
+        raise SpecError(f"--devices must be 0 or more, got {o.devices}")
+    for name, value in (("--tokens", o.tokens), ("--steps", o.steps),
+                        ("--extrapolate-to", o.extrapolate_to), ("--interval", o.interval_s),
+                        ("--price-per-hour", o.price_per_hour)):
+        _positive(name, value)
+
+
+def country_iso3(grid: GridFactor) -> str | None:
+    """ISO 3166 alpha-3 country of a resolved region (cloud regions: the mapped country)."""
+    snap, clouds = _tables()
+    if grid.region in snap["countries"]:
+        return grid.region
+    if grid.region.startswith("US-"):
+        return "USA"
+    provider, _, name = grid.region.partition(":")
+    if provider == "gcp":
+        return snap["gcp"].get(name, {}).get("country_iso3")
+    if provider in ("aws", "azure"):
+        return (clouds.get(provider) or {}).get(name, {}).get("country_iso3")
+    return None
+
+
+def _grid(o: MeasureOptions) -> tuple[GridFactor, float, str]:
+    grid = grid_factor(o.region) if o.region else world_average()
+    if o.grid_g_co2e_per_kwh is not None:
+        return grid, o.grid_g_co2e_per_kwh, "set by user (--grid)"
+    source = grid.intensity_source
+    if not o.region:
+        source += " (no --region given)"
+    return grid, grid.g_co2e_per_kwh, source
+
+
+def _pue(o: MeasureOptions, grid: GridFactor) -> tuple[float, str]:
+    if o.pue is not None:
+        return o.pue, "set by user (--pue)"
+    if o.region and ":" in grid.region:
+        return grid.pue, grid.pue_source
+    return 1.0, NO_PROVIDER_PUE_SOURCE
+
+
+def _price(o: MeasureOptions) -> tuple[HardwareProfile | None, float | None, str | None]:
+    from planner.catalog.catalog import load_hardware
+    from planner.plan import price_quote
+    from planner.specs import Assumptions
+
+    hw = load_hardware(o.hardware, o.profiles_dirs) if o.hardware else None
+    if o.price_per_hour is not None:
+        return hw, o.price_per_hour, "set by user (--price-per-hour)"
+    if hw is None:
+        return None, None, None
+    usd, tier, _provider, source = price_quote(hw, Assumptions(price_tier=o.price_tier))
+    return hw, usd, f"{hw.name} {tier}: {source}"
+
+
+def resolve_context(o: MeasureOptions) -> RunContext:
+    """Check the options and resolve region, PUE, hardware and price (PlannerError if bad)."""
+    check_options(o)
+    grid, g, g_source = _grid(o)
+    pue, pue_source = _pue(o, grid)
+    hw, usd, price_source = _price(o)
+    return RunContext(grid, g, g_source, pue, pue_source,
+                      country_iso3(grid) if o.region else None, hw, usd, price_source)

@@ -1,0 +1,126 @@
+"""Host energy meters (CPU and RAM, and GPUs when NVML is not available) behind one interface.
+
+``HostMeter.start()`` / ``stop(duration_s)`` bracket the measured work and return a
+``HostReading``. Two implementations: ``CodecarbonMeter`` (codecarbon's offline tracker; see
+codecarbon_meter.py) and ``CpuTimeMeter``, a clearly-labelled estimate from CPU time used when
+codecarbon is not installed or ``meter="cpu-time"`` is asked for (fast; used by tests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from planner.errors import SpecError
+from planner.measurement.results import Component, Method
+
+J_PER_KWH = 3.6e6
+# codecarbon's fallback for an unknown CPU: 4 W per thread (core/cpu.py DEFAULT_POWER_PER_CORE).
+W_PER_BUSY_THREAD = 4.0
+METERS = ("auto", "codecarbon", "cpu-time")
+
+
+@dataclass(frozen=True)
+class HostReading:
+    """What a host meter saw: CPU and RAM, and its own GPU figure (None: it does not do GPUs)."""
+
+    cpu: Component
+    ram: Component
+    gpu: Component | None
+    gpu_count: int  # GPUs the meter itself found (0 when it does not look)
+    codecarbon_kg_co2e: float | None
+    meter: str  # e.g. "codecarbon 3.3.2"
+
+
+class HostMeter(Protocol):
+    """Brackets the measured work; ``stop`` takes the work's wall-clock duration in s."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self, duration_s: float) -> HostReading: ...
+
+
+def power_w(kwh: float | None, duration_s: float) -> float | None:
+    """Average power in W of ``kwh`` spread over ``duration_s``."""
+    if kwh is None or duration_s <= 0:
+        return None
+    return kwh * J_PER_KWH / duration_s
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its waited-for children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class CpuTimeMeter:
+    """Estimated CPU energy: CPU seconds used x 4 W per busy thread; RAM not estimated.
+
+    Counts this process and the children it has waited for (the measured command and its
+    waited-for descendants), not the rest of the machine.
+    """
+
+    name = "cpu-time"
+
+    def __init__(self, why: str = "--meter cpu-time") -> None:
+        self.why = why
+        self._cpu0 = 0.0
+
+    def start(self) -> None:
+        self._cpu0 = _cpu_seconds()
+
+    def stop(self, duration_s: float) -> HostReading:
+        cpu_s = max(_cpu_seconds() - self._cpu0, 0.0)
+        kwh = cpu_s * W_PER_BUSY_THREAD / J_PER_KWH
+        cpu = Component(kwh, power_w(kwh, duration_s), None, Method(
+            "estimated", f"CPU time {cpu_s:.3g} s x {W_PER_BUSY_THREAD:g} W per busy thread "
+                         f"(codecarbon's figure for an unknown CPU), not a measurement; "
+                         f"cpu-time meter ({self.why})"))
+        ram = Component(None, None, None, Method(
+            "none", f"not measured: the cpu-time meter ({self.why}) does not estimate RAM"))
+        return HostReading(cpu, ram, None, 0, None, "cpu-time")
+
+
+def codecarbon_available() -> bool:
+    """True when codecarbon can be imported (checked without importing it)."""
+    return importlib.util.find_spec("codecarbon") is not None
+
+
+def host_meter(kind: str, country_iso3: str | None, interval_s: float,
+               gpu_ids: list[int] | None) -> HostMeter:
+    """The host meter for ``kind`` (auto, codecarbon, cpu-time); SpecError if unavailable."""
+    if kind not in METERS:
+        raise SpecError(f"unknown meter '{kind}'; choose one of {', '.join(METERS)}")
+    if kind == "cpu-time":
+        return CpuTimeMeter()
+    if not codecarbon_available():
+        if kind == "codecarbon":
+            raise SpecError("the codecarbon meter needs codecarbon: "
+                            "pip install 'planner[profile]' (or use --meter cpu-time)")
+        return CpuTimeMeter("codecarbon is not installed: pip install 'planner[profile]'")
+    from planner.measurement.codecarbon_meter import CodecarbonMeter
+    return CodecarbonMeter(country_iso3, interval_s, gpu_ids)
+
+
+class Stopwatch:
+    """Wall clock of the measured work: monotonic duration in s and UTC timestamps."""
+
+    def __init__(self) -> None:
+        self.t0 = self.t1 = time.monotonic()
+        self.started_at = self.ended_at = time.time()
+
+    def start(self) -> None:
+        self.t0, self.started_at = time.monotonic(), time.time()
+
+    def stop(self) -> float:
+        self.t1, self.ended_at = time.monotonic(), time.time()
+        return self.duration_s
+
+    @property
+    def duration_s(self) -> float:
+        return max(self.t1 - self.t0, 0.0)

@@ -1,0 +1,196 @@
+"""GPU energy from NVML, sampled on a thread, for the GPUs the command can see.
+
+``GpuBackend`` is the small interface the sampler needs; ``NvmlBackend`` implements it with
+``pynvml`` (package nvidia-ml-py, installed with codecarbon) and tests use a fake. Energy per
+GPU comes from NVML's total-energy counter (mJ, Volta and later) when the GPU has one, else
+from its power readings (mW) integrated over time with the trapezoid rule. Both are device-level
+readings: they include anything else running on the same GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Protocol
+
+from planner.measurement.energy import J_PER_KWH
+from planner.measurement.results import Component, GpuEnergy, Method
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    """One GPU as NVML enumerates it."""
+
+    index: int
+    uuid: str
+    name: str
+
+
+class GpuBackend(Protocol):
+    """What the sampler reads; power in W, the energy counter in J (None when unsupported)."""
+
+    def devices(self) -> list[GpuDevice]: ...
+
+    def power_w(self, index: int) -> float | None: ...
+
+    def energy_j(self, index: int) -> float | None: ...
+
+    def close(self) -> None: ...
+
+
+class NvmlBackend:
+    """``GpuBackend`` over pynvml. ``open()`` returns (backend or None, why not)."""
+
+    def __init__(self, nvml) -> None:
+        self._nvml = nvml
+        self._handles = [nvml.nvmlDeviceGetHandleByIndex(i)
+                         for i in range(nvml.nvmlDeviceGetCount())]
+
+    @classmethod
+    def open(cls) -> tuple[NvmlBackend | None, str]:
+        try:
+            import pynvml
+        except ImportError:
+            return None, "pynvml not installed (pip install nvidia-ml-py)"
+        try:
+            pynvml.nvmlInit()
+            return cls(pynvml), "NVML"
+        except pynvml.NVMLError as e:  # LibraryNotFound, DriverNotLoaded, ...
+            return None, f"NVML unavailable: {e}"
+
+    @staticmethod
+    def _text(value) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def devices(self) -> list[GpuDevice]:
+        nv = self._nvml
+        return [GpuDevice(i, self._text(nv.nvmlDeviceGetUUID(h)),
+                          self._text(nv.nvmlDeviceGetName(h)))
+                for i, h in enumerate(self._handles)]
+
+    def power_w(self, index: int) -> float | None:
+        try:
+            return self._nvml.nvmlDeviceGetPowerUsage(self._handles[index]) / 1000.0
+        except self._nvml.NVMLError:
+            return None
+
+    def energy_j(self, index: int) -> float | None:
+        try:
+            return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handles[index]) / 1000.0
+        except self._nvml.NVMLError:  # NotSupported before Volta
+            return None
+
+    def close(self) -> None:
+        with contextlib.suppress(self._nvml.NVMLError):
+            self._nvml.nvmlShutdown()
+
+
+def visible_devices(devices: Sequence[GpuDevice], cuda_visible: str | None) -> list[GpuDevice]:
+    """The GPUs a process sees under ``CUDA_VISIBLE_DEVICES`` (None: all of them).
+
+    Entries are indices or GPU UUIDs (or unique UUID prefixes), comma-separated; as in CUDA,
+    the first entry that names no device ends the list, so "" and "-1" hide every GPU.
+    Indices are taken in NVML (PCI bus) order, which is CUDA's order when
+    CUDA_DEVICE_ORDER=PCI_BUS_ID and on machines with one GPU model.
+    """
+    if cuda_visible is None:
+        return list(devices)
+    chosen: list[GpuDevice] = []
+    for token in (t.strip() for t in cuda_visible.split(",")):
+        match = None
+        if token.isdigit() and int(token) < len(devices):
+            match = devices[int(token)]
+        elif token.startswith("GPU-"):
+            hits = [d for d in devices if d.uuid.startswith(token)]
+            match = hits[0] if len(hits) == 1 else None
+        if match is None:
+            break
+        if match not in chosen:
+            chosen.append(match)
+    return chosen
+
+
+def integrate_j(samples: Sequence[tuple[float, float]]) -> float:
+    """Energy in J from (time s, power W) samples, trapezoid rule."""
+    return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in pairwise(samples))
+
+
+class GpuSampler:
+    """Samples power of the given GPUs every ``interval_s`` s and reads energy counters."""
+
+    def __init__(self, backend: GpuBackend, devices: Sequence[GpuDevice], interval_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.backend, self.devices, self.interval_s, self.clock = \
+            backend, list(devices), interval_s, clock
+        self._samples: dict[int, list[tuple[float, float]]] = {d.index: [] for d in devices}
+        self._start_j: dict[int, float | None] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+
+    def _sample(self) -> None:
+        t = self.clock()
+        for d in self.devices:
+            p = self.backend.power_w(d.index)
+            if p is not None:
+                self._samples[d.index].append((t, p))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def start(self) -> None:
+        """Read the energy counters and start sampling."""
+        self._t0 = self.clock()
+        self._start_j = {d.index: self.backend.energy_j(d.index) for d in self.devices}
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="planner-nvml", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> tuple[GpuEnergy, ...]:
+        """Stop sampling; per-GPU energy in kWh with how it was obtained."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        self._sample()
+        end_j = {d.index: self.backend.energy_j(d.index) for d in self.devices}
+        duration = max(self.clock() - self._t0, 1e-9)
+        return tuple(self._energy(d, end_j[d.index], duration) for d in self.devices)
+
+    def _energy(self, d: GpuDevice, e1: float | None, duration_s: float) -> GpuEnergy:
+        samples = self._samples[d.index]
+        peak = max((p for _, p in samples), default=None)
+        e0 = self._start_j.get(d.index)
+        if e0 is not None and e1 is not None and e1 >= e0:
+            joules, method = e1 - e0, Method("measured", "NVML total-energy counter")
+        elif len(samples) >= 2:
+            joules = integrate_j(samples)
+            method = Method("measured", f"NVML power readings every {self.interval_s:g} s, "
+                                        "integrated (no energy counter on this GPU)")
+        else:
+            return GpuEnergy(d.index, d.uuid, d.name, None, None, peak,
+                             Method("failed", "NVML gave no energy or power reading"))
+        return GpuEnergy(d.index, d.uuid, d.name, joules / J_PER_KWH, joules / duration_s,
+                         peak, method)
+
+
+def gpu_component(gpus: Sequence[GpuEnergy]) -> Component:
+    """All visible GPUs as one component: summed kWh and average W, one method label.
+
+    The peak is the sum of per-GPU peaks, an upper bound of the simultaneous peak.
+    """
+    known = [g for g in gpus if g.kwh is not None]
+    if not known:
+        return Component(None, None, None, Method("failed", "NVML gave no reading"))
+    names = sorted({g.model for g in gpus})
+    kinds = sorted({g.method.detail.split(" (")[0] for g in known})
+    detail = f"{' + '.join(kinds)}, {len(gpus)} GPU(s): {', '.join(names)}"
+    if len(known) < len(gpus):
+        detail += f"; {len(gpus) - len(known)} GPU(s) gave no reading and are left out"
+    peaks = [g.peak_power_w for g in known if g.peak_power_w is not None]
+    return Component(sum(g.kwh for g in known), sum(g.avg_power_w or 0.0 for g in known),
+                     sum(peaks) if peaks else None, Method("measured", detail))

@@ -1,0 +1,203 @@
+"""The run ledger: one SQLite file per user, one row per measured run.
+
+Path: ``--ledger PATH``, else ``$PLANNER_LEDGER``, else ``$XDG_DATA_HOME/planner/runs.sqlite``
+(``~/.local/share/planner/runs.sqlite``). WAL mode, a 30 s busy timeout, and every write in
+a ``BEGIN IMMEDIATE`` transaction, so concurrent ``planner measure`` processes queue instead of
+failing or losing records. Older ledgers are migrated in place (schema.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from planner.errors import PlannerError
+from planner.measurement import schema
+
+LEDGER_ENV = "PLANNER_LEDGER"
+BUSY_TIMEOUT_S = 30.0
+SUMMARY_COLUMNS = ("id", "started_at", "label", "command", "exit_code", "complete",
+                   "duration_s", "energy_kwh", "kg_co2e", "cost_usd", "methods_json")
+
+
+class LedgerError(PlannerError):
+    """The ledger cannot be opened, written or read, or a run id is not in it."""
+
+
+def default_ledger_path() -> Path:
+    """$XDG_DATA_HOME/planner/runs.sqlite, or ~/.local/share/planner/runs.sqlite."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "planner" / "runs.sqlite"
+
+
+def ledger_path(explicit: str | os.PathLike | None = None) -> Path:
+    """The ledger path: explicit, else $PLANNER_LEDGER, else the per-user default."""
+    chosen = explicit or os.environ.get(LEDGER_ENV)
+    return Path(chosen).expanduser() if chosen else default_ledger_path()
+
+
+class Ledger:
+    """A run ledger at ``path``; ``Ledger.open_for_writing`` checks it can be written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def open_for_writing(cls, path: Path) -> Ledger:
+        """Create (or migrate) the ledger and prove it is writable; LedgerError if not."""
+        ledger = cls(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            blocker = next((p for p in path.parents if p.exists()), None)
+            why = (f"{blocker} is a file, not a directory" if blocker and not blocker.is_dir()
+                   else f"cannot create its directory ({e.strerror or e})")
+            raise ledger._error(why) from None
+        if path.is_dir():
+            raise ledger._error("it is a directory")
+        ledger._migrate()
+        for p in (path, path.parent):
+            if not os.access(p, os.W_OK):
+                raise ledger._error(f"{p} is not writable")
+        return ledger
+
+    def _error(self, why: str) -> LedgerError:
+        return LedgerError(f"cannot write the run ledger {self.path}: {why} "
+                           f"(choose another with --ledger PATH or ${LEDGER_ENV})")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        db.execute("PRAGMA journal_mode = WAL")
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = self._connect()
+        except sqlite3.Error as e:
+            raise self._error(str(e)) from None
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise self._error(str(e)) from None
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            try:
+                schema.migrate(db)
+            except RuntimeError as e:
+                raise LedgerError(f"run ledger {self.path}: {e}") from None
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Append one run (``RunRecord.to_dict()``) in its own transaction."""
+        row = _row(record)
+        names = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self._write() as db:
+            db.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection | None]:
+        if not self.path.exists():
+            yield None
+            return
+        try:
+            db = self._connect()
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot read the run ledger {self.path}: {e}") from None
+        try:
+            if version != schema.CURRENT_VERSION:
+                self._migrate()
+            db.row_factory = sqlite3.Row
+            yield db
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot read the run ledger {self.path}: {e}") from None
+        finally:
+            db.close()
+
+    def runs(self, label: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Full records, oldest first (optionally one label, the newest ``limit``)."""
+        where, args = ("WHERE label = ?", [label]) if label is not None else ("", [])
+        sql = f"SELECT * FROM runs {where} ORDER BY started_at DESC, rowid DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with self._read() as db:
+            rows = [] if db is None else db.execute(sql, args).fetchall()
+        return [_record(r) for r in reversed(rows)]
+
+    def get(self, run_id: str) -> dict[str, Any]:
+        """One run by id or unique id prefix; LedgerError if none or ambiguous."""
+        with self._read() as db:
+            rows = [] if db is None else db.execute(
+                "SELECT * FROM runs WHERE substr(id, 1, ?) = ?", (len(run_id), run_id),
+            ).fetchall()
+        if not rows:
+            raise LedgerError(f"no run '{run_id}' in the ledger {self.path}; "
+                              "see `planner runs list`")
+        if len(rows) > 1:
+            ids = ", ".join(sorted(r["id"] for r in rows)[:5])
+            raise LedgerError(f"run id '{run_id}' is ambiguous: {ids}")
+        return _record(rows[0])
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Totals by label: runs, complete runs, seconds, kWh, kg CO2e, USD."""
+        sql = ("SELECT label, COUNT(*) AS runs, SUM(complete) AS complete, "
+               "SUM(duration_s) AS duration_s, SUM(energy_kwh) AS energy_kwh, "
+               "SUM(kg_co2e) AS kg_co2e, SUM(cost_usd) AS cost_usd, "
+               "SUM(cost_usd IS NULL) AS runs_without_cost "
+               "FROM runs GROUP BY label ORDER BY label IS NULL, label")
+        with self._read() as db:
+            rows = [] if db is None else db.execute(sql).fetchall()
+        return [dict(r) for r in rows]
+
+
+def _row(rec: dict[str, Any]) -> dict[str, Any]:
+    """Ledger columns of a record dict."""
+    energy, carbon, cost = rec["energy"], rec["carbon"], rec["cost"]
+    return {
+        "id": rec["id"], "label": rec["label"], "command": rec["command_line"],
+        "started_at": rec["started_at"], "ended_at": rec["ended_at"],
+        "exit_code": rec["exit_code"], "energy_kwh": energy["kwh"],
+        "kg_co2e": carbon["kg_co2e"], "cost_usd": cost["total_usd"], "host": rec["host"],
+        "cwd": rec["cwd"], "duration_s": rec["duration_s"], "signal": rec["signal"],
+        "interrupted_by": rec["interrupted_by"], "complete": int(rec["complete"]),
+        "error": rec["error"], "it_kwh": energy["it_kwh"], "cpu_kwh": energy["cpu_kwh"],
+        "gpu_kwh": energy["gpu_kwh"], "ram_kwh": energy["ram_kwh"], "pue": energy["pue"],
+        "region": carbon["region"], "grid_g_co2e_per_kwh": carbon["grid_g_co2e_per_kwh"],
+        "device_hours": cost["device_hours"], "methods_json": json.dumps(energy["methods"]),
+        "extrapolation_json": json.dumps(rec["extrapolation"]),
+        "record_json": json.dumps(rec), "schema_version": schema.CURRENT_VERSION,
+    }
+
+
+def _record(row: sqlite3.Row) -> dict[str, Any]:
+    """The stored record; rows migrated from schema v1 are rebuilt from their columns."""
+    if row["record_json"]:
+        return json.loads(row["record_json"])
+    return {
+        "id": row["id"], "label": row["label"], "command": None, "command_line": row["command"],
+        "started_at": row["started_at"], "ended_at": row["ended_at"],
+        "duration_s": row["duration_s"], "exit_code": row["exit_code"],
+        "complete": bool(row["complete"]),
+        "energy": {"kwh": row["energy_kwh"], "it_kwh": None, "cpu_kwh": None, "gpu_kwh": None,
+                   "ram_kwh": None, "methods": json.loads(row["methods_json"] or "{}")},
+        "carbon": {"kg_co2e": row["kg_co2e"]}, "cost": {"total_usd": row["cost_usd"]},
+        "extrapolation": None, "ledger_schema": row["schema_version"],
+    }

@@ -1,0 +1,132 @@
+"""One measurement from start to ledger: used by ``planner measure`` and ``planner.measure()``.
+
+Order: resolve the options (bad input fails here, before anything runs), prove the ledger is
+writable, set up the meters, start them, run the work, stop them, build the record, append it
+to the ledger. A run that was interrupted or failed is still recorded, marked incomplete.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import socket
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from planner.measurement.compare import planner_estimate
+from planner.measurement.context import MeasureOptions, resolve_context
+from planner.measurement.energy import Stopwatch, host_meter
+from planner.measurement.extrapolate import Sample, extrapolate
+from planner.measurement.gpu import GpuBackend, GpuSampler, NvmlBackend, visible_devices
+from planner.measurement.ledger import Ledger
+from planner.measurement.record import (
+    GpuSide,
+    carbon_report,
+    cost_report,
+    energy_report,
+    gpu_part,
+)
+from planner.measurement.results import (
+    CarbonReport,
+    CostReport,
+    EnergyReport,
+    Extrapolation,
+    RunRecord,
+)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Session:
+    """A prepared measurement: ``start()``, run the work, then ``finish(...)``."""
+
+    def __init__(self, options: MeasureOptions, ledger: Path | None,
+                 gpu_backend: GpuBackend | None = None) -> None:
+        self.options = options
+        self.context = resolve_context(options)
+        self.ledger = Ledger.open_for_writing(ledger) if ledger is not None else None
+        self._gpu_setup(gpu_backend)
+        cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = [d.index for d in self.devices] if cuda is not None and self.devices else None
+        self.host = host_meter(options.meter, self.context.country_iso3, options.interval_s,
+                               ids)
+        self.clock = Stopwatch()
+
+    def _gpu_setup(self, backend: GpuBackend | None) -> None:
+        why = "test backend"
+        if backend is None:
+            backend, why = NvmlBackend.open()
+        self.backend = backend
+        self.devices = []
+        self.gpu_note = f"no NVIDIA GPU found ({why})"
+        if backend is not None:
+            every = backend.devices()
+            cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+            self.devices = visible_devices(every, cuda)
+            self.gpu_note = (f"no GPU visible: CUDA_VISIBLE_DEVICES={cuda!r} hides all "
+                             f"{len(every)}" if every else "NVML found no GPU")
+        self.sampler = (GpuSampler(backend, self.devices, self.options.interval_s)
+                        if self.devices else None)
+
+    def start(self) -> None:
+        """Start the meters, then the clock (the host meter's set-up is not timed)."""
+        self.host.start()
+        if self.sampler:
+            self.sampler.start()
+        self.clock.start()
+
+    def finish(self, command: Sequence[str], command_line: str, exit_code: int | None,
+               signal: str | None = None, interrupted_by: str | None = None,
+               error: str | None = None) -> RunRecord:
+        """Stop the meters, build the record and append it to the ledger."""
+        duration = self.clock.stop()
+        readings = self.sampler.stop() if self.sampler else None
+        host = self.host.stop(duration)
+        if self.backend is not None:
+            self.backend.close()
+        side = GpuSide(readings if self.backend else None, len(self.devices), self.gpu_note)
+        gpu, gpu_count = gpu_part(host, side)
+        meter = host.meter + (" + NVML" if readings else "")
+        energy = energy_report(host, gpu, readings or (), self.context.pue, meter)
+        carbon = carbon_report(energy, self.context, host.codecarbon_kg_co2e)
+        cost = cost_report(self.options, self.context, gpu_count, duration)
+        complete = exit_code in (0, None) and interrupted_by is None and error is None
+        record = RunRecord(
+            id=uuid.uuid4().hex[:12], label=self.options.label, command=tuple(command),
+            command_line=command_line, cwd=os.getcwd(), host=socket.gethostname(),
+            started_at=_iso(self.clock.started_at), ended_at=_iso(self.clock.ended_at),
+            duration_s=duration, exit_code=exit_code, signal=signal,
+            interrupted_by=interrupted_by, complete=complete, error=error, energy=energy,
+            carbon=carbon, cost=cost, extrapolation=self._extrapolation(duration, energy,
+                                                                        carbon, cost),
+            versions=self._versions(host.meter))
+        if self.ledger is not None:
+            self.ledger.add(record.to_dict())
+        return record
+
+    def _extrapolation(self, duration: float, energy: EnergyReport, carbon: CarbonReport,
+                       cost: CostReport) -> Extrapolation | None:
+        o = self.options
+        if o.extrapolate_to is None:
+            return None
+        unit, measured = ("tokens", o.tokens) if o.tokens is not None else ("steps", o.steps)
+        sample = Sample(duration, cost.device_hours, energy.kwh, energy.it_kwh,
+                        carbon.kg_co2e, cost.total_usd)
+        comparison = planner_estimate(o, self.context, cost.devices)
+        return extrapolate(sample, unit, measured, o.extrapolate_to, comparison)
+
+    @staticmethod
+    def _versions(meter: str) -> dict[str, str | None]:
+        from planner import __version__
+        cc = meter.split()[1] if meter.startswith("codecarbon ") else None
+        return {"planner": __version__, "codecarbon": cc, "python": platform.python_version()}
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as a shell would need it typed."""
+    return shlex.join(argv)
