@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from planner.catalog.regions import GridFactor
 from planner.errors import SpecError
@@ -246,15 +247,16 @@ def estimate(
             embodied_kg_co2e=(oc.embodied_kg(exp.device_hours, emb.value, lifetime)
                               if emb else None)),
         range=Range(low=outs["low"], expected=exp, high=outs["high"]),
-        assumptions=list(notes) + led.items + _perf_assumptions() +
-        _fixed_assumptions(training, par),
+        assumptions=[*notes, *led.items, *_perf_assumptions(),
+                     *_fixed_assumptions(training, par)],
         warnings=_warnings(model, training, par, mem),
     )
 
 
-def _perf_assumptions() -> list[Assumption]:
-    return [Assumption(name=f"perf.{k}", value=getattr(PERF, k), unit="", source=src,
-                       defaulted=True) for k, src in PerfParams.SOURCES.items()]
+@lru_cache(maxsize=1)
+def _perf_assumptions() -> tuple[Assumption, ...]:
+    return tuple(Assumption(name=f"perf.{k}", value=getattr(PERF, k), unit="", source=src,
+                            defaulted=True) for k, src in PerfParams.SOURCES.items())
 
 
 def _fixed_assumptions(training: TrainingSpec, par: ParallelismSpec) -> list[Assumption]:

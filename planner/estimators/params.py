@@ -6,6 +6,7 @@ N = V*h [+ s_max*h] + sum over layers (attention + FFN + norms) + final norm [+ 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from planner.specs.model import ModelSpec
 
@@ -141,8 +142,9 @@ def _ffn_params(model: ModelSpec, width: int) -> tuple[int, int]:
     return mm + (bias if model.mlp_bias else 0), mm
 
 
+@lru_cache(maxsize=512)
 def count_params(model: ModelSpec) -> ParamCount:
-    """Exact parameter counts (total and active) of a ModelSpec."""
+    """Exact parameter counts (total and active) of a ModelSpec (cached: specs are frozen)."""
     h, V = model.d_model, model.vocab_size
     attn, attn_mm = _attention_params(model)
     norms = model.norms_per_layer * _norm_params(model, h)
