@@ -105,9 +105,20 @@ def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) 
             req = resolve(model, cand.hardware, tokens, cand.region, profiles_dirs, **opts)
             plans.append(answer(req, q, top=1).best)
         except PlannerError as e:
-            raise SpecError(f"{path}: hardware[{i}] ({cand.hardware}): {e}") from None
+            raise SpecError(f"{_where(path, i)}: hardware[{i}] ({cand.hardware}): {e}") from None
         questions.append(q.describe())
     return ScenarioResult(sc, path, plans, questions, _answer(sc, plans, questions))
+
+
+def _where(path: Path, i: int) -> str:
+    """'file line N' for the i-th candidate's hardware key (just the file if unknown)."""
+    from planner.catalog.yamlio import line_of, read_yaml
+
+    try:
+        line = line_of(read_yaml(path, with_lines=True)[1], ("hardware", i, "hardware"))
+    except PlannerError:
+        line = None
+    return f"{path} line {line}" if line else str(path)
 
 
 def _answer(sc: Scenario, plans: list[Estimate], questions: list[str]) -> str:

@@ -80,7 +80,7 @@ BAD = [
      "hardware: [{hardware: h100-sxm}]\nconstraints: {devices: 8}\n", "tokens"),
     ("name: x\ntitle: t\nquestion: q\nmodel: llama3-8b\ndata: {tokens: 1T}\n"
      "hardware: [{hardware: h1000}]\nconstraints: {devices: 8}\n",
-     "hardware[0] (h1000): unknown hardware 'h1000'"),
+     "line 6: hardware[0] (h1000): unknown hardware 'h1000'"),
     ("name: x\ntitle: t\nquestion: q\nmodel: llama3-8b\ndata: {tokens: 1T, chinchilla: true}\n"
      "hardware: [{hardware: h100-sxm}]\n", "exactly one of tokens"),
     ("name: x\ntitle: t\nquestion: q\nmodel: llama3-8b\ndata: {tokens: 1T}\n"

@@ -40,7 +40,8 @@ def _strip_lines(obj: Any) -> Any:
     return obj
 
 
-def _line_of(obj: Any, loc: tuple) -> int | None:
+def line_of(obj: Any, loc: tuple) -> int | None:
+    """Line of the key at ``loc`` in a line-annotated YAML document (None if unknown)."""
     line = None
     for part in loc:
         if isinstance(obj, dict):
@@ -88,7 +89,7 @@ def format_validation_error(err: ValidationError, where: str, annotated: Any = N
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         field = ".".join(str(p) for p in loc)
-        line = _line_of(annotated, loc) if annotated is not None else None
+        line = line_of(annotated, loc) if annotated is not None else None
         at = f"{where} line {line}" if line else where
         text = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
