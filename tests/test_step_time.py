@@ -134,3 +134,15 @@ def test_latency_adds_time():
     without = _terms("llama3-8b", _deg(tp=8, dp=1, sp=1),
                      perf=replace(PerfParams(), latency_intra_s=0.0, latency_inter_s=0.0))
     assert with_lat["tp_comm"] > without["tp_comm"]
+
+
+def test_readme_validation_table_is_current():
+    from pathlib import Path
+
+    from planner.validation import report
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = [r for r in report().splitlines()[2:]]
+    assert len(rows) == 8
+    for row in rows:
+        assert row in readme, f"README throughput table is stale: {row}"
