@@ -10,8 +10,38 @@ from planner import __version__
 from planner.errors import PlannerError
 
 
+# Command name -> (module, attribute). A command's module loads only when the command
+# runs (or for --help), so `planner estimate` imports nothing the other commands need.
+COMMANDS = {
+    "models": ("planner.cli.models", "models"),
+    "hardware": ("planner.cli.hardware", "hardware"),
+    "regions": ("planner.cli.regions", "regions"),
+    "estimate": ("planner.cli.estimate", "estimate_cmd"),
+    "plan": ("planner.cli.plan", "plan_cmd"),
+    "compare": ("planner.cli.plan", "compare_cmd"),
+    "run": ("planner.cli.run", "run_cmd"),
+    "budget": ("planner.cli.run", "budget_cmd"),
+    "backtest": ("planner.cli.backtest", "backtest_cmd"),
+    "validate": ("planner.cli.validate", "validate_cmd"),
+    "calibration": ("planner.cli.validate", "calibration_group"),
+    "measure": ("planner.cli.measure", "measure_cmd"),
+    "runs": ("planner.cli.measure", "runs"),
+}
+
+
 class PlannerGroup(click.Group):
     """A group whose errors are one line on stderr: `error: ...`, never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        import importlib
+
+        module, attr = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):
@@ -47,25 +77,6 @@ def cli(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
-
-
-def _register() -> None:
-    from planner.cli.backtest import backtest_cmd
-    from planner.cli.estimate import estimate_cmd
-    from planner.cli.hardware import hardware
-    from planner.cli.measure import measure_cmd, runs
-    from planner.cli.models import models
-    from planner.cli.plan import compare_cmd, plan_cmd
-    from planner.cli.regions import regions
-    from planner.cli.run import budget_cmd, run_cmd
-    from planner.cli.validate import calibration_group, validate_cmd
-
-    for cmd in (models, hardware, regions, estimate_cmd, plan_cmd, compare_cmd, run_cmd,
-                budget_cmd, backtest_cmd, validate_cmd, calibration_group, measure_cmd, runs):
-        cli.add_command(cmd)
-
-
-_register()
 
 
 def main() -> None:
