@@ -163,13 +163,14 @@ def estimate_plan(
             train["seq_len"], par.dp, train.get("micro_batch_size") or 1)
         notes.append(note)
     training = _validate(TrainingSpec, {"tokens": req.tokens, **train}, "training")
-    assumptions = _calibrated(req, training) if use_calibration else req.assumptions
+    assumptions = apply_calibration(req, training) if use_calibration else req.assumptions
     return estimate(req.model, req.hw, training, par, assumptions, req.grid, tuple(notes))
 
 
-def _calibrated(req: Request, training: TrainingSpec) -> Assumptions:
+def apply_calibration(req: Request, training: TrainingSpec) -> Assumptions:
     """The user's assumptions, with a stored calibration for this hardware as the efficiency
-    when the user gave none (see `planner validate --calibrate`)."""
+    when the user gave none (see `planner validate --calibrate`); only calibrations of a
+    model within 10x of this one's size are used."""
     if req.assumptions.efficiency is not None:
         return req.assumptions
     from planner.profiling.calibration import lookup

@@ -124,6 +124,17 @@ def _price(hw: HardwareProfile, led: _Ledger) -> tuple[float, str, str]:
     return price, tier, provider
 
 
+def memory_defaults_for(user: Assumptions) -> MemoryDefaults:
+    """The memory heuristics with the user's overrides applied (no bookkeeping)."""
+    d = MemoryDefaults()
+    return MemoryDefaults(
+        d.runtime_overhead_bytes if user.runtime_overhead_gib is None
+        else user.runtime_overhead_gib * GIB,
+        d.fragmentation_fraction if user.fragmentation_fraction is None
+        else user.fragmentation_fraction,
+        user.logits_bytes_per_element)
+
+
 def _memory_defaults(precision: str, led: _Ledger) -> MemoryDefaults:
     d = MemoryDefaults()
     gib = led.take("runtime_overhead_gib", d.runtime_overhead_bytes / GIB, "GiB",

@@ -33,6 +33,8 @@ class SearchSpace:
     max_pp: int = 64
     max_cp: int = 16
     fixed: dict = field(default_factory=dict)  # degree name -> required value
+    sequence_parallel: bool | None = None  # None: on when tp > 1
+    gpipe: bool = False  # GPipe schedule instead of 1F1B / interleaved
 
 
 @dataclass
@@ -134,14 +136,17 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, hw: HardwareProf
 
 def evaluate(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile, cols: dict,
              perf: PerfParams, mem_defaults: MemoryDefaults,
-             params: ParamCount | None = None) -> dict[str, np.ndarray]:
+             params: ParamCount | None = None,
+             space: SearchSpace = SearchSpace()) -> dict[str, np.ndarray]:
     """Memory and step time for arrays of layouts."""
     params = params or count_params(model)
+    sp = (cols["tp"] > 1) if space.sequence_parallel is None else \
+        np.full(len(cols["tp"]), space.sequence_parallel)
+    schedule = np.full(len(cols["v"]), 2) if space.gpipe else np.where(cols["v"] > 1, 1, 0)
     deg = Degrees(
         devices=cols["devices"], tp=cols["tp"], pp=cols["pp"], cp=cols["cp"], ep=cols["ep"],
         dp=cols["dp"], zero=cols["zero"], mb=cols["mb"], recompute=cols["recompute"],
-        sp=(cols["tp"] > 1).astype(np.int64), schedule=np.where(cols["v"] > 1, 1, 0),
-        v=cols["v"], global_batch=cols["batch"])
+        sp=sp.astype(np.int64), schedule=schedule, v=cols["v"], global_batch=cols["batch"])
     mem = memory_terms(model, training, deg, mem_defaults, params)
     fl = flops_inputs(model, training, params)
     terms = step_time_terms(model, training, deg, hw, params, fl, perf)
@@ -149,7 +154,10 @@ def evaluate(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile, cols
     tokens = cols["batch"] * training.seq_len
     peak = hw.peak_flops_per_s(training.precision)
     out = {f"{k}_s": np.broadcast_to(terms[k], step.shape) for k in COMPONENTS}
+    rc = cols["recompute"]
     out.update(memory_bytes=mem["total"], step_s=step,
+               hw_flops_per_token=fl["model"] + fl["attention_fwd"] * (rc >= 1)
+               + 2 * fl["layers_matmul"] * (rc == 2),
                mfu=fl["model"] * tokens / (step * cols["devices"] * peak),
                tokens_per_s=tokens / step)
     return out
@@ -164,7 +172,7 @@ def search(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile,
                                                  batch_fixed)
     if len(cols["devices"]) == 0:
         return Candidates(cols, rejected, searched)
-    res = evaluate(model, training, hw, cols, perf, mem_defaults)
+    res = evaluate(model, training, hw, cols, perf, mem_defaults, space=space)
     fits = res["memory_bytes"] <= hw.memory_bytes
     rejected["does not fit in device memory"] = int((~fits).sum())
     merged = {**cols, **res}

@@ -11,17 +11,18 @@ plan's numbers are exactly those of `planner estimate` for that layout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from planner import defaults
-from planner.api import Request
+
+from planner.api import Request, apply_calibration
 from planner.catalog.regions import world_average
 from planner.errors import InfeasibleError, SpecError
 from planner.estimators import outcome as oc
-from planner.plan import PERF, device_power_w, estimate, price_quote
+from planner.plan import PERF, device_power_w, estimate, memory_defaults_for, price_quote
 from planner.results import Assumption, Estimate
 from planner.search import RECOMPUTE_NAMES, Candidates, SearchSpace, device_grid, search
 from planner.specs import ParallelismSpec, TrainingSpec
@@ -69,9 +70,11 @@ def _space(req: Request) -> SearchSpace:
         fixed["mb"] = req.training["micro_batch_size"]
     if req.training.get("recompute"):
         fixed["recompute"] = RECOMPUTE_NAMES.index(req.training["recompute"])
-    if req.parallel.get("pipeline_schedule") == "1f1b":
+    schedule = req.parallel.get("pipeline_schedule")
+    if schedule in ("1f1b", "gpipe"):
         fixed["v"] = 1
-    return SearchSpace(fixed=fixed)
+    return SearchSpace(fixed=fixed, sequence_parallel=req.parallel.get("sequence_parallel"),
+                       gpipe=schedule == "gpipe")
 
 
 def _base_training(req: Request) -> tuple[TrainingSpec, bool, list[Assumption]]:
@@ -89,13 +92,21 @@ def _base_training(req: Request) -> tuple[TrainingSpec, bool, list[Assumption]]:
         raise SpecError(f"training: {e}") from None
 
 
-def _outcomes(req: Request, c: Candidates) -> dict[str, np.ndarray]:
-    """Wall-clock days, device-hours, cost, energy and carbon for every candidate."""
+def _outcomes(req: Request, c: Candidates, training: TrainingSpec) -> dict[str, np.ndarray]:
+    """Wall-clock days, device-hours, cost, energy and carbon for every candidate.
+
+    Compute time comes from the step-time model, or from the efficiency the user (or a
+    calibration) fixed, exactly as `planner estimate` computes it for one layout."""
     a = c.arrays
     user = req.assumptions
     goodput = np.array([user.goodput_expected or oc.default_goodput(int(n))[1]
                         for n in a["devices"]]) if len(c) else np.zeros(0)
-    days = a["training_days"] / np.maximum(goodput, 1e-9)
+    compute_days = a["training_days"]
+    if user.efficiency is not None:
+        peak = req.hw.peak_flops_per_s(training.precision)
+        compute_days = a["hw_flops_per_token"] * training.tokens / (
+            a["devices"] * peak * user.efficiency.expected) / 86400
+    days = compute_days / np.maximum(goodput, 1e-9)
     device_hours = days * 24 * a["devices"]
     price = price_quote(req.hw, user)[0]
     grid = req.grid or world_average()
@@ -132,7 +143,8 @@ def _select(q: Question, c: Candidates, out: dict[str, np.ndarray], hw_name: str
 def _no_fit_message(req: Request, q: Question, counts: list[int]) -> str:
     node = int(req.hw.devices_per_node.value)
     probe = search(req.model, _base_training(req)[0], req.hw,
-                   device_grid(node, 1 << 20, min_devices=max(counts) + 1), _space(req), False)
+                   device_grid(node, 1 << 20, min_devices=max(counts) + 1), _space(req), False,
+                   PERF, memory_defaults_for(req.assumptions))
     hint = (f"; the fewest that fit: {int(probe.arrays['devices'].min())}"
             if len(probe) else "; no device count up to 1M fits: check the fixed degrees")
     where = f"{counts[0]}" if q.kind == "devices" else f"at most {q.max_devices}"
@@ -150,12 +162,14 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     if req.hw.peak_flops_per_s(training.precision) is None:
         raise SpecError(f"{req.hw.name} has no {training.precision} peak; valid precisions: "
                         f"{', '.join(req.hw.supported_precisions)}")
+    req = replace(req, assumptions=apply_calibration(req, training))
     node = int(req.hw.devices_per_node.value)
     counts = ([int(q.value)] if q.kind == "devices" else device_grid(node, q.max_devices))
-    cands = search(req.model, training, req.hw, counts, _space(req), fixed_batch, PERF)
+    cands = search(req.model, training, req.hw, counts, _space(req), fixed_batch, PERF,
+                   memory_defaults_for(req.assumptions))
     if not len(cands):
         raise InfeasibleError(_no_fit_message(req, q, counts))
-    out = _outcomes(req, cands)
+    out = _outcomes(req, cands, training)
     idx = _select(q, cands, out, req.hw.name)
     key = OBJECTIVES[q.objective] if q.kind != "budget" else "days"
     order = idx[np.lexsort((out["days"][idx], out[key][idx]))]
@@ -181,10 +195,13 @@ def _estimate(req: Request, training: TrainingSpec, c: Candidates, i: int,
               notes: list[Assumption]) -> Estimate:
     a = c.arrays
     v = int(a["v"][i])
+    schedule = "gpipe" if req.parallel.get("pipeline_schedule") == "gpipe" else \
+        ("interleaved" if v > 1 else "1f1b")
     par = ParallelismSpec(
         devices=int(a["devices"][i]), tp=int(a["tp"][i]), pp=int(a["pp"][i]),
         cp=int(a["cp"][i]), ep=int(a["ep"][i]), zero_stage=int(a["zero"][i]),
-        pipeline_schedule="interleaved" if v > 1 else "1f1b", virtual_stages=v)
+        pipeline_schedule=schedule, virtual_stages=v,
+        sequence_parallel=req.parallel.get("sequence_parallel"))
     train = training.model_copy(update={
         "micro_batch_size": int(a["mb"][i]), "global_batch_size": int(a["batch"][i]),
         "recompute": RECOMPUTE_NAMES[int(a["recompute"][i])]})

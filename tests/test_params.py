@@ -110,3 +110,16 @@ def test_at_least_fifteen_presets():
                 "llama3-70b", "llama3.1-405b", "mistral-7b", "mixtral-8x7b", "deepseek-v3",
                 "olmo2-7b", "falcon-180b", "chinchilla-70b", "gemma-7b"}
     assert required <= names
+
+
+def test_moe_where_every_expert_is_active():
+    # top-k = number of experts: active = total (and no division by E - k anywhere)
+    from planner.api import estimate_plan
+
+    m = load_model("mixtral-8x7b")
+    every = ModelSpec.model_validate({**m.model_dump(), "moe": {**m.moe.model_dump(),
+                                                               "experts_per_token": 8}})
+    assert count_params(every).active == count_params(every).total
+    est = estimate_plan(every, "h100-sxm", 64, "1T", zero_stage=3, recompute="full",
+                        seq_len=4096)
+    assert est.model.params_active == est.model.params_total

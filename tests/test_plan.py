@@ -100,3 +100,17 @@ def test_custom_shape_from_flags():
 def test_missing_price_tier_is_an_error():
     with pytest.raises(SpecError, match="available tiers"):
         estimate_plan("llama3-8b", "h100-sxm", 64, "1T", zero_stage=3, price_tier="gold")
+
+
+def test_calibration_is_not_reused_for_a_model_of_another_size():
+    from planner.profiling import calibration
+
+    small = calibration.Calibration(
+        hardware="h100-sxm", precision="bf16", params=15_000_000, shape="tiny",
+        seq_len=256, micro_batch_size=4, measured_mfu=0.05, measured_hfu=0.05,
+        predicted_mfu=0.3, date="2026-11-23", device_name="H100")
+    calibration.save(small)
+    big = estimate_plan("llama3-8b", "h100-sxm", 64, "1T", zero_stage=3)
+    assert big.step.method == "performance model"  # 8B is > 10x the calibrated 15M
+    near = estimate_plan("gpt2", "h100-sxm", 8, "10B")  # 124M: within 10x
+    assert near.step.method == "calibrated efficiency" and near.throughput.hfu == 0.05

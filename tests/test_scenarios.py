@@ -150,3 +150,17 @@ def test_budget_cli(runner):
     assert "deadline_days = 90.0" in table.stdout  # the default is listed
     bad = runner.invoke(cli, ["budget", "--usd", "1M", "--flops", "1e24"])
     assert bad.exit_code == 1 and "exactly one of" in bad.stderr
+
+
+def test_budget_flops_reproduce_themselves(runner):
+    out = runner.invoke(cli, ["budget", "--flops", "1e21", "--format", "json"])
+    data = json.loads(out.stdout)
+    assert data["cases"]["expected"]["flops"] == pytest.approx(1e21)
+
+
+def test_unwritable_outputs_are_one_line_errors(runner):
+    for args in (["run", "quickstart", "--report", "/proc/none/r.html"],
+                 ["compare", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "8", "--plot",
+                  "/proc/none/x.png"]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 1 and result.stderr.startswith("error: cannot write")

@@ -129,3 +129,31 @@ def test_search_speed_is_vectorised():
     t = TrainingSpec(tokens=15e12, seq_len=8192, global_batch_size=2048)
     c = search(m, t, hw, device_grid(8, 65536))
     assert c.searched > 1_000_000 and isinstance(c.arrays["step_s"], np.ndarray)
+
+
+def test_flat_efficiency_is_what_the_search_ranks_by():
+    # With --efficiency the time is hardware FLOPs / (devices x peak x efficiency), in the
+    # search as in estimate: the deadline answer must meet the deadline.
+    req = resolve("llama3-8b", "h100-sxm", "100B", global_batch_size=512,
+                  efficiency={"low": 0.1, "expected": 0.1, "high": 0.1, "source": "test"})
+    r = answer(req, Question("deadline", 10))
+    assert r.best.time.wall_clock_days <= 10
+    assert r.best.throughput.hfu == pytest.approx(0.1)
+    assert r.best.time.wall_clock_days == pytest.approx(r.candidates[0]["days"], rel=1e-9)
+
+
+def test_memory_assumptions_reach_the_search():
+    base = resolve("llama3-8b", "h100-sxm", "1T", global_batch_size=512)
+    heavy = resolve("llama3-8b", "h100-sxm", "1T", global_batch_size=512,
+                    runtime_overhead_gib=60)
+    assert answer(heavy, Question("min_devices")).best.layout.devices > \
+        answer(base, Question("min_devices")).best.layout.devices
+    assert answer(heavy, Question("devices", 64)).best.memory_per_device.fits
+
+
+def test_schedule_and_sequence_parallel_flags_are_honoured():
+    req = resolve("llama3-8b", "h100-sxm", "1B", global_batch_size=32, tp=2, pp=2,
+                  pipeline_schedule="gpipe", sequence_parallel=False, recompute="full")
+    lay = answer(req, Question("devices", 16)).best.layout
+    assert lay.pipeline_schedule == "gpipe" and lay.sequence_parallel is False
+    assert lay.tp == 2 and lay.pp == 2

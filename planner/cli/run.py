@@ -11,16 +11,24 @@ from pathlib import Path
 import click
 
 from planner.cli.options import COUNT, RANGE, format_option, profiles_option
-from planner.errors import SpecError
+from planner.errors import PlannerError, SpecError
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """Write via a temporary file in the same directory, then rename (never half-written)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise PlannerError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise PlannerError(f"cannot write {path}: {e.strerror}") from None
 
 
 def _backtest():
@@ -118,14 +126,13 @@ def budget_cmd(usd, flops, device_hours, hardware, profiles_dirs, precision, pri
                                 source="planner default when neither --deadline-days nor "
                                        "--devices is given"))
     node = int(hw.devices_per_node.value)
-    g0 = goodput or 0.9
-    if flops:
-        hours = flops / (3600 * peak * eff[1] * g0)
-    else:
-        hours = device_hours or usd / price
-    if not devices:
-        devices = max(1, math.ceil(hours / (deadline_days * 24) / node)) * node
-    g = goodput or default_goodput(devices)[1]
+    g = goodput or 0.9
+    for _ in range(2):  # the default goodput depends on the device count, which depends on hours
+        hours = (flops / (3600 * peak * eff[1] * g)) if flops else (device_hours or usd / price)
+        n = devices or max(1, math.ceil(hours / (deadline_days * 24) / node)) * node
+        g = goodput or default_goodput(n)[1]
+    hours = (flops / (3600 * peak * eff[1] * g)) if flops else (device_hours or usd / price)
+    devices = n
     notes.append(Assumption(name="goodput", value=g, unit="fraction", defaulted=goodput is None,
                             source=GOODPUT_SOURCE if goodput is None else "set by user"))
     ans = answer_budget(hw, precision, hours, usd, price, tuple(eff), g, devices,

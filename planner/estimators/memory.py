@@ -190,8 +190,7 @@ def _layer_split(p: ParamCount, model: ModelSpec) -> _LayerSplit:
     routed = 0.0
     if p.moe_layer and model.moe:
         e = model.moe
-        unused = p.moe_layer.ffn_total - p.moe_layer.ffn_active
-        routed = unused / (e.num_experts - e.experts_per_token) * e.num_experts
+        routed = float(p.expert_params * e.num_experts)
     return _LayerSplit(
         dense_shared=float(p.dense_layer.total) if p.dense_layer else 0.0,
         moe_shared=(p.moe_layer.total - routed) if p.moe_layer else 0.0,

@@ -45,6 +45,8 @@ class ParamCount:
     num_dense_layers: int
     num_moe_layers: int
     vocab_times_width: int  # V*h, the LM-head matmul whether tied or not
+    expert_params: int = 0  # one routed expert (weights and biases)
+    expert_matmul: int = 0  # one routed expert's weight matrices
 
     @property
     def layers_total(self) -> int:
@@ -178,4 +180,6 @@ def count_params(model: ModelSpec) -> ParamCount:
         num_dense_layers=model.num_dense_ffn_layers,
         num_moe_layers=model.num_moe_layers,
         vocab_times_width=V * h,
+        expert_params=e if model.moe else 0,
+        expert_matmul=e_mm if model.moe else 0,
     )

@@ -134,7 +134,7 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     hbm = hw.hbm_bandwidth_tb_per_s.value * 1e12
     # Memory-bound traffic per token per layer: norms/activations/residuals (~k * h), and
     # without fused attention the s^2 softmax/dropout passes (~10 a s); plus the loss over
-    # the vocabulary (fp32 softmax and its gradient) on the last stage.
+    # the vocabulary (fp32 softmax and its gradient), charged to the critical path.
     per_layer = perf.elementwise_bytes_per_h * h * beta
     if not training.flash_attention:
         per_layer += perf.score_passes * model.num_heads * s * beta
@@ -208,8 +208,7 @@ def flops_inputs(model: ModelSpec, training: TrainingSpec, params: ParamCount) -
     expert = 0.0
     if model.moe and params.moe_layer:
         e = model.moe
-        per_expert = (params.moe_layer.ffn_matmul_total - params.moe_layer.ffn_matmul_active) / \
-            (e.num_experts - e.experts_per_token)
+        per_expert = params.expert_matmul
         expert = per_expert * e.experts_per_token * params.num_moe_layers
     return {"model": 6.0 * params.matmul_active + 3.0 * attn, "attention_fwd": attn,
             "layers_matmul": params.layers_matmul_active, "expert_matmul": expert}

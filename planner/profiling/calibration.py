@@ -86,10 +86,16 @@ def clear(path: Path | None = None, hardware: str | None = None) -> int:
     return len(rows) - len(keep)
 
 
+MAX_SIZE_RATIO = 10.0  # a calibration is not reused for a model 10x larger or smaller
+
+
 def lookup(hardware: str, precision: str, params: float,
            path: Path | None = None) -> Calibration | None:
-    """The calibration for this hardware and precision closest in model size, if any."""
-    rows = [r for r in load(path) if r.hardware == hardware and r.precision == precision]
-    if not rows:
-        return None
-    return min(rows, key=lambda r: abs(math.log(max(r.params, 1) / max(params, 1))))
+    """The calibration for this hardware and precision closest in model size, if one is
+    within MAX_SIZE_RATIO of ``params`` (efficiency depends strongly on model size)."""
+    def distance(r: Calibration) -> float:
+        return abs(math.log(max(r.params, 1) / max(params, 1)))
+
+    rows = [r for r in load(path) if r.hardware == hardware and r.precision == precision
+            and distance(r) <= math.log(MAX_SIZE_RATIO)]
+    return min(rows, key=distance) if rows else None

@@ -30,11 +30,24 @@ def pyplot():
 
 def save(fig, path: str) -> None:
     """Write a figure atomically; the format follows the suffix (.png or .svg)."""
+    import os
+    import tempfile
+
+    from planner.errors import PlannerError
+
     out = Path(path)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, format=out.suffix.lstrip(".") or "png")
-    fig.clf()
-    tmp.replace(out)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
+        os.close(fd)
+    except OSError as e:
+        raise PlannerError(f"cannot write {out}: {e.strerror}") from None
+    try:
+        fig.savefig(tmp, format=out.suffix.lstrip(".") or "png")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise PlannerError(f"cannot write {out}: {e.strerror}") from None
 
 
 def plot_compare(estimates: list, path: str, title: str) -> None:
