@@ -8,7 +8,7 @@ from planner.cli.common import (
     assumption_options, layout_options, model_options, split_cli_options, training_options,
 )
 from planner.cli.options import COUNT, format_option, profiles_option
-from planner.errors import SpecError
+from planner.errors import InfeasibleError, SpecError
 
 
 def _question_options(f):
@@ -102,10 +102,17 @@ def compare_cmd(model, hardware_list, profiles_dirs, devices, min_devices, deadl
     if not names:
         raise SpecError("--hardware needs at least one profile name")
     shape, options = split_cli_options(opts)
-    best = []
+    best, failed = [], []
     for name in names:
-        req = resolve(model, name, tokens, region, profiles_dirs, shape, **options)
-        best.append(answer(req, q, top=1).best)
+        try:
+            req = resolve(model, name, tokens, region, profiles_dirs, shape, **options)
+            best.append(answer(req, q, top=1).best)
+        except InfeasibleError as e:  # one option that cannot do it does not stop the rest
+            failed.append(f"{name}: {e}")
+    if not best:
+        raise InfeasibleError("no hardware option can answer it; " + "; ".join(failed))
+    for line in failed:
+        click.echo(f"warning: no plan on {line}", err=True)
     title = f"{best[0].model.name}: {q.describe()}"
     if plot_path:
         from planner.report.plot import plot_compare

@@ -15,6 +15,8 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(obj, dict):
         for k, v in obj.items():
             out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(obj, tuple):
+        out.update(flatten(list(obj), prefix))
     elif isinstance(obj, list) and obj and all(isinstance(x, dict) and "name" in x for x in obj):
         for x in obj:
             out[f"{prefix}{x['name']}"] = x.get("value")
