@@ -15,6 +15,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from planner.fileio import write_text_atomic
+
 LBS_PER_MWH_TO_G_PER_KWH = 453.59237 / 1000.0  # 1 lb = 453.59237 g; 1 MWh = 1000 kWh
 SNAPSHOT = Path(__file__).resolve().parent.parent / "data" / "grid" / "codecarbon_grid.json"
 
@@ -67,9 +69,7 @@ def build_from_codecarbon() -> dict:
 
 def main() -> None:
     snap = build_from_codecarbon()
-    tmp = SNAPSHOT.with_suffix(".tmp")
-    tmp.write_text(json.dumps(snap, indent=1, sort_keys=True) + "\n")
-    tmp.replace(SNAPSHOT)
+    write_text_atomic(SNAPSHOT, json.dumps(snap, indent=1, sort_keys=True) + "\n")
     print(f"wrote {SNAPSHOT} from codecarbon {snap['_source']['codecarbon_version']}")
 
 

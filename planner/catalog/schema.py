@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from planner.fileio import write_text_atomic
 from planner.specs import HardwareProfile, ModelSpec
 from planner.specs.scenario import Scenario
 
@@ -28,9 +29,7 @@ def schema_text(model) -> str:
 def main() -> None:
     for name, model in SCHEMAS.items():
         path = SCHEMA_DIR / name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(schema_text(model))
-        tmp.replace(path)
+        write_text_atomic(path, schema_text(model))
         print(f"wrote {path}")
 
 

@@ -7,12 +7,12 @@ commands start no slower for these being registered.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from planner.cli.options import COUNT, format_option, profiles_option
+from planner.fileio import write_text_atomic
 
 LEDGER_HELP = "Ledger file (default: $PLANNER_LEDGER, else ~/.local/share/planner/runs.sqlite)."
 ledger_option = click.option("--ledger", type=click.Path(dir_okay=False), help=LEDGER_HELP)
@@ -24,20 +24,6 @@ class ExitError(click.ClickException):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _output_path(output: str | None) -> Path | None:
@@ -121,7 +107,7 @@ def measure_cmd(command: tuple[str, ...], ledger: str | None, no_ledger: bool, f
                                 outcome.signal, outcome.interrupted_by)
     text = render_record(record.to_dict(), fmt, str(path) if path else None)
     if out_path:
-        write_atomic(out_path, text)
+        write_text_atomic(out_path, text)
         state = "complete" if record.complete else "incomplete"
         click.echo(f"planner measure: run {record.id} ({state}) written to {out_path}",
                    err=True)

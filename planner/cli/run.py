@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from planner.cli.options import COUNT, RANGE, format_option, profiles_option
-from planner.errors import PlannerError, SpecError
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory, then rename (never half-written)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise PlannerError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise PlannerError(f"cannot write {path}: {e.strerror}") from None
+from planner.errors import SpecError
+from planner.fileio import write_text_atomic
 
 
 def _backtest():
@@ -61,8 +43,8 @@ def run_cmd(scenario, profiles_dirs, report_path, fmt) -> None:
             raise SpecError(f"--report '{report_path}': use a .html file name")
         figures, backtest = scenario_figures(result), _backtest()
         out = Path(report_path)
-        _write_atomic(out, render_html(result, figures, backtest))
-        _write_atomic(out.with_suffix(".md"), render_markdown(result, figures, backtest))
+        write_text_atomic(out, render_html(result, figures, backtest))
+        write_text_atomic(out.with_suffix(".md"), render_markdown(result, figures, backtest))
         click.echo(f"report written to {out} and {out.with_suffix('.md')}", err=True)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))

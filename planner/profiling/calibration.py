@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from planner.errors import SpecError
+from planner.fileio import write_text_atomic
 
 ENV = "PLANNER_CALIBRATION"
 
@@ -60,11 +60,11 @@ def load(path: Path | None = None) -> list[Calibration]:
 
 
 def _write(rows: list[Calibration], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".calibration.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump([asdict(r) for r in rows], f, indent=2)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SpecError(f"cannot create {path.parent}: {e.strerror}") from None
+    write_text_atomic(path, json.dumps([asdict(r) for r in rows], indent=2) + "\n")
 
 
 def save(entry: Calibration, path: Path | None = None) -> Path:

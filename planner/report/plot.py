@@ -30,24 +30,11 @@ def pyplot():
 
 def save(fig, path: str) -> None:
     """Write a figure atomically; the format follows the suffix (.png or .svg)."""
-    import os
-    import tempfile
+    from planner.fileio import atomic_path
 
-    from planner.errors import PlannerError
-
-    out = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
-        os.close(fd)
-    except OSError as e:
-        raise PlannerError(f"cannot write {out}: {e.strerror}") from None
-    try:
-        fig.savefig(tmp, format=out.suffix.lstrip(".") or "png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise PlannerError(f"cannot write {out}: {e.strerror}") from None
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt)
 
 
 def plot_compare(estimates: list, path: str, title: str) -> None:
