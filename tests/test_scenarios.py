@@ -164,3 +164,14 @@ def test_unwritable_outputs_are_one_line_errors(runner):
                   "/proc/none/x.png"]):
         result = runner.invoke(cli, args)
         assert result.exit_code == 1 and result.stderr.startswith("error: cannot write")
+
+
+def test_inline_model_error_names_the_field_not_the_union(runner, tmp_path):
+    path = tmp_path / "inline.yaml"
+    path.write_text("name: x\ntitle: t\nquestion: q\nmodel:\n  name: m\n  num_layers: 0\n"
+                    "  d_model: 64\n  num_heads: 4\n  ffn_hidden_size: 128\n  max_seq_len: 128\n"
+                    "  vocab_size: 100\ndata: {tokens: 1T}\nhardware: [{hardware: h100-sxm}]\n"
+                    "constraints: {devices: 8}\n")
+    err = runner.invoke(cli, ["run", str(path)]).stderr.strip()
+    assert err == (f"error: {path} line 6: model.num_layers: Input should be greater than 0 "
+                   "(got 0)")

@@ -86,8 +86,16 @@ def format_validation_error(err: ValidationError, where: str, annotated: Any = N
                             model: type[BaseModel] | None = None) -> str:
     """One line per problem: 'where line N: field.path: message (got VALUE)'."""
     parts = []
-    for e in err.errors():
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    errors = err.errors()
+    tags = {"str", "int", "float", "bool", "list", "dict"}
+    for e in errors:
+        # A union field (e.g. model: preset name | inline spec) reports one error per branch:
+        # drop the branch tags, and the scalar branch when the spec branch says more.
+        loc = tuple(p for i, p in enumerate(e["loc"]) if not (isinstance(p, str) and (
+            p.startswith("function-") or (p[:1].isupper() and p.isidentifier()
+                                          and i < len(e["loc"]) - 1))))
+        if e["loc"] and e["loc"][-1] in tags and len(errors) > 1:
+            continue
         field = ".".join(str(p) for p in loc)
         line = line_of(annotated, loc) if annotated is not None else None
         at = f"{where} line {line}" if line else where
