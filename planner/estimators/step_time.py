@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from planner.estimators.flops import training_flops
 from planner.estimators.memory import (
     activation_bytes_per_element, routed_params, stage_layers, state_bytes_per_param,
 )
@@ -200,17 +201,12 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
 
 
 def flops_inputs(model: ModelSpec, training: TrainingSpec, params: ParamCount) -> dict:
-    """Per-token FLOP totals the step-time model needs (see step_time_terms)."""
-    from planner.estimators.flops import attention_forward_flops_per_token, effective_context
-
-    attn = attention_forward_flops_per_token(
-        model, effective_context(training.seq_len, training.attention_flops))
-    expert = 0.0
-    if model.moe and params.moe_layer:
-        e = model.moe
-        per_expert = params.expert_matmul
-        expert = per_expert * e.experts_per_token * params.num_moe_layers
-    return {"model": 6.0 * params.matmul_active + 3.0 * attn, "attention_fwd": attn,
+    """Per-token FLOP totals the step-time model needs (see step_time_terms), taken from
+    flops.training_flops so both models count the same FLOPs."""
+    fl = training_flops(model, training, params)
+    k = model.moe.experts_per_token if model.moe else 0
+    expert = params.expert_matmul * k * params.num_moe_layers  # routed-expert weights used
+    return {"model": fl.model_per_token, "attention_fwd": fl.attention_per_token / 3,
             "layers_matmul": params.layers_matmul_active, "expert_matmul": expert}
 
 
