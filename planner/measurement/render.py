@@ -10,32 +10,19 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from planner.report.fmt import carbon, energy
 from planner.report.tabular import flatten, render_rows
 from planner.units import fmt_count
 
 COMPONENTS = ("cpu", "gpu", "ram")
 
 
-def fmt_energy(kwh: float | None) -> str:
-    """'4.27 kWh', '12.3 MWh', '0.00427 Wh'; 'n/a' for None."""
-    if kwh is None:
-        return "n/a"
-    if abs(kwh) >= 1e3:
-        return f"{kwh / 1e3:.3g} MWh"
-    if abs(kwh) >= 1:
-        return f"{kwh:.3g} kWh"
-    return f"{kwh * 1e3:.3g} Wh"
+fmt_energy = energy  # one formatter for every report (planner/report/fmt.py)
 
 
 def fmt_carbon(kg: float | None) -> str:
-    """'1.2 t', '3.4 kg', '0.239 g' CO2e; 'n/a' for None."""
-    if kg is None:
-        return "n/a"
-    if abs(kg) >= 1e3:
-        return f"{kg / 1e3:.3g} t CO2e"
-    if abs(kg) >= 1:
-        return f"{kg:.3g} kg CO2e"
-    return f"{kg * 1e3:.3g} g CO2e"
+    """'1.2 t CO2e', '3.4 kg CO2e', '0.239 g CO2e'; 'n/a' for None."""
+    return "n/a" if kg is None else f"{carbon(kg)} CO2e"
 
 
 def fmt_usd(usd: float | None) -> str:

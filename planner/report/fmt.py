@@ -13,16 +13,28 @@ def money(x: float) -> str:
     return f"${fmt_count(x)}" if x >= 1e3 else f"${x:,.2f}"
 
 
-def energy(kwh: float) -> str:
-    if kwh >= 1e6:
+def energy(kwh: float | None) -> str:
+    """'12.3 GWh', '4.27 MWh', '3.1 kWh', '0.00427 Wh'; 'n/a' for None."""
+    if kwh is None:
+        return "n/a"
+    if abs(kwh) >= 1e6:
         return f"{kwh / 1e6:.3g} GWh"
-    if kwh >= 1e3:
+    if abs(kwh) >= 1e3:
         return f"{kwh / 1e3:.3g} MWh"
-    return f"{kwh:.3g} kWh"
+    if abs(kwh) >= 1 or kwh == 0:
+        return f"{kwh:.3g} kWh"
+    return f"{kwh * 1e3:.3g} Wh"
 
 
-def carbon(kg: float) -> str:
-    return f"{kg / 1e3:,.1f} t" if kg >= 1e3 else f"{kg:,.1f} kg"
+def carbon(kg: float | None) -> str:
+    """'1,234.5 t', '3.4 kg', '0.239 g'; 'n/a' for None."""
+    if kg is None:
+        return "n/a"
+    if abs(kg) >= 1e3:
+        return f"{kg / 1e3:,.1f} t"
+    if abs(kg) >= 1 or kg == 0:
+        return f"{kg:,.1f} kg"
+    return f"{kg * 1e3:.3g} g"
 
 
 def duration(days: float) -> str:
