@@ -3,7 +3,9 @@
 import pytest
 
 from planner.catalog.catalog import load_model
-from planner.estimators.flops import decode_flops_per_token, training_flops
+from planner.estimators.flops import (
+    decode_flops_per_token, flash_backward_recompute_flops_per_token, training_flops,
+)
 from planner.estimators.params import count_params
 from planner.specs import TrainingSpec
 
@@ -91,3 +93,14 @@ def test_inference_and_decode():
     assert decode_flops_per_token(m, 8192) == 2 * 7_504_658_432 + 4 * 32 * 32 * 128 * 8192
     f = training_flops(m, _train())
     assert f.inference_per_token * 3 == f.model_per_token
+
+
+def test_flash_backward_recompute_is_half_the_forward_attention():
+    # Dao 2023 (FlashAttention-2) §3.1: the backward recomputes S = QK^T, so its attention
+    # matmuls are 2.5x the forward's. Llama-3-8B at s = 8192 (full convention):
+    # QK^T per token = 2 a s d_qk L = 2 x 32 x 8192 x 128 x 32.
+    m = load_model("llama3-8b")
+    extra = flash_backward_recompute_flops_per_token(m, _train())
+    assert extra == 2 * 32 * 8192 * 128 * 32
+    assert extra == training_flops(m, _train()).attention_per_token / 6  # half the forward
+    assert flash_backward_recompute_flops_per_token(m, _train(flash_attention=False)) == 0

@@ -1,14 +1,17 @@
 """The torch model and `planner validate`: exact counts, measured vs estimated, calibration."""
 
 import builtins
+import gc
 import json
 import os
 import subprocess
 import sys
+import weakref
 
 import pytest
 
 torch = pytest.importorskip("torch")
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from planner.api import estimate_plan  # noqa: E402
 from planner.catalog.catalog import load_model, preset_paths  # noqa: E402
@@ -17,7 +20,9 @@ from planner.estimators.flops import training_flops  # noqa: E402
 from planner.estimators.memory import saved_activation_bytes  # noqa: E402
 from planner.estimators.params import count_params  # noqa: E402
 from planner.profiling import calibration, probes  # noqa: E402
-from planner.profiling.model import RMSNorm, _RMSNormFn, build_model, rope  # noqa: E402
+from planner.profiling.model import (  # noqa: E402
+    RMSNorm, _RMSNormFn, build_model, expanded_kv, rope,
+)
 from planner.profiling.shrink import shrink  # noqa: E402
 from planner.profiling.validate import RunConfig, training_spec  # noqa: E402
 from planner.specs import ParallelismSpec  # noqa: E402
@@ -66,6 +71,44 @@ def test_saved_activations_within_one_percent(name):
     measured = probes.saved_activation_bytes(model, tokens, targets)
     predicted = saved_activation_bytes(spec, training_spec(cfg), ParallelismSpec(devices=1))
     assert predicted == pytest.approx(measured, rel=0.01)
+
+
+def test_activation_probe_frees_the_graph_it_inspected():
+    # Found on an H100 (docs/validation/2026-11-23-h100.md): when the pack hook returned the
+    # tensor itself, ops that save their own output (exp, log_softmax, ...) made a cycle
+    # output -> grad_fn -> saved output, and the probe's whole forward stayed alive, adding
+    # the activation bytes to the peak measured after it.
+    class SavesItsOutput(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w, self.out = torch.nn.Parameter(torch.ones(64)), None
+
+        def forward(self, tokens, targets):
+            y = torch.exp(tokens.float()[..., None] * self.w)  # exp saves its result
+            self.out = weakref.ref(y)
+            return y.sum()
+
+    model = SavesItsOutput()
+    tokens = torch.zeros(4, 16, dtype=torch.long)
+    # exp saves y (fp32 [4, 16, 64]); the product saves the fp32 tokens (its weight is excluded)
+    assert probes.saved_activation_bytes(model, tokens, tokens) == 4 * 16 * 64 * 4 + 4 * 16 * 4
+    gc.collect()
+    assert model.out() is None
+
+
+def test_expanded_kv_counts_the_same_flops_and_loss():
+    # On a GPU the FLOP count repeats GQA's K/V (the fused kernels' counter formulas need
+    # equal heads); it must not change the FLOPs or the function.
+    spec = shrink(load_model("llama3-8b"), 4e6)
+    assert spec.kv_heads < spec.num_heads
+    model = build_model(spec)
+    tokens, targets = probes.make_batch(spec.vocab_size, 2, 32, "cpu")
+    with FlopCounterMode(display=False) as plain, torch.no_grad():
+        a = model(tokens, targets)
+    with FlopCounterMode(display=False) as expanded, expanded_kv(), torch.no_grad():
+        b = model(tokens, targets)
+    assert plain.get_total_flops() == expanded.get_total_flops() > 0
+    assert torch.allclose(a, b)
 
 
 def test_custom_autograd_functions_are_correct():

@@ -54,7 +54,7 @@ def _render(rep, fmt: str) -> str:
         return render_rows(rows, cols, "csv")
     head = (f"device {rep.device} ({rep.device_name}), torch {rep.torch_version}, {rep.dtype}, "
             f"{rep.steps} steps after {rep.warmup} warm-up, micro-batch {rep.micro_batch_size}"
-            f" x {rep.seq_len} tokens\n")
+            f" x {rep.seq_len} tokens{', torch.compile' if rep.compiled else ''}\n")
     flags = "".join(f"flag: {f}\n" for f in rep.flags)
     return head + render_rows(rows, cols, fmt) + flags
 
@@ -71,6 +71,8 @@ def _render(rep, fmt: str) -> str:
 @click.option("--micro-batch", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--seq-len", type=click.IntRange(min=8), default=256, show_default=True)
 @click.option("--hardware", "-H", help="Hardware profile of the GPU (detected by default).")
+@click.option("--compile", "compile_", is_flag=True,
+              help="Time a torch.compile'd step (fused kernels); counts stay eager.")
 @click.option("--region", "-r", help="Region for the energy meter's grid data (default: US).")
 @click.option("--energy/--no-energy", default=True, show_default=True,
               help="Meter energy with codecarbon (and NVML on NVIDIA GPUs).")
@@ -85,7 +87,7 @@ def _render(rep, fmt: str) -> str:
               show_default=True, help="With --distributed.")
 @format_option
 def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq_len, hardware,
-                 region, energy, max_error, calibrate, calibration_path, distributed, strategy,
+                 compile_, region, energy, max_error, calibrate, calibration_path, distributed, strategy,
                  fmt) -> None:
     """Train a real model a few steps and compare every estimate with the measurement."""
     from planner.profiling import require_torch
@@ -107,7 +109,7 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
     from planner.profiling.validate import RunConfig, run_validation
 
     cfg = RunConfig(steps=steps, warmup=warmup, micro_batch_size=micro_batch, seq_len=seq_len,
-                    device=device, dtype=dtype, hardware=hardware)
+                    device=device, dtype=dtype, hardware=hardware, compile=compile_)
     click.echo(f"model used: {_shape_line(spec, count_params(spec).total)}", err=True)
     meter = _energy_meter(region, device) if energy else None
     with click.progressbar(length=steps + warmup, label="training steps", file=sys.stderr,

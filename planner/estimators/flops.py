@@ -39,6 +39,16 @@ def attention_forward_flops_per_token(model: ModelSpec, context_len: float) -> f
     return 2.0 * model.num_heads * context_len * (model.qk_dim + model.v_dim) * model.num_layers
 
 
+def flash_backward_recompute_flops_per_token(model: ModelSpec, training: TrainingSpec) -> float:
+    """FLOPs a fused (FlashAttention-style) backward adds by recomputing QK^T, per token over
+    all layers: 2*a*s*d_qk*L (Dao 2023 §3.1: backward = 2.5x the forward's matmuls). Not in
+    hardware_per_token, which counts framework recomputation only (§2.8)."""
+    if not training.flash_attention:
+        return 0.0
+    s_eff = effective_context(training.seq_len, training.attention_flops)
+    return 2.0 * model.num_heads * s_eff * model.qk_dim * model.num_layers
+
+
 def effective_context(seq_len: int, convention: str) -> float:
     """Keys each query attends to: s (full convention) or (s+1)/2 (causal average)."""
     return float(seq_len) if convention == "full" else (seq_len + 1) / 2.0

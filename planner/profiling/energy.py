@@ -6,7 +6,8 @@ from contextlib import ExitStack
 
 
 class ValidationEnergyMeter:
-    """start()/stop() around the timed steps; stop() -> (kWh or None, how it was obtained).
+    """start()/stop() around the timed steps; stop() -> (kWh or None, how it was obtained,
+    seconds metered: the window is longer than the steps by the meters' start and stop).
 
     On a GPU the GPU's energy (NVML) is returned, to compare with TDP x time; on a CPU the
     machine's IT energy (CPU + RAM). A component obtained from a fallback (TDP or constant
@@ -25,11 +26,13 @@ class ValidationEnergyMeter:
             label="planner validate", region=self.region or "US", ledger=False, pue=1.0,
             interval_s=self.interval_s))
 
-    def stop(self) -> tuple[float | None, str]:
+    def stop(self) -> tuple[float | None, str, float]:
+        """(kWh or None, method, seconds the meters covered)."""
         assert self._stack is not None, "start() first"
         self._stack.close()
-        e = self._handle.result.energy
+        rec = self._handle.result
+        e = rec.energy
         parts = ("gpu",) if self.gpu else ("cpu", "ram")
         methods = "; ".join(f"{p} {e.methods[p].label()}" for p in parts if p in e.methods)
         kwh = e.gpu_kwh if self.gpu else e.it_kwh
-        return kwh, f"{e.meter}: {methods}"
+        return kwh, f"{e.meter}: {methods}", rec.duration_s

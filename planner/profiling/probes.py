@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
@@ -22,11 +23,22 @@ def make_batch(vocab: int, batch: int, seq: int, device: str, seed: int = 0):
 def count_flops(model, tokens, targets) -> int:
     """FLOPs of one forward + backward, counted by FlopCounterMode.
 
-    Attention runs through the MATH SDPA backend here: on CPU the default fused kernel is
+    On a CPU, attention runs through the MATH SDPA backend here: the CPU's fused kernel is
     not in the counter's registry and would count 0 (formulas.md §2.9); the MATH backend
-    decomposes into counted bmm's. Timing runs use the default kernel.
+    decomposes into counted bmm's. On a GPU the flash / memory-efficient / cuDNN kernels are
+    in the registry (each counted as the full s x s products, as MATH counts them) and keep
+    the s^2 scores out of memory; GQA's K/V are repeated to every query head for the count
+    (same FLOPs), since those formulas reject fewer K/V heads than query heads. Timing runs
+    use the default kernel and GQA as it is.
     """
-    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+    from planner.profiling.model import expanded_kv
+
+    backends, expand = [SDPBackend.MATH], contextlib.nullcontext()
+    if tokens.is_cuda:  # the GPU's fused kernels are in the counter's registry: no s^2 buffer
+        backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                    SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
+        expand = expanded_kv()
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(backends), expand:
         model(tokens, targets).backward()
     model.zero_grad(set_to_none=True)
     return int(counter.get_total_flops())
@@ -43,7 +55,10 @@ def saved_activation_bytes(model, tokens, targets) -> int:
         ptr = st.data_ptr()
         if t.is_floating_point() and ptr not in params and t.numel() > 1:
             seen[ptr] = st.nbytes()
-        return t
+        # A detached alias keeps the storage alive for the forward (so no address is reused
+        # and double-counted) without the reference cycle that returning an op's own output
+        # would make (output -> grad_fn -> saved output), which leaked the whole graph.
+        return t.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = model(tokens, targets)
@@ -121,6 +136,17 @@ def peak_step_memory(step: Callable[[], None], model, optimizer, device: str) ->
         level += e.self_cpu_memory_usage
         peak = max(peak, level)
     return resident + peak, "torch profiler memory events + resident states"
+
+
+def device_memory_peak() -> tuple[int, str]:
+    """Peak device memory of this process during the last reset window: the allocator's
+    peak reservation plus what CUDA holds outside the allocator (context, cuBLAS and
+    library workspaces), read as device used memory minus the reservation now."""
+    torch.cuda.synchronize()
+    free, total = torch.cuda.mem_get_info()
+    outside = (total - free) - torch.cuda.memory_reserved()
+    return (int(torch.cuda.max_memory_reserved() + max(0, outside)),
+            "torch.cuda.max_memory_reserved + (device used - reserved): context, workspaces")
 
 
 def cpu_matmul_peak(dtype=torch.float32, n: int = 1024, seconds: float = 0.6) -> float:

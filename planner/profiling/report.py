@@ -48,6 +48,8 @@ class ValidationReport:
     warmup: int
     micro_batch_size: int
     seq_len: int
+    compiled: bool = False
+    optimizer: str = ""
     quantities: list[Quantity] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     interrupted: bool = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from planner.estimators.flops import training_flops
+from planner.estimators.flops import flash_backward_recompute_flops_per_token, training_flops
 from planner.estimators.memory import MemoryDefaults, memory_per_device, saved_activation_bytes
 from planner.estimators.params import count_params
 from planner.estimators.step_time import (
@@ -17,7 +17,8 @@ from planner.specs import HardwareProfile, ModelSpec, ParallelismSpec, TrainingS
 
 # Verdict thresholds: exact counts, then the accuracy each model aims for.
 TOLERANCE = {"params": 0.0, "flops_per_step": 0.0, "activation_bytes": 1.0,
-             "peak_memory_bytes": 10.0, "step_time_s": 25.0, "mfu": 25.0, "energy_kwh": 30.0}
+             "peak_memory_bytes": 10.0,
+             "device_memory_bytes": 15.0, "step_time_s": 25.0, "mfu": 25.0, "energy_kwh": 30.0}
 GPU_PROFILES = [("H100 PCIe", "h100-pcie"), ("H100 NVL", "h100-nvl"), ("H100", "h100-sxm"),
                 ("H200", "h200"), ("H800", "h800"), ("GB200", "gb200"), ("B200", "b200"),
                 ("A100-SXM4-40GB", "a100-40gb"), ("A100-PCIE-40GB", "a100-40gb"),
@@ -35,6 +36,7 @@ class RunConfig:
     dtype: str = "fp32"  # fp32 or bf16
     hardware: str | None = None  # profile for GPU peaks; detected when None
     seed: int = 0
+    compile: bool = False  # time a torch.compile'd step (counts and probes stay eager)
 
 
 def profile_for_gpu(device_name: str) -> str | None:
@@ -75,13 +77,18 @@ def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
     torch.manual_seed(cfg.seed)
     dtype = torch.float32 if cfg.dtype == "fp32" else torch.bfloat16
     model = build_model(spec, cfg.device, dtype)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
+    cuda = cfg.device.startswith("cuda")
+    # fused AdamW on a GPU (what training scripts use: one kernel, no temporaries); on a CPU
+    # the per-tensor loop, whose temporaries are one parameter at a time.
+    opt = (torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True) if cuda else
+           torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False))
     tokens, targets = probes.make_batch(spec.vocab_size, cfg.micro_batch_size, cfg.seq_len,
                                         cfg.device, cfg.seed)
     t = training_spec(cfg)
+    run = torch.compile(model) if cfg.compile else model
 
     def step() -> None:
-        model(tokens, targets).backward()
+        run(tokens, targets).backward()
         opt.step()
         opt.zero_grad(set_to_none=False)  # persistent grad buffers, as Megatron/DDP keep
 
@@ -90,7 +97,8 @@ def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
         device=cfg.device, device_name=device_name, torch_version=torch.__version__,
         dtype=cfg.dtype, model=spec.model_dump(mode="json", exclude_none=True),
         steps=cfg.steps, warmup=cfg.warmup, micro_batch_size=cfg.micro_batch_size,
-        seq_len=cfg.seq_len)
+        seq_len=cfg.seq_len, compiled=cfg.compile,
+        optimizer="torch AdamW " + ("fused" if cuda else "for-loop"))
     try:
         _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_method,
                  energy, on_step)
@@ -108,10 +116,15 @@ def _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_meth
     q = rep.quantities
     q.append(Quantity("params", p.total, sum(x.numel() for x in model.parameters()), "params",
                       "sum of numel() over model.parameters()", TOLERANCE["params"]))
-    flops_pred = training_flops(spec, t).model_per_token * cfg.micro_batch_size * cfg.seq_len
+    per_token = training_flops(spec, t).model_per_token
+    if cfg.device.startswith("cuda"):  # the fused kernels' backward recomputes QK^T
+        per_token += flash_backward_recompute_flops_per_token(spec, t)
+    flops_pred = per_token * cfg.micro_batch_size * cfg.seq_len
     flops_meas = probes.count_flops(model, tokens, targets)
     q.append(Quantity("flops_per_step", flops_pred, flops_meas, "FLOPs",
-                      "torch FlopCounterMode, forward + backward, MATH attention backend",
+                      "torch FlopCounterMode, forward + backward, " +
+                      ("fused attention kernels (+ their QK^T recompute)"
+                       if cfg.device.startswith("cuda") else "MATH attention backend"),
                       TOLERANCE["flops_per_step"]))
     par = ParallelismSpec(devices=1, zero_stage=0)
     q.append(Quantity("activation_bytes", saved_activation_bytes(spec, t, par),
@@ -120,10 +133,17 @@ def _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_meth
                       TOLERANCE["activation_bytes"]))
     step()  # creates the optimizer state so the peak below includes it
     peak_meas, mem_method = probes.peak_step_memory(step, model, opt, cfg.device)
-    defaults = MemoryDefaults(0.0, 0.0) if cfg.device == "cpu" else MemoryDefaults()
-    mem_pred = memory_per_device(spec, t, par, hw.memory_bytes, defaults).total_bytes
-    q.append(Quantity("peak_memory_bytes", mem_pred, peak_meas, "bytes", mem_method,
-                      TOLERANCE["peak_memory_bytes"]))
+    # Tensors only: no runtime overhead or allocator slack, which the allocator's peak and
+    # the CPU profiler's events leave out too.
+    accounted = memory_per_device(spec, t, par, hw.memory_bytes, MemoryDefaults(0.0, 0.0))
+    q.append(Quantity("peak_memory_bytes", accounted.total_bytes, peak_meas, "bytes",
+                      mem_method, TOLERANCE["peak_memory_bytes"]))
+    if cfg.device.startswith("cuda"):
+        # The whole device footprint a plan budgets for: + CUDA context and allocator slack.
+        full = memory_per_device(spec, t, par, hw.memory_bytes, MemoryDefaults())
+        used, how = probes.device_memory_peak()
+        q.append(Quantity("device_memory_bytes", full.total_bytes, used, "bytes", how,
+                          TOLERANCE["device_memory_bytes"]))
     _timed(rep, spec, t, hw, cfg, step, energy, on_step, flops_meas, peak_method)
 
 
@@ -155,7 +175,8 @@ def _timed(rep, spec, t, hw, cfg, step, energy, on_step, flops_meas, peak_method
     if energy is not None:
         energy.start()
     times = probes.time_steps(step, cfg.steps, cfg.warmup, cfg.device, on_step)
-    kwh, energy_method = energy.stop() if energy is not None else (None, "not measured")
+    kwh, energy_method, window_s = (energy.stop() if energy is not None
+                                    else (None, "not measured", 0.0))
     other = busy.stop()
     rep.interrupted = times.interrupted
     pred_step, pred_mfu = _predicted_step(spec, t, hw)
@@ -171,9 +192,13 @@ def _timed(rep, spec, t, hw, cfg, step, energy, on_step, flops_meas, peak_method
     rep.quantities.append(Quantity("mfu", pred_mfu, flops_meas / med / peak, "fraction of peak",
                                    f"counted FLOPs / median step / {peak_method}",
                                    TOLERANCE["mfu"]))
-    duration_h = sum(times.times_s) / 3600
-    pred_kwh = hw.tdp_w.value * duration_h / 1000 if hw.tdp_w.value else None
-    rep.quantities.append(Quantity("energy_kwh", pred_kwh, kwh, "kWh", energy_method,
+    # The energy covers the meters' whole window (steps + the meters' start and stop), so
+    # the prediction (TDP x power fraction 1.0, as estimate's default) covers it too.
+    duration_s = window_s or sum(times.times_s)
+    pred_kwh = hw.tdp_w.value * duration_s / 3.6e6 if hw.tdp_w.value else None
+    rep.quantities.append(Quantity("energy_kwh", pred_kwh, kwh, "kWh",
+                                   energy_method + (f"; over {window_s:.1f} s metered"
+                                                    if kwh is not None else ""),
                                    TOLERANCE["energy_kwh"] if kwh is not None and
                                    "estimate" not in energy_method else None))
     if other is not None and other > 0.5:
