@@ -11,7 +11,7 @@ from planner.estimators import outcome as oc
 from planner.estimators.flops import training_flops
 from planner.estimators.layout import check_layout
 from planner.estimators.memory import (
-    MemoryDefaults, activation_bytes_per_element, memory_per_device,
+    MemoryDefaults, memory_per_device,
 )
 from planner.estimators.params import count_params
 from planner.estimators.step_time import (
@@ -132,19 +132,22 @@ def memory_defaults_for(user: Assumptions) -> MemoryDefaults:
         else user.runtime_overhead_gib * GIB,
         d.fragmentation_fraction if user.fragmentation_fraction is None
         else user.fragmentation_fraction,
-        user.logits_bytes_per_element)
+        d.logits_bytes_per_element if user.logits_bytes_per_element is None
+        else user.logits_bytes_per_element)
 
 
-def _memory_defaults(precision: str, led: _Ledger) -> MemoryDefaults:
+def _memory_defaults(led: _Ledger) -> MemoryDefaults:
     d = MemoryDefaults()
     gib = led.take("runtime_overhead_gib", d.runtime_overhead_bytes / GIB, "GiB",
                    "heuristic: CUDA context ~0.3-0.7 GB + NCCL communicators + workspaces "
                    "(formulas.md §3.6)")
     frag = led.take("fragmentation_fraction", d.fragmentation_fraction, "fraction",
                     "heuristic allocator slack over the accounted bytes (formulas.md §3.6)")
-    logits = led.take("logits_bytes_per_element", 8.0 + activation_bytes_per_element(
-        precision), "bytes", "heuristic: fp32 log-probs + fp32 grad + the grad in the "
-        "activation dtype; naive implementations peak at 8-16 (formulas.md §3.4)")
+    logits = led.take("logits_bytes_per_element", d.logits_bytes_per_element, "bytes",
+                      "fp32 log-probs + fp32 NLL grad + fp32 log-softmax grad at the start of "
+                      "backward (logits -> .float() -> cross_entropy), measured on an H100 "
+                      "(docs/validation/2026-11-23-h100.md); fused or chunked losses need "
+                      "less, naive ones 8-16 (formulas.md §3.4)")
     return MemoryDefaults(gib * GIB, frag, logits)
 
 
@@ -185,7 +188,7 @@ def estimate(
     predicted_hfu = fl.hardware_per_token * tokens_step / (step_s * par.devices * peak)
     cases = _cases(_efficiencies(hw, predicted_hfu, led), par, led)
     price, tier, provider = _price(hw, led)
-    mem = memory_per_device(model, training, par, hw.memory_bytes, _memory_defaults(training.precision, led))
+    mem = memory_per_device(model, training, par, hw.memory_bytes, _memory_defaults(led))
     led.take("power_fraction", 1.0, "x TDP", POWER_FRACTION_SOURCE)
     led.take("host_power_w_per_device", hw.host_power_w_per_device.value, "W",
              f"{hw.name} profile: {hw.host_power_w_per_device.source}")

@@ -146,3 +146,15 @@ def test_readme_validation_table_is_current():
     assert len(rows) == 8
     for row in rows:
         assert row in readme, f"README throughput table is stale: {row}"
+
+
+def test_fused_attention_is_charged_its_backward_recompute():
+    # The attention efficiency is FlashAttention-2's, whose backward counts 2.5x the forward
+    # matmuls (QK^T recomputed): attention time = 3.5 x forward with flash, 3 x without
+    # (where the unfused path's score traffic is charged to memory instead).
+    flash = _terms("llama3-8b", _deg(), flash_attention=True)
+    plain = _terms("llama3-8b", _deg(), flash_attention=False)
+    assert flash["compute_attention"] / plain["compute_attention"] == pytest.approx(3.5 / 3)
+    assert flash["compute_gemm"] == pytest.approx(plain["compute_gemm"])
+    parts = flash["compute_gemm"] + flash["compute_attention"] + flash["compute_memory"]
+    assert parts == pytest.approx(flash["compute"])

@@ -36,9 +36,11 @@ class MemoryDefaults:
 
     runtime_overhead_bytes: float = 1.5 * GIB  # CUDA context + NCCL + workspaces (§3.6)
     fragmentation_fraction: float = 0.05  # allocator slack over the accounted bytes
-    # Loss buffers per logit element at the start of backward: fp32 log-probs + fp32 grad +
-    # the gradient in the activation dtype (10 bytes in bf16, 12 in fp32; formulas.md §3.4).
-    logits_bytes_per_element: float | None = None
+    # Loss buffers per logit element at the start of backward: the fp32 log-probs autograd
+    # saved + the fp32 gradient of the NLL + the fp32 gradient of the log-softmax, alive
+    # together (logits -> .float() -> cross_entropy, in bf16 or fp32). Measured on an H100,
+    # docs/validation/2026-11-23-h100.md; formulas.md §3.4 gives 8-16 B as the range.
+    logits_bytes_per_element: float = 12.0
 
 
 @dataclass(frozen=True)
@@ -272,10 +274,8 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount, last: b
     held = 1 if last else in_flight_micro_batches(lay)
     acts = stored * held + rebuild * full
     is_last = 1 if last else only_stage
-    per_logit = 8 + beta if defaults.logits_bytes_per_element is None \
-        else defaults.logits_bytes_per_element
-    logits = (per_logit * lay.mb * training.seq_len / lay.cp * model.vocab_size / lay.tp) \
-        * is_last
+    logits = (defaults.logits_bytes_per_element * lay.mb * training.seq_len / lay.cp
+              * model.vocab_size / lay.tp) * is_last
     w_bytes = state_bytes_per_param(opt, prec)[0]
     fsdp = 2 * largest * w_bytes * (z == 3) * (lay.dp * lay.cp > 1)
     accounted = weights + grads + optim + acts + logits + fsdp

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from planner.estimators.flops import training_flops
+from planner.estimators.flops import flash_backward_recompute_flops_per_token, training_flops
 from planner.estimators.memory import (
     activation_bytes_per_element, routed_params, stage_layers, state_bytes_per_param,
 )
@@ -58,7 +58,8 @@ class PerfParams:
         "gemm_half_dim": "heuristic: per-device GEMM dimension at which efficiency halves "
         "(small shards run less efficiently)",
         "attention_efficiency": "FlashAttention-2 (Dao 2023): 50-73% of peak forward, lower "
-        "backward, on A100",
+        "backward, on A100, counting the backward as 2.5x the forward (its QK^T recompute), "
+        "as the model charges it",
         "elementwise_bytes_per_h": "heuristic: HBM traffic of norms, activations, residuals, "
         "dropout and softmax per token per layer, in units of d_model elements; calibrated on "
         "Megatron-LM Table 1",
@@ -107,7 +108,8 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     """Seconds per optimizer step, by component, for one layout or arrays of layouts.
 
     ``flops`` holds per-token totals over all layers: 'model', 'attention_fwd' (forward
-    score+value FLOPs) and 'layers_matmul' (active matmul params in the blocks).
+    score+value FLOPs), 'attention_recompute' (a fused backward's QK^T recompute),
+    'layers_matmul' (active matmul params in the blocks) and 'expert_matmul'.
     """
     peak = hw.peak_flops_per_s(training.precision)
     beta = activation_bytes_per_element(training.precision)
@@ -119,7 +121,8 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     rc_any, rc_full = lay.recompute >= 1, lay.recompute == 2
 
     attn_fwd = flops["attention_fwd"]
-    attn_hw = 3 * attn_fwd + attn_fwd * rc_any
+    # forward + backward (2x), fused backward's QK^T recompute, framework recompute
+    attn_hw = 3 * attn_fwd + flops["attention_recompute"] + attn_fwd * rc_any
     gemm_hw = flops["model"] - 3 * attn_fwd + 2 * flops["layers_matmul"] * rc_full
     e_max, half = gemm_efficiency_max(hw, perf), perf.gemm_half_dim
     e_gemm = e_max * _sat(tokens_mb, half) * _sat(h / t, half)
@@ -197,6 +200,9 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
         "ep_comm": m * ep_mb, "pp_comm": m * pp_mb, "bubble": bubble_frac * m * busy_mb,
         "dp_comm": dp_exposed, "optimizer": optimizer_s,
         "gemm_efficiency": e_gemm,
+        # the compute term's parts, for comparing with a kernel-level profile
+        "compute_gemm": m * gemm_s, "compute_attention": m * attn_s,
+        "compute_memory": m * ew_bytes / hbm,
     }
 
 
@@ -207,6 +213,7 @@ def flops_inputs(model: ModelSpec, training: TrainingSpec, params: ParamCount) -
     k = model.moe.experts_per_token if model.moe else 0
     expert = params.expert_matmul * k * params.num_moe_layers  # routed-expert weights used
     return {"model": fl.model_per_token, "attention_fwd": fl.attention_per_token / 3,
+            "attention_recompute": flash_backward_recompute_flops_per_token(model, training),
             "layers_matmul": params.layers_matmul_active, "expert_matmul": expert}
 
 

@@ -1,0 +1,99 @@
+"""Where a training step's GPU time goes, beside what the step-time model charges for it.
+
+Needs a CUDA GPU. Trains a preset (optionally shrunk) a few steps under torch.profiler, sorts
+every CUDA kernel into GEMM / attention / optimizer / other (elementwise, norms, loss,
+copies), and prints one JSON object per configuration: measured milliseconds per step by
+category beside the model's compute_gemm / compute_attention / compute_memory / optimizer
+terms (planner.estimators.step_time). The kernel names are matched by substring, so the
+split is approximate; the total is the sum of kernel time, which is below the wall-clock
+step when the GPU waits on the CPU (launch-bound small models).
+
+  python benchmarks/gpu_breakdown.py llama3.2-1b:4:2048 gpt2:8:1024 [--compile]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+from planner.catalog.catalog import load_hardware, load_model
+from planner.estimators.params import count_params
+from planner.estimators.step_time import PerfParams, flops_inputs, step_time_terms
+from planner.estimators.vec import Degrees
+from planner.profiling.model import build_model
+from planner.profiling.probes import make_batch
+from planner.profiling.validate import RunConfig, profile_for_gpu, training_spec
+from planner.specs import ParallelismSpec
+
+CATEGORIES = (  # first match wins; lower-case substrings of kernel names
+    ("attention", ("flash", "fmha", "attention", "attn")),
+    ("optimizer", ("adam",)),
+    ("gemm", ("gemm", "xmma", "cutlass", "nvjet", "sm90_", "sm80_", "cublas", "matmul")),
+)
+
+
+def category(kernel: str) -> str:
+    k = kernel.lower()
+    return next((c for c, keys in CATEGORIES if any(s in k for s in keys)), "other")
+
+
+def breakdown(name: str, mb: int, seq: int, compiled: bool, steps: int = 3) -> dict:
+    spec = load_model(name)
+    cfg = RunConfig(micro_batch_size=mb, seq_len=seq, device="cuda", dtype="bf16")
+    model = build_model(spec, "cuda", torch.bfloat16)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    run = torch.compile(model) if compiled else model
+    tokens, targets = make_batch(spec.vocab_size, mb, seq, "cuda")
+
+    def step():
+        run(tokens, targets).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    end.record()
+    torch.cuda.synchronize()
+    measured = {"gemm": 0.0, "attention": 0.0, "optimizer": 0.0, "other": 0.0}
+    top: dict[str, float] = {}
+    for e in prof.events():
+        if e.device_type == DeviceType.CUDA:
+            ms = e.device_time_total / 1e3 / steps
+            measured[category(e.name)] += ms
+            top[e.name] = top.get(e.name, 0.0) + ms
+    hw = load_hardware(profile_for_gpu(torch.cuda.get_device_name()) or "h100-sxm")
+    t = training_spec(cfg)
+    p = count_params(spec)
+    deg = Degrees.from_specs(t, ParallelismSpec(devices=1, zero_stage=0))
+    terms = step_time_terms(spec, t, deg, hw, p, flops_inputs(spec, t, p), PerfParams())
+    predicted = {"gemm": terms["compute_gemm"] * 1e3, "attention": terms["compute_attention"] * 1e3,
+                 "optimizer": terms["optimizer"] * 1e3, "other": terms["compute_memory"] * 1e3}
+    return {"model": name, "micro_batch": mb, "seq_len": seq, "compiled": compiled,
+            "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+            "wall_ms_per_step_profiled": start.elapsed_time(end) / steps,
+            "kernel_ms_per_step": measured, "predicted_ms_per_step": predicted,
+            "gemm_efficiency_predicted": terms["gemm_efficiency"],
+            "top_kernels_ms": dict(sorted(top.items(), key=lambda kv: -kv[1])[:12])}
+
+
+def main(argv: list[str]) -> None:
+    compiled = "--compile" in argv
+    for item in (a for a in argv if not a.startswith("--")):
+        name, mb, seq = item.split(":")
+        print(json.dumps(breakdown(name, int(mb), int(seq), compiled)), flush=True)
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
