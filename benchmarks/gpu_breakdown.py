@@ -1,12 +1,11 @@
 """Where a training step's GPU time goes, beside what the step-time model charges for it.
 
-Needs a CUDA GPU. Trains a preset (optionally shrunk) a few steps under torch.profiler, sorts
-every CUDA kernel into GEMM / attention / optimizer / other (elementwise, norms, loss,
-copies), and prints one JSON object per configuration: measured milliseconds per step by
-category beside the model's compute_gemm / compute_attention / compute_memory / optimizer
-terms (planner.estimators.step_time). The kernel names are matched by substring, so the
-split is approximate; the total is the sum of kernel time, which is below the wall-clock
-step when the GPU waits on the CPU (launch-bound small models).
+Needs a CUDA GPU. Trains a preset a few steps under torch.profiler, sorts every CUDA kernel
+into GEMM / attention / memory-bound / optimizer (planner.profiling.breakdown.part_of), and
+prints one JSON object per configuration: measured milliseconds per step by part beside the
+model's compute_gemm / compute_attention / compute_memory / optimizer terms, and the top
+kernels. `planner validate --breakdown` gives the same split in its report; this script adds
+the kernel names. (The 2026-11-23 data calls the memory-bound part "other".)
 
   python benchmarks/gpu_breakdown.py llama3.2-1b:4:2048 gpt2:8:1024 [--compile]
 """
@@ -24,22 +23,11 @@ from planner.catalog.catalog import load_hardware, load_model
 from planner.estimators.params import count_params
 from planner.estimators.step_time import PerfParams, flops_inputs, step_time_terms
 from planner.estimators.vec import Degrees
+from planner.profiling.breakdown import PARTS, part_of
 from planner.profiling.model import build_model
 from planner.profiling.probes import make_batch
 from planner.profiling.validate import RunConfig, profile_for_gpu, training_spec
 from planner.specs import ParallelismSpec
-
-CATEGORIES = (  # first match wins; lower-case substrings of kernel names
-    ("attention", ("flash", "fmha", "attention", "attn")),
-    ("optimizer", ("adam",)),
-    ("gemm", ("gemm", "xmma", "cutlass", "nvjet", "sm90_", "sm80_", "cublas", "matmul")),
-)
-
-
-def category(kernel: str) -> str:
-    k = kernel.lower()
-    return next((c for c, keys in CATEGORIES if any(s in k for s in keys)), "other")
-
 
 def breakdown(name: str, mb: int, seq: int, compiled: bool, steps: int = 3) -> dict:
     spec = load_model(name)
@@ -65,12 +53,12 @@ def breakdown(name: str, mb: int, seq: int, compiled: bool, steps: int = 3) -> d
         torch.cuda.synchronize()
     end.record()
     torch.cuda.synchronize()
-    measured = {"gemm": 0.0, "attention": 0.0, "optimizer": 0.0, "other": 0.0}
+    measured = dict.fromkeys(PARTS, 0.0)
     top: dict[str, float] = {}
     for e in prof.events():
         if e.device_type == DeviceType.CUDA:
             ms = e.device_time_total / 1e3 / steps
-            measured[category(e.name)] += ms
+            measured[part_of(e.name)] += ms
             top[e.name] = top.get(e.name, 0.0) + ms
     hw = load_hardware(profile_for_gpu(torch.cuda.get_device_name()) or "h100-sxm")
     t = training_spec(cfg)
@@ -78,7 +66,7 @@ def breakdown(name: str, mb: int, seq: int, compiled: bool, steps: int = 3) -> d
     deg = Degrees.from_specs(t, ParallelismSpec(devices=1, zero_stage=0))
     terms = step_time_terms(spec, t, deg, hw, p, flops_inputs(spec, t, p), PerfParams())
     predicted = {"gemm": terms["compute_gemm"] * 1e3, "attention": terms["compute_attention"] * 1e3,
-                 "optimizer": terms["optimizer"] * 1e3, "other": terms["compute_memory"] * 1e3}
+                 "optimizer": terms["optimizer"] * 1e3, "memory": terms["compute_memory"] * 1e3}
     return {"model": name, "micro_batch": mb, "seq_len": seq, "compiled": compiled,
             "device": torch.cuda.get_device_name(), "torch": torch.__version__,
             "wall_ms_per_step_profiled": start.elapsed_time(end) / steps,

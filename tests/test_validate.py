@@ -23,6 +23,7 @@ from planner.profiling import calibration, probes  # noqa: E402
 from planner.profiling.model import (  # noqa: E402
     RMSNorm, _RMSNormFn, build_model, expanded_kv, rope,
 )
+from planner.profiling.breakdown import part_of  # noqa: E402
 from planner.profiling.shrink import shrink  # noqa: E402
 from planner.profiling.validate import RunConfig, training_spec  # noqa: E402
 from planner.specs import ParallelismSpec  # noqa: E402
@@ -152,6 +153,34 @@ def test_validate_cli_json(runner):
     assert by["step_time_s"]["measured"] > 0 and "median" in by["step_time_s"]["method"]
     assert by["energy_kwh"]["measured"] is None and by["energy_kwh"]["method"] == "not measured"
     assert "model used:" in result.stderr
+
+
+def test_validate_breakdown_splits_the_step_by_the_models_parts(runner):
+    result = _validate(runner, "--format", "json", "--breakdown")
+    assert result.exit_code == 0, result.stderr
+    by = {q["name"]: q for q in json.loads(result.stdout)["quantities"]}
+    parts = [by[f"{p}_s"] for p in ("gemm", "attention", "memory", "optimizer")]
+    assert all(p["predicted"] > 0 and p["measured"] > 0 for p in parts)
+    assert all(p["verdict"] == "n/a" for p in parts)  # informational: no tolerance
+    # CPU operator self time covers the step, apart from Python and dispatch overhead.
+    assert 0.3 < sum(p["measured"] for p in parts) / by["step_time_s"]["measured"] < 1.5
+
+
+@pytest.mark.parametrize("kernel,part", [
+    # names from the H100 run (docs/validation/2026-11-23-h100/breakdown.jsonl)
+    ("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NTT", "gemm"),
+    ("void cutlass::Kernel2<cutlass_75_tensorop_bf16_s1688gemm_bf16_128x128_tn_align1>", "gemm"),
+    ("cudnn_generated_fort_native_sdpa_sm90_flash_bprop_wgmma_f16_knob_26_64x64x64", "attention"),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<at::native::"
+     "(anonymous namespace)::FusedOptimizerTensorListMetadata<4>", "optimizer"),
+    ("void at::native::(anonymous namespace)::cunn_SoftMaxBackward<4, float>", "memory"),
+    ("void at::native::unrolled_elementwise_kernel<at::native::direct_copy_kernel_cuda>",
+     "memory"),
+    ("aten::addmm", "gemm"), ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
+    ("aten::silu_backward", "memory"),
+])
+def test_breakdown_sorts_kernel_names_into_parts(kernel, part):
+    assert part_of(kernel) == part
 
 
 def test_validate_max_error_exit_codes(runner):

@@ -73,6 +73,9 @@ def _render(rep, fmt: str) -> str:
 @click.option("--hardware", "-H", help="Hardware profile of the GPU (detected by default).")
 @click.option("--compile", "compile_", is_flag=True,
               help="Time a torch.compile'd step (fused kernels); counts stay eager.")
+@click.option("--breakdown", is_flag=True,
+              help="Also profile the step by the model's parts: GEMM, attention, "
+                   "memory-bound, optimizer.")
 @click.option("--region", "-r", help="Region for the energy meter's grid data (default: US).")
 @click.option("--energy/--no-energy", default=True, show_default=True,
               help="Meter energy with codecarbon (and NVML on NVIDIA GPUs).")
@@ -87,7 +90,7 @@ def _render(rep, fmt: str) -> str:
               show_default=True, help="With --distributed.")
 @format_option
 def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq_len, hardware,
-                 compile_, region, energy, max_error, calibrate, calibration_path, distributed, strategy,
+                 compile_, breakdown, region, energy, max_error, calibrate, calibration_path, distributed, strategy,
                  fmt) -> None:
     """Train a real model a few steps and compare every estimate with the measurement."""
     from planner.profiling import require_torch
@@ -109,7 +112,8 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
     from planner.profiling.validate import RunConfig, run_validation
 
     cfg = RunConfig(steps=steps, warmup=warmup, micro_batch_size=micro_batch, seq_len=seq_len,
-                    device=device, dtype=dtype, hardware=hardware, compile=compile_)
+                    device=device, dtype=dtype, hardware=hardware, compile=compile_,
+                    breakdown=breakdown)
     click.echo(f"model used: {_shape_line(spec, count_params(spec).total)}", err=True)
     meter = _energy_meter(region, device) if energy else None
     with click.progressbar(length=steps + warmup, label="training steps", file=sys.stderr,

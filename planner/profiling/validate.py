@@ -37,6 +37,7 @@ class RunConfig:
     hardware: str | None = None  # profile for GPU peaks; detected when None
     seed: int = 0
     compile: bool = False  # time a torch.compile'd step (counts and probes stay eager)
+    breakdown: bool = False  # also profile the step's time by the model's compute parts
 
 
 def profile_for_gpu(device_name: str) -> str | None:
@@ -53,14 +54,16 @@ def training_spec(cfg: RunConfig) -> TrainingSpec:
                         recompute="none")
 
 
-def _predicted_step(spec: ModelSpec, t: TrainingSpec, hw: HardwareProfile) -> tuple[float, float]:
-    """(step seconds, MFU) from the step-time model on one device."""
+def _predicted_step(spec: ModelSpec, t: TrainingSpec,
+                    hw: HardwareProfile) -> tuple[float, float, dict]:
+    """(step seconds, MFU, the model's terms) from the step-time model on one device."""
     p = count_params(spec)
     deg = Degrees.from_specs(t, ParallelismSpec(devices=1, zero_stage=0))
     fl = flops_inputs(spec, t, p)
-    step = step_seconds(step_time_terms(spec, t, deg, hw, p, fl, PerfParams()))
+    terms = step_time_terms(spec, t, deg, hw, p, fl, PerfParams())
+    step = step_seconds(terms)
     peak = hw.peak_flops_per_s(t.precision)
-    return step, fl["model"] * t.seq_len * t.micro_batch_size / (step * peak)
+    return step, fl["model"] * t.seq_len * t.micro_batch_size / (step * peak), terms
 
 
 def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
@@ -179,7 +182,7 @@ def _timed(rep, spec, t, hw, cfg, step, energy, on_step, flops_meas, peak_method
                                     else (None, "not measured", 0.0))
     other = busy.stop()
     rep.interrupted = times.interrupted
-    pred_step, pred_mfu = _predicted_step(spec, t, hw)
+    pred_step, pred_mfu, terms = _predicted_step(spec, t, hw)
     peak = hw.peak_flops_per_s(t.precision)
     if not times.times_s:
         rep.flags.append("interrupted before any timed step")
@@ -201,6 +204,8 @@ def _timed(rep, spec, t, hw, cfg, step, energy, on_step, flops_meas, peak_method
                                                     if kwh is not None else ""),
                                    TOLERANCE["energy_kwh"] if kwh is not None and
                                    "estimate" not in energy_method else None))
+    if cfg.breakdown:
+        _breakdown(rep, cfg, step, terms)
     if other is not None and other > 0.5:
         rep.flags.append(f"CPU busy with other work: {other:.1f} cores used by other processes "
                          "while timing; step time and MFU are unreliable")
@@ -208,3 +213,21 @@ def _timed(rep, spec, t, hw, cfg, step, energy, on_step, flops_meas, peak_method
         rep.flags.append(f"step times vary: IQR {times.spread_pct:.0f}% of the median")
     if times.interrupted:
         rep.flags.append(f"interrupted: {len(times.times_s)} of {cfg.steps} steps measured")
+
+
+# The step-time model's terms that each measured part is compared with.
+_BREAKDOWN = (("gemm", "compute_gemm"), ("attention", "compute_attention"),
+              ("memory", "compute_memory"), ("optimizer", "optimizer"))
+
+
+def _breakdown(rep, cfg: RunConfig, step, terms: dict) -> None:
+    """Time per step by part (GEMM, attention, memory-bound, optimizer), profiled, beside
+    the model's terms: informational rows that say which part a step-time error is in."""
+    from planner.profiling.breakdown import measure_parts
+
+    parts = measure_parts(step, cfg.device)
+    how = ("torch.profiler CUDA kernel time, sorted by kernel name" if cfg.device != "cpu"
+           else "torch.profiler ATen operator self time, sorted by operator name")
+    for part, term in _BREAKDOWN:
+        rep.quantities.append(Quantity(f"{part}_s", float(terms[term]), parts[part], "s",
+                                       how, None))
