@@ -157,7 +157,9 @@ def _calibrate(rep, spec, cfg, path) -> None:
 def _check_max_error(rep, max_error: float | None) -> None:
     if max_error is None:
         return
-    off = [q for q in rep.quantities if q.error_pct is not None and abs(q.error_pct) > max_error]
+    # Informational rows (no tolerance: --breakdown's parts) are shown, not judged.
+    off = [q for q in rep.quantities if q.error_pct is not None and q.tolerance_pct is not None
+           and abs(q.error_pct) > max_error]
     if off:
         worst = max(off, key=lambda q: abs(q.error_pct))
         raise PlannerError(f"{len(off)} quantit{'y is' if len(off) == 1 else 'ies are'} more "

@@ -35,8 +35,8 @@ class CpuContention:
         total = t.user + t.system + t.children_user + t.children_system
         for child in self._proc.children(recursive=True):
             try:
-                c = child.cpu_times()
-                total += c.user + c.system
+                c = child.cpu_times()  # + grandchildren it has reaped
+                total += c.user + c.system + c.children_user + c.children_system
             except self._psutil.Error:  # exited between listing and reading
                 pass
         return total

@@ -6,8 +6,8 @@ from contextlib import ExitStack
 
 
 class ValidationEnergyMeter:
-    """start()/stop() around the timed steps; stop() -> (kWh or None, how it was obtained,
-    seconds metered: the window is longer than the steps by the meters' start and stop).
+    """start()/stop() around the warm-up and timed steps; stop() -> (kWh or None, how it was
+    obtained, seconds the meters covered).
 
     On a GPU the GPU's energy (NVML) is returned, to compare with TDP x time; on a CPU the
     machine's IT energy (CPU + RAM). A component obtained from a fallback (TDP or constant

@@ -12,7 +12,6 @@ bytes).
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
 
 import torch
@@ -94,24 +93,27 @@ def rope(x: torch.Tensor) -> torch.Tensor:
     return _RopeFn.apply(x)
 
 
-_EXPAND_KV = contextvars.ContextVar("expand_kv", default=False)
+# A plain module global, not a ContextVar: torch.compile guards on a global bool, but
+# cannot trace ContextVar.get (a graph break in every attention layer).
+_EXPAND_KV = False
 
 
 @contextlib.contextmanager
 def expanded_kv():
     """Within this block GQA attention repeats K/V to every query head before SDPA (same
     FLOPs): torch's FlopCounterMode formulas for the fused GPU kernels reject K/V with
-    fewer heads than Q."""
-    token = _EXPAND_KV.set(True)
+    fewer heads than Q. For counting only (not thread-safe; validate is single-threaded)."""
+    global _EXPAND_KV
+    before, _EXPAND_KV = _EXPAND_KV, True
     try:
         yield
     finally:
-        _EXPAND_KV.reset(token)
+        _EXPAND_KV = before
 
 
 def attend(q, k, v, gqa: bool) -> torch.Tensor:
     """Causal SDPA on [b, s, heads, d] tensors; returns [b, s, heads * d_v] (a view)."""
-    if gqa and _EXPAND_KV.get():
+    if gqa and _EXPAND_KV:
         rep = q.shape[2] // k.shape[2]
         k, v, gqa = k.repeat_interleave(rep, dim=2), v.repeat_interleave(rep, dim=2), False
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),

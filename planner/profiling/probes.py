@@ -20,7 +20,16 @@ def make_batch(vocab: int, batch: int, seq: int, device: str, seed: int = 0):
     return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
 
-def count_flops(model, tokens, targets) -> int:
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs of one forward + backward, and whether a fused attention backward was counted
+    (its formulas include the QK^T recompute, which the MATH backend's backward does not do)."""
+
+    total: int
+    fused_attention_backward: bool
+
+
+def count_flops(model, tokens, targets) -> FlopCount:
     """FLOPs of one forward + backward, counted by FlopCounterMode.
 
     On a CPU, attention runs through the MATH SDPA backend here: the CPU's fused kernel is
@@ -28,8 +37,9 @@ def count_flops(model, tokens, targets) -> int:
     decomposes into counted bmm's. On a GPU the flash / memory-efficient / cuDNN kernels are
     in the registry (each counted as the full s x s products, as MATH counts them) and keep
     the s^2 scores out of memory; GQA's K/V are repeated to every query head for the count
-    (same FLOPs), since those formulas reject fewer K/V heads than query heads. Timing runs
-    use the default kernel and GQA as it is.
+    (same FLOPs), since those formulas reject fewer K/V heads than query heads. A shape no
+    fused kernel takes falls back to MATH, and ``fused_attention_backward`` says which ran.
+    Timing runs use the default kernel and GQA as it is.
     """
     from planner.profiling.model import expanded_kv
 
@@ -41,7 +51,9 @@ def count_flops(model, tokens, targets) -> int:
     with FlopCounterMode(display=False) as counter, sdpa_kernel(backends), expand:
         model(tokens, targets).backward()
     model.zero_grad(set_to_none=True)
-    return int(counter.get_total_flops())
+    ops = {str(op) for op in counter.get_flop_counts().get("Global", {})}
+    fused = any("_scaled_dot_product_" in op and op.endswith("_backward") for op in ops)
+    return FlopCount(int(counter.get_total_flops()), fused)
 
 
 def saved_activation_bytes(model, tokens, targets) -> int:
@@ -118,6 +130,7 @@ def peak_step_memory(step: Callable[[], None], model, optimizer, device: str) ->
     """(peak bytes during one training step, method). Resident states included."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+        torch.cuda.empty_cache()  # the probes' cached blocks would count as reserved
         torch.cuda.reset_peak_memory_stats()
         step()
         torch.cuda.synchronize()
@@ -139,9 +152,10 @@ def peak_step_memory(step: Callable[[], None], model, optimizer, device: str) ->
 
 
 def device_memory_peak() -> tuple[int, str]:
-    """Peak device memory of this process during the last reset window: the allocator's
-    peak reservation plus what CUDA holds outside the allocator (context, cuBLAS and
-    library workspaces), read as device used memory minus the reservation now."""
+    """Peak device memory during the last reset window: the allocator's peak reservation
+    plus what CUDA holds outside the allocator (context, cuBLAS and library workspaces),
+    read as the device's used memory minus the reservation now. Device-wide: memory other
+    processes hold on the same GPU counts too."""
     torch.cuda.synchronize()
     free, total = torch.cuda.mem_get_info()
     outside = (total - free) - torch.cuda.memory_reserved()

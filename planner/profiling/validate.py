@@ -70,7 +70,8 @@ def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
                    on_step: Callable[[int], None] | None = None) -> ValidationReport:
     """Measure one configuration and return predicted vs measured for every quantity.
 
-    ``energy`` is an optional meter with start() and stop() -> (kWh or None, method).
+    ``energy`` is an optional meter with start() and stop() -> (kWh or None, method,
+    seconds metered); profiling.energy.ValidationEnergyMeter is the real one.
     """
     import torch
 
@@ -119,16 +120,18 @@ def _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_meth
     q = rep.quantities
     q.append(Quantity("params", p.total, sum(x.numel() for x in model.parameters()), "params",
                       "sum of numel() over model.parameters()", TOLERANCE["params"]))
-    per_token = training_flops(spec, t).model_per_token
-    if cfg.device.startswith("cuda"):  # the fused kernels' backward recomputes QK^T
-        per_token += flash_backward_recompute_flops_per_token(spec, t)
-    flops_pred = per_token * cfg.micro_batch_size * cfg.seq_len
-    flops_meas = probes.count_flops(model, tokens, targets)
-    q.append(Quantity("flops_per_step", flops_pred, flops_meas, "FLOPs",
+    tokens_per_step = cfg.micro_batch_size * cfg.seq_len
+    counted = probes.count_flops(model, tokens, targets)
+    # A fused attention backward recomputes QK^T: counted, but not a model FLOP.
+    recompute = (flash_backward_recompute_flops_per_token(spec, t) * tokens_per_step
+                 if counted.fused_attention_backward else 0.0)
+    flops_pred = training_flops(spec, t).model_per_token * tokens_per_step + recompute
+    q.append(Quantity("flops_per_step", flops_pred, counted.total, "FLOPs",
                       "torch FlopCounterMode, forward + backward, " +
-                      ("fused attention kernels (+ their QK^T recompute)"
-                       if cfg.device.startswith("cuda") else "MATH attention backend"),
+                      ("fused attention kernels (+ their QK^T recompute)" if recompute
+                       else "MATH attention backend"),
                       TOLERANCE["flops_per_step"]))
+    flops_meas = counted.total - recompute  # model FLOPs, for MFU
     par = ParallelismSpec(devices=1, zero_stage=0)
     q.append(Quantity("activation_bytes", saved_activation_bytes(spec, t, par),
                       probes.saved_activation_bytes(model, tokens, targets), "bytes",
@@ -193,7 +196,7 @@ def _timed(rep, spec, t, hw, cfg, step, energy, on_step, flops_meas, peak_method
         f"median of {len(times.times_s)} steps after {times.warmup} warm-up, "
         f"IQR {times.spread_pct:.0f}% of median", TOLERANCE["step_time_s"]))
     rep.quantities.append(Quantity("mfu", pred_mfu, flops_meas / med / peak, "fraction of peak",
-                                   f"counted FLOPs / median step / {peak_method}",
+                                   f"counted model FLOPs / median step / {peak_method}",
                                    TOLERANCE["mfu"]))
     # The energy covers the meters' whole window (steps + the meters' start and stop), so
     # the prediction (TDP x power fraction 1.0, as estimate's default) covers it too.
