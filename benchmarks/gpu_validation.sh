@@ -63,7 +63,7 @@ memory() {
     # What is alive at the peak of a step, by allocation site.
     echo "== memory" | tee -a "$LOG"
     python3 benchmarks/gpu_memory_peak.py llama3.2-1b:4:2048 gpt2:8:1024 \
-        >> "$OUT/memory.jsonl" 2>>"$LOG" || echo "FAILED: memory" | tee -a "$LOG"
+        >> "$OUT/memory_peak.jsonl" 2>>"$LOG" || echo "FAILED: memory" | tee -a "$LOG"
 }
 
 for part in "${@:-core extra memory}"; do
