@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from measure_support import FakeGpuBackend
 
-from planner.catalog.regions import grid_factor
+from planner.catalog.regions import country_iso3, grid_factor
 from planner.errors import SpecError, UnknownNameError
 from planner.measurement.codecarbon_meter import cpu_method, peak_w, ram_method
-from planner.measurement.context import MeasureOptions, country_iso3, resolve_context
+from planner.measurement.context import MeasureOptions, resolve_context
 from planner.measurement.energy import HostReading
 from planner.measurement.extrapolate import Sample, extrapolate
 from planner.measurement.gpu import (

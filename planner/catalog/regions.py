@@ -59,6 +59,21 @@ def world_average() -> GridFactor:
     )
 
 
+def country_iso3(grid: GridFactor) -> str | None:
+    """ISO 3166 alpha-3 country of a resolved region (cloud regions: the mapped country)."""
+    snap, clouds = _tables()
+    if grid.region in snap["countries"]:
+        return grid.region
+    if grid.region.startswith("US-"):
+        return "USA"
+    provider, _, name = grid.region.partition(":")
+    if provider == "gcp":
+        return snap["gcp"].get(name, {}).get("country_iso3")
+    if provider in ("aws", "azure"):
+        return (clouds.get(provider) or {}).get(name, {}).get("country_iso3")
+    return None
+
+
 def known_regions() -> list[str]:
     """Every accepted region name (for suggestions and `planner regions`)."""
     snap, clouds = _tables()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.catalog.regions import GridFactor, _tables, grid_factor, world_average
+from planner.catalog.regions import GridFactor, country_iso3, grid_factor, world_average
 from planner.errors import SpecError
 from planner.specs import HardwareProfile
 
@@ -76,21 +76,6 @@ def check_options(o: MeasureOptions) -> None:
                         ("--extrapolate-to", o.extrapolate_to), ("--interval", o.interval_s),
                         ("--price-per-hour", o.price_per_hour)):
         _positive(name, value)
-
-
-def country_iso3(grid: GridFactor) -> str | None:
-    """ISO 3166 alpha-3 country of a resolved region (cloud regions: the mapped country)."""
-    snap, clouds = _tables()
-    if grid.region in snap["countries"]:
-        return grid.region
-    if grid.region.startswith("US-"):
-        return "USA"
-    provider, _, name = grid.region.partition(":")
-    if provider == "gcp":
-        return snap["gcp"].get(name, {}).get("country_iso3")
-    if provider in ("aws", "azure"):
-        return (clouds.get(provider) or {}).get(name, {}).get("country_iso3")
-    return None
 
 
 def _grid(o: MeasureOptions) -> tuple[GridFactor, float, str]:
