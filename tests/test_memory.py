@@ -80,6 +80,12 @@ def test_1f1b_first_stage_holds_all_layers_worth():
         m, t, ParallelismSpec(devices=4, pp=4, pipeline_schedule="interleaved",
                               virtual_stages=2), 80 * GIB, NO_OVERHEAD)
     assert inter.activations_bytes == pytest.approx(flat.activations_bytes * (1 + 3 / 8))
+    # "interleaved" with one model chunk per rank is plain 1F1B (the factor above would
+    # give 1 + 3/4 at v = 1, almost twice what that schedule holds)
+    one_chunk = memory_per_device(
+        m, t, ParallelismSpec(devices=4, pp=4, pipeline_schedule="interleaved"), 80 * GIB,
+        NO_OVERHEAD)
+    assert one_chunk.activations_bytes == pytest.approx(piped.activations_bytes)
 
 
 def test_worked_example_llama3_8b_fsdp_512():

@@ -176,7 +176,8 @@ def in_flight_micro_batches(lay: Degrees) -> Any:
     m, p = lay.micro_batches, lay.pp
     one_f_one_b = vmin(p, m)
     interleaved = one_f_one_b * (1 + (p - 1) / (p * lay.v))
-    held = one_f_one_b + (interleaved - one_f_one_b) * (lay.schedule == 1)
+    # one model chunk per rank (v = 1) is plain 1F1B, whatever the schedule is called
+    held = one_f_one_b + (interleaved - one_f_one_b) * (lay.schedule == 1) * (lay.v > 1)
     held = held + (m - held) * (lay.schedule == 2)  # GPipe keeps every micro-batch
     return 1 + (held - 1) * (p > 1)
 
