@@ -309,3 +309,14 @@ def test_max_error_judges_only_rows_with_a_tolerance():
     rep.quantities.append(Quantity("mfu", 0.5, 0.4, "fraction", "m", 25.0))  # +25%
     with pytest.raises(PlannerError, match="worst: mfu"):
         _check_max_error(rep, 10.0)
+
+
+def test_validate_defaults_fill_a_gpu_and_stay_small_on_a_cpu():
+    from planner.cli.validate import defaults_for
+
+    assert defaults_for("cpu", None, None, None) == ("llama3-8b", 20e6, 256)
+    assert defaults_for("cuda", None, None, None) == ("llama3.2-1b", None, 2048)
+    # what the user gives is kept; a named model keeps the short default sequence
+    assert defaults_for("cuda", "gpt2", None, None) == ("gpt2", None, 256)
+    assert defaults_for("cuda", None, 50e6, 512) == ("llama3.2-1b", 50e6, 512)
+    assert defaults_for("cpu", None, 5e6, 64) == ("llama3-8b", 5e6, 64)

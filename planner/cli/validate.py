@@ -13,16 +13,29 @@ from planner.cli.options import COUNT, format_option
 from planner.errors import PlannerError, SpecError
 
 DEFAULT_MODEL, DEFAULT_SCALE = "llama3-8b", 20e6
+# On a GPU the default fills the card (a 20M model is launch-bound and says little about
+# the step-time model): the 1B llama-style model at 4 x 2048 tokens, as in docs/validation.
+GPU_DEFAULT_MODEL, GPU_DEFAULT_SEQ_LEN, CPU_DEFAULT_SEQ_LEN = "llama3.2-1b", 2048, 256
 CPU_MAX_PARAMS = 300e6
 
 
-def _spec(model: str | None, scale_to: float | None, device: str):
+def defaults_for(device: str, model: str | None, scale_to: float | None,
+                 seq_len: int | None) -> tuple[str, float | None, int]:
+    """(model, scale_to, seq_len) with the device's defaults where the user gave none."""
+    gpu = device == "cuda"
+    if seq_len is None:
+        seq_len = GPU_DEFAULT_SEQ_LEN if gpu and model is None else CPU_DEFAULT_SEQ_LEN
+    if model is None:
+        model, scale_to = ((GPU_DEFAULT_MODEL, scale_to) if gpu
+                           else (DEFAULT_MODEL, scale_to or DEFAULT_SCALE))
+    return model, scale_to, seq_len
+
+
+def _spec(model: str, scale_to: float | None, device: str):
     from planner.catalog.catalog import load_model
     from planner.estimators.params import count_params
     from planner.profiling.shrink import shrink
 
-    if model is None:
-        model, scale_to = DEFAULT_MODEL, scale_to or DEFAULT_SCALE
     spec = load_model(model)
     if scale_to:
         return shrink(spec, scale_to)
@@ -61,7 +74,8 @@ def _render(rep, fmt: str) -> str:
 
 @click.command("validate")
 @click.option("--model", "-m", help=f"Preset or model file (default: {DEFAULT_MODEL} shrunk to "
-                                    f"{DEFAULT_SCALE / 1e6:.0f}M).")
+                                    f"{DEFAULT_SCALE / 1e6:.0f}M on a CPU, {GPU_DEFAULT_MODEL} "
+                                    "on a GPU).")
 @click.option("--scale-to", type=COUNT, help="Shrink the model to about N parameters: 50M.")
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
@@ -69,7 +83,9 @@ def _render(rep, fmt: str) -> str:
 @click.option("--dtype", type=click.Choice(["fp32", "bf16"]),
               help="Default: fp32 on CPU (bf16 matmuls are slow on many CPUs), bf16 on GPU.")
 @click.option("--micro-batch", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--seq-len", type=click.IntRange(min=8), default=256, show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=8),
+              help=f"Default: {CPU_DEFAULT_SEQ_LEN}; {GPU_DEFAULT_SEQ_LEN} with the GPU's "
+                   "default model.")
 @click.option("--hardware", "-H", help="Hardware profile of the GPU (detected by default).")
 @click.option("--compile", "compile_", is_flag=True,
               help="Time a torch.compile'd step (fused kernels); counts stay eager.")
@@ -100,6 +116,7 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
     if device == "cuda" and not torch.cuda.is_available():
         raise SpecError("--device cuda: no CUDA device is visible; use --device cpu")
     dtype = dtype or ("bf16" if device == "cuda" else "fp32")
+    model, scale_to, seq_len = defaults_for(device, model, scale_to, seq_len)
     spec = _spec(model, scale_to, device)
     if distributed:
         from planner.profiling.distributed import run_distributed
