@@ -6,30 +6,34 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import difflib
+import functools
 import typing
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from planner.catalog import parse_cache
 from planner.errors import SpecError
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key (for error messages)."""
+@functools.cache
+def _loaders() -> tuple[type, type]:
+    """(libyaml's safe loader, a safe loader that records key lines); PyYAML is imported
+    here, on the first parse, so a warm parse cache never imports it."""
+    import yaml
 
+    class LineLoader(yaml.SafeLoader):
+        """SafeLoader that remembers the line of every mapping key (for error messages)."""
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
-    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
-    lines = {}
-    for key_node, _ in node.value:
-        lines[key_node.value] = key_node.start_mark.line + 1
-    mapping["__lines__"] = lines
-    return mapping
+    def construct_mapping(loader: LineLoader, node: yaml.MappingNode) -> dict:
+        mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+        mapping["__lines__"] = {k.value: k.start_mark.line + 1 for k, _ in node.value}
+        return mapping
 
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                               construct_mapping)
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader), LineLoader
 
 
 def _strip_lines(obj: Any) -> Any:
@@ -54,31 +58,38 @@ def line_of(obj: Any, loc: tuple) -> int | None:
     return line
 
 
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def read_yaml(path: Path, with_lines: bool = False) -> tuple[Any, Any]:
     """Parse a YAML file safely: (data, data annotated with key lines or None).
 
     The annotated form uses a pure-Python loader, so it is only built on request (to
-    put line numbers into error messages); the fast path uses libyaml's safe loader.
+    put line numbers into error messages); the fast path uses libyaml's safe loader, or
+    the parse cache (parse_cache.py) when the file has not changed since it was parsed.
     """
+    if not with_lines:
+        cached = parse_cache.get(path)
+        if cached is not None:
+            return cached, None
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise SpecError(f"{path}: cannot read ({e.strerror})") from None
+    import yaml
+
+    fast, with_keys = _loaders()
     try:
         if with_lines:
-            annotated = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+            annotated = yaml.load(text, Loader=with_keys)  # noqa: S506 - SafeLoader subclass
             data = _strip_lines(annotated)
         else:
-            data, annotated = yaml.load(text, Loader=_FAST_LOADER), None  # noqa: S506
+            data, annotated = yaml.load(text, Loader=fast), None  # noqa: S506 - safe loader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise SpecError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
     if data is None:
         raise SpecError(f"{path}: file is empty")
+    if not with_lines:
+        parse_cache.put(path, data)
     return data, annotated
 
 

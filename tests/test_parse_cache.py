@@ -1,0 +1,83 @@
+"""The parse cache: a hit returns exactly what parsing would, and an edit is seen."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from planner.catalog import catalog, parse_cache
+from planner.catalog.catalog import shipped_dir
+from planner.catalog.yamlio import read_yaml
+
+
+def test_hit_returns_what_parsing_returns(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("a: 1\nb: [2.5, true, null, text]\nc: {d: -3.0e-5}\n")
+    parsed, _ = read_yaml(f)
+    assert parse_cache.get(f) == parsed == {"a": 1, "b": [2.5, True, None, "text"],
+                                            "c": {"d": -3.0e-5}}
+    assert read_yaml(f)[0] == parsed
+
+
+def test_an_edited_file_is_parsed_again(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("a: 1\n")
+    read_yaml(f)
+    f.write_text("a: 22\n")  # different size, new mtime
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 1_000_000))
+    assert parse_cache.get(f) is None
+    assert read_yaml(f)[0] == {"a": 22}
+
+
+def test_documents_json_cannot_represent_exactly_are_not_cached(tmp_path):
+    # YAML dates and integer keys would come back as strings from JSON
+    for i, text in enumerate(("when: 2026-11-23\n", "1: one\n", "x: .nan\n")):
+        f = tmp_path / f"{i}.yaml"
+        f.write_text(text)
+        read_yaml(f)
+        assert parse_cache.get(f) is None
+
+
+def test_cache_off_or_unwritable_is_not_an_error(tmp_path, monkeypatch):
+    f = tmp_path / "x.yaml"
+    f.write_text("a: 1\n")
+    monkeypatch.setenv("PLANNER_CACHE_DIR", "")
+    assert parse_cache.cache_dir() is None and read_yaml(f)[0] == {"a": 1}
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("PLANNER_CACHE_DIR", str(blocker))
+    assert read_yaml(f)[0] == {"a": 1} and parse_cache.get(f) is None
+
+
+def test_every_shipped_file_is_cached_exactly():
+    # presets, profiles and the region table: a warm read equals a fresh parse
+    files = [*shipped_dir("hardware_profiles").glob("*.yaml"),
+             *(Path(catalog.__file__).parent.parent / "data" / "models").glob("*.yaml"),
+             Path(catalog.__file__).parent.parent / "data" / "grid" / "cloud_regions.yaml"]
+    assert len(files) > 50
+    for f in files:
+        parsed, _ = read_yaml(f)
+        assert parse_cache.get(f) == parsed, f
+
+
+def test_a_warm_estimate_does_not_import_pyyaml(tmp_path):
+    code = ("import sys; sys.argv = ['planner', 'estimate']; from planner.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('yaml' in sys.modules, file=sys.stderr)")
+    env = {**os.environ, "PLANNER_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env) for _ in range(2)]
+    assert [r.stderr.strip().splitlines()[-1] for r in runs] == ["True", "False"]
+    assert runs[0].stdout == runs[1].stdout  # same estimate, cold or warm
+
+
+def test_an_entry_for_another_file_is_not_used(tmp_path):
+    # names only spread entries; the stored source path decides
+    f = tmp_path / "x.yaml"
+    f.write_text("a: 1\n")
+    read_yaml(f)
+    entry, source = parse_cache._entry(f)
+    entry.write_text('{"source": "/elsewhere.yaml", "data": {"a": 99}}')
+    assert parse_cache.get(f) is None and read_yaml(f)[0] == {"a": 1}
