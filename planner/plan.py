@@ -29,7 +29,8 @@ PERF = PerfParams()
 EMBODIED_LIFETIME_SOURCE = "LLMCarbon (Faiz et al. 2024) amortises over 5 years"
 POWER_FRACTION_SOURCE = (
     "TDP upper bound, as in Meta's Llama model cards and the ML CO2 Impact calculator "
-    "(Lacoste et al. 2019); measured averages are usually lower"
+    "(Lacoste et al. 2019); busy 1-3B training drew 0.93-0.98 of TDP on an H100 and an H200 "
+    "(NVML, docs/validation/2026-11-23-h100.md), less when the GPU waits on the host"
 )
 
 
