@@ -87,10 +87,33 @@ def llama3_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     return out
 
 
+def single_gpu_checks(perf: PerfParams = PerfParams()) -> list[Check]:
+    """planner's own GPU runs (eager PyTorch, one device): predicted vs measured step time.
+    Held out: measured after the constants were set, on a framework the model does not
+    target (unfused elementwise kernels), so these rows show the model's reach."""
+    table = yaml.safe_load(DATA.read_text())["single_gpu_2026"]
+    s = table["settings"]
+    out = []
+    for hw_name, name, mb, seq, measured_ms in table["rows"]:
+        hw, model = load_hardware(hw_name), load_model(name)
+        p = count_params(model)
+        training = TrainingSpec(tokens=mb * seq, seq_len=seq, global_batch_size=mb,
+                                micro_batch_size=mb, precision=s["precision"],
+                                optimizer=s["optimizer"], recompute=s["recompute"],
+                                flash_attention=s["flash_attention"])
+        deg = Degrees(devices=1, tp=1, pp=1, cp=1, ep=1, dp=1, zero=0, mb=mb, recompute=0,
+                      sp=0, schedule=0, v=1, global_batch=mb)
+        step = step_seconds(step_time_terms(model, training, deg, hw, p,
+                                            flops_inputs(model, training, p), perf))
+        out.append(Check(f"{name} on 1 {hw_name}, eager PyTorch, seq {seq}", measured_ms,
+                         float(step) * 1e3, "ms/step", f"mb{mb}"))
+    return out
+
+
 def report() -> str:
     """The comparison as a markdown table."""
     rows = ["| run | layout | reported | predicted | error |", "|---|---|---|---|---|"]
-    for c in megatron_checks() + llama3_checks():
+    for c in megatron_checks() + llama3_checks() + single_gpu_checks():
         rows.append(f"| {c.name} | {c.layout} | {c.reported:g} {c.unit} | "
                     f"{c.predicted:.1f} {c.unit} | {c.error_pct:+.1f}% |")
     return "\n".join(rows)

@@ -14,7 +14,7 @@ from planner.estimators.step_time import (
 from planner.estimators.vec import Degrees
 from planner.specs import TrainingSpec
 from planner.specs.hardware import Figure
-from planner.validation import llama3_checks, megatron_checks
+from planner.validation import llama3_checks, megatron_checks, single_gpu_checks
 
 NO_LATENCY = PerfParams(latency_intra_s=0.0, latency_inter_s=0.0, dp_overlap=0.0)
 
@@ -104,6 +104,14 @@ def test_llama3_table4_within_10_percent(check):
     assert abs(check.error_pct) < 10.0, check
 
 
+@pytest.mark.parametrize("check", single_gpu_checks(), ids=lambda c: c.name)
+def test_single_gpu_eager_runs_within_25_percent(check):
+    # planner validate on one H100 / H200 (docs/validation/2026-11-23-*.md), eager PyTorch:
+    # the model targets fused kernels, and eager steps run 0-23% slower than it predicts.
+    assert abs(check.error_pct) < 25.0, check
+    assert check.predicted < check.reported * 1.02  # never slower than eager measured
+
+
 def _with_bandwidth(hw, up, out):
     def fig(f, v):
         return Figure(value=v, source=f.source, confidence=f.confidence)
@@ -143,7 +151,7 @@ def test_readme_validation_table_is_current():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     rows = [r for r in report().splitlines()[2:]]
-    assert len(rows) == 8
+    assert len(rows) == 17
     for row in rows:
         assert row in readme, f"README throughput table is stale: {row}"
 
