@@ -7,7 +7,9 @@ Targets on a 2-core machine: cold start under 0.3 s (median of 10 process runs) 
 too, since on some machines it is most of the cold start. The process runs use a fresh parse
 cache (planner/catalog/parse_cache.py) in a temporary directory: the first run parses the
 YAML and fills it (printed separately, median of 5 fresh caches); the 10 timed runs find it
-warm, as every run after a user's first does.
+warm, as every run after a user's first does. Where planner's bytecode is not cached (an
+editable install with PYTHONDONTWRITEBYTECODE set, as in some sandboxes) every run compiles
+its sources again, about 45 ms here; `pip install .` compiles them at install time.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ def main() -> None:
         bare = _median_run([sys.executable, "-c", "pass"])
         imports = _median_run([sys.executable, "-c", "import planner.cli"], env=env)
         cold = _median_run(estimate, env=env)
+    import importlib.util
+
+    where = os.path.dirname(importlib.util.find_spec("planner").origin)
+    cached = os.path.isdir(os.path.join(where, "__pycache__"))
+    print(f"planner imported from {where} (bytecode cached: {'yes' if cached else 'no'}; "
+          f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})")
     print(f"python -c pass (interpreter start-up)  median of 10: {bare * 1e3:7.1f} ms")
     print(f"import planner.cli                     median of 10: {imports * 1e3:7.1f} ms")
     print(f"planner estimate, first run (parses the YAML)  median of 5: "
