@@ -81,3 +81,12 @@ def test_an_entry_for_another_file_is_not_used(tmp_path):
     entry, source = parse_cache._entry(f)
     entry.write_text('{"source": "/elsewhere.yaml", "data": {"a": 99}}')
     assert parse_cache.get(f) is None and read_yaml(f)[0] == {"a": 1}
+
+
+def test_default_location_and_no_home(monkeypatch):
+    monkeypatch.delenv("PLANNER_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/x/cache")
+    assert parse_cache.cache_dir() == Path("/x/cache/planner/yaml")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setattr(os.path, "expanduser", lambda p: p)  # no home directory known
+    assert parse_cache.cache_dir() is None

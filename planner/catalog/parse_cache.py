@@ -28,7 +28,12 @@ def cache_dir() -> Path | None:
     env = os.environ.get("PLANNER_CACHE_DIR")
     if env is not None:
         return Path(env) / "yaml" if env else None
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = os.path.expanduser("~")
+        if home.startswith("~"):  # no home directory: no cache (never a literal ./~)
+            return None
+        base = os.path.join(home, ".cache")
     return Path(base) / "planner" / "yaml"
 
 
