@@ -20,14 +20,10 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from planner.catalog.catalog import load_hardware, load_model
-from planner.estimators.params import count_params
-from planner.estimators.step_time import PerfParams, flops_inputs, step_time_terms
-from planner.estimators.vec import Degrees
 from planner.profiling.breakdown import PARTS, part_of
 from planner.profiling.model import build_model
 from planner.profiling.probes import make_batch
-from planner.profiling.validate import RunConfig, profile_for_gpu, training_spec
-from planner.specs import ParallelismSpec
+from planner.profiling.validate import RunConfig, predicted_step, profile_for_gpu, training_spec
 
 def breakdown(name: str, mb: int, seq: int, compiled: bool, steps: int = 3) -> dict:
     spec = load_model(name)
@@ -61,10 +57,7 @@ def breakdown(name: str, mb: int, seq: int, compiled: bool, steps: int = 3) -> d
             measured[part_of(e.name)] += ms
             top[e.name] = top.get(e.name, 0.0) + ms
     hw = load_hardware(profile_for_gpu(torch.cuda.get_device_name()) or "h100-sxm")
-    t = training_spec(cfg)
-    p = count_params(spec)
-    deg = Degrees.from_specs(t, ParallelismSpec(devices=1, zero_stage=0))
-    terms = step_time_terms(spec, t, deg, hw, p, flops_inputs(spec, t, p), PerfParams())
+    _, _, terms = predicted_step(spec, training_spec(cfg), hw)
     predicted = {"gemm": terms["compute_gemm"] * 1e3, "attention": terms["compute_attention"] * 1e3,
                  "optimizer": terms["optimizer"] * 1e3, "memory": terms["compute_memory"] * 1e3}
     return {"model": name, "micro_batch": mb, "seq_len": seq, "compiled": compiled,

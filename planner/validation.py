@@ -7,12 +7,12 @@ at its published layout. No constant is fitted per row.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from planner.catalog.catalog import load_hardware, load_model
+from planner.catalog.yamlio import read_yaml
 from planner.estimators.params import count_params
 from planner.estimators.step_time import PerfParams, flops_inputs, step_seconds, step_time_terms
 from planner.estimators.vec import Degrees
@@ -20,6 +20,16 @@ from planner.search import SearchSpace, search
 from planner.specs import ModelSpec, TrainingSpec
 
 DATA = Path(__file__).resolve().parent / "data" / "validation" / "throughput.yaml"
+
+
+@functools.cache
+def _data() -> dict:
+    """The data file, read once per process (through yamlio's parse cache)."""
+    return read_yaml(DATA)[0]
+
+
+def _table(name: str) -> dict:
+    return _data()[name]
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,7 @@ def _gpt(h: int, heads: int, layers: int) -> ModelSpec:
 
 def megatron_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     """Megatron-LM Table 1: predicted vs reported hardware TFLOP/s per A100."""
-    table = yaml.safe_load(DATA.read_text())["megatron_2021_table1"]
+    table = _table("megatron_2021_table1")
     hw = load_hardware(table["hardware"])
     out = []
     for params_b, heads, h, layers, tp, pp, gpus, batch, tflops in table["rows"]:
@@ -67,7 +77,7 @@ def megatron_checks(perf: PerfParams = PerfParams()) -> list[Check]:
 
 def llama3_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     """Llama 3 405B Table 4: predicted vs reported MFU on H100 (held out)."""
-    table = yaml.safe_load(DATA.read_text())["llama3_2024_table4"]
+    table = _table("llama3_2024_table4")
     hw, model = load_hardware(table["hardware"]), load_model(table["model"])
     p = count_params(model)
     out = []
@@ -87,33 +97,33 @@ def llama3_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     return out
 
 
-def single_gpu_checks(perf: PerfParams = PerfParams()) -> list[Check]:
-    """planner's own GPU runs (eager PyTorch, one device): predicted vs measured step time.
-    Held out: measured after the constants were set, on a framework the model does not
-    target (unfused elementwise kernels), so these rows show the model's reach."""
-    table = yaml.safe_load(DATA.read_text())["single_gpu_2026"]
-    s = table["settings"]
+def single_gpu_checks() -> list[Check]:
+    """planner's own GPU runs (eager PyTorch, one device): predicted vs measured step time,
+    predicted exactly as `planner validate` predicts it. Held out: measured after the
+    constants were set, on a framework the model does not target (unfused elementwise
+    kernels), so these rows show the model's reach."""
+    from planner.profiling.validate import RunConfig, predicted_step, training_spec
+
+    table = _table("single_gpu_2026")
     out = []
     for hw_name, name, mb, seq, measured_ms in table["rows"]:
-        hw, model = load_hardware(hw_name), load_model(name)
-        p = count_params(model)
-        training = TrainingSpec(tokens=mb * seq, seq_len=seq, global_batch_size=mb,
-                                micro_batch_size=mb, precision=s["precision"],
-                                optimizer=s["optimizer"], recompute=s["recompute"],
-                                flash_attention=s["flash_attention"])
-        deg = Degrees(devices=1, tp=1, pp=1, cp=1, ep=1, dp=1, zero=0, mb=mb, recompute=0,
-                      sp=0, schedule=0, v=1, global_batch=mb)
-        step = step_seconds(step_time_terms(model, training, deg, hw, p,
-                                            flops_inputs(model, training, p), perf))
+        cfg = RunConfig(micro_batch_size=mb, seq_len=seq, device="cuda",
+                        dtype=table["settings"]["dtype"])
+        step, _, _ = predicted_step(load_model(name), training_spec(cfg), load_hardware(hw_name))
         out.append(Check(f"{name} on 1 {hw_name}, eager PyTorch, seq {seq}", measured_ms,
                          float(step) * 1e3, "ms/step", f"mb{mb}"))
     return out
 
 
+def all_checks() -> list[Check]:
+    """Every row: Megatron (calibration), Llama 3 and planner's own GPU runs (held out)."""
+    return megatron_checks() + llama3_checks() + single_gpu_checks()
+
+
 def report() -> str:
     """The comparison as a markdown table."""
     rows = ["| run | layout | reported | predicted | error |", "|---|---|---|---|---|"]
-    for c in megatron_checks() + llama3_checks() + single_gpu_checks():
+    for c in all_checks():
         rows.append(f"| {c.name} | {c.layout} | {c.reported:g} {c.unit} | "
                     f"{c.predicted:.1f} {c.unit} | {c.error_pct:+.1f}% |")
     return "\n".join(rows)

@@ -11,6 +11,7 @@ from planner.catalog.catalog import shipped_dir
 from planner.cli import cli
 from planner.errors import SpecError
 from planner.scenario import load_scenario, run_scenario, scenario_paths
+from planner.validation import all_checks
 
 SHIPPED = sorted(scenario_paths())
 
@@ -66,7 +67,9 @@ def test_report_is_self_contained(runner, tmp_path):
     assert "<script" not in page and "<link" not in page
     assert len(re.findall(r"src='data:image/png;base64,", page)) == 3
     for needle in ("The answer", "Comparison", "h100-sxm", "tpu-v5p", "Assumptions of the",
-                   "grid_g_co2e_per_kwh", "backtest", "Megatron", "Pareto"):
+                   "grid_g_co2e_per_kwh", "backtest", "Megatron", "Pareto",
+                   # every throughput check, planner's own GPU runs included
+                   *(c.name for c in all_checks())):
         assert needle in page or needle.lower() in page.lower(), needle
     md = out.with_suffix(".md").read_text()
     assert md.startswith("# Llama-3-70B on 15T tokens") and "| hardware |" in md

@@ -54,8 +54,8 @@ def training_spec(cfg: RunConfig) -> TrainingSpec:
                         recompute="none")
 
 
-def _predicted_step(spec: ModelSpec, t: TrainingSpec,
-                    hw: HardwareProfile) -> tuple[float, float, dict]:
+def predicted_step(spec: ModelSpec, t: TrainingSpec,
+                   hw: HardwareProfile) -> tuple[float, float, dict]:
     """(step seconds, MFU, the model's terms) from the step-time model on one device."""
     p = count_params(spec)
     deg = Degrees.from_specs(t, ParallelismSpec(devices=1, zero_stage=0))
@@ -185,7 +185,7 @@ def _timed(rep, spec, t, hw, cfg, step, energy, on_step, flops_meas, peak_method
                                     else (None, "not measured", 0.0))
     other = busy.stop()
     rep.interrupted = times.interrupted
-    pred_step, pred_mfu, terms = _predicted_step(spec, t, hw)
+    pred_step, pred_mfu, terms = predicted_step(spec, t, hw)
     peak = hw.peak_flops_per_s(t.precision)
     if not times.times_s:
         rep.flags.append("interrupted before any timed step")

@@ -58,11 +58,11 @@ def _backtest_section(backtest) -> tuple[list[dict], str]:
 
 
 def _validation_rows() -> list[dict]:
-    from planner.validation import llama3_checks, megatron_checks
+    from planner.validation import all_checks
 
     return [{"run": c.name, "layout": c.layout, "reported": f"{c.reported:g} {c.unit}",
              "predicted": f"{c.predicted:.1f} {c.unit}", "error": f"{c.error_pct:+.1f}%"}
-            for c in megatron_checks() + llama3_checks()]
+            for c in all_checks()]
 
 
 def sections(result, figures: dict[str, str], backtest) -> list[tuple[str, str, Any]]:
@@ -84,7 +84,7 @@ def sections(result, figures: dict[str, str], backtest) -> list[tuple[str, str, 
          "grid and embodied carbon amortised over the devices' lifetime, where known.")),
         ("How far to trust this: backtest against published runs", "table+note",
          (bt_rows, list(bt_rows[0]) if bt_rows else [], bt_note)),
-        ("How far to trust this: throughput model against published runs", "table",
+        ("How far to trust this: throughput model against published and measured runs", "table",
          (_validation_rows(), ["run", "layout", "reported", "predicted", "error"])),
         (f"Assumptions of the {best.hardware.name} plan (every number and its source)",
          "table", (_assumption_rows(best), ["assumption", "value", "unit", "from", "source"])),
