@@ -138,18 +138,19 @@ def memory_defaults_for(user: Assumptions) -> MemoryDefaults:
 
 
 def _memory_defaults(led: _Ledger) -> MemoryDefaults:
+    """memory_defaults_for the user's assumptions, each term listed with its source."""
     d = MemoryDefaults()
-    gib = led.take("runtime_overhead_gib", d.runtime_overhead_bytes / GIB, "GiB",
+    led.take("runtime_overhead_gib", d.runtime_overhead_bytes / GIB, "GiB",
                    "heuristic: CUDA context ~0.3-0.7 GB + NCCL communicators + workspaces "
                    "(formulas.md §3.6)")
-    frag = led.take("fragmentation_fraction", d.fragmentation_fraction, "fraction",
+    led.take("fragmentation_fraction", d.fragmentation_fraction, "fraction",
                     "heuristic allocator slack over the accounted bytes (formulas.md §3.6)")
-    logits = led.take("logits_bytes_per_element", d.logits_bytes_per_element, "bytes",
+    led.take("logits_bytes_per_element", d.logits_bytes_per_element, "bytes",
                       "fp32 log-probs + fp32 NLL grad + fp32 log-softmax grad at the start of "
                       "backward (logits -> .float() -> cross_entropy), measured on an H100 "
                       "(docs/validation/2026-11-23-h100.md); fused or chunked losses need "
                       "less, naive ones 8-16 (formulas.md §3.4)")
-    return MemoryDefaults(gib * GIB, frag, logits)
+    return memory_defaults_for(led.user)
 
 
 def _outcome(case: _Case, hw_flops: float, par, peak: float, price: float,
