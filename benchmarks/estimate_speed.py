@@ -58,7 +58,7 @@ def main() -> None:
 
     import planner
     from planner.catalog.regions import grid_factor
-    from planner.plan import estimate
+    from planner.planning.estimate import estimate
     from planner.specs import ParallelismSpec, TrainingSpec
 
     model, hw = planner.load_model("llama3-70b"), planner.load_hardware("h100-sxm")

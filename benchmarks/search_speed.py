@@ -15,12 +15,12 @@ import time
 
 import numpy as np
 
-from planner.api import resolve
+from planner.planning.resolve import resolve
 from planner.catalog.catalog import load_hardware, load_model
 from planner.estimators.memory import MemoryDefaults
 from planner.estimators.step_time import PerfParams
-from planner.search import device_grid, enumerate_layouts, evaluate, search, SearchSpace
-from planner.sizing import Question, answer
+from planner.planning.search import device_grid, enumerate_layouts, evaluate, search, SearchSpace
+from planner.planning.sizing import Question, answer
 from planner.specs import TrainingSpec
 
 

@@ -10,7 +10,7 @@ The library is usable without the CLI::
 
 __version__ = "0.1.0"
 
-from planner.api import estimate, estimate_plan, load_hardware, load_model  # noqa: E402
+from planner.planning.resolve import estimate, estimate_plan, load_hardware, load_model  # noqa: E402
 
 __all__ = ["__version__", "estimate", "estimate_plan", "load_hardware", "load_model", "measure"]
 

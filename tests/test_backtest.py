@@ -11,15 +11,15 @@ import click
 import pytest
 import yaml
 
-from planner.api import resolve
-from planner.backtest import (
+from planner.planning.resolve import resolve
+from planner.checks.backtest import (
     DATASET, REPORTED_FIELDS, BacktestRun, load_runs, predict, run_backtest, summarize,
 )
 from planner.catalog.catalog import load_model
 from planner.cli.backtest import backtest_cmd
 from planner.errors import SpecError, UnknownNameError
 from planner.estimators.params import count_params
-from planner.sizing import Question, answer
+from planner.planning.sizing import Question, answer
 from planner.specs import ModelSpec
 
 # The reference file this dataset was curated from (a sibling of the checkout, as in README).

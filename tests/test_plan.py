@@ -3,7 +3,7 @@
 import pytest
 
 import planner
-from planner.api import estimate_plan
+from planner.planning.resolve import estimate_plan
 from planner.errors import SpecError
 
 CONTRACT = [

@@ -10,7 +10,7 @@ from planner.catalog.catalog import load_hardware, load_model
 from planner.catalog.regions import GridFactor
 from planner.estimators import outcome as oc
 from planner.estimators.memory import memory_per_device
-from planner.plan import estimate
+from planner.planning.estimate import estimate
 from planner.specs import Assumptions, ParallelismSpec, TrainingSpec
 from planner.specs.hardware import EfficiencyRange
 

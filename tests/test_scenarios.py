@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from planner.budget import BESIROGLU, CHINCHILLA, allocations, useful_flops
+from planner.planning.budget import BESIROGLU, CHINCHILLA, allocations, useful_flops
 from planner.catalog.catalog import shipped_dir
 from planner.cli import cli
 from planner.errors import SpecError
-from planner.scenario import load_scenario, run_scenario, scenario_paths
-from planner.validation import all_checks
+from planner.planning.scenario import load_scenario, run_scenario, scenario_paths
+from planner.checks.throughput import all_checks
 
 SHIPPED = sorted(scenario_paths())
 

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.api import resolve
+from planner.planning.resolve import resolve
 from planner.catalog.catalog import load_hardware, load_model
 from planner.errors import InfeasibleError, SpecError
-from planner.plan import estimate
-from planner.search import SearchSpace, device_grid, search
-from planner.sizing import Question, answer
+from planner.planning.estimate import estimate
+from planner.planning.search import SearchSpace, device_grid, search
+from planner.planning.sizing import Question, answer
 from planner.specs import ParallelismSpec, TrainingSpec
 
 

@@ -14,7 +14,7 @@ from planner.estimators.step_time import (
 from planner.estimators.vec import Degrees
 from planner.specs import TrainingSpec
 from planner.specs.hardware import Figure
-from planner.validation import llama3_checks, megatron_checks, single_gpu_checks
+from planner.checks.throughput import llama3_checks, megatron_checks, single_gpu_checks
 
 NO_LATENCY = PerfParams(latency_intra_s=0.0, latency_inter_s=0.0, dp_overlap=0.0)
 
@@ -147,7 +147,7 @@ def test_latency_adds_time():
 def test_readme_validation_table_is_current():
     from pathlib import Path
 
-    from planner.validation import report
+    from planner.checks.throughput import report
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     rows = [r for r in report().splitlines()[2:]]

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from planner.api import estimate_plan  # noqa: E402
+from planner.planning.resolve import estimate_plan  # noqa: E402
 from planner.catalog.catalog import load_model, preset_paths  # noqa: E402
 from planner.cli import cli  # noqa: E402
 from planner.estimators.flops import training_flops  # noqa: E402

@@ -45,7 +45,7 @@ def estimate_cmd(model, hardware, profiles_dirs, devices, tokens, region, no_fit
     With no options it runs a built-in plan (llama3-8b on 64 x h100-sxm, 1T tokens).
     Every default it fills in is listed under Assumptions.
     """
-    from planner.api import estimate_plan
+    from planner.planning.resolve import estimate_plan
     from planner.report import render_estimate
 
     shape, options = split_cli_options(opts)

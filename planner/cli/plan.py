@@ -31,7 +31,7 @@ def _question_options(f):
 
 
 def _question(devices, min_devices, deadline_days, budget_usd, max_devices, objective):
-    from planner.sizing import Question
+    from planner.planning.sizing import Question
 
     chosen = [k for k, v in (("--devices", devices), ("--min-devices", min_devices),
                              ("--deadline-days", deadline_days),
@@ -67,9 +67,9 @@ def plan_cmd(model, hardware, profiles_dirs, devices, min_devices, deadline_days
     Give one of --devices, --min-devices, --deadline-days or --budget-usd (default:
     --min-devices). Layout flags (--tp, --pp, --zero, --recompute, ...) fix those degrees.
     """
-    from planner.api import resolve
+    from planner.planning.resolve import resolve
     from planner.report.plan import render_plan
-    from planner.sizing import answer
+    from planner.planning.sizing import answer
 
     q = _question(devices, min_devices, deadline_days, budget_usd, max_devices, objective)
     shape, options = split_cli_options(opts)
@@ -93,9 +93,9 @@ def compare_cmd(model, hardware_list, profiles_dirs, devices, min_devices, deadl
                 budget_usd, max_devices, objective, tokens, region, plot_path, fmt,
                 **opts) -> None:
     """The best plan on each hardware for the same job, side by side."""
-    from planner.api import resolve
+    from planner.planning.resolve import resolve
     from planner.report.plan import render_compare
-    from planner.sizing import answer
+    from planner.planning.sizing import answer
 
     q = _question(devices, min_devices, deadline_days, budget_usd, max_devices, objective)
     names = [h.strip() for h in hardware_list.split(",") if h.strip()]

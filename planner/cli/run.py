@@ -16,7 +16,7 @@ from planner.fileio import write_text_atomic
 def _backtest():
     """The planner's own backtest, when that module is installed (for reports)."""
     try:
-        from planner.backtest import run_backtest
+        from planner.checks.backtest import run_backtest
     except ImportError:
         return None
     return run_backtest()
@@ -31,7 +31,7 @@ def _backtest():
 def run_cmd(scenario, profiles_dirs, report_path, fmt) -> None:
     """Size every candidate of a scenario (a shipped name or a YAML file) and compare them."""
     from planner.report.plan import render_compare
-    from planner.scenario import load_scenario, run_scenario
+    from planner.planning.scenario import load_scenario, run_scenario
 
     sc, path = load_scenario(scenario)
     result = run_scenario(sc, path, profiles_dirs)
@@ -77,10 +77,10 @@ def budget_cmd(usd, flops, device_hours, hardware, profiles_dirs, precision, pri
                price_per_hour, deadline_days, devices, tokens_per_param, efficiency, goodput,
                fmt) -> None:
     """What a budget buys: compute, the compute-optimal model and tokens, loss, devices, days."""
-    from planner.budget import answer_budget
+    from planner.planning.budget import answer_budget
     from planner.catalog.catalog import load_hardware
     from planner.estimators.outcome import GOODPUT_SOURCE, default_goodput
-    from planner.plan import price_quote
+    from planner.planning.estimate import price_quote
     from planner.results import Assumption
     from planner.specs import Assumptions
 

@@ -98,7 +98,7 @@ def _pue(o: MeasureOptions, grid: GridFactor) -> tuple[float, str]:
 
 def _price(o: MeasureOptions) -> tuple[HardwareProfile | None, float | None, str | None]:
     from planner.catalog.catalog import load_hardware
-    from planner.plan import price_quote
+    from planner.planning.estimate import price_quote
     from planner.specs import Assumptions
 
     hw = load_hardware(o.hardware, o.profiles_dirs) if o.hardware else None

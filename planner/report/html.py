@@ -58,7 +58,7 @@ def _backtest_section(backtest) -> tuple[list[dict], str]:
 
 
 def _validation_rows() -> list[dict]:
-    from planner.validation import all_checks
+    from planner.checks.throughput import all_checks
 
     return [{"run": c.name, "layout": c.layout, "reported": f"{c.reported:g} {c.unit}",
              "predicted": f"{c.predicted:.1f} {c.unit}", "error": f"{c.error_pct:+.1f}%"}

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.api import resolve
+from planner.planning.resolve import resolve
 from planner.catalog.catalog import shipped_dir
 from planner.catalog.yamlio import load_spec
 from planner.errors import PlannerError, SpecError, UnknownNameError
 from planner.estimators.params import count_params
 from planner.results import Estimate
-from planner.sizing import Question, answer
+from planner.planning.sizing import Question, answer
 from planner.specs.scenario import Scenario
 from planner.report.fmt import carbon, duration, energy, money, plural
 from planner.units import fmt_count
@@ -47,7 +47,7 @@ class ScenarioResult:
     plans: list[Estimate]
     questions: list[str]
     answer: str
-    backtest: Any = None  # planner.backtest result, when available
+    backtest: Any = None  # planner.checks.backtest result, when available
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from planner.catalog.yamlio import read_yaml
 from planner.estimators.params import count_params
 from planner.estimators.step_time import PerfParams, flops_inputs, step_seconds, step_time_terms
 from planner.estimators.vec import Degrees
-from planner.search import SearchSpace, search
+from planner.planning.search import SearchSpace, search
 from planner.specs import ModelSpec, TrainingSpec
 
-DATA = Path(__file__).resolve().parent / "data" / "validation" / "throughput.yaml"
+DATA = Path(__file__).resolve().parent.parent / "data" / "validation" / "throughput.yaml"
 
 
 @functools.cache

@@ -29,7 +29,7 @@ from planner.specs.base import Spec
 from planner.specs.hardware import Precision
 from planner.units import SECONDS_PER_HOUR, TERA, fmt_count
 
-DATASET = Path(__file__).resolve().parent / "data" / "backtest" / "runs.yaml"
+DATASET = Path(__file__).resolve().parent.parent / "data" / "backtest" / "runs.yaml"
 INPUT_FIELDS = ("tokens", "devices", "seq_len", "global_batch_sequences", "precision")
 REPORTED_FIELDS = ("reported_device_hours", "reported_energy_mwh", "reported_tco2e",
                    "reported_power_w", "reported_pue", "reported_grid_g_co2e_per_kwh",
@@ -221,8 +221,8 @@ def _error_pct(predicted: float | None, reported: float | None) -> float | None:
 
 def _estimate(run: BacktestRun, devices: int | None = None):
     """The planner's best plan for the run on its device count (an Estimate)."""
-    from planner.api import resolve
-    from planner.sizing import Question, answer
+    from planner.planning.resolve import resolve
+    from planner.planning.sizing import Question, answer
 
     n = devices or run.devices
     options = {"seq_len": run.seq_len, "global_batch_size": run.global_batch_sequences,

@@ -13,13 +13,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from planner import defaults
+from planner.planning import defaults
 from planner.catalog.catalog import load_hardware, load_model
 from planner.catalog.regions import GridFactor, grid_factor
 from planner.catalog.yamlio import format_validation_error
 from planner.errors import SpecError
 from planner.estimators.params import count_params
-from planner.plan import estimate
+from planner.planning.estimate import estimate
 from planner.results import Assumption, Estimate
 from planner.specs import (
     Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec,

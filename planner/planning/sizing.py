@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from planner import defaults
+from planner.planning import defaults
 
-from planner.api import Request, apply_calibration
+from planner.planning.resolve import Request, apply_calibration
 from planner.catalog.regions import world_average
 from planner.errors import InfeasibleError, SpecError
 from planner.estimators import outcome as oc
-from planner.plan import PERF, device_power_w, estimate, memory_defaults_for, price_quote
+from planner.planning.estimate import PERF, device_power_w, estimate, memory_defaults_for, price_quote
 from planner.results import Assumption, Estimate
-from planner.search import RECOMPUTE_NAMES, Candidates, SearchSpace, device_grid, search
+from planner.planning.search import RECOMPUTE_NAMES, Candidates, SearchSpace, device_grid, search
 from planner.specs import ParallelismSpec, TrainingSpec
 
 OBJECTIVES = {"time": "days", "cost": "cost_usd", "carbon": "kg_co2e"}

@@ -1,0 +1,1 @@
+"""Checking planner against published and measured runs: throughput tables and the backtest."""

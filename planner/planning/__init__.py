@@ -1,0 +1,1 @@
+"""Answering: resolve a question's defaults, estimate a layout, search layouts, size, budget."""
