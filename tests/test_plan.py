@@ -103,7 +103,7 @@ def test_missing_price_tier_is_an_error():
 
 
 def test_calibration_is_not_reused_for_a_model_of_another_size():
-    from planner.profiling import calibration
+    from planner.catalog import calibrations as calibration
 
     small = calibration.Calibration(
         hardware="h100-sxm", precision="bf16", params=15_000_000, shape="tiny",

@@ -21,7 +21,7 @@ from planner.cli import cli  # noqa: E402
 from planner.estimators.flops import training_flops  # noqa: E402
 from planner.estimators.memory import saved_activation_bytes  # noqa: E402
 from planner.estimators.params import count_params  # noqa: E402
-from planner.profiling import calibration, probes  # noqa: E402
+from planner.catalog import calibrations as calibration, probes  # noqa: E402
 from planner.profiling.model import (  # noqa: E402
     RMSNorm, _RMSNormFn, build_model, expanded_kv, rope,
 )

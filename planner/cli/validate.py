@@ -151,7 +151,7 @@ def _energy_meter(region: str | None, device: str):
 
 
 def _calibrate(rep, spec, cfg, path) -> None:
-    from planner.profiling import calibration
+    from planner.catalog import calibrations as calibration
     from planner.profiling.validate import profile_for_gpu
 
     mfu = rep.get("mfu")
@@ -195,7 +195,7 @@ def calibration_list(path, fmt) -> None:
     """List stored calibrations."""
     from dataclasses import asdict
 
-    from planner.profiling import calibration
+    from planner.catalog import calibrations as calibration
     from planner.report.tabular import render_rows
 
     rows = [asdict(c) for c in calibration.load(Path(path) if path else None)]
@@ -208,7 +208,7 @@ def calibration_list(path, fmt) -> None:
 @click.option("--hardware", "-H", help="Only this hardware's calibrations.")
 def calibration_clear(path, hardware) -> None:
     """Remove stored calibrations."""
-    from planner.profiling import calibration
+    from planner.catalog import calibrations as calibration
 
     n = calibration.clear(Path(path) if path else None, hardware)
     click.echo(f"removed {n} calibration{'s' if n != 1 else ''}", err=True)
