@@ -15,13 +15,14 @@ torch = pytest.importorskip("torch")
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from planner.planning.resolve import estimate_plan  # noqa: E402
+from planner.planning.answer import estimate_plan  # noqa: E402
 from planner.catalog.catalog import load_model, preset_paths  # noqa: E402
 from planner.cli import cli  # noqa: E402
 from planner.estimators.flops import training_flops  # noqa: E402
 from planner.estimators.memory import saved_activation_bytes  # noqa: E402
 from planner.estimators.params import count_params  # noqa: E402
-from planner.catalog import calibrations as calibration, probes  # noqa: E402
+from planner.catalog import calibrations as calibration  # noqa: E402
+from planner.profiling import probes  # noqa: E402
 from planner.profiling.model import (  # noqa: E402
     RMSNorm, _RMSNormFn, build_model, expanded_kv, rope,
 )
