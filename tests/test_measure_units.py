@@ -10,7 +10,7 @@ from planner.catalog.regions import country_iso3, grid_factor
 from planner.errors import SpecError, UnknownNameError
 from planner.measurement.codecarbon_meter import cpu_method, peak_w, ram_method
 from planner.measurement.context import MeasureOptions, resolve_context
-from planner.measurement.energy import HostReading
+from planner.measurement.readings import HostReading
 from planner.measurement.extrapolate import Sample, extrapolate
 from planner.measurement.gpu import (
     GpuDevice,

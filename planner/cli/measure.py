@@ -6,6 +6,7 @@ commands start no slower for these being registered.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -26,13 +27,26 @@ class ExitError(click.ClickException):
         self.exit_code = exit_code
 
 
-def _output_path(output: str | None) -> Path | None:
+def _output_path(output: str | None, ledger: Path | None) -> Path | None:
+    """--output, checked before anything runs: a file planner can create and rename in its
+    directory, not the ledger, not any SQLite file, not a directory or device."""
+    from planner.errors import PlannerError
+    from planner.fileio import check_writable, is_sqlite_file
+
     if output is None:
         return None
     path = Path(output).expanduser()
-    if not path.parent.resolve().is_dir() or not os.access(path.parent.resolve(), os.W_OK):
-        raise click.BadParameter(f"directory '{path.parent}' does not exist or is not "
-                                 "writable", param_hint="--output")
+    if ledger is not None and (os.path.realpath(path) == os.path.realpath(ledger) or (
+            path.exists() and ledger.exists() and os.path.samefile(path, ledger))):
+        raise click.BadParameter(f"'{path}' is the run ledger; write the report to another "
+                                 "file", param_hint="--output")
+    if is_sqlite_file(path):
+        raise click.BadParameter(f"'{path}' is an SQLite database (a run ledger?); planner "
+                                 "will not replace it with a report", param_hint="--output")
+    try:
+        check_writable(path, "the report")
+    except PlannerError as e:
+        raise click.BadParameter(str(e), param_hint="--output") from None
     return path
 
 
@@ -62,7 +76,8 @@ def _output_path(output: str | None) -> Path | None:
 @ledger_option
 @click.option("--no-ledger", is_flag=True, help="Do not record the run.")
 @format_option
-@click.option("--output", "-o", help="Write the report to FILE (atomically) instead of stderr.")
+@click.option("--output", "-o", help="Write the report to FILE (atomically) instead of stderr; "
+                                    "never the ledger or another SQLite file.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def measure_cmd(command: tuple[str, ...], ledger: str | None, no_ledger: bool, fmt: str,
                 output: str | None, **opts) -> int:
@@ -70,14 +85,29 @@ def measure_cmd(command: tuple[str, ...], ledger: str | None, no_ledger: bool, f
 
     The command's stdin, stdout and stderr pass through untouched; planner's report goes to
     stderr (or --output FILE) and the run is appended to the ledger. planner exits with the
-    command's exit code (128+N if signal N killed it); Ctrl-C is forwarded to the command and
-    the run is still recorded, marked incomplete.
+    command's exit code (128+N if signal N killed it), also when the record cannot be
+    written: then it goes to planner-run-ID.json in the current (else the temporary)
+    directory, named on stderr. Every input, --output and the ledger are checked before the
+    command starts. SIGINT, SIGTERM and SIGHUP are forwarded to the command and the run is
+    still recorded, marked incomplete; before the command starts they end planner with
+    128+N and nothing run. If planner is killed, the kernel kills the command too (Linux).
     """
+    from planner.measurement.runner import SetupInterrupted, SignalGate, signal_name
+
+    with SignalGate() as gate:  # from the first moment: a signal is never a traceback
+        try:
+            return _measure(gate, command, ledger, no_ledger, fmt, output, opts)
+        except SetupInterrupted as e:
+            raise ExitError(f"interrupted by {signal_name(e.signum)} before the command "
+                            "started: nothing was run or recorded", e.exit_code) from None
+
+
+def _measure(gate, command: tuple[str, ...], ledger: str | None, no_ledger: bool, fmt: str,
+             output: str | None, opts: dict) -> int:
     from planner.measurement.context import MeasureOptions
     from planner.measurement.ledger import ledger_path
-    from planner.measurement.render import render_record
-    from planner.measurement.runner import CommandError, resolve_command, run_child, signals_held
-    from planner.measurement.session import Session, command_line
+    from planner.measurement.runner import CommandError, resolve_command, run_child
+    from planner.measurement.session import Session
 
     if not command:
         raise click.UsageError("no command to measure: put it after --, "
@@ -88,7 +118,8 @@ def measure_cmd(command: tuple[str, ...], ledger: str | None, no_ledger: bool, f
         resolve_command(command)
     except CommandError as e:
         raise ExitError(str(e), e.exit_code) from None
-    out_path = _output_path(output)
+    path = None if no_ledger else ledger_path(ledger)
+    out_path = _output_path(output, path)
     options = MeasureOptions(
         label=opts["label"], region=opts["region"], grid_g_co2e_per_kwh=opts["grid_g"],
         pue=opts["pue"], hardware=opts["hardware"], profiles_dirs=opts["profiles_dirs"],
@@ -96,24 +127,66 @@ def measure_cmd(command: tuple[str, ...], ledger: str | None, no_ledger: bool, f
         devices=opts["devices"], model=opts["model"], tokens=opts["tokens"],
         steps=opts["steps"], extrapolate_to=opts["extrapolate_to"],
         interval_s=opts["interval"], meter=opts["meter"])
-    path = None if no_ledger else ledger_path(ledger)
-    session = Session(options, path)
+    session = Session(options, path)  # every input is checked here, before the command runs
     try:
-        outcome = run_child(command, on_start=session.start)
+        outcome = run_child(command, on_start=session.start, gate=gate)
     except CommandError as e:
         raise ExitError(str(e), e.exit_code) from None
-    with signals_held():  # a second Ctrl-C must not lose the record being written
-        record = session.finish(command, command_line(command), outcome.exit_code,
-                                outcome.signal, outcome.interrupted_by)
-    text = render_record(record.to_dict(), fmt, str(path) if path else None)
-    if out_path:
-        write_text_atomic(out_path, text)
-        state = "complete" if record.complete else "incomplete"
-        click.echo(f"planner measure: run {record.id} ({state}) written to {out_path}",
-                   err=True)
-    else:
-        click.echo(text, err=True, nl=False)
+    _record(session, gate, command, outcome, fmt, out_path, path)
     return outcome.exit_code
+
+
+def _record(session, gate, command, outcome, fmt: str, out_path: Path | None,
+            path: Path | None) -> None:
+    """Build, store and report the finished run; never raises: a record that cannot be
+    written where asked goes to a fallback file, named in one line on stderr."""
+    from planner.errors import PlannerError
+    from planner.measurement.render import render_record
+    from planner.measurement.session import command_line, save_fallback
+
+    problems: list[str] = []
+    try:
+        record = session.build(command, command_line(command), outcome.exit_code,
+                               outcome.signal, outcome.interrupted_by)
+        data = record.to_dict()
+    except Exception as e:  # noqa: BLE001 - a bug here must not lose the run's exit code
+        data = {"id": None, "command": list(command), "command_line": command_line(command),
+                "exit_code": outcome.exit_code, "signal": outcome.signal,
+                "interrupted_by": outcome.interrupted_by, "complete": False,
+                "error": f"planner could not build the record: {type(e).__name__}: {e}"}
+        record = None
+        problems.append(data["error"])
+    if record is not None and path is not None:
+        try:
+            session.ledger.add(data, should_stop=lambda: bool(gate.held))
+        except PlannerError as e:
+            problems.append(str(e))
+            path = None
+    text = None
+    if record is not None:
+        try:
+            text = render_record(data, fmt, str(path) if path else None)
+        except Exception as e:  # noqa: BLE001 - as above
+            problems.append(f"cannot render the report: {type(e).__name__}: {e}")
+    if text is not None and out_path is not None:
+        try:
+            write_text_atomic(out_path, text)
+        except PlannerError as e:
+            problems.append(str(e))
+            text = None
+        else:
+            state = "complete" if record.complete else "incomplete"
+            click.echo(f"planner measure: run {record.id} ({state}) written to {out_path}",
+                       err=True)
+    elif text is not None:
+        click.echo(text, err=True, nl=False)
+    if problems:
+        where = save_fallback(data)
+        kept = (f"the record is saved in {where}" if where else
+                "the record could not be saved anywhere: " + json.dumps(data))
+        click.echo(f"planner measure: run {data.get('id') or '(no id)'}: "
+                   f"{'; '.join(problems)}; {kept} (the command exited {outcome.exit_code})",
+                   err=True)
 
 
 @click.group()

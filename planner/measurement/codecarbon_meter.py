@@ -20,7 +20,7 @@ from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
-from planner.measurement.energy import HostReading, power_w
+from planner.measurement.readings import HostReading, power_w
 from planner.measurement.results import Component, Method
 
 MEASURED_CPU_MODES = {

@@ -2,7 +2,8 @@
 
 ``MeasureOptions`` holds the user's inputs; ``resolve_context`` turns them into a
 ``RunContext`` with every value's source, raising PlannerError for bad input before anything
-runs (unknown region or hardware, a price tier the profile lacks, inconsistent flags).
+runs (unknown region, hardware or model, a price tier the profile lacks, inconsistent flags,
+--model without --extrapolate-to).
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def check_options(o: MeasureOptions) -> None:
         raise SpecError("give --tokens or --steps for the measured run, not both")
     if o.extrapolate_to is not None and o.tokens is None and o.steps is None:
         raise SpecError("--extrapolate-to needs --tokens (or --steps) of the measured run")
+    if o.model and o.extrapolate_to is None:
+        raise SpecError("--model is used only for the planner estimate beside an "
+                        "extrapolation: add --extrapolate-to N (with --tokens), or drop --model")
     if o.price_tier and not o.hardware:
         raise SpecError("--price-tier needs --hardware (or give --price-per-hour)")
     if o.pue is not None and not 1.0 <= o.pue <= 3.0:
@@ -113,6 +117,9 @@ def _price(o: MeasureOptions) -> tuple[HardwareProfile | None, float | None, str
 def resolve_context(o: MeasureOptions) -> RunContext:
     """Check the options and resolve region, PUE, hardware and price (PlannerError if bad)."""
     check_options(o)
+    if o.model:  # an unknown model fails here, before the command runs
+        from planner.catalog.catalog import load_model
+        load_model(o.model)
     grid, g, g_source = _grid(o)
     pue, pue_source = _pue(o, grid)
     hw, usd, price_source = _price(o)

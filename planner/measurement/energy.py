@@ -1,6 +1,6 @@
 """Host energy meters (CPU and RAM, and GPUs when NVML is not available) behind one interface.
 
-``HostMeter.start()`` / ``stop(duration_s)`` bracket the measured work and return a
+``HostMeter.start()`` / ``stop(duration_s)`` (readings.py) bracket the measured work and return a
 ``HostReading``. Two implementations: ``CodecarbonMeter`` (codecarbon's offline tracker; see
 codecarbon_meter.py) and ``CpuTimeMeter``, a clearly-labelled estimate from CPU time used when
 codecarbon is not installed or ``meter="cpu-time"`` is asked for (fast; used by tests).
@@ -11,45 +11,17 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from dataclasses import dataclass
-from typing import Protocol
 
 from planner.errors import SpecError
+from planner.measurement.readings import J_PER_KWH, HostMeter, HostReading, power_w
 from planner.measurement.results import Component, Method
 
-J_PER_KWH = 3.6e6
+__all__ = ["J_PER_KWH", "HostMeter", "HostReading", "power_w", "CpuTimeMeter", "host_meter",
+           "codecarbon_available", "Stopwatch"]
+
 # codecarbon's fallback for an unknown CPU: 4 W per thread (core/cpu.py DEFAULT_POWER_PER_CORE).
 W_PER_BUSY_THREAD = 4.0
 METERS = ("auto", "codecarbon", "cpu-time")
-
-
-@dataclass(frozen=True)
-class HostReading:
-    """What a host meter saw: CPU and RAM, and its own GPU figure (None: it does not do GPUs)."""
-
-    cpu: Component
-    ram: Component
-    gpu: Component | None
-    gpu_count: int  # GPUs the meter itself found (0 when it does not look)
-    codecarbon_kg_co2e: float | None
-    meter: str  # e.g. "codecarbon 3.3.2"
-
-
-class HostMeter(Protocol):
-    """Brackets the measured work; ``stop`` takes the work's wall-clock duration in s."""
-
-    name: str
-
-    def start(self) -> None: ...
-
-    def stop(self, duration_s: float) -> HostReading: ...
-
-
-def power_w(kwh: float | None, duration_s: float) -> float | None:
-    """Average power in W of ``kwh`` spread over ``duration_s``."""
-    if kwh is None or duration_s <= 0:
-        return None
-    return kwh * J_PER_KWH / duration_s
 
 
 def _cpu_seconds() -> float:

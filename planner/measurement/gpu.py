@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Protocol
 
-from planner.measurement.energy import J_PER_KWH
+from planner.measurement.readings import J_PER_KWH
 from planner.measurement.results import Component, GpuEnergy, Method
 
 

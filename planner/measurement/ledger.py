@@ -3,7 +3,9 @@
 Path: ``--ledger PATH``, else ``$PLANNER_LEDGER``, else ``$XDG_DATA_HOME/planner/runs.sqlite``
 (``~/.local/share/planner/runs.sqlite``). WAL mode, a 30 s busy timeout, and every write in
 a ``BEGIN IMMEDIATE`` transaction, so concurrent ``planner measure`` processes queue instead of
-failing or losing records. Older ledgers are migrated in place (schema.py).
+failing or losing records. Older ledgers are migrated in place (schema.py). ``add`` can be
+told to stop waiting for a lock (planner measure does on SIGINT/SIGTERM/SIGHUP); a record it
+cannot write is the caller's to keep (session.save_fallback).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
+from planner.fileio import check_writable
 from planner.measurement import schema
 
 LEDGER_ENV = "PLANNER_LEDGER"
@@ -60,6 +64,10 @@ class Ledger:
             raise ledger._error(why) from None
         if path.is_dir():
             raise ledger._error("it is a directory")
+        try:  # WAL mode creates -wal and -shm files beside the ledger: try creating one
+            check_writable(path, "the run ledger")
+        except PlannerError as e:
+            raise ledger._error(str(e).split(": ", 1)[-1]) from None
         ledger._migrate()
         for p in (path, path.parent):
             if not os.access(p, os.W_OK):
@@ -70,18 +78,31 @@ class Ledger:
         return LedgerError(f"cannot write the run ledger {self.path}: {why} "
                            f"(choose another with --ledger PATH or ${LEDGER_ENV})")
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        db.execute("PRAGMA journal_mode = WAL")
+    def _connect(self, timeout_s: float | None = None) -> sqlite3.Connection:
+        timeout_s = BUSY_TIMEOUT_S if timeout_s is None else timeout_s
+        db = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+        except BaseException:
+            db.close()
+            raise
         return db
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, timeout_s: float | None = None,
+               locked: type[Exception] | None = None) -> Iterator[sqlite3.Connection]:
+        """A BEGIN IMMEDIATE transaction; sqlite errors become LedgerError (or ``locked``
+        when the ledger stayed locked for ``timeout_s``)."""
+        def error(e: sqlite3.Error) -> Exception:
+            if locked is not None and _is_locked(e):
+                return locked(str(e))
+            return self._error(str(e))
+
         try:
-            db = self._connect()
+            db = self._connect(timeout_s)
         except sqlite3.Error as e:
-            raise self._error(str(e)) from None
+            raise error(e) from None
         try:
             db.execute("BEGIN IMMEDIATE")
             yield db
@@ -89,7 +110,7 @@ class Ledger:
         except sqlite3.Error as e:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            raise self._error(str(e)) from None
+            raise error(e) from None
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -97,20 +118,43 @@ class Ledger:
         finally:
             db.close()
 
+    def _transaction(self, work: Callable[[sqlite3.Connection], Any],
+                     should_stop: Callable[[], bool] | None = None) -> Any:
+        """Run ``work(db)`` in one write transaction, waiting up to BUSY_TIMEOUT_S for a lock
+        in short slices (so signal handlers run meanwhile), and giving up as soon as
+        ``should_stop()`` is True; LedgerError if the lock never comes."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            left = max(deadline - time.monotonic(), 0.01)
+            try:
+                with self._write(min(left, LOCK_SLICE_S), _Locked) as db:
+                    return work(db)
+            except _Locked:
+                if time.monotonic() >= deadline:
+                    raise self._error(f"another process kept it locked for "
+                                      f"{BUSY_TIMEOUT_S:g} s") from None
+                if should_stop is not None and should_stop():
+                    raise self._error("interrupted while waiting for another process to "
+                                      "release its lock") from None
+
     def _migrate(self) -> None:
-        with self._write() as db:
+        def work(db: sqlite3.Connection) -> None:
             try:
                 schema.migrate(db)
             except RuntimeError as e:
                 raise LedgerError(f"run ledger {self.path}: {e}") from None
 
-    def add(self, record: dict[str, Any]) -> None:
-        """Append one run (``RunRecord.to_dict()``) in its own transaction."""
+        self._transaction(work)
+
+    def add(self, record: dict[str, Any],
+            should_stop: Callable[[], bool] | None = None) -> None:
+        """Append one run (``RunRecord.to_dict()``) in its own transaction; waits for a lock
+        as ``_transaction`` says (``should_stop``: give up early)."""
         row = _row(record)
         names = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        with self._write() as db:
-            db.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
+        self._transaction(lambda db: db.execute(
+            f"INSERT INTO runs ({names}) VALUES ({marks})", tuple(row.values())), should_stop)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection | None]:
@@ -166,6 +210,18 @@ class Ledger:
         with self._read() as db:
             rows = [] if db is None else db.execute(sql).fetchall()
         return [dict(r) for r in rows]
+
+
+class _Locked(Exception):
+    """The ledger stayed locked for one wait (retried until BUSY_TIMEOUT_S)."""
+
+
+LOCK_SLICE_S = 0.2
+
+
+def _is_locked(e: sqlite3.Error) -> bool:
+    text = str(e).lower()
+    return "locked" in text or "busy" in text
 
 
 def _row(rec: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from planner.measurement.context import MeasureOptions, RunContext
-from planner.measurement.energy import HostReading
+from planner.measurement.readings import HostReading
 from planner.measurement.gpu import gpu_component
 from planner.measurement.results import (
     COMPONENTS,

@@ -3,25 +3,32 @@
 Order: resolve the options (bad input fails here, before anything runs), prove the ledger is
 writable, set up the meters, start them, run the work, stop them, build the record, append it
 to the ledger. A run that was interrupted or failed is still recorded, marked incomplete.
+A record the ledger cannot take (locked, deleted, replaced by a directory) is written to a
+fallback JSON file instead (``save_fallback``): ``planner-run-ID.json`` in the current
+directory, else in the temporary directory.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
 import socket
+import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
+from planner.errors import PlannerError
 from planner.measurement.compare import planner_estimate
 from planner.measurement.context import MeasureOptions, resolve_context
 from planner.measurement.energy import Stopwatch, host_meter
 from planner.measurement.extrapolate import Sample, extrapolate
 from planner.measurement.gpu import GpuBackend, GpuSampler, NvmlBackend, visible_devices
-from planner.measurement.ledger import Ledger
+from planner.measurement.ledger import Ledger, LedgerError
 from planner.measurement.record import (
     GpuSide,
     carbon_report,
@@ -83,7 +90,31 @@ class Session:
     def finish(self, command: Sequence[str], command_line: str, exit_code: int | None,
                signal: str | None = None, interrupted_by: str | None = None,
                error: str | None = None) -> RunRecord:
-        """Stop the meters, build the record and append it to the ledger."""
+        """Stop the meters, build the record and append it to the ledger.
+
+        When the ledger cannot take it, the record is saved by ``save_fallback`` and the
+        LedgerError raised says where."""
+        record = self.build(command, command_line, exit_code, signal, interrupted_by, error)
+        self.save(record)
+        return record
+
+    def save(self, record: RunRecord, should_stop: Callable[[], bool] | None = None) -> None:
+        """Append ``record`` to the ledger (if any); LedgerError naming the fallback file
+        the record went to instead when that fails."""
+        if self.ledger is None:
+            return
+        data = record.to_dict()
+        try:
+            self.ledger.add(data, should_stop)
+        except PlannerError as e:
+            where = save_fallback(data)
+            kept = f"the record is saved in {where}" if where else "the record could not be saved"
+            raise LedgerError(f"{e}; {kept}") from None
+
+    def build(self, command: Sequence[str], command_line: str, exit_code: int | None,
+              signal: str | None = None, interrupted_by: str | None = None,
+              error: str | None = None) -> RunRecord:
+        """Stop the meters and build the record (nothing is written)."""
         duration = self.clock.stop()
         readings = self.sampler.stop() if self.sampler else None
         host = self.host.stop(duration)
@@ -105,8 +136,6 @@ class Session:
             carbon=carbon, cost=cost, extrapolation=self._extrapolation(duration, energy,
                                                                         carbon, cost),
             versions=self._versions(host.meter))
-        if self.ledger is not None:
-            self.ledger.add(record.to_dict())
         return record
 
     def _extrapolation(self, duration: float, energy: EnergyReport, carbon: CarbonReport,
@@ -130,3 +159,33 @@ class Session:
 def command_line(argv: Sequence[str]) -> str:
     """The command as a shell would need it typed."""
     return shlex.join(argv)
+
+
+FALLBACK_NAME = "planner-run-{id}.json"
+
+
+def save_fallback(record: dict[str, Any], dirs: Sequence[str | os.PathLike] | None = None
+                  ) -> Path | None:
+    """Write a record the ledger (or --output) could not take to ``planner-run-ID.json`` in
+    the current directory, else the temporary directory; the path, or None if neither works.
+
+    Created exclusively (never replaces a file) and flushed to disk; the file holds the same
+    object as ``planner measure --format json``."""
+    text = json.dumps(record, indent=2) + "\n"
+    name = FALLBACK_NAME.format(id=record.get("id") or uuid.uuid4().hex[:12])
+    for d in dirs if dirs is not None else (os.getcwd(), tempfile.gettempdir()):
+        path = Path(d) / name
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError:
+            continue
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            path.unlink(missing_ok=True)
+            continue
+        return path.resolve()
+    return None
