@@ -184,9 +184,23 @@ class Range(Result):
 
 
 @dataclass(frozen=True)
+class LayoutChoice(Result):
+    """How the layout was decided: which degrees the user gave and which a search chose."""
+
+    given: dict[str, Any]  # degree -> value the user fixed
+    chosen: list[str]  # degrees the search chose
+    question: str  # e.g. "the best layout on 64 devices"
+    objective: str  # what ranked the layouts: time, cost or carbon
+    searched: int  # layouts enumerated
+    fitting: int  # layouts that fit in memory and answered the question
+    alternatives: list[dict[str, Any]]  # the next-best layouts (on request)
+
+
+@dataclass(frozen=True)
 class Estimate(Result):
     model: ModelSummary
     hardware: HardwareSummary
+    tokens: float  # training tokens D
     layout: Layout
     flops: Flops
     memory_per_device: Memory
@@ -199,3 +213,4 @@ class Estimate(Result):
     range: Range
     assumptions: list[Assumption]
     warnings: list[str]
+    layout_choice: LayoutChoice | None = None  # None: every degree was given

@@ -120,7 +120,7 @@ def test_non_editable_install_finds_shipped_data(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target)}
     env.pop(PROFILES_ENV, None)
     code = ("import planner, json; from planner.catalog.catalog import hardware_paths;"
-            "e = planner.estimate_plan('llama3-8b', 'tpu-v5p', 8, '1T', 'gcp:europe-west4',"
+            "e = planner.estimate('llama3-8b', 'tpu-v5p', 8, '1T', 'gcp:europe-west4',"
             " zero_stage=3);"
             "print(planner.__file__); print(len(hardware_paths()), e.model.params_total)")
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,

@@ -114,7 +114,7 @@ def test_at_least_fifteen_presets():
 
 def test_moe_where_every_expert_is_active():
     # top-k = number of experts: active = total (and no division by E - k anywhere)
-    from planner.planning.resolve import estimate_plan
+    from planner.planning.answer import estimate_plan
 
     m = load_model("mixtral-8x7b")
     every = ModelSpec.model_validate({**m.model_dump(), "moe": {**m.moe.model_dump(),

@@ -3,7 +3,7 @@
 import pytest
 
 import planner
-from planner.planning.resolve import estimate_plan
+from planner.planning.answer import estimate_plan
 from planner.errors import SpecError
 
 CONTRACT = [
@@ -67,9 +67,11 @@ def test_every_default_is_listed():
     names = {a.name for a in e.assumptions if a.defaulted}
     for filled in ("hardware", "devices", "tokens", "seq_len", "global_batch_size",
                    "efficiency_expected", "goodput_expected", "pue", "grid_g_co2e_per_kwh",
-                   "price_usd_per_device_hour", "power_fraction", "precision", "optimizer",
-                   "recompute", "zero_stage"):
+                   "price_usd_per_device_hour", "power_fraction", "precision", "optimizer"):
         assert filled in names, filled
+    # degrees not given are chosen by the search, and the estimate says so
+    assert set(e.layout_choice.chosen) == {"tp", "pp", "cp", "zero_stage", "micro_batch_size",
+                                           "recompute", "virtual_stages"}
     assert e.time.wall_clock_days > 0
 
 
@@ -83,7 +85,7 @@ def test_user_values_are_not_marked_default():
 
 
 def test_builtin_plan_runs_and_fits():
-    e = planner.estimate_plan()
+    e = planner.estimate()
     assert e.model.name == "llama3-8b" and e.layout.devices == 64
     assert e.memory_per_device.fits
 

@@ -62,16 +62,16 @@ def megatron_checks(perf: PerfParams = PerfParams()) -> list[Check]:
         model = _gpt(h, heads, layers)
         training = TrainingSpec(tokens=1e9, seq_len=2048, global_batch_size=batch,
                                 precision="fp16", recompute="full", flash_attention=False)
-        space = SearchSpace(fixed={"tp": tp, "pp": pp, "cp": 1, "ep": 1, "zero": 0,
-                                   "recompute": 2}, virtual_stages=tuple(range(1, 9)))
+        space = SearchSpace(fixed={"tp": tp, "pp": pp, "cp": 1, "ep": 1, "zero_stage": 0,
+                                   "recompute": "full"}, virtual_stages=tuple(range(1, 9)))
         c = search(model, training, hw, [gpus], space, batch_fixed=True, perf=perf)
         i = int(c.arrays["step_s"].argmin())
         fl = flops_inputs(model, training, count_params(model))
         hw_flops = (fl["model"] + fl["attention_fwd"] + 2 * fl["layers_matmul"]) * batch * 2048
         pred = hw_flops / c.arrays["step_s"][i] / gpus / 1e12
         out.append(Check(f"GPT {params_b}B on {gpus} A100", tflops, float(pred), "TFLOP/s",
-                         f"tp{tp} pp{pp} dp{gpus // (tp * pp)} mb{int(c.arrays['mb'][i])} "
-                         f"v{int(c.arrays['v'][i])}"))
+                         f"tp{tp} pp{pp} dp{gpus // (tp * pp)} mb{int(c.arrays['micro_batch_size'][i])} "
+                         f"v{int(c.arrays['virtual_stages'][i])}"))
     return out
 
 
@@ -88,8 +88,10 @@ def llama3_checks(perf: PerfParams = PerfParams()) -> list[Check]:
         fl = flops_inputs(model, training, p)
         best = 0.0
         for v in (1, 2, 4, 8):  # the interleaving depth was tuned, not published
-            deg = Degrees(devices=gpus, tp=tp, pp=pp, cp=cp, ep=1, dp=dp, zero=1, mb=1,
-                          recompute=0, sp=1, schedule=int(v > 1), v=v, global_batch=batch)
+            deg = Degrees(devices=gpus, tp=tp, pp=pp, cp=cp, ep=1, dp=dp, zero_stage=1,
+                          micro_batch_size=1, recompute=0, sequence_parallel=1,
+                          pipeline_schedule=int(v > 1), virtual_stages=v,
+                          global_batch_size=batch)
             step = step_seconds(step_time_terms(model, training, deg, hw, p, fl, perf))
             best = max(best, fl["model"] * batch * seq / (step * gpus * 989.4e12) * 100)
         out.append(Check(f"Llama 3 405B on {gpus} H100, seq {seq}", mfu, best, "% MFU",

@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from planner.cli.options import COUNT, RANGE
+from planner.cli.options import RANGE, TEXT, TOKENS, BoundedInt, FiniteFloat
+from planner.vocab import OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES
 
 SHAPE_FLAGS = ("layers", "d_model", "heads", "kv_heads", "head_dim", "ffn_hidden", "vocab",
                "experts", "top_k")
@@ -21,14 +22,15 @@ def _apply(f, options):
 
 def model_options(f):
     """--model plus the shape flags that change it (or define a custom model)."""
-    opts = [click.option("--model", "-m", help="Preset name, model YAML file, or HF config.json.")]
+    opts = [click.option("--model", "-m", type=TEXT,
+                         help="Preset name, model YAML file, or HF config.json.")]
     for name, help_ in (
         ("layers", "transformer layers"), ("d-model", "hidden width"), ("heads", "query heads"),
         ("kv-heads", "key/value heads (GQA/MQA)"), ("head-dim", "per-head dim"),
         ("ffn-hidden", "FFN width"), ("vocab", "vocabulary size"),
         ("experts", "routed experts (makes the model MoE)"), ("top-k", "experts per token"),
     ):
-        opts.append(click.option(f"--{name}", type=click.IntRange(min=1),
+        opts.append(click.option(f"--{name}", type=BoundedInt(min=1),
                                  help=f"Override or define: {help_}."))
     return _apply(f, opts)
 
@@ -36,16 +38,14 @@ def model_options(f):
 def training_options(f):
     """What is trained: tokens, sequence, batch, precision, optimizer, recompute."""
     return _apply(f, [
-        click.option("--tokens", "-t", type=COUNT, help="Training tokens: 15T, 300B, 2e12."),
-        click.option("--seq-len", type=click.IntRange(min=1), help="Sequence length (tokens)."),
-        click.option("--global-batch", type=click.IntRange(min=1), help="Sequences per step."),
-        click.option("--micro-batch", type=click.IntRange(min=1),
+        click.option("--tokens", "-t", type=TOKENS, help="Training tokens: 15T, 300B, 2e12."),
+        click.option("--seq-len", type=BoundedInt(min=1), help="Sequence length (tokens)."),
+        click.option("--global-batch", type=BoundedInt(min=1), help="Sequences per step."),
+        click.option("--micro-batch", type=BoundedInt(min=1),
                      help="Sequences per micro-batch."),
-        click.option("--precision", type=click.Choice(["bf16", "fp16", "fp8", "tf32", "fp32"])),
-        click.option("--optimizer", type=click.Choice(
-            ["adamw", "adamw_pure_bf16", "adamw_all_bf16", "adamw_8bit", "adamw_fp8",
-             "sgd_momentum"])),
-        click.option("--recompute", type=click.Choice(["none", "selective", "full"])),
+        click.option("--precision", type=click.Choice(PRECISIONS)),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS)),
+        click.option("--recompute", type=click.Choice(RECOMPUTE)),
         click.option("--flash-attention/--no-flash-attention", default=None),
         click.option("--attention-flops", type=click.Choice(["full", "causal"]),
                      help="Count full score matrices (PaLM/Megatron MFU) or the causal half."),
@@ -55,33 +55,35 @@ def training_options(f):
 def layout_options(f):
     """Parallel degrees (fixed values for a search, or the layout for an estimate)."""
     return _apply(f, [
-        click.option("--tp", type=click.IntRange(min=1), help="Tensor-parallel degree."),
-        click.option("--pp", type=click.IntRange(min=1), help="Pipeline-parallel degree."),
-        click.option("--cp", type=click.IntRange(min=1), help="Context-parallel degree."),
-        click.option("--ep", type=click.IntRange(min=1), help="Expert-parallel degree (MoE)."),
+        click.option("--tp", type=BoundedInt(min=1), help="Tensor-parallel degree."),
+        click.option("--pp", type=BoundedInt(min=1), help="Pipeline-parallel degree."),
+        click.option("--cp", type=BoundedInt(min=1), help="Context-parallel degree."),
+        click.option("--ep", type=BoundedInt(min=1), help="Expert-parallel degree (MoE)."),
         click.option("--zero", type=click.Choice(["0", "1", "2", "3", "fsdp"]),
                      help="ZeRO stage (fsdp = 3)."),
         click.option("--sequence-parallel/--no-sequence-parallel", default=None),
-        click.option("--pipeline-schedule", type=click.Choice(["1f1b", "interleaved", "gpipe"])),
-        click.option("--virtual-stages", type=click.IntRange(min=1)),
+        click.option("--pipeline-schedule", type=click.Choice(SCHEDULES)),
+        click.option("--virtual-stages", type=BoundedInt(min=1)),
     ])
 
 
 def assumption_options(f):
     """Where and at what price: region, grid, PUE, efficiency, goodput, power, price."""
     return _apply(f, [
-        click.option("--region", "-r", help="FR, US-VA, aws:us-east-1, gcp:europe-west4, ..."),
-        click.option("--grid", "grid_g", type=click.FloatRange(min=0),
+        click.option("--region", "-r", type=TEXT,
+                     help="FR, US-VA, aws:us-east-1, gcp:europe-west4, ..."),
+        click.option("--grid", "grid_g", type=FiniteFloat(min=0),
                      help="Grid intensity, g CO2e/kWh (overrides --region's)."),
-        click.option("--pue", type=click.FloatRange(min=1, max=3)),
+        click.option("--pue", type=FiniteFloat(min=1, max=3)),
         click.option("--efficiency", type=RANGE,
                      help="Flat fraction of peak instead of the performance model: 0.4 or "
                           "0.3:0.4:0.5."),
         click.option("--goodput", type=RANGE, help="Useful time fraction: 0.9 or 0.8:0.9:0.95."),
-        click.option("--power-fraction", type=click.FloatRange(min=0.01, max=1.5),
+        click.option("--power-fraction", type=FiniteFloat(min=0.01, max=1.5),
                      help="Average accelerator power / TDP (default 1.0)."),
-        click.option("--price-tier", help="Price tier in the profile: on_demand, spot, ..."),
-        click.option("--price-per-hour", type=click.FloatRange(min=0, min_open=True),
+        click.option("--price-tier", type=TEXT,
+                     help="Price tier in the profile: on_demand, spot, ..."),
+        click.option("--price-per-hour", type=FiniteFloat(min=0, min_open=True),
                      help="Your own USD per device-hour."),
     ])
 

@@ -31,22 +31,11 @@ def _question_options(f):
 
 
 def _question(devices, min_devices, deadline_days, budget_usd, max_devices, objective):
-    from planner.planning.sizing import Question
+    from planner.planning.sizing import question
 
-    chosen = [k for k, v in (("--devices", devices), ("--min-devices", min_devices),
-                             ("--deadline-days", deadline_days),
-                             ("--budget-usd", budget_usd)) if v]
-    if len(chosen) > 1:
-        raise SpecError(f"ask one question at a time, got {' and '.join(chosen)}")
-    if devices:
-        if devices > max_devices:
-            raise SpecError(f"--devices {devices} exceeds --max-devices {max_devices}")
-        return Question("devices", devices, max_devices, objective)
-    if deadline_days:
-        return Question("deadline", deadline_days, max_devices, objective)
-    if budget_usd:
-        return Question("budget", budget_usd, max_devices, objective)
-    return Question("min_devices", None, max_devices, objective)
+    if min_devices and (devices or deadline_days or budget_usd):
+        raise SpecError("ask one question at a time: --min-devices with another question")
+    return question(devices, deadline_days, budget_usd, max_devices, objective)
 
 
 @click.command("plan")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import click
 from planner.cli.options import COUNT, RANGE, format_option, profiles_option
 from planner.errors import SpecError
 from planner.fileio import write_text_atomic
+from planner.vocab import PRECISIONS
+from planner.report.tabular import dumps_json
 
 
 def _backtest():
@@ -47,7 +48,7 @@ def run_cmd(scenario, profiles_dirs, report_path, fmt) -> None:
         write_text_atomic(out.with_suffix(".md"), render_markdown(result, figures, backtest))
         click.echo(f"report written to {out} and {out.with_suffix('.md')}", err=True)
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(dumps_json(result.to_dict()))
         return
     text = render_compare(result.plans, fmt, sc.title)
     click.echo(text + ("\n" if fmt != "csv" else "") + (result.answer + "\n"
@@ -59,10 +60,12 @@ def run_cmd(scenario, profiles_dirs, report_path, fmt) -> None:
 @click.option("--usd", type=COUNT, help="Money to spend: 1M, 250K.")
 @click.option("--flops", type=COUNT, help="Or: useful training FLOPs, e.g. 1e24.")
 @click.option("--device-hours", type=COUNT, help="Or: device-hours, e.g. 500K.")
+@click.option("--model", "-m", help="Price this model's training: the tokens the budget buys "
+              "on the best layout on --devices (the plan `planner estimate` gives for them).")
 @click.option("--hardware", "-H", default="h100-sxm", show_default=True)
 @profiles_option
-@click.option("--precision", type=click.Choice(["bf16", "fp16", "fp8", "tf32", "fp32"]),
-              default="bf16", show_default=True)
+@click.option("--region", "-r", help="With --model: where it runs (grid, PUE).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="bf16", show_default=True)
 @click.option("--price-tier", help="Price tier in the profile (default on_demand).")
 @click.option("--price-per-hour", type=click.FloatRange(min=0, min_open=True))
 @click.option("--deadline-days", type=click.FloatRange(min=0, min_open=True),
@@ -73,10 +76,19 @@ def run_cmd(scenario, profiles_dirs, report_path, fmt) -> None:
 @click.option("--efficiency", type=RANGE, help="Fraction of peak: 0.4 or 0.3:0.4:0.5.")
 @click.option("--goodput", type=click.FloatRange(min=0, max=1, min_open=True))
 @format_option
-def budget_cmd(usd, flops, device_hours, hardware, profiles_dirs, precision, price_tier,
-               price_per_hour, deadline_days, devices, tokens_per_param, efficiency, goodput,
-               fmt) -> None:
-    """What a budget buys: compute, the compute-optimal model and tokens, loss, devices, days."""
+def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region, precision,
+               price_tier, price_per_hour, deadline_days, devices, tokens_per_param, efficiency,
+               goodput, fmt) -> None:
+    """What a budget buys: compute, the compute-optimal model and tokens, loss, devices, days.
+
+    With --model: the tokens --usd buys for that model on the best layout on --devices
+    (default one node), with the same days, cost, energy and carbon `planner estimate`
+    prints for that many tokens.
+    """
+    if model:
+        _budget_model(usd, model, hardware, profiles_dirs, region, precision, price_tier,
+                      price_per_hour, deadline_days, devices, efficiency, goodput, fmt)
+        return
     from planner.planning.budget import answer_budget
     from planner.catalog.catalog import load_hardware
     from planner.estimators.outcome import GOODPUT_SOURCE, default_goodput
@@ -122,13 +134,39 @@ def budget_cmd(usd, flops, device_hours, hardware, profiles_dirs, precision, pri
     click.echo(_render_budget(ans, fmt), nl=False)
 
 
+def _budget_model(usd, model, hardware, profiles_dirs, region, precision, price_tier,
+                  price_per_hour, deadline_days, devices, efficiency, goodput, fmt) -> None:
+    from planner.planning.budget import budget_for_model
+    from planner.report import render_estimate
+    from planner.report.fmt import money
+    from planner.units import fmt_count
+
+    if not usd:
+        raise SpecError("--model needs --usd (the money to spend)")
+    if deadline_days:
+        raise SpecError("--model prices a job on --devices; --deadline-days is for the "
+                        "compute-optimal allocation (drop --model) or `planner plan`")
+    opts = {"precision": precision, "price_tier": price_tier, "region": region,
+            "price_usd_per_device_hour": price_per_hour, "profiles_dirs": profiles_dirs,
+            "goodput_expected": goodput}
+    if efficiency:
+        opts["efficiency"] = {"low": efficiency[0], "expected": efficiency[1],
+                              "high": efficiency[2], "source": "set by user (--efficiency)"}
+    est = budget_for_model(usd, model, hardware, devices, **opts)
+    if fmt in ("table", "markdown"):
+        click.echo(f"{money(usd)} buys {fmt_count(est.tokens)} tokens of {est.model.name} on "
+                   f"{est.layout.devices} x {est.hardware.name}: "
+                   f"{est.time.wall_clock_days:,.1f} days\n")
+    click.echo(render_estimate(est, fmt), nl=False)
+
+
 def _render_budget(ans, fmt: str) -> str:
     from planner.report.fmt import money
     from planner.report.tabular import render_rows
     from planner.units import fmt_count
 
     if fmt == "json":
-        return json.dumps(ans.to_dict(), indent=2) + "\n"
+        return dumps_json(ans.to_dict()) + "\n"
     rows = []
     for case, c in ans.cases.items():
         for a in c.allocations:

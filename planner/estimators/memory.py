@@ -153,9 +153,9 @@ def layer_activation_bytes_v(model: ModelSpec, training: TrainingSpec, lay: Degr
     else:
         fp32 -= 4 * model.num_heads
         scores = beta * model.num_heads * training.seq_len * (lay.recompute == 0)
-    rep_div = 1 + (lay.tp - 1) * lay.sp
+    rep_div = 1 + (lay.tp - 1) * lay.sequence_parallel
     per_token = beta * (replicated / rep_div + sharded / lay.tp) + (fp32 + scores) / lay.tp
-    return lay.mb * training.seq_len / lay.cp * per_token
+    return lay.micro_batch_size * training.seq_len / lay.cp * per_token
 
 
 def layer_activation_bytes(model: ModelSpec, training: TrainingSpec, par: ParallelismSpec,
@@ -167,18 +167,18 @@ def layer_activation_bytes(model: ModelSpec, training: TrainingSpec, par: Parall
 def stage_layers(num_layers: int, lay: Degrees) -> Any:
     """Layers on the busiest pipeline stage: v chunks of ceil(L / (p v)) layers (uneven
     stages give the extra layers to the first ones, as Llama 3 did for 126 layers)."""
-    chunks = lay.pp * lay.v
-    return -(-num_layers // chunks) * lay.v
+    chunks = lay.pp * lay.virtual_stages
+    return -(-num_layers // chunks) * lay.virtual_stages
 
 
 def in_flight_micro_batches(lay: Degrees) -> Any:
     """Micro-batches whose activations the first stage holds at its peak (§3.5)."""
     m, p = lay.micro_batches, lay.pp
     one_f_one_b = vmin(p, m)
-    interleaved = one_f_one_b * (1 + (p - 1) / (p * lay.v))
+    interleaved = one_f_one_b * (1 + (p - 1) / (p * lay.virtual_stages))
     # one model chunk per rank (v = 1) is plain 1F1B, whatever the schedule is called
-    held = one_f_one_b + (interleaved - one_f_one_b) * (lay.schedule == 1) * (lay.v > 1)
-    held = held + (m - held) * (lay.schedule == 2)  # GPipe keeps every micro-batch
+    held = one_f_one_b + (interleaved - one_f_one_b) * (lay.pipeline_schedule == 1) * (lay.virtual_stages > 1)
+    held = held + (m - held) * (lay.pipeline_schedule == 2)  # GPipe keeps every micro-batch
     return 1 + (held - 1) * (p > 1)
 
 
@@ -256,7 +256,7 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount, last: b
     else:
         shared = shared + (p.embedding + p.positions) / lay.tp
         shared = shared + (p.lm_head / lay.tp + p.final_norm) * only_stage
-    opt, prec, z = training.optimizer, training.precision, lay.zero
+    opt, prec, z = training.optimizer, training.precision, lay.zero_stage
     dense_states = model_state_bytes(shared, opt, prec, z, lay.dp * lay.cp)
     expert_states = model_state_bytes(routed, opt, prec, z, vmax(1, lay.dp * lay.cp / lay.ep))
     weights, grads, optim = (a + b for a, b in zip(dense_states, expert_states))
@@ -267,15 +267,15 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount, last: b
     one_mb = dense * act_dense + moe * act_moe
     # Full recompute keeps each block's input and rebuilds one block during backward.
     beta = activation_bytes_per_element(prec)
-    block_in = lay.mb * training.seq_len / lay.cp * model.d_model * beta / \
-        (1 + (lay.tp - 1) * lay.sp)
+    block_in = lay.micro_batch_size * training.seq_len / lay.cp * model.d_model * beta / \
+        (1 + (lay.tp - 1) * lay.sequence_parallel)
     rebuild = vmax(act_dense * (dense > 0), act_moe * (moe > 0))
     full = lay.recompute == 2
     stored = one_mb + ((dense + moe) * block_in - one_mb) * full
     held = 1 if last else in_flight_micro_batches(lay)
     acts = stored * held + rebuild * full
     is_last = 1 if last else only_stage
-    logits = (defaults.logits_bytes_per_element * lay.mb * training.seq_len / lay.cp
+    logits = (defaults.logits_bytes_per_element * lay.micro_batch_size * training.seq_len / lay.cp
               * model.vocab_size / lay.tp) * is_last
     w_bytes = state_bytes_per_param(opt, prec)[0]
     fsdp = 2 * largest * w_bytes * (z == 3) * (lay.dp * lay.cp > 1)

@@ -49,10 +49,15 @@ def embodied_kg(device_hours: float, kg_per_device: float, lifetime_years: float
     return kg_per_device * device_hours / (lifetime_years * HOURS_PER_YEAR)
 
 
-def default_goodput(devices: int) -> tuple[float, float, float]:
-    """(low, expected, high) goodput by cluster size (heuristic, formulas.md §7.2)."""
-    if devices <= 64:
-        return 0.90, 0.95, 0.98
-    if devices <= 1024:
-        return 0.85, 0.92, 0.96
-    return 0.80, 0.90, 0.95
+GOODPUT_BY_SIZE = ((64, (0.90, 0.95, 0.98)), (1024, (0.85, 0.92, 0.96)),
+                   (None, (0.80, 0.90, 0.95)))  # up to N devices -> (low, expected, high)
+
+
+def default_goodput(devices):
+    """(low, expected, high) goodput by cluster size (heuristic, formulas.md §7.2); works on
+    a device count or an array of them."""
+    (n1, small), (n2, mid), (_, large) = GOODPUT_BY_SIZE
+    if isinstance(devices, int):
+        return small if devices <= n1 else mid if devices <= n2 else large
+    return tuple(a + (b - a) * (devices > n1) + (c - b) * (devices > n2)
+                 for a, b, c in zip(small, mid, large))

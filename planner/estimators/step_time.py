@@ -117,7 +117,7 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     t, p, c, d, e = lay.tp, lay.pp, lay.cp, lay.dp, lay.ep
     m = lay.micro_batches
     per_stage = stage_layers(L, lay)  # the busiest (first) stage sets the pace
-    tokens_mb = lay.mb * s / c  # tokens one device group handles per micro-batch
+    tokens_mb = lay.micro_batch_size * s / c  # tokens one device group handles per micro-batch
     rc_any, rc_full = lay.recompute >= 1, lay.recompute == 2
 
     attn_fwd = flops["attention_fwd"]
@@ -170,16 +170,16 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
         ep_mb = 4 * (model.num_moe_layers * per_stage / L) * a2a
 
     bw, la = _group_bw(t * c * d, p, domain, up, out, *lat)
-    pp_mb = 2 * lay.v * collective_seconds(tokens_mb * h * beta / t, 1, p, bw, la, 1)
+    pp_mb = 2 * lay.virtual_stages * collective_seconds(tokens_mb * h * beta / t, 1, p, bw, la, 1)
 
     busy_mb = compute_mb + tp_mb + ep_mb + cp_exposed_mb
-    bubble_frac = (p - 1) / (lay.v * m) * (lay.schedule != 2) + (p - 1) / m * (lay.schedule == 2)
+    bubble_frac = (p - 1) / (lay.virtual_stages * m) * (lay.pipeline_schedule != 2) + (p - 1) / m * (lay.pipeline_schedule == 2)
 
     w_b, g_b, o_b = state_bytes_per_param(training.optimizer, training.precision)
     routed = routed_params(params, model)
     dense_local = (params.total - routed) / (t * p)  # owned before ZeRO sharding
     expert_local = routed / (t * p * e)
-    z = lay.zero
+    z = lay.zero_stage
     dp_total = 0.0
     for local, n in ((dense_local, d * c), (expert_local, vmax(1, d * c / e))):
         bw, la = _group_bw(t, n, domain, up, out, *lat)

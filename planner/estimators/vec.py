@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-RECOMPUTE_CODES = {"none": 0, "selective": 1, "full": 2}
-SCHEDULE_CODES = {"1f1b": 0, "interleaved": 1, "gpipe": 2}
+from planner.vocab import RECOMPUTE, SCHEDULES
 
 
 def vmax(a: Any, b: Any) -> Any:
@@ -26,7 +25,10 @@ def vmin(a: Any, b: Any) -> Any:
 
 @dataclass(frozen=True)
 class Degrees:
-    """One layout (numbers) or many (equal-length arrays): the degrees that a search varies."""
+    """One layout (numbers) or many (equal-length arrays): the degrees that a search varies.
+
+    Fields carry the spec names; closed vocabularies are integer codes (index in planner.vocab).
+    """
 
     devices: Any
     tp: Any
@@ -34,25 +36,25 @@ class Degrees:
     cp: Any
     ep: Any
     dp: Any
-    zero: Any  # ZeRO stage 0-3
-    mb: Any  # micro-batch size, sequences
-    recompute: Any  # 0 none, 1 selective, 2 full
-    sp: Any  # 1 when sequence parallelism is on
-    schedule: Any  # 0 1f1b, 1 interleaved, 2 gpipe
-    v: Any  # virtual stages per pipeline rank
-    global_batch: Any  # sequences per optimizer step
+    zero_stage: Any  # 0-3
+    micro_batch_size: Any  # sequences
+    recompute: Any  # code: 0 none, 1 selective, 2 full
+    sequence_parallel: Any  # 1 when on
+    pipeline_schedule: Any  # code: 0 1f1b, 1 interleaved, 2 gpipe
+    virtual_stages: Any  # model chunks per pipeline rank
+    global_batch_size: Any  # sequences per optimizer step
 
     @property
     def micro_batches(self) -> Any:
-        """Micro-batches per pipeline per step: B / (dp x mb)."""
-        return self.global_batch / (self.dp * self.mb)
+        """Micro-batches per pipeline per step: B / (dp x b)."""
+        return self.global_batch_size / (self.dp * self.micro_batch_size)
 
     @classmethod
     def from_specs(cls, training, par) -> Degrees:
         return cls(
             devices=par.devices, tp=par.tp, pp=par.pp, cp=par.cp, ep=par.ep, dp=par.dp,
-            zero=par.zero_stage, mb=training.micro_batch_size,
-            recompute=RECOMPUTE_CODES[training.recompute], sp=int(par.sp),
-            schedule=SCHEDULE_CODES[par.pipeline_schedule], v=par.virtual_stages,
-            global_batch=training.global_batch_size,
+            zero_stage=par.zero_stage, micro_batch_size=training.micro_batch_size,
+            recompute=RECOMPUTE.index(training.recompute), sequence_parallel=int(par.sp),
+            pipeline_schedule=SCHEDULES.index(par.pipeline_schedule),
+            virtual_stages=par.virtual_stages, global_batch_size=training.global_batch_size,
         )

@@ -29,7 +29,7 @@ def planner_estimate(o: MeasureOptions, ctx: RunContext,
         return _unavailable("the planner's estimate needs tokens: --steps cannot be turned "
                             "into tokens without the batch and sequence length", o, devices)
     try:
-        from planner.planning.resolve import estimate_plan
+        from planner.planning.answer import estimate_plan
         est = estimate_plan(
             model=o.model, hardware=o.hardware, devices=devices or None, tokens=o.extrapolate_to,
             region=o.region, profiles_dirs=o.profiles_dirs, pue=ctx.pue,

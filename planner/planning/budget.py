@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from planner.errors import SpecError
 from planner.results import Result
 
 
@@ -117,3 +118,18 @@ def answer_budget(hardware, precision: str, device_hours: float, usd: float | No
     return BudgetAnswer(hardware=hardware.name, usd=usd, usd_per_device_hour=price,
                         device_hours=device_hours, devices=devices, days=days, goodput=goodput,
                         cases=cases, assumptions=assumptions)
+
+
+def budget_for_model(usd: float, model, hardware: str, devices: int | None = None,
+                     **options):
+    """The job a budget buys for one model: the tokens that ``usd`` pays for on the best
+    layout on ``devices`` (or one node), as the Estimate `planner estimate` prints for that
+    many tokens. Cost is linear in tokens on a fixed layout, so one estimate prices a token
+    and a second one, at the affordable token count, is the answer."""
+    from planner.planning.answer import estimate_plan
+
+    if not usd or usd <= 0:
+        raise SpecError("--usd: give a positive amount with --model (e.g. 1M)")
+    probe = estimate_plan(model, hardware, devices, options.pop("tokens", None), **options)
+    tokens = probe.tokens * usd / probe.cost.total_usd
+    return estimate_plan(model, hardware, probe.layout.devices, tokens, **options)

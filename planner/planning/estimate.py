@@ -19,11 +19,12 @@ from planner.estimators.step_time import (
 )
 from planner.estimators.vec import Degrees
 from planner.results import (
-    Assumption, Carbon, Cost, Energy, Estimate, Flops, HardwareSummary, Layout, Memory,
+    Assumption, Carbon, Cost, Energy, Estimate, Flops, HardwareSummary, Layout, LayoutChoice,
+    Memory,
     ModelSummary, Outcome, Range, StepBreakdown, Throughput, Time,
 )
 from planner.specs import Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec
-from planner.units import GIB, TERA
+from planner.units import GIB, HOURS_PER_DAY, SECONDS_PER_HOUR, TERA
 
 PERF = PerfParams()
 EMBODIED_LIFETIME_SOURCE = "LLMCarbon (Faiz et al. 2024) amortises over 5 years"
@@ -81,16 +82,26 @@ def _efficiencies(hw: HardwareProfile, predicted: float, led: _Ledger) -> tuple[
     return lo, predicted, hi
 
 
-def _cases(effs: tuple[float, ...], par: ParallelismSpec, led: _Ledger) -> dict[str, _Case]:
+def _cases(effs: tuple[float, ...], devices: int, led: _Ledger) -> dict[str, _Case]:
     eff_low, eff_exp, eff_high = effs
-    g_low, g_exp, g_high = oc.default_goodput(par.devices)
-    gl = led.take("goodput_low", g_low, "fraction", oc.GOODPUT_SOURCE)
-    ge = led.take("goodput_expected", g_exp, "fraction", oc.GOODPUT_SOURCE)
-    gh = led.take("goodput_high", g_high, "fraction", oc.GOODPUT_SOURCE)
-    if not gl <= ge <= gh:
-        raise SpecError(f"goodput must satisfy low <= expected <= high, got {gl}, {ge}, {gh}")
-    return {"low": _Case(eff_high, gh), "expected": _Case(eff_exp, ge),
-            "high": _Case(eff_low, gl)}
+    g_low, g_exp, g_high = goodput_cases(devices, led.user)
+    led.take("goodput_low", g_low, "fraction", oc.GOODPUT_SOURCE)
+    led.take("goodput_expected", g_exp, "fraction", oc.GOODPUT_SOURCE)
+    led.take("goodput_high", g_high, "fraction", oc.GOODPUT_SOURCE)
+    return {"low": _Case(eff_high, g_high), "expected": _Case(eff_exp, g_exp),
+            "high": _Case(eff_low, g_low)}
+
+
+def goodput_cases(devices, user: Assumptions) -> tuple:
+    """(low, expected, high) goodput: the user's, else the default for this many devices
+    (numbers or arrays of device counts)."""
+    d = oc.default_goodput(devices)
+    given = (user.goodput_low, user.goodput_expected, user.goodput_high)
+    g = tuple(d[i] if v is None else v for i, v in enumerate(given))
+    if any(v is not None for v in given) and isinstance(devices, int) and \
+            not g[0] <= g[1] <= g[2]:
+        raise SpecError(f"--goodput: need low <= expected <= high, got {g[0]}, {g[1]}, {g[2]}")
+    return g
 
 
 def price_quote(hw: HardwareProfile, user: Assumptions) -> tuple[float, str, str, str]:
@@ -114,15 +125,56 @@ def device_power_w(hw: HardwareProfile, user: Assumptions) -> float:
     return oc.device_power_w(hw.tdp_w.value, frac, host)
 
 
-def _price(hw: HardwareProfile, led: _Ledger) -> tuple[float, str, str]:
-    price, tier, provider, source = price_quote(hw, led.user)
+@dataclass(frozen=True)
+class OutcomeInputs:
+    """Everything between executed FLOPs and days, dollars, kWh and kg, resolved once."""
+
+    price_usd_per_device_hour: float
+    tier: str
+    provider: str
+    power_w: float  # per device slot, before PUE
+    pue: float
+    grid_g_co2e_per_kwh: float
+    region: str
+
+
+def outcome_inputs(hw: HardwareProfile, user: Assumptions, grid: GridFactor | None,
+                   led: _Ledger | None = None) -> OutcomeInputs:
+    """Price, power, PUE and grid intensity: the user's values or the sourced defaults, each
+    recorded in ``led`` when given (the estimate's assumptions)."""
+    led = led or _Ledger(user)
+    price, tier, provider, source = price_quote(hw, user)
     if tier == "custom":
         led.take("price_usd_per_device_hour", None, "USD/device-hour", "")
-        return price, tier, provider
-    led.take("price_tier", tier, "", "default tier", led.user.price_tier)
-    led.items.append(Assumption(name="price_usd_per_device_hour", value=price,
-                                unit="USD/device-hour", defaulted=True, source=source))
-    return price, tier, provider
+    else:
+        led.take("price_tier", tier, "", "default tier", user.price_tier)
+        led.items.append(Assumption(name="price_usd_per_device_hour", value=price,
+                                    unit="USD/device-hour", defaulted=True, source=source))
+    led.take("power_fraction", 1.0, "x TDP", POWER_FRACTION_SOURCE)
+    led.take("host_power_w_per_device", hw.host_power_w_per_device.value, "W",
+             f"{hw.name} profile: {hw.host_power_w_per_device.source}")
+    if grid is None:
+        from planner.catalog.regions import world_average
+        grid = world_average()
+    pue = led.take("pue", grid.pue, "", f"{grid.region}: {grid.pue_source}")
+    g = led.take("grid_g_co2e_per_kwh", grid.g_co2e_per_kwh, "g CO2e/kWh",
+                 f"{grid.location}: {grid.intensity_source}")
+    return OutcomeInputs(price, tier, provider, device_power_w(hw, user), pue, g, grid.region)
+
+
+def outcome_values(hw_flops_total, devices, peak_flops_per_s: float, efficiency, goodput,
+                   inp: OutcomeInputs) -> dict:
+    """FLOPs -> days -> device-hours -> USD -> kWh -> kg CO2e (formulas.md §4.1, §6, §7).
+
+    The one outcome chain: `estimate` runs it per case on numbers, the layout search on
+    arrays of candidates to rank them."""
+    secs = oc.compute_seconds(hw_flops_total, devices, peak_flops_per_s, efficiency)
+    wall_h = oc.wall_clock_hours(secs, goodput)
+    dev_h = wall_h * devices
+    _, kwh = oc.energy_kwh(dev_h, inp.power_w, inp.pue)
+    return {"days": wall_h / HOURS_PER_DAY, "device_hours": dev_h,
+            "cost_usd": oc.cost_usd(dev_h, inp.price_usd_per_device_hour),
+            "energy_kwh": kwh, "kg_co2e": oc.carbon_kg(kwh, inp.grid_g_co2e_per_kwh)}
 
 
 def memory_defaults_for(user: Assumptions) -> MemoryDefaults:
@@ -153,17 +205,12 @@ def _memory_defaults(led: _Ledger) -> MemoryDefaults:
     return memory_defaults_for(led.user)
 
 
-def _outcome(case: _Case, hw_flops: float, par, peak: float, price: float,
-             power_w: float, pue: float, grid: float) -> Outcome:
-    secs = oc.compute_seconds(hw_flops, par.devices, peak, case.efficiency)
-    wall_h = oc.wall_clock_hours(secs, case.goodput)
-    dev_h = wall_h * par.devices
-    _, kwh = oc.energy_kwh(dev_h, power_w, pue)
-    return Outcome(
-        efficiency=case.efficiency, goodput=case.goodput, wall_clock_days=wall_h / 24,
-        device_hours=dev_h, cost_usd=oc.cost_usd(dev_h, price), energy_kwh=kwh,
-        kg_co2e=oc.carbon_kg(kwh, grid),
-    )
+def _outcome(case: _Case, hw_flops: float, devices: int, peak: float,
+             inp: OutcomeInputs) -> Outcome:
+    v = outcome_values(hw_flops, devices, peak, case.efficiency, case.goodput, inp)
+    return Outcome(efficiency=case.efficiency, goodput=case.goodput, wall_clock_days=v["days"],
+                   device_hours=v["device_hours"], cost_usd=v["cost_usd"],
+                   energy_kwh=v["energy_kwh"], kg_co2e=v["kg_co2e"])
 
 
 def estimate(
@@ -174,6 +221,8 @@ def estimate(
     assumptions: Assumptions = Assumptions(),
     grid: GridFactor | None = None,
     notes: tuple[Assumption, ...] = (),
+    warnings: tuple[str, ...] = (),
+    choice: LayoutChoice | None = None,
 ) -> Estimate:
     """Parameters, FLOPs, memory, time, cost, energy and carbon of one training plan."""
     check_layout(model, training, par, hw)
@@ -188,30 +237,23 @@ def estimate(
     step_s = step_seconds(terms)
     tokens_step = training.global_batch_size * training.seq_len
     predicted_hfu = fl.hardware_per_token * tokens_step / (step_s * par.devices * peak)
-    cases = _cases(_efficiencies(hw, predicted_hfu, led), par, led)
-    price, tier, provider = _price(hw, led)
+    cases = _cases(_efficiencies(hw, predicted_hfu, led), par.devices, led)
     mem = memory_per_device(model, training, par, hw.memory_bytes, _memory_defaults(led))
-    led.take("power_fraction", 1.0, "x TDP", POWER_FRACTION_SOURCE)
-    led.take("host_power_w_per_device", hw.host_power_w_per_device.value, "W",
-             f"{hw.name} profile: {hw.host_power_w_per_device.source}")
-    power_w = device_power_w(hw, assumptions)
-    if grid is None:
-        from planner.catalog.regions import world_average
-        grid = world_average()
-    pue = led.take("pue", grid.pue, "", f"{grid.region}: {grid.pue_source}")
-    g = led.take("grid_g_co2e_per_kwh", grid.g_co2e_per_kwh, "g CO2e/kWh",
-                 f"{grid.location}: {grid.intensity_source}")
-    outs = {k: _outcome(c, fl.hardware_total, par, peak, price, power_w, pue, g)
+    inp = outcome_inputs(hw, assumptions, grid, led)
+    price, tier, provider, power_w, pue, g = (
+        inp.price_usd_per_device_hour, inp.tier, inp.provider, inp.power_w, inp.pue,
+        inp.grid_g_co2e_per_kwh)
+    outs = {k: _outcome(c, fl.hardware_total, par.devices, peak, inp)
             for k, c in cases.items()}
     exp, case = outs["expected"], cases["expected"]
     lifetime = led.take("embodied_lifetime_years", 5.0, "years", EMBODIED_LIFETIME_SOURCE)
     emb = hw.embodied_kg_co2e_per_device
     it_kwh, _ = oc.energy_kwh(exp.device_hours, power_w, pue)
     steps = training.tokens / (training.global_batch_size * training.seq_len)
-    compute_h = exp.wall_clock_days * 24 * case.goodput
+    compute_h = exp.wall_clock_days * HOURS_PER_DAY * case.goodput
     hfu = case.efficiency
     mfu = hfu * fl.model_per_token / fl.hardware_per_token
-    tok_s = training.tokens / (compute_h * 3600)
+    tok_s = training.tokens / (compute_h * SECONDS_PER_HOUR)
     return Estimate(
         model=ModelSummary(
             name=model.name, params_total=params.total, params_active=params.active,
@@ -221,6 +263,7 @@ def estimate(
         hardware=HardwareSummary(
             name=hw.name, display_name=hw.display_name, precision=training.precision,
             peak_tflops=peak / TERA, memory_bytes=hw.memory_bytes),
+        tokens=training.tokens,
         layout=Layout(
             devices=par.devices, dp=par.dp, tp=par.tp, pp=par.pp, cp=par.cp, ep=par.ep,
             zero_stage=par.zero_stage, sequence_parallel=par.sp,
@@ -252,20 +295,22 @@ def estimate(
             gemm_efficiency=terms["gemm_efficiency"], predicted_hfu=predicted_hfu,
             predicted_mfu=predicted_hfu * fl.model_per_token / fl.hardware_per_token),
         time=Time(
-            wall_clock_days=exp.wall_clock_days, wall_clock_hours=exp.wall_clock_days * 24,
+            wall_clock_days=exp.wall_clock_days,
+            wall_clock_hours=exp.wall_clock_days * HOURS_PER_DAY,
             device_hours=exp.device_hours, compute_hours=compute_h, goodput=case.goodput,
-            steps=steps, step_time_s=compute_h * 3600 / steps),
+            steps=steps, step_time_s=compute_h * SECONDS_PER_HOUR / steps),
         cost=Cost(total_usd=exp.cost_usd, usd_per_device_hour=price, tier=tier,
                   provider=provider),
         energy=Energy(kwh=exp.energy_kwh, it_kwh=it_kwh, power_per_device_w=power_w, pue=pue),
         carbon=Carbon(
-            kg_co2e=exp.kg_co2e, grid_g_co2e_per_kwh=g, pue=pue, region=grid.region,
+            kg_co2e=exp.kg_co2e, grid_g_co2e_per_kwh=g, pue=pue, region=inp.region,
             embodied_kg_co2e=(oc.embodied_kg(exp.device_hours, emb.value, lifetime)
                               if emb else None)),
         range=Range(low=outs["low"], expected=exp, high=outs["high"]),
         assumptions=[*notes, *led.items, *_perf_assumptions(),
                      *_fixed_assumptions(training, par)],
-        warnings=_warnings(model, training, par, mem),
+        warnings=[*warnings, *_warnings(model, training, par, mem)],
+        layout_choice=choice,
     )
 
 

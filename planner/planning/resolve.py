@@ -1,9 +1,12 @@
-"""The Python API: load specs by name and run an estimate (the CLI is a thin layer over this).
+"""The one resolver: a question's names and plain values -> specs, with every default filled
+and recorded. Each command (estimate, plan, compare, run, budget, backtest) asks it, so the same
+inputs mean the same job everywhere.
 
-    >>> import planner
-    >>> est = planner.estimate_plan(model="llama3-70b", hardware="h100-sxm", devices=2048,
-    ...                             tokens="15T", tp=8, pp=4)
-    >>> round(est.time.wall_clock_days)
+    >>> req = resolve("llama3-70b", "h100-sxm", "15T", seq_len=8192)
+    >>> req.tokens, req.training["seq_len"], [n.name for n in req.notes]
+
+What it cannot fill alone are the layout's degrees and the batch rounding: those are answered by
+`sizing.answer` (a search) or, when every degree is given, by the layout itself.
 """
 
 from __future__ import annotations
@@ -13,22 +16,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from planner.planning import defaults
 from planner.catalog.catalog import load_hardware, load_model
 from planner.catalog.regions import GridFactor, grid_factor
 from planner.catalog.yamlio import format_validation_error
 from planner.errors import SpecError
 from planner.estimators.params import count_params
-from planner.planning.estimate import estimate
-from planner.results import Assumption, Estimate
+from planner.planning import defaults
+from planner.results import Assumption
 from planner.specs import (
     Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec,
 )
 from planner.specs.hardware import EfficiencyRange
 from planner.units import parse_count
+from planner.vocab import DEGREE_FLAGS
 
-__all__ = ["Request", "apply_shape", "estimate", "estimate_plan", "load_hardware",
-           "load_model", "resolve"]
+__all__ = ["Request", "apply_shape", "resolve", "spec_error"]
 
 # Shape flags -> ModelSpec fields (top level or in the moe block).
 SHAPE_FIELDS = {
@@ -40,17 +42,22 @@ MOE_FIELDS = {"experts": "num_experts", "top_k": "experts_per_token",
               "expert_ffn_hidden": "expert_ffn_hidden_size"}
 # Option names as the CLI spells them, for error messages.
 FLAG = {"tokens": "--tokens", "seq_len": "--seq-len", "global_batch_size": "--global-batch",
-        "micro_batch_size": "--micro-batch", "devices": "--devices", "zero_stage": "--zero"}
+        "devices": "--devices", **DEGREE_FLAGS}
+
+
+def spec_error(e: ValidationError, where: str) -> SpecError:
+    """A pydantic error as one line, naming the CLI flag where the field has one."""
+    msg = format_validation_error(e, where)
+    for name, flag in FLAG.items():
+        msg = msg.replace(f"{where}: {name}:", f"{flag}:")
+    return SpecError(msg)
 
 
 def _validate(cls, data: dict, where: str):
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        msg = format_validation_error(e, where)
-        for field, flag in FLAG.items():
-            msg = msg.replace(f"{where}: {field}:", f"{flag}:")
-        raise SpecError(msg) from None
+        raise spec_error(e, where) from None
 
 
 def apply_shape(base: ModelSpec | None, shape: dict[str, Any]) -> ModelSpec:
@@ -62,11 +69,16 @@ def apply_shape(base: ModelSpec | None, shape: dict[str, Any]) -> ModelSpec:
         "name": "custom", "ffn_type": "gated", "norm_type": "rmsnorm", "max_seq_len": 8192}
     if base:
         data["name"] = f"{base.name}-custom"
-    for flag, field in SHAPE_FIELDS.items():
+    for flag, name in SHAPE_FIELDS.items():
         if flag in shape:
-            data[field] = shape[flag]
+            data[name] = shape[flag]
     moe = {MOE_FIELDS[k]: v for k, v in shape.items() if k in MOE_FIELDS}
     if moe:
+        if "num_experts" not in moe and not data.get("moe"):
+            given = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in shape.items()
+                              if k in MOE_FIELDS)
+            raise SpecError(f"{given}: {data['name']} is a dense model; add --experts N to make "
+                            "it a mixture of experts")
         data["moe"] = {**(data.get("moe") or {}), **moe}
         data["moe"].setdefault("expert_ffn_hidden_size", data.get("ffn_hidden_size"))
     if base is None:
@@ -80,16 +92,39 @@ def apply_shape(base: ModelSpec | None, shape: dict[str, Any]) -> ModelSpec:
 
 @dataclass
 class Request:
-    """Inputs resolved from names and plain values; layout and batch may still be open."""
+    """A question's inputs, resolved: specs loaded, defaults filled and listed in ``notes``.
+
+    ``training`` holds the TrainingSpec fields given or defaulted (``seq_len`` and
+    ``global_batch_size`` always; the batch is the rule's target when ``batch_given`` is
+    False, and a layout rounds it). ``parallel`` holds the layout fields the user gave: the
+    degrees a search must keep (DEGREE_FLAGS) and the switches (schedule, sequence parallel).
+    ``assumptions`` carries a stored calibration as the efficiency when one applies.
+    """
 
     model: ModelSpec
     hw: HardwareProfile
     tokens: float
-    training: dict[str, Any]  # TrainingSpec fields given (seq_len always filled)
-    parallel: dict[str, Any]  # ParallelismSpec fields given (never devices)
+    training: dict[str, Any]
+    parallel: dict[str, Any]
     assumptions: Assumptions
     grid: GridFactor | None
     notes: list[Assumption] = field(default_factory=list)
+    batch_given: bool = True
+
+    def fixed_degrees(self) -> dict[str, Any]:
+        """The layout degrees the user gave, by their one name (vocab.DEGREE_FLAGS)."""
+        given = {**self.parallel, **self.training}
+        fixed = {k: given[k] for k in DEGREE_FLAGS if given.get(k) is not None}
+        if not self.model.is_moe:
+            fixed.setdefault("ep", 1)
+        schedule = self.parallel.get("pipeline_schedule")
+        if schedule in ("1f1b", "gpipe") or fixed.get("pp") == 1:
+            fixed.setdefault("virtual_stages", 1)
+        return fixed
+
+    def layout_complete(self) -> bool:
+        """Whether every degree is given, so no search is needed."""
+        return set(self.fixed_degrees()) >= set(DEGREE_FLAGS)
 
 
 def resolve(
@@ -99,83 +134,89 @@ def resolve(
     region: str | None = None,
     profiles_dirs: tuple[str, ...] = (),
     shape: dict[str, Any] | None = None,
-    **options: Any,
-) -> Request:
-    """Load the model and hardware and fill the defaults that do not depend on the layout."""
-    notes: list[Assumption] = []
-    spec = model if isinstance(model, ModelSpec) else (load_model(model) if model else None)
-    spec = apply_shape(spec, shape or {})
-    if hardware is None:
-        hardware, note = defaults.default_hardware()
-        notes.append(note)
-    hw = load_hardware(hardware, tuple(profiles_dirs))
-    if tokens is None:
-        tokens, note = defaults.default_tokens(count_params(spec).total)
-        notes.append(note)
-    else:
-        tokens = _count(tokens)
-    split = _split_options(options)
-    if split["training"].get("seq_len") is None:
-        split["training"]["seq_len"], note = defaults.default_seq_len(spec.max_seq_len)
-        notes.append(note)
-    assumptions = _validate(Assumptions, split["assumptions"], "assumptions")
-    grid = grid_factor(region) if region else None
-    return Request(spec, hw, tokens, split["training"], split["parallel"], assumptions, grid,
-                   notes)
-
-
-def estimate_plan(
-    model: str | ModelSpec | None = None,
-    hardware: str | None = None,
-    devices: int | None = None,
-    tokens: float | str | None = None,
-    region: str | None = None,
-    profiles_dirs: tuple[str, ...] = (),
-    shape: dict[str, Any] | None = None,
     use_calibration: bool = True,
     **options: Any,
-) -> Estimate:
-    """Estimate a plan from names and plain values, filling and recording every default.
+) -> Request:
+    """Load the model and hardware and fill every default that does not depend on the layout.
 
     ``options`` are TrainingSpec / ParallelismSpec fields (seq_len, global_batch_size, tp,
-    pp, zero_stage, recompute, ...) and Assumptions fields (pue, price_tier, efficiency, ...).
+    zero_stage, recompute, ...) and Assumptions fields (pue, price_tier, efficiency, ...).
+    With no model and no shape, the built-in plan (`defaults.BUILTIN_PLAN`) fills the rest.
     """
     notes: list[Assumption] = []
     if model is None and not any((shape or {}).values()):
         notes.append(defaults.builtin_plan_note())
         plan = defaults.BUILTIN_PLAN
         model, hardware = plan["model"], hardware or plan["hardware"]
-        devices = devices or plan["devices"]
         tokens = tokens or plan["tokens"]
-        for key, value in (("seq_len", plan["seq_len"]), ("global_batch_size",
-                           plan["global_batch"]), ("zero_stage", int(plan["zero"]))):
+        region = region or plan["region"]
+        options.setdefault("devices", None)
+        for key in ("seq_len", "global_batch_size"):
             if options.get(key) is None:
-                options[key] = value
-    req = resolve(model, hardware, tokens, region, profiles_dirs, shape, **options)
-    notes += req.notes
-    if devices is None:
-        devices, note = defaults.default_devices(int(req.hw.devices_per_node.value))
+                options[key] = plan[key]
+        if options["devices"] is None:
+            options["devices"] = plan["devices"]
+    spec = model if isinstance(model, ModelSpec) else (load_model(model) if model else None)
+    spec = apply_shape(spec, shape or {})
+    if hardware is None:
+        hardware, note = defaults.default_hardware()
         notes.append(note)
-    par = _validate(ParallelismSpec, {"devices": devices, **req.parallel}, "layout")
-    train = dict(req.training)
-    if train.get("global_batch_size") is None:
-        train["global_batch_size"], note = defaults.default_global_batch(
-            train["seq_len"], par.dp, train.get("micro_batch_size") or 1)
+    hw = load_hardware(hardware, tuple(profiles_dirs))
+    params = count_params(spec).total
+    if tokens is None:
+        tokens, note = defaults.default_tokens(params)
         notes.append(note)
-    training = _validate(TrainingSpec, {"tokens": req.tokens, **train}, "training")
-    assumptions = apply_calibration(req, training) if use_calibration else req.assumptions
-    return estimate(req.model, req.hw, training, par, assumptions, req.grid, tuple(notes))
+    else:
+        tokens = _count(tokens)
+    split = _split_options(options)
+    train = split["training"]
+    if train.get("seq_len") is None:
+        train["seq_len"], note = defaults.default_seq_len(spec.max_seq_len)
+        notes.append(note)
+    batch_given = train.get("global_batch_size") is not None
+    if not batch_given:
+        train["global_batch_size"], note = defaults.default_global_batch(params, train["seq_len"])
+        notes.append(note)
+    assumptions = _validate(Assumptions, split["assumptions"], "assumptions")
+    grid = grid_factor(region) if region else None
+    req = Request(spec, hw, tokens, train, split["parallel"], assumptions, grid, notes,
+                  batch_given)
+    if use_calibration:
+        req.assumptions = apply_calibration(req)
+    return req
 
 
-def apply_calibration(req: Request, training: TrainingSpec) -> Assumptions:
+def devices_of(req: Request, devices: int | None) -> tuple[int, list[Assumption]]:
+    """The device count: given, the built-in plan's, or one node (recorded)."""
+    if devices is not None:
+        return devices, []
+    n = req.parallel.pop("devices", None)
+    if n is not None:
+        return n, []
+    n, note = defaults.default_devices(int(req.hw.devices_per_node.value))
+    return n, [note]
+
+
+def training_spec(req: Request, **update: Any) -> TrainingSpec:
+    """The TrainingSpec of a request (with the layout's micro-batch, recompute, batch)."""
+    return _validate(TrainingSpec, {"tokens": req.tokens, **req.training, **update}, "training")
+
+
+def parallelism_spec(req: Request, devices: int, **update: Any) -> ParallelismSpec:
+    par = {k: v for k, v in req.parallel.items() if k != "devices"}
+    return _validate(ParallelismSpec, {"devices": devices, **par, **update}, "layout")
+
+
+def apply_calibration(req: Request) -> Assumptions:
     """The user's assumptions, with a stored calibration for this hardware as the efficiency
     when the user gave none (see `planner validate --calibrate`); only calibrations of a
     model within 10x of this one's size are used."""
     if req.assumptions.efficiency is not None:
         return req.assumptions
-    from planner.profiling.calibration import lookup
+    from planner.catalog.calibrations import lookup
 
-    cal = lookup(req.hw.name, training.precision, count_params(req.model).total)
+    precision = req.training.get("precision") or "bf16"
+    cal = lookup(req.hw.name, precision, count_params(req.model).total)
     if cal is None:
         return req.assumptions
     prof = req.hw.efficiency
@@ -193,13 +234,16 @@ def _count(value: float | str) -> float:
         raise SpecError(str(e)) from None
 
 
+_TRAINING_ONLY = set(TrainingSpec.model_fields) - {"tokens"}
+
+
 def _split_options(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {"training": {}, "parallel": {}, "assumptions": {}}
-    targets = (("training", TrainingSpec), ("parallel", ParallelismSpec),
-               ("assumptions", Assumptions))
+    targets = (("training", _TRAINING_ONLY), ("parallel", set(ParallelismSpec.model_fields)),
+               ("assumptions", set(Assumptions.model_fields)))
     for key, value in options.items():
-        for name, cls in targets:
-            if key in cls.model_fields:
+        for name, fields in targets:
+            if key in fields:
                 if value is not None:
                     out[name][key] = value
                 break

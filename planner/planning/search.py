@@ -16,10 +16,9 @@ from planner.estimators.step_time import (
     COMPONENTS, PerfParams, flops_inputs, step_seconds, step_time_terms,
 )
 from planner.estimators.vec import Degrees
+from planner.planning.defaults import round_batch
 from planner.specs import HardwareProfile, ModelSpec, TrainingSpec
-
-RECOMPUTE_NAMES = ("none", "selective", "full")
-SCHEDULE_NAMES = ("1f1b", "interleaved", "gpipe")
+from planner.vocab import RECOMPUTE, ZERO_STAGES
 
 
 @dataclass(frozen=True)
@@ -27,12 +26,12 @@ class SearchSpace:
     """The choices a search varies besides the device count."""
 
     micro_batches: tuple[int, ...] = (1, 2, 4, 8)
-    recompute: tuple[str, ...] = ("none", "selective", "full")
-    zero_stages: tuple[int, ...] = (0, 1, 2, 3)
+    recompute: tuple[str, ...] = RECOMPUTE
+    zero_stages: tuple[int, ...] = ZERO_STAGES
     virtual_stages: tuple[int, ...] = (1, 2, 4, 8)
     max_pp: int = 64
     max_cp: int = 16
-    fixed: dict = field(default_factory=dict)  # degree name -> required value
+    fixed: dict = field(default_factory=dict)  # degree name (vocab.DEGREE_FLAGS) -> value
     sequence_parallel: bool | None = None  # None: on when tp > 1
     gpipe: bool = False  # GPipe schedule instead of 1F1B / interleaved
 
@@ -44,13 +43,14 @@ class Candidates:
     arrays: dict[str, np.ndarray]
     rejected: dict[str, int]
     searched: int
+    closest: dict | None = None  # the smallest-memory layout evaluated (it may not fit)
 
     def __len__(self) -> int:
         return len(self.arrays["devices"])
 
     def take(self, idx) -> Candidates:
         return Candidates({k: v[idx] for k, v in self.arrays.items()}, self.rejected,
-                          self.searched)
+                          self.searched, self.closest)
 
 
 def _divisors(n: int, cap: int | None = None) -> list[int]:
@@ -71,13 +71,13 @@ def degree_options(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile
                                                                model.num_layers // 2)}),
         "cp": [c for c in _divisors(training.seq_len, space.max_cp) if c & (c - 1) == 0],
         "ep": _divisors(model.moe.num_experts) if model.moe else [1],
-        "mb": list(space.micro_batches),
-        "recompute": [RECOMPUTE_NAMES.index(r) for r in space.recompute],
-        "zero": list(space.zero_stages),
-        "v": list(space.virtual_stages),
+        "micro_batch_size": list(space.micro_batches),
+        "recompute": [RECOMPUTE.index(r) for r in space.recompute],
+        "zero_stage": list(space.zero_stages),
+        "virtual_stages": list(space.virtual_stages),
     }
     for key, value in space.fixed.items():
-        opts[key] = [value]
+        opts[key] = [RECOMPUTE.index(value) if key == "recompute" else value]
     return opts
 
 
@@ -95,8 +95,8 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, hw: HardwareProf
     that do not divide the device count are counted but never expanded.
     """
     opts = degree_options(model, training, hw, space)
-    outer_names, inner_names = ["devices", "tp", "pp", "cp"], ["ep", "mb", "recompute",
-                                                               "zero", "v"]
+    outer_names = ["devices", "tp", "pp", "cp"]
+    inner_names = ["ep", "micro_batch_size", "recompute", "zero_stage", "virtual_stages"]
     outer = _grid([np.asarray(device_counts, dtype=np.int64)] +
                   [np.asarray(opts[k], dtype=np.int64) for k in outer_names[1:]])
     inner = _grid([np.asarray(opts[k], dtype=np.int64) for k in inner_names])
@@ -109,7 +109,7 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, hw: HardwareProf
     cols = {k: np.repeat(v[rows], n_inner) for k, v in zip(outer_names, outer)}
     cols.update({k: np.tile(v, len(rows)) for k, v in zip(inner_names, inner)})
     n, t, p, c = (cols[k] for k in outer_names)
-    e, mb, v = cols["ep"], cols["mb"], cols["v"]
+    e, mb, v = cols["ep"], cols["micro_batch_size"], cols["virtual_stages"]
     dp = n // (t * p * c)
     checks = [
         (dp % e == 0, "ep does not divide dp"),
@@ -122,14 +122,14 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, hw: HardwareProf
         batch = np.full_like(n, target)
         checks.append((target % unit == 0, "global batch not divisible by dp x micro-batch"))
     else:  # round the default batch to the nearest multiple of dp x micro-batch
-        batch = np.maximum(unit, np.round(target / unit).astype(np.int64) * unit)
+        batch = round_batch(target, unit).astype(np.int64)
         checks.append((batch <= 2 * target,
                        "dp x micro-batch exceeds twice the default global batch"))
     keep = np.ones(len(n), dtype=bool)
     for mask, reason in checks:
         rejected[reason] = int((keep & ~mask).sum())
         keep &= mask
-    cols.update(dp=dp, batch=batch)
+    cols.update(dp=dp, global_batch_size=batch)
     idx = np.nonzero(keep)[0]
     return {k: val[idx] for k, val in cols.items()}, rejected, searched
 
@@ -142,16 +142,17 @@ def evaluate(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile, cols
     params = params or count_params(model)
     sp = (cols["tp"] > 1) if space.sequence_parallel is None else \
         np.full(len(cols["tp"]), space.sequence_parallel)
-    schedule = np.full(len(cols["v"]), 2) if space.gpipe else np.where(cols["v"] > 1, 1, 0)
-    deg = Degrees(
-        devices=cols["devices"], tp=cols["tp"], pp=cols["pp"], cp=cols["cp"], ep=cols["ep"],
-        dp=cols["dp"], zero=cols["zero"], mb=cols["mb"], recompute=cols["recompute"],
-        sp=sp.astype(np.int64), schedule=schedule, v=cols["v"], global_batch=cols["batch"])
+    v = cols["virtual_stages"]
+    schedule = np.full(len(v), 2) if space.gpipe else np.where(v > 1, 1, 0)
+    deg = Degrees(**{k: cols[k] for k in (
+        "devices", "tp", "pp", "cp", "ep", "dp", "zero_stage", "micro_batch_size", "recompute",
+        "virtual_stages", "global_batch_size")},
+        sequence_parallel=sp.astype(np.int64), pipeline_schedule=schedule)
     mem = memory_terms(model, training, deg, mem_defaults, params)
     fl = flops_inputs(model, training, params)
     terms = step_time_terms(model, training, deg, hw, params, fl, perf)
     step = step_seconds(terms)
-    tokens = cols["batch"] * training.seq_len
+    tokens = cols["global_batch_size"] * training.seq_len
     peak = hw.peak_flops_per_s(training.precision)
     out = {f"{k}_s": np.broadcast_to(terms[k], step.shape) for k in COMPONENTS}
     rc = cols["recompute"]
@@ -176,8 +177,10 @@ def search(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile,
     fits = res["memory_bytes"] <= hw.memory_bytes
     rejected["does not fit in device memory"] = int((~fits).sum())
     merged = {**cols, **res}
-    merged["training_days"] = training.tokens / res["tokens_per_s"] / 86400
-    return Candidates({k: np.asarray(v)[fits] for k, v in merged.items()}, rejected, searched)
+    low = int(np.argmin(res["memory_bytes"]))
+    closest = {k: np.asarray(v)[low].item() for k, v in merged.items()}
+    return Candidates({k: np.asarray(v)[fits] for k, v in merged.items()}, rejected, searched,
+                      closest)
 
 
 def device_grid(node: int, max_devices: int, min_devices: int = 1) -> list[int]:

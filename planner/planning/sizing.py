@@ -1,36 +1,38 @@
 """Sizing questions answered by a layout search: which layout, on how many devices.
 
-  devices N       the best layout on N devices
+  devices N       the best layout on N devices (also what `planner estimate` answers when
+                  a degree is not given)
   min_devices     the fewest devices on which the model trains at all
   deadline D      the fewest devices (and their best layout) that finish in D days
   budget B        the fastest plan whose expected cost stays within B USD
 
-Candidates come from search.py; the chosen one is re-run through plan.estimate(), so the
+Candidates come from search.py and are ranked by the same outcome chain `estimate` uses
+(`estimate.outcome_values`); the chosen one is re-run through `estimate.estimate()`, so a
 plan's numbers are exactly those of `planner estimate` for that layout.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from planner.planning import defaults
-
-from planner.planning.resolve import Request, apply_calibration
-from planner.catalog.regions import world_average
 from planner.errors import InfeasibleError, SpecError
-from planner.estimators import outcome as oc
-from planner.planning.estimate import PERF, device_power_w, estimate, memory_defaults_for, price_quote
-from planner.results import Assumption, Estimate
-from planner.planning.search import RECOMPUTE_NAMES, Candidates, SearchSpace, device_grid, search
-from planner.specs import ParallelismSpec, TrainingSpec
+from planner.estimators.layout import check_layout
+from planner.planning.estimate import (
+    PERF, goodput_cases, memory_defaults_for, outcome_inputs, outcome_values,
+)
+from planner.planning.resolve import Request, parallelism_spec, training_spec
+from planner.planning.search import Candidates, SearchSpace, device_grid, search
+from planner.results import Assumption, Estimate, LayoutChoice
+from planner.units import GIB
+from planner.vocab import DEGREE_FLAGS, OBJECTIVES, RECOMPUTE
 
-OBJECTIVES = {"time": "days", "cost": "cost_usd", "carbon": "kg_co2e"}
 KINDS = ("devices", "min_devices", "deadline", "budget")
-_FIXED = {"tp": "tp", "pp": "pp", "cp": "cp", "ep": "ep", "zero_stage": "zero",
-          "micro_batch_size": "mb", "virtual_stages": "v"}
+RANK_KEY = {"time": "days", "cost": "cost_usd", "carbon": "kg_co2e"}
+ROW_DEGREES = ("devices", "dp", "tp", "pp", "cp", "ep", "zero_stage", "micro_batch_size",
+               "virtual_stages", "global_batch_size")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,21 @@ class Question:
         return "the fewest devices that can train the model"
 
 
+def question(devices: int | None = None, deadline_days: float | None = None,
+             budget_usd: float | None = None, max_devices: int = 65536,
+             objective: str = "time") -> Question:
+    """The one question asked (default: the fewest devices); more than one is an error."""
+    asked = [(k, v, f) for k, v, f in (("devices", devices, "--devices"),
+                                       ("deadline", deadline_days, "--deadline-days"),
+                                       ("budget", budget_usd, "--budget-usd")) if v]
+    if len(asked) > 1:
+        raise SpecError(f"ask one question at a time, got {' and '.join(f for *_, f in asked)}")
+    if devices and devices > max_devices:
+        raise SpecError(f"--devices {devices} exceeds --max-devices {max_devices}")
+    kind, value, _ = asked[0] if asked else ("min_devices", None, "")
+    return Question(kind, value, max_devices, objective)
+
+
 @dataclass(frozen=True)
 class PlanResult:
     question: str
@@ -64,57 +81,36 @@ class PlanResult:
                 "searched": self.searched}
 
 
-def _space(req: Request) -> SearchSpace:
-    fixed = {_FIXED[k]: v for k, v in req.parallel.items() if k in _FIXED}
-    if req.training.get("micro_batch_size"):
-        fixed["mb"] = req.training["micro_batch_size"]
-    if req.training.get("recompute"):
-        fixed["recompute"] = RECOMPUTE_NAMES.index(req.training["recompute"])
+def search_space(req: Request, relax: bool = False) -> SearchSpace:
+    """The search over what the user left open (``relax``: over every degree)."""
+    fixed = {} if relax else req.fixed_degrees()
     schedule = req.parallel.get("pipeline_schedule")
     if schedule in ("1f1b", "gpipe"):
-        fixed["v"] = 1
+        fixed["virtual_stages"] = 1
     return SearchSpace(fixed=fixed, sequence_parallel=req.parallel.get("sequence_parallel"),
                        gpipe=schedule == "gpipe")
 
 
-def _base_training(req: Request) -> tuple[TrainingSpec, bool, list[Assumption]]:
-    train = {k: v for k, v in req.training.items() if k not in ("micro_batch_size", "recompute")}
-    notes = []
-    fixed_batch = train.get("global_batch_size") is not None
-    if not fixed_batch:
-        train["global_batch_size"], note = defaults.default_global_batch(train["seq_len"], 1, 1)
-        notes.append(Assumption(name="global_batch_size", value="about "
-                                f"{train['global_batch_size']} sequences", unit="sequences",
-                                source=note.source, defaulted=True))
-    try:
-        return TrainingSpec(tokens=req.tokens, **train), fixed_batch, notes
-    except ValueError as e:
-        raise SpecError(f"training: {e}") from None
+def _search(req: Request, counts: list[int], relax: bool = False) -> Candidates:
+    return search(req.model, training_spec(req), req.hw, counts, search_space(req, relax),
+                  req.batch_given, PERF, memory_defaults_for(req.assumptions))
 
 
-def _outcomes(req: Request, c: Candidates, training: TrainingSpec) -> dict[str, np.ndarray]:
-    """Wall-clock days, device-hours, cost, energy and carbon for every candidate.
-
-    Compute time comes from the step-time model, or from the efficiency the user (or a
-    calibration) fixed, exactly as `planner estimate` computes it for one layout."""
+def outcomes(req: Request, c: Candidates) -> dict[str, np.ndarray]:
+    """Expected days, device-hours, cost, energy and carbon of every candidate, through the
+    outcome chain `estimate` reports (efficiency: the step-time model's, or the fixed or
+    calibrated one, exactly as `estimate` takes it)."""
     a = c.arrays
-    user = req.assumptions
-    goodput = np.array([user.goodput_expected or oc.default_goodput(int(n))[1]
-                        for n in a["devices"]]) if len(c) else np.zeros(0)
-    compute_days = a["training_days"]
-    if user.efficiency is not None:
-        peak = req.hw.peak_flops_per_s(training.precision)
-        compute_days = a["hw_flops_per_token"] * training.tokens / (
-            a["devices"] * peak * user.efficiency.expected) / 86400
-    days = compute_days / np.maximum(goodput, 1e-9)
-    device_hours = days * 24 * a["devices"]
-    price = price_quote(req.hw, user)[0]
-    grid = req.grid or world_average()
-    pue = user.pue or grid.pue
-    g = user.grid_g_co2e_per_kwh if user.grid_g_co2e_per_kwh is not None else grid.g_co2e_per_kwh
-    kwh = device_hours * device_power_w(req.hw, user) * pue / 1000
-    return {"days": days, "device_hours": device_hours, "cost_usd": device_hours * price,
-            "energy_kwh": kwh, "kg_co2e": kwh * g / 1000}
+    t = training_spec(req)
+    peak = req.hw.peak_flops_per_s(t.precision)
+    tokens_step = a["global_batch_size"] * t.seq_len
+    eff = (a["hw_flops_per_token"] * tokens_step / (a["step_s"] * a["devices"] * peak)
+           if req.assumptions.efficiency is None else
+           np.full(len(c), req.assumptions.efficiency.expected))
+    goodput = np.asarray(goodput_cases(a["devices"], req.assumptions)[1]) * np.ones(len(c))
+    inp = outcome_inputs(req.hw, req.assumptions, req.grid)
+    return outcome_values(a["hw_flops_per_token"] * req.tokens, a["devices"], peak, eff,
+                          goodput, inp)
 
 
 def _select(q: Question, c: Candidates, out: dict[str, np.ndarray], hw_name: str) -> np.ndarray:
@@ -140,16 +136,65 @@ def _select(q: Question, c: Candidates, out: dict[str, np.ndarray], hw_name: str
     return np.nonzero(ok)[0]
 
 
-def _no_fit_message(req: Request, q: Question, counts: list[int]) -> str:
-    node = int(req.hw.devices_per_node.value)
-    probe = search(req.model, _base_training(req)[0], req.hw,
-                   device_grid(node, 1 << 20, min_devices=max(counts) + 1), _space(req), False,
-                   PERF, memory_defaults_for(req.assumptions))
-    hint = (f"; the fewest that fit: {int(probe.arrays['devices'].min())}"
-            if len(probe) else "; no device count up to 1M fits: check the fixed degrees")
+def describe_layout(row: dict[str, Any]) -> str:
+    """'tp 8 pp 4 cp 1 ep 1 dp 64, ZeRO-1, micro-batch 1, recompute selective, v 2'."""
+    text = (f"tp {row['tp']} pp {row['pp']} cp {row['cp']} ep {row['ep']} dp {row['dp']}, "
+            f"ZeRO-{row['zero_stage']}, micro-batch {row['micro_batch_size']}, "
+            f"recompute {row['recompute']}")
+    return text + (f", {row['virtual_stages']} virtual stages" if row["virtual_stages"] > 1
+                   else "")
+
+
+def _given(req: Request) -> str:
+    fixed = {k: v for k, v in req.fixed_degrees().items()
+             if k in {**req.parallel, **req.training}}
+    return " ".join(f"{DEGREE_FLAGS[k]} {v}" for k, v in fixed.items())
+
+
+def no_fit_message(req: Request, q: Question, counts: list[int], c: Candidates) -> str:
+    """Why nothing fits, the fewest devices that would, and the closest layout here."""
+    hw, given = req.hw, _given(req)
     where = f"{counts[0]}" if q.kind == "devices" else f"at most {q.max_devices}"
-    return (f"{req.model.name} does not fit on {where} x {req.hw.name} ("
-            f"{req.hw.memory_bytes / 2**30:.0f} GiB) with any layout searched{hint}")
+    msg = (f"{req.model.name} does not fit on {where} x {hw.name} "
+           f"({hw.memory_bytes / GIB:.0f} GiB)" + (f" with {given}" if given else ""))
+    if c.closest is not None:
+        row = _row_from(c.closest)
+        msg += (f": the closest layout needs {c.closest['memory_bytes'] / GIB:.1f} GiB per "
+                f"device ({describe_layout(row)})")
+    node = int(hw.devices_per_node.value)
+    probe = _search(req, device_grid(node, 1 << 20, min_devices=max(counts) + 1))
+    if len(probe):
+        msg += f"; the fewest devices that fit: {int(probe.arrays['devices'].min())}"
+        msg += f" with {given}" if given else ""
+    elif given:
+        msg += "; no device count up to 1M fits with these degrees"
+    if given and q.kind == "devices":
+        free = _search(req, counts, relax=True)
+        if len(free):
+            out = outcomes(req, free)
+            i = int(np.argmin(out["days"]))
+            msg += (f"; without them the best layout on {counts[0]} devices is "
+                    f"{describe_layout(_row(free, out, i))}")
+    return msg
+
+
+def check_given(req: Request, devices: int | None) -> None:
+    """The degrees the user gave, checked as `estimate` checks a full layout (one line that
+    names the rule), before a search would silently find nothing."""
+    given = {k: v for k, v in req.fixed_degrees().items() if k in {**req.parallel,
+                                                                   **req.training}}
+    if not given:
+        return
+    deg = {k: given.get(k, 1) for k in ("tp", "pp", "cp", "ep")}
+    v = given.get("virtual_stages", 1) if "pp" in given else 1
+    n = devices or deg["tp"] * deg["pp"] * deg["cp"] * deg["ep"]
+    par = parallelism_spec(req, n, **deg, virtual_stages=v,
+                           pipeline_schedule="interleaved" if v > 1 else "1f1b")
+    mb = given.get("micro_batch_size", 1)
+    complete = devices and {"tp", "pp", "cp", "micro_batch_size"} <= set(given)
+    batch = req.training["global_batch_size"] if complete and req.batch_given else par.dp * mb
+    check_layout(req.model, training_spec(req, micro_batch_size=mb, global_batch_size=batch),
+                 par, req.hw)
 
 
 def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
@@ -158,52 +203,55 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
         raise SpecError(f"unknown sizing question '{q.kind}'; valid: {', '.join(KINDS)}")
     if q.objective not in OBJECTIVES:
         raise SpecError(f"unknown objective '{q.objective}'; valid: {', '.join(OBJECTIVES)}")
-    training, fixed_batch, notes = _base_training(req)
+    training = training_spec(req)
     if req.hw.peak_flops_per_s(training.precision) is None:
         raise SpecError(f"{req.hw.name} has no {training.precision} peak; valid precisions: "
                         f"{', '.join(req.hw.supported_precisions)}")
-    req = replace(req, assumptions=apply_calibration(req, training))
     node = int(req.hw.devices_per_node.value)
     counts = ([int(q.value)] if q.kind == "devices" else device_grid(node, q.max_devices))
-    cands = search(req.model, training, req.hw, counts, _space(req), fixed_batch, PERF,
-                   memory_defaults_for(req.assumptions))
+    check_given(req, int(q.value) if q.kind == "devices" else None)
+    cands = _search(req, counts)
     if not len(cands):
-        raise InfeasibleError(_no_fit_message(req, q, counts))
-    out = _outcomes(req, cands, training)
+        raise InfeasibleError(no_fit_message(req, q, counts, cands))
+    out = outcomes(req, cands)
     idx = _select(q, cands, out, req.hw.name)
-    key = OBJECTIVES[q.objective] if q.kind != "budget" else "days"
-    order = idx[np.lexsort((out["days"][idx], out[key][idx]))]
-    rows = [_row(cands, out, int(i)) for i in order[:top]]
-    best = _estimate(req, training, cands, int(order[0]), notes + [Assumption(
+    key = RANK_KEY[q.objective] if q.kind != "budget" else "days"
+    # ties (same step time) go to the layout with the most memory headroom
+    order = idx[np.lexsort((cands.arrays["memory_bytes"][idx], out["days"][idx],
+                            out[key][idx]))]
+    rows = [_row(cands, out, int(i)) for i in order[:max(top, 1)]]
+    fixed = req.fixed_degrees()
+    choice = LayoutChoice(
+        given={k: v for k, v in fixed.items() if k in {**req.parallel, **req.training}},
+        chosen=[k for k in DEGREE_FLAGS if k not in fixed], question=q.describe(),
+        objective=q.objective if q.kind != "budget" else "time", searched=cands.searched,
+        fitting=len(idx), alternatives=rows[1:top])
+    from planner.planning.answer import estimate_at
+
+    best = estimate_at(req, rows[0], choice, note=Assumption(
         name="question", value=q.describe(), unit="", defaulted=False,
-        source=f"layout search over {cands.searched:,} candidates, ranked by {q.objective}")])
-    return PlanResult(q.describe(), best, rows, cands.rejected, cands.searched)
+        source=f"layout search over {cands.searched:,} candidates, ranked by {q.objective}"))
+    return PlanResult(q.describe(), best, rows[:top], cands.rejected, cands.searched)
+
+
+def _row_from(arrays_row: dict[str, Any]) -> dict[str, Any]:
+    row = {k: int(arrays_row[k]) for k in ROW_DEGREES}
+    row["recompute"] = RECOMPUTE[int(arrays_row["recompute"])]
+    return row
 
 
 def _row(c: Candidates, out: dict, i: int) -> dict[str, Any]:
     a = c.arrays
-    row = {k: int(a[k][i]) for k in ("devices", "dp", "tp", "pp", "cp", "ep", "zero", "mb",
-                                     "v", "batch")}
-    row["recompute"] = RECOMPUTE_NAMES[int(a["recompute"][i])]
-    row.update(memory_gib=round(float(a["memory_bytes"][i]) / 2**30, 1),
+    row = _row_from({k: a[k][i] for k in (*ROW_DEGREES, "recompute")})
+    row.update(memory_gib=round(float(a["memory_bytes"][i]) / GIB, 1),
                step_s=round(float(a["step_s"][i]), 3), mfu=round(float(a["mfu"][i]), 4),
                **{k: float(v[i]) for k, v in out.items()})
     return row
 
 
-def _estimate(req: Request, training: TrainingSpec, c: Candidates, i: int,
-              notes: list[Assumption]) -> Estimate:
-    a = c.arrays
-    v = int(a["v"][i])
-    schedule = "gpipe" if req.parallel.get("pipeline_schedule") == "gpipe" else \
-        ("interleaved" if v > 1 else "1f1b")
-    par = ParallelismSpec(
-        devices=int(a["devices"][i]), tp=int(a["tp"][i]), pp=int(a["pp"][i]),
-        cp=int(a["cp"][i]), ep=int(a["ep"][i]), zero_stage=int(a["zero"][i]),
-        pipeline_schedule=schedule, virtual_stages=v,
-        sequence_parallel=req.parallel.get("sequence_parallel"))
-    train = training.model_copy(update={
-        "micro_batch_size": int(a["mb"][i]), "global_batch_size": int(a["batch"][i]),
-        "recompute": RECOMPUTE_NAMES[int(a["recompute"][i])]})
-    return estimate(req.model, req.hw, train, par, req.assumptions, req.grid,
-                    tuple(req.notes + notes))
+def closest_row(req: Request, devices: int) -> dict[str, Any]:
+    """The smallest-memory layout on ``devices`` with the user's degrees (it may not fit)."""
+    c = _search(req, [devices])
+    if c.closest is None:
+        raise InfeasibleError(f"no valid layout of {req.model.name} on {devices} devices")
+    return _row_from(c.closest)

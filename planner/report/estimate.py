@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 
 from planner.report.tabular import flatten, render_rows
 from planner.results import Estimate
 from planner.report.fmt import carbon, energy, gib, money
 from planner.units import fmt_count
+from planner.report.tabular import dumps_json
 
 
 _gib, _money, _energy, _carbon = gib, money, energy, carbon
@@ -27,6 +27,7 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
         ("Layout", f"dp {lay.dp} x tp {lay.tp} x pp {lay.pp} x cp {lay.cp} (ep {lay.ep}), "
                    f"ZeRO-{lay.zero_stage}, SP {'on' if lay.sequence_parallel else 'off'}, "
                    f"{lay.pipeline_schedule}, recompute {lay.recompute}"),
+        *_choice_lines(e),
         ("Batch", f"{lay.global_batch_size} x {lay.seq_len} = {fmt_count(tokens_per_step)} "
                   f"tokens/step, micro-batch {lay.micro_batch_size}, "
                   f"{lay.num_micro_batches} micro-batches per replica"),
@@ -48,6 +49,29 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
         ("Power", f"{e.energy.power_per_device_w:,.0f} W per device slot x PUE {e.energy.pue:g}; "
                   f"grid {e.carbon.grid_g_co2e_per_kwh:,.0f} g CO2e/kWh ({e.carbon.region})"),
     ]
+
+
+_FLAG = {"tp": "tp", "pp": "pp", "cp": "cp", "ep": "ep", "zero_stage": "zero",
+         "micro_batch_size": "micro-batch", "recompute": "recompute",
+         "virtual_stages": "virtual stages"}
+
+
+def _choice_lines(e: Estimate) -> list[tuple[str, str]]:
+    """How the layout was decided, and the runners-up when asked for."""
+    c = e.layout_choice
+    if c is None:
+        return [("", "every degree given (no search)")]
+    given = ", ".join(f"{_FLAG[k]} {v}" for k, v in c.given.items()) or "none"
+    chosen = ", ".join(_FLAG[k] for k in c.chosen)
+    lines = [("", f"chosen by search: {chosen}; yours: {given} ({c.question}, ranked by "
+                  f"{c.objective}: {c.fitting:,} fitting of {c.searched:,} layouts searched)")]
+    for i, row in enumerate(c.alternatives, 2):
+        lines.append(("", f"#{i}: tp {row['tp']} pp {row['pp']} cp {row['cp']} ep {row['ep']} "
+                          f"dp {row['dp']}, ZeRO-{row['zero_stage']}, micro-batch "
+                          f"{row['micro_batch_size']}, recompute {row['recompute']}, v "
+                          f"{row['virtual_stages']}: {row['days']:,.1f} days, "
+                          f"{row['memory_gib']:g} GiB"))
+    return lines
 
 
 def _step_line(e: Estimate) -> str:
@@ -120,7 +144,7 @@ def render_estimate(e: Estimate, fmt: str) -> str:
     """The estimate in one of: table, json, markdown, csv."""
     data = e.to_dict()
     if fmt == "json":
-        return json.dumps(data, indent=2) + "\n"
+        return dumps_json(data) + "\n"
     if fmt == "csv":
         flat = flatten({k: v for k, v in data.items() if k != "assumptions"})
         flat.update(flatten({"assumption": e.to_dict()["assumptions"]}))

@@ -11,14 +11,14 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, field_validator, model_validator
 
-from planner.specs.base import Spec
+from planner.specs.base import Name, Spec
 from planner.units import GB, GIB, TERA
 
 Confidence = Literal["vendor", "secondary", "recalled", "derived", "uncertain"]
 PriceTier = Literal[
     "on_demand", "reserved_1y", "reserved_3y", "spot", "capacity_block", "neocloud", "assumption"
 ]
-Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
+from planner.vocab import PRECISIONS, Precision  # noqa: E402
 
 
 class Figure(Spec):
@@ -38,7 +38,7 @@ class PriceQuote(Spec):
 
     tier: PriceTier
     usd_per_device_hour: PositiveFloat
-    provider: str
+    provider: Name
     date: str = Field(description="When the price was seen, YYYY-MM.")
     source: str = Field(min_length=3)
     confidence: Confidence
@@ -69,12 +69,23 @@ class EfficiencyRange(Spec):
         return self
 
 
+# Figures that divide or scale everything downstream: zero would be a ZeroDivisionError or a
+# silent "does not fit", so each must be > 0 (host power and embodied carbon may be 0).
+POSITIVE_FIGURES = (
+    "peak_dense_fp32_tflops", "peak_dense_tf32_tflops", "peak_dense_bf16_tflops",
+    "peak_dense_fp16_tflops", "peak_dense_fp8_tflops", "peak_dense_int8_tops", "memory_gb",
+    "memory_gib", "hbm_bandwidth_tb_per_s", "scale_up_bandwidth_gb_per_s_one_way",
+    "scale_out_bandwidth_gb_per_s", "tdp_w",
+)
+WHOLE_FIGURES = ("scale_up_domain_devices", "devices_per_node")  # device counts
+
+
 class HardwareProfile(Spec):
     """One accelerator (per device: a GPU, a TPU chip, a Gaudi or Trainium chip)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$", description="kebab-case file stem.")
-    display_name: str
-    vendor: str
+    display_name: Name
+    vendor: Name
     device_type: Literal["gpu", "tpu", "accelerator"]
     release_year: int = Field(ge=2010, le=2035)
     peak_dense_fp32_tflops: Figure | None = None
@@ -106,11 +117,25 @@ class HardwareProfile(Spec):
     efficiency: EfficiencyRange
     notes: str | None = None
 
+    @field_validator(*POSITIVE_FIGURES)
+    @classmethod
+    def _positive(cls, fig: Figure | None, info) -> Figure | None:
+        if fig is not None and fig.value <= 0:
+            raise ValueError(f"value must be greater than 0 (got {fig.value:g})")
+        return fig
+
+    @field_validator(*WHOLE_FIGURES)
+    @classmethod
+    def _whole(cls, fig: Figure, info) -> Figure:
+        if fig.value < 1 or not float(fig.value).is_integer():
+            raise ValueError(f"value must be a whole number of devices >= 1 (got {fig.value:g})")
+        return fig
+
     @model_validator(mode="after")
     def _check(self) -> HardwareProfile:
         if (self.memory_gb is None) == (self.memory_gib is None):
             raise ValueError("give exactly one of memory_gb or memory_gib")
-        if not any(self._peak(p) for p in ("fp32", "tf32", "bf16", "fp16", "fp8")):
+        if not any(self._peak(p) for p in PRECISIONS):
             raise ValueError("at least one peak_dense_*_tflops figure is required")
         return self
 
@@ -133,7 +158,7 @@ class HardwareProfile(Spec):
     @property
     def supported_precisions(self) -> list[str]:
         """Precisions with a published dense peak."""
-        return [p for p in ("fp32", "tf32", "bf16", "fp16", "fp8") if self._peak(p)]
+        return [p for p in PRECISIONS if self._peak(p)]
 
     def peak_flops_per_s(self, precision: str) -> float | None:
         """Dense peak FLOP/s for a precision, or None when the device has no such path."""

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveFloat, field_validator, model_validator
 
-from planner.specs.base import Spec
+from planner.specs.base import Name, PositiveWhole, Spec
 from planner.specs.model import ModelSpec
-from planner.specs.training import Assumptions, Optimizer, Recompute
+from planner.specs.training import Assumptions
+from planner.vocab import Objective, Optimizer, Precision, Recompute
 from planner.units import parse_count
 
 
-def _count(v):
-    if v is None or isinstance(v, (int, float)):
+def _count(v, info=None):
+    if isinstance(v, bool):
+        raise ValueError(f"must be a number, not {str(v).lower()}")
+    if v is None or isinstance(v, float):
         return v
-    return parse_count(v, "tokens")
+    return parse_count(v, info.field_name if info else "count")
 
 
 class DataSpec(Spec):
@@ -36,18 +39,18 @@ class DataSpec(Spec):
         given = [self.tokens is not None, self.tokens_per_param is not None, self.chinchilla]
         if sum(given) != 1:
             raise ValueError("give exactly one of tokens, tokens_per_param or chinchilla: true")
-        if self.tokens is not None and self.tokens <= 0:
-            raise ValueError(f"tokens must be positive, got {self.tokens}")
+        if self.tokens is not None and self.tokens < 1:
+            raise ValueError(f"tokens must be at least 1 (got {self.tokens:g})")
         return self
 
 
 class TrainingSettings(Spec):
     """Training settings; anything left out is a planner default (listed in the output)."""
 
-    seq_len: PositiveInt | None = None
-    global_batch: PositiveInt | None = Field(None, description="Sequences per step.")
-    micro_batch: PositiveInt | None = None
-    precision: Literal["fp32", "tf32", "bf16", "fp16", "fp8"] | None = None
+    seq_len: PositiveWhole | None = None
+    global_batch: PositiveWhole | None = Field(None, description="Sequences per step.")
+    micro_batch: PositiveWhole | None = None
+    precision: Precision | None = None
     optimizer: Optimizer | None = None
     recompute: Recompute | None = None
 
@@ -55,21 +58,21 @@ class TrainingSettings(Spec):
 class Candidate(Spec):
     """One hardware option and how it is bought."""
 
-    hardware: str
-    price_tier: str | None = None
+    hardware: Name
+    price_tier: Name | None = None
     price_usd_per_device_hour: PositiveFloat | None = None
-    region: str | None = None
-    devices: PositiveInt | None = Field(None, description="Fix the device count.")
+    region: Name | None = None
+    devices: PositiveWhole | None = Field(None, description="Fix the device count.")
 
 
 class Constraints(Spec):
     """What the answer must respect; decides the sizing question asked per candidate."""
 
-    devices: PositiveInt | None = None
+    devices: PositiveWhole | None = None
     deadline_days: PositiveFloat | None = None
     budget_usd: PositiveFloat | None = None
-    max_devices: PositiveInt = 65536
-    objective: Literal["time", "cost", "carbon"] = "time"
+    max_devices: PositiveWhole = 65536
+    objective: Objective = "time"
 
     _usd = field_validator("budget_usd", mode="before")(_count)
 
@@ -84,8 +87,8 @@ class Scenario(Spec):
     """A training plan to size and compare across hardware."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
-    title: str
-    question: str = Field(description="The question the plan answers, in words.")
+    title: Name
+    question: Name = Field(description="The question the plan answers, in words.")
     description: str | None = None
     model: str | ModelSpec = Field(description="Preset name, model file, or an inline spec.")
     data: DataSpec

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
-from planner.specs.base import Spec
-from planner.specs.hardware import EfficiencyRange, Precision
-
-Optimizer = Literal[
-    "adamw", "adamw_pure_bf16", "adamw_all_bf16", "adamw_8bit", "adamw_fp8", "sgd_momentum"
-]
-Recompute = Literal["none", "selective", "full"]
+from planner.specs.base import Name, PositiveWhole, Spec
+from planner.specs.hardware import EfficiencyRange
+from planner.vocab import Optimizer, Precision, Recompute, Schedule, ZeroStage
 
 
 class TrainingSpec(Spec):
     """What one training run does, independent of hardware and layout."""
 
-    tokens: PositiveFloat = Field(description="Training tokens D.")
-    seq_len: PositiveInt = Field(description="Sequence length s, tokens.")
-    global_batch_size: PositiveInt = Field(description="Sequences per optimizer step (B).")
-    micro_batch_size: PositiveInt = Field(1, description="Sequences per micro-batch (b).")
+    tokens: float = Field(ge=1, description="Training tokens D (at least one).")
+    seq_len: PositiveWhole = Field(description="Sequence length s, tokens.")
+    global_batch_size: PositiveWhole = Field(description="Sequences per optimizer step (B).")
+    micro_batch_size: PositiveWhole = Field(1, description="Sequences per micro-batch (b).")
     precision: Precision = Field("bf16", description="Dtype of the matmuls (selects the peak).")
     optimizer: Optimizer = Field("adamw", description="Optimizer and state-precision recipe.")
     recompute: Recompute = Field("selective", description="Activation recomputation policy.")
@@ -35,19 +31,19 @@ class TrainingSpec(Spec):
 class ParallelismSpec(Spec):
     """How devices are laid out: dp x tp x pp x cp = devices; ep splits experts inside dp."""
 
-    devices: PositiveInt
-    tp: PositiveInt = Field(1, description="Tensor-parallel degree (inside a scale-up domain).")
-    pp: PositiveInt = Field(1, description="Pipeline-parallel degree.")
-    cp: PositiveInt = Field(1, description="Context-parallel degree (splits the sequence).")
-    ep: PositiveInt = Field(1, description="Expert-parallel degree (MoE; divides dp).")
-    zero_stage: Literal[0, 1, 2, 3] = Field(
+    devices: PositiveWhole
+    tp: PositiveWhole = Field(1, description="Tensor-parallel degree (inside a scale-up domain).")
+    pp: PositiveWhole = Field(1, description="Pipeline-parallel degree.")
+    cp: PositiveWhole = Field(1, description="Context-parallel degree (splits the sequence).")
+    ep: PositiveWhole = Field(1, description="Expert-parallel degree (MoE; divides dp).")
+    zero_stage: ZeroStage = Field(
         1, description="0 plain DP; 1 shard optimizer; 2 + gradients; 3 + weights (FSDP)."
     )
     sequence_parallel: bool | None = Field(
         None, description="Megatron sequence parallelism; default on when tp > 1."
     )
-    pipeline_schedule: Literal["1f1b", "interleaved", "gpipe"] = "1f1b"
-    virtual_stages: PositiveInt = Field(1, description="Model chunks per pipeline rank.")
+    pipeline_schedule: Schedule = "1f1b"
+    virtual_stages: PositiveWhole = Field(1, description="Model chunks per pipeline rank.")
 
     @model_validator(mode="after")
     def _check(self) -> ParallelismSpec:
@@ -93,7 +89,7 @@ class Assumptions(Spec):
     runtime_overhead_gib: float | None = Field(None, ge=0)
     fragmentation_fraction: float | None = Field(None, ge=0, lt=1)
     logits_bytes_per_element: float | None = Field(None, gt=0)
-    price_tier: str | None = None
+    price_tier: Name | None = None
     price_usd_per_device_hour: float | None = Field(None, gt=0)
     embodied_lifetime_years: float | None = Field(None, gt=0)
 

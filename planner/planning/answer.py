@@ -1,0 +1,95 @@
+"""The answer to `planner estimate`'s question: one job on one device count.
+
+Every degree given: that layout, estimated directly (no search, no numpy). Any degree left
+open: the best layout `sizing.answer` finds for the devices question, so `estimate` and
+`plan --devices N` give the same plan, to the digit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.errors import InfeasibleError, SpecError
+from planner.planning import defaults
+from planner.planning.estimate import estimate
+from planner.planning.resolve import (
+    Request, devices_of, parallelism_spec, resolve, training_spec,
+)
+from planner.results import Assumption, Estimate, LayoutChoice
+from planner.units import GIB
+
+
+def estimate_at(req: Request, row: dict[str, Any], choice: LayoutChoice | None = None,
+                note: Assumption | None = None) -> Estimate:
+    """The full estimate of one layout (a search row or the user's complete layout)."""
+    v = row["virtual_stages"]
+    schedule = req.parallel.get("pipeline_schedule")
+    schedule = "gpipe" if schedule == "gpipe" else ("interleaved" if v > 1 else
+                                                    schedule or "1f1b")
+    par = parallelism_spec(req, row["devices"], **{k: row[k] for k in (
+        "tp", "pp", "cp", "ep", "zero_stage", "virtual_stages")}, pipeline_schedule=schedule)
+    train = training_spec(req, micro_batch_size=row["micro_batch_size"],
+                          recompute=row["recompute"], global_batch_size=row["global_batch_size"])
+    warnings = () if req.batch_given else (
+        defaults.batch_warning(train.global_batch_size, train.seq_len),)
+    notes = [*req.notes, *([note] if note else [])]
+    if not req.batch_given:
+        notes = [n if n.name != "global_batch_size" else Assumption(
+            name="global_batch_size", value=train.global_batch_size, unit="sequences",
+            defaulted=True, source=f"{n.value} sequences by the rule, rounded to a multiple of "
+                                   f"dp x micro-batch: {n.source}") for n in notes]
+    return estimate(req.model, req.hw, train, par, req.assumptions, req.grid, tuple(notes),
+                    warnings, choice)
+
+
+def estimate_on(req: Request, devices: int, top: int = 0,
+                show_unfit: bool = False) -> Estimate:
+    """The estimate on ``devices``: the user's layout when every degree is given, else the
+    best layout the search finds for the rest (the same answer as `plan --devices N`).
+    ``show_unfit``: when nothing fits, the smallest-memory layout (to see why)."""
+    if not req.layout_complete():
+        from planner.planning.sizing import Question, answer, closest_row
+
+        try:
+            return answer(req, Question("devices", devices), top=top + 1).best
+        except InfeasibleError:
+            if not show_unfit:
+                raise
+            return estimate_at(req, closest_row(req, devices))
+    fixed = req.fixed_degrees()
+    par = parallelism_spec(req, devices, **{k: fixed[k] for k in ("tp", "pp", "cp", "ep")})
+    batch = req.training["global_batch_size"]
+    if not req.batch_given:
+        unit = par.dp * fixed["micro_batch_size"]
+        target, batch = batch, defaults.round_batch(batch, unit)
+        if batch > 2 * target:
+            raise SpecError(f"dp x micro-batch = {unit} sequences is more than twice the "
+                            f"default global batch ({target}); give --global-batch")
+    row = {**fixed, "devices": devices, "dp": par.dp, "global_batch_size": batch}
+    return estimate_at(req, row)
+
+
+def estimate_plan(
+    model=None, hardware: str | None = None, devices: int | None = None, tokens=None,
+    region: str | None = None, profiles_dirs: tuple[str, ...] = (), shape=None,
+    use_calibration: bool = True, top: int = 0, require_fit: bool = False, **options: Any,
+) -> Estimate:
+    """`planner estimate` from names and plain values: resolve, then `estimate_on` the
+    device count (given, the built-in plan's, or one node). ``require_fit``: a complete
+    layout that does not fit raises InfeasibleError naming what would."""
+    req = resolve(model, hardware, tokens, region, profiles_dirs, shape, use_calibration,
+                  devices=devices, **options)
+    n, notes = devices_of(req, None)
+    req.notes += notes
+    est = estimate_on(req, n, top, show_unfit=not require_fit)
+    if require_fit and not est.memory_per_device.fits:
+        mem = est.memory_per_device
+        head = (f"layout does not fit: needs {mem.total_bytes / GIB:.1f} GiB per device "
+                f"({mem.stage} stage) of {mem.capacity_bytes / GIB:.1f} GiB")
+        from planner.planning.search import Candidates
+        from planner.planning.sizing import Question, no_fit_message
+
+        rest = no_fit_message(req, Question("devices", n), [n],
+                              Candidates({}, {}, 0, None)).split(")", 1)[1]
+        raise InfeasibleError(head + rest + " (or --no-fit-check to see it)")
+    return est

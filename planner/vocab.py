@@ -1,0 +1,33 @@
+"""The closed vocabularies, written once: precisions, optimizers, recompute policies, pipeline
+schedules, ZeRO stages, objectives, and the layout degrees a search chooses.
+
+Specs build their ``Literal`` types from these tuples, the CLI its ``click.Choice`` lists, and
+the layout search its integer codes (a name's code is its index in the tuple).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8")
+OPTIMIZERS = ("adamw", "adamw_pure_bf16", "adamw_all_bf16", "adamw_8bit", "adamw_fp8",
+              "sgd_momentum")
+RECOMPUTE = ("none", "selective", "full")  # code = index: 0 none, 1 selective, 2 full
+SCHEDULES = ("1f1b", "interleaved", "gpipe")  # code = index
+ZERO_STAGES = (0, 1, 2, 3)
+OBJECTIVES = ("time", "cost", "carbon")
+
+Precision = Literal[PRECISIONS]
+Optimizer = Literal[OPTIMIZERS]
+Recompute = Literal[RECOMPUTE]
+Schedule = Literal[SCHEDULES]
+ZeroStage = Literal[ZERO_STAGES]
+Objective = Literal[OBJECTIVES]
+
+# The layout degrees a search chooses, by their one name (the TrainingSpec / ParallelismSpec
+# field, the search's column, the result's Layout field), with the CLI flag that fixes each.
+DEGREE_FLAGS = {
+    "tp": "--tp", "pp": "--pp", "cp": "--cp", "ep": "--ep", "zero_stage": "--zero",
+    "micro_batch_size": "--micro-batch", "recompute": "--recompute",
+    "virtual_stages": "--virtual-stages",
+}
