@@ -65,6 +65,9 @@ def run_cmd(scenario, profiles_dirs, report_path, fmt) -> None:
 @click.option("--hardware", "-H", default="h100-sxm", show_default=True)
 @profiles_option
 @click.option("--region", "-r", help="With --model: where it runs (grid, PUE).")
+@click.option("--seq-len", type=click.IntRange(min=1), help="With --model: sequence length.")
+@click.option("--global-batch", type=click.IntRange(min=1),
+              help="With --model: sequences per step (default: the published-runs rule).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="bf16", show_default=True)
 @click.option("--price-tier", help="Price tier in the profile (default on_demand).")
 @click.option("--price-per-hour", type=click.FloatRange(min=0, min_open=True))
@@ -76,9 +79,9 @@ def run_cmd(scenario, profiles_dirs, report_path, fmt) -> None:
 @click.option("--efficiency", type=RANGE, help="Fraction of peak: 0.4 or 0.3:0.4:0.5.")
 @click.option("--goodput", type=click.FloatRange(min=0, max=1, min_open=True))
 @format_option
-def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region, precision,
-               price_tier, price_per_hour, deadline_days, devices, tokens_per_param, efficiency,
-               goodput, fmt) -> None:
+def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region, seq_len,
+               global_batch, precision, price_tier, price_per_hour, deadline_days, devices,
+               tokens_per_param, efficiency, goodput, fmt) -> None:
     """What a budget buys: compute, the compute-optimal model and tokens, loss, devices, days.
 
     With --model: the tokens --usd buys for that model on the best layout on --devices
@@ -87,7 +90,8 @@ def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region,
     """
     if model:
         _budget_model(usd, model, hardware, profiles_dirs, region, precision, price_tier,
-                      price_per_hour, deadline_days, devices, efficiency, goodput, fmt)
+                      price_per_hour, deadline_days, devices, efficiency, goodput, fmt,
+                      seq_len=seq_len, global_batch_size=global_batch)
         return
     from planner.planning.budget import answer_budget
     from planner.catalog.catalog import load_hardware
@@ -135,7 +139,8 @@ def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region,
 
 
 def _budget_model(usd, model, hardware, profiles_dirs, region, precision, price_tier,
-                  price_per_hour, deadline_days, devices, efficiency, goodput, fmt) -> None:
+                  price_per_hour, deadline_days, devices, efficiency, goodput, fmt,
+                  **training) -> None:
     from planner.planning.budget import budget_for_model
     from planner.report import render_estimate
     from planner.report.fmt import money
@@ -148,7 +153,7 @@ def _budget_model(usd, model, hardware, profiles_dirs, region, precision, price_
                         "compute-optimal allocation (drop --model) or `planner plan`")
     opts = {"precision": precision, "price_tier": price_tier, "region": region,
             "price_usd_per_device_hour": price_per_hour, "profiles_dirs": profiles_dirs,
-            "goodput_expected": goodput}
+            "goodput_expected": goodput, **training}
     if efficiency:
         opts["efficiency"] = {"low": efficiency[0], "expected": efficiency[1],
                               "high": efficiency[2], "source": "set by user (--efficiency)"}

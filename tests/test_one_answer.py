@@ -1,0 +1,101 @@
+"""One question, one answer: the same job through estimate, plan --devices N, compare, run
+(a scenario) and budget gives the same days, device-hours, cost, energy and carbon.
+
+Each command is run through its CLI (`--format json`) on identical inputs; equality is exact
+up to float formatting (relative 1e-9), because all five go through resolve -> search ->
+estimate with one outcome chain. The job is the `quickstart` scenario's first option.
+"""
+
+import json
+
+import pytest
+import yaml
+
+from planner.cli import cli
+
+KEYS = ("wall_clock_days", "device_hours", "cost_usd", "energy_kwh", "kg_co2e")
+JOB = ["--model", "llama3-8b", "--tokens", "1T", "--seq-len", "8192", "--global-batch", "512",
+       "--region", "aws:us-east-1"]
+
+
+def _outcome(est: dict) -> dict:
+    return {k: est["range"]["expected"][k] for k in KEYS}
+
+
+def _json(runner, args) -> dict | list:
+    result = runner.invoke(cli, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _same(a: dict, b: dict) -> None:
+    for k in KEYS:
+        assert a[k] == pytest.approx(b[k], rel=1e-9), k
+
+
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory):
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    est = _json(runner, ["estimate", *JOB, "--hardware", "h100-sxm", "--devices", "64"])
+    plan = _json(runner, ["plan", *JOB, "--hardware", "h100-sxm", "--devices", "64"])["best"]
+    compare = _json(runner, ["compare", *JOB, "--hardware", "h100-sxm,h200", "--devices",
+                             "64"])
+    run = _json(runner, ["run", "quickstart"])["plans"]
+    cost = est["range"]["expected"]["cost_usd"]
+    budget = _json(runner, ["budget", "--usd", repr(cost), "--model", "llama3-8b",
+                            "--hardware", "h100-sxm", "--devices", "64", "--region",
+                            "aws:us-east-1", "--seq-len", "8192", "--global-batch", "512"])
+    builtin = _json(runner, ["estimate"])
+    return {"estimate": est, "plan": plan, "compare": compare[0], "run": run[0],
+            "budget": budget, "builtin": builtin, "compare_h200": compare[1],
+            "run_h200": run[1]}
+
+
+@pytest.mark.parametrize("command", ["plan", "compare", "run", "budget", "builtin"])
+def test_same_job_same_numbers(answers, command):
+    _same(_outcome(answers[command]), _outcome(answers["estimate"]))
+    assert answers[command]["layout"] == answers["estimate"]["layout"]
+
+
+def test_same_job_on_the_second_hardware(answers):
+    _same(_outcome(answers["compare_h200"]), _outcome(answers["run_h200"]))
+
+
+def test_budget_buys_the_tokens_estimate_priced(answers):
+    assert answers["budget"]["tokens"] == pytest.approx(1e12, rel=1e-9)
+
+
+def test_estimate_says_which_degrees_it_chose(answers):
+    choice = answers["estimate"]["layout_choice"]
+    assert choice["question"] == "the best layout on 64 devices"
+    assert set(choice["chosen"]) == {"tp", "pp", "cp", "zero_stage", "micro_batch_size",
+                                     "recompute", "virtual_stages"}
+    assert choice["fitting"] > 1 and choice["searched"] >= choice["fitting"]
+
+
+def test_quickstart_is_the_builtin_plan():
+    """The built-in plan is literally the quickstart scenario's first option."""
+    from planner.catalog.catalog import shipped_dir
+    from planner.planning.defaults import BUILTIN_PLAN
+
+    sc = yaml.safe_load((shipped_dir("scenarios") / "quickstart.yaml").read_text())
+    assert sc["model"] == BUILTIN_PLAN["model"]
+    assert sc["hardware"][0] == {"hardware": BUILTIN_PLAN["hardware"],
+                                 "region": BUILTIN_PLAN["region"]}
+    assert sc["constraints"]["devices"] == BUILTIN_PLAN["devices"]
+    assert sc["training"] == {"seq_len": BUILTIN_PLAN["seq_len"],
+                              "global_batch": BUILTIN_PLAN["global_batch_size"]}
+
+
+def test_python_api_is_the_cli(answers):
+    import planner
+
+    est = planner.estimate("llama3-8b", "h100-sxm", 64, "1T", "aws:us-east-1", seq_len=8192,
+                           global_batch_size=512)
+    assert est.to_dict() == answers["estimate"]
+    best = planner.plan("llama3-8b", "h100-sxm", "1T", "aws:us-east-1", devices=64,
+                        seq_len=8192, global_batch_size=512).best
+    assert best.to_dict() == answers["plan"]
+    assert est.tokens == 1e12
