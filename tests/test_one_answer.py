@@ -99,3 +99,26 @@ def test_python_api_is_the_cli(answers):
                         seq_len=8192, global_batch_size=512).best
     assert best.to_dict() == answers["plan"]
     assert est.tokens == 1e12
+
+
+def test_largest_model_scenario_agrees_with_budget(runner):
+    """`largest-model-1m` trains what `planner budget --usd 1M` allocates, within the $1M."""
+    alloc = _json(runner, ["budget", "--usd", "1M", "--hardware", "h100-sxm", "--price-tier",
+                           "neocloud"])
+    chinchilla = [c["allocations"][0]["params"] for c in alloc["cases"].values()]
+    run = runner.invoke(cli, ["run", "largest-model-1m", "--format", "json"])
+    assert run.exit_code == 0, run.stderr
+    plans = json.loads(run.stdout)["plans"]
+    h100 = next(p for p in plans if p["hardware"]["name"] == "h100-sxm")
+    assert min(chinchilla) <= h100["model"]["params_total"] <= max(chinchilla)
+    assert h100["range"]["expected"]["cost_usd"] <= 1e6
+    assert h100["tokens"] == pytest.approx(20 * h100["model"]["params_total"])
+
+
+def test_scenario_model_error_names_the_model_key(runner, tmp_path):
+    sc = tmp_path / "s.yaml"
+    sc.write_text("name: s\ntitle: t\nquestion: q\nmodel: ./missing.yaml\ndata: {tokens: 1T}\n"
+                  "hardware:\n  - {hardware: h100-sxm}\nconstraints: {devices: 8}\n")
+    result = runner.invoke(cli, ["run", str(sc)])
+    assert result.exit_code == 1
+    assert "line 4: model:" in result.stderr and "hardware[0]" not in result.stderr

@@ -9,7 +9,6 @@ import click
 
 from planner.cli.options import COUNT, RANGE, format_option, profiles_option
 from planner.errors import SpecError
-from planner.fileio import write_text_atomic
 from planner.vocab import PRECISIONS
 from planner.report.tabular import dumps_json
 
@@ -23,30 +22,101 @@ def _backtest():
     return run_backtest()
 
 
+class _Interrupted(click.ClickException):
+    """One line and 128 + N for SIGINT, SIGTERM or SIGHUP."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+MD_MARK = "<!-- written by planner run --report: the markdown twin of {html} -->"
+
+
+def _planner_wrote(md: Path) -> bool:
+    """True when ``md`` ends with the mark planner puts on the markdown twin."""
+    try:
+        with open(md, "rb") as f:
+            f.seek(max(md.stat().st_size - 1024, 0))
+            return b"<!-- written by planner run --report" in f.read()
+    except OSError:
+        return False
+
+
+def _report_paths(report_path: str | None, md_path: str | None):
+    """--report and its markdown twin, checked before the scenario is sized: an .html and an
+    .md file name, not the same file, in directories where a file can be created. The twin
+    is --report-md, else the .html's name with .md, which is refused when a file by that name
+    exists that planner did not write (planner never replaces a file you did not name)."""
+    from planner.fileio import check_writable
+
+    if md_path and not report_path:
+        raise SpecError("--report-md needs --report FILE.html (the markdown is its twin)")
+    if not report_path:
+        return None, None
+    if not report_path.endswith((".html", ".htm")):
+        raise SpecError(f"--report '{report_path}': use a .html file name")
+    if md_path and not md_path.endswith(".md"):
+        raise SpecError(f"--report-md '{md_path}': use a .md file name")
+    html = check_writable(report_path, "the report")
+    md = Path(md_path).expanduser() if md_path else html.with_suffix(".md")
+    if not md_path and md.exists() and not _planner_wrote(md):
+        raise SpecError(f"--report {html} would replace {md}, which planner did not write; "
+                        "name the markdown file with --report-md PATH (or move that file)")
+    check_writable(md, "the markdown report")
+    if md.resolve() == html.resolve():
+        raise SpecError("--report and --report-md name the same file")
+    return html, md
+
+
 @click.command("run")
 @click.argument("scenario")
 @profiles_option
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
-              help="Write a self-contained HTML report here (and the same as .md beside it).")
+              help="Write a self-contained HTML report here, and the same as markdown beside "
+                   "it (.md; refused if that file exists and planner did not write it).")
+@click.option("--report-md", "md_path", type=click.Path(dir_okay=False),
+              help="Write the markdown twin here instead of beside the HTML file.")
 @format_option
-def run_cmd(scenario, profiles_dirs, report_path, fmt) -> None:
-    """Size every candidate of a scenario (a shipped name or a YAML file) and compare them."""
+def run_cmd(scenario, profiles_dirs, report_path, md_path, fmt) -> None:
+    """Size every candidate of a scenario (a shipped name or a YAML file) and compare them.
+
+    --report and its markdown twin are checked before anything is computed and written
+    through temporary files and renames, as a pair: SIGINT, SIGTERM or SIGHUP leave both old
+    files (or, once the renames have begun, both new) and exit 128+N with one line.
+    """
+    from planner.fileio import Interrupted, exit_on_signals
+
+    written: list[Path] = []
+    try:
+        with exit_on_signals():
+            _run(scenario, profiles_dirs, report_path, md_path, fmt, written)
+    except Interrupted as e:
+        what = (f"the report was written ({' and '.join(map(str, written))})" if written else
+                "no report written, existing files untouched" if report_path else
+                "nothing written")
+        raise _Interrupted(f"interrupted by {e.name}: {what}", e.exit_code) from None
+
+
+def _run(scenario, profiles_dirs, report_path, md_path, fmt, written: list) -> None:
     from planner.report.plan import render_compare
     from planner.planning.scenario import load_scenario, run_scenario
 
+    html_path, md_out = _report_paths(report_path, md_path)
     sc, path = load_scenario(scenario)
     result = run_scenario(sc, path, profiles_dirs)
-    if report_path:
+    if html_path:
+        from planner.fileio import write_texts_atomic
         from planner.report.figures import scenario_figures
         from planner.report.html import render_html, render_markdown
 
-        if not report_path.endswith((".html", ".htm")):
-            raise SpecError(f"--report '{report_path}': use a .html file name")
         figures, backtest = scenario_figures(result), _backtest()
-        out = Path(report_path)
-        write_text_atomic(out, render_html(result, figures, backtest))
-        write_text_atomic(out.with_suffix(".md"), render_markdown(result, figures, backtest))
-        click.echo(f"report written to {out} and {out.with_suffix('.md')}", err=True)
+        md = render_markdown(result, figures, backtest).rstrip("\n")
+        files = [(html_path, render_html(result, figures, backtest)),
+                 (md_out, md + "\n\n" + MD_MARK.format(html=html_path.name) + "\n")]
+        write_texts_atomic(files)
+        written.extend(p for p, _ in files)
+        click.echo(f"report written to {' and '.join(str(p) for p, _ in files)}", err=True)
     if fmt == "json":
         click.echo(dumps_json(result.to_dict()))
         return

@@ -9,7 +9,8 @@ from typing import Any
 from planner.planning.resolve import resolve
 from planner.catalog.catalog import shipped_dir
 from planner.catalog.yamlio import load_spec
-from planner.errors import PlannerError, SpecError, UnknownNameError
+from planner.catalog.catalog import load_model
+from planner.errors import InfeasibleError, PlannerError, SpecError, UnknownNameError
 from planner.estimators.params import count_params
 from planner.results import Estimate
 from planner.planning.sizing import Question, answer
@@ -49,6 +50,7 @@ class ScenarioResult:
     answer: str
     backtest: Any = None  # planner.checks.backtest result, when available
     extra: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # candidates left out, and why
 
     def to_dict(self) -> dict[str, Any]:
         return {"scenario": self.scenario.model_dump(mode="json", exclude_none=True),
@@ -80,20 +82,24 @@ def _tokens(sc: Scenario, model) -> float | None:
     d = sc.data
     if d.tokens is not None:
         return d.tokens
-    from planner.catalog.catalog import load_model
-
     spec = model if not isinstance(model, str) else load_model(model)
     ratio = 20.0 if d.chinchilla else d.tokens_per_param
     return ratio * count_params(spec).total
 
 
 def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) -> ScenarioResult:
-    """The best plan on each candidate, and a one-paragraph answer."""
-    model = _model(sc, path)
-    tokens = _tokens(sc, model)
+    """The best plan on each candidate, and a one-paragraph answer. A candidate that cannot
+    answer the question (say, no plan fits the budget on it) is left out with a warning, as
+    `planner compare` does; a bad model or file is an error naming the model key."""
+    try:
+        model = _model(sc, path)
+        model = model if not isinstance(model, str) else load_model(model)
+        tokens = _tokens(sc, model)
+    except PlannerError as e:
+        raise SpecError(f"{_where(path, ('model',))}: model: {e}") from None
     options = {_TRAINING[k]: v for k, v in sc.training.model_dump().items() if v is not None}
     options.update(sc.assumptions.model_dump(exclude_none=True))
-    plans, questions = [], []
+    plans, questions, skipped = [], [], []
     for i, cand in enumerate(sc.hardware):
         opts = dict(options)
         if cand.price_tier:
@@ -104,18 +110,25 @@ def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) 
             q = _question(sc, i)
             req = resolve(model, cand.hardware, tokens, cand.region, profiles_dirs, **opts)
             plans.append(answer(req, q, top=1).best)
+        except InfeasibleError as e:
+            skipped.append(f"hardware[{i}] ({cand.hardware}): {e}")
+            continue
         except PlannerError as e:
-            raise SpecError(f"{_where(path, i)}: hardware[{i}] ({cand.hardware}): {e}") from None
+            raise SpecError(f"{_where(path, ('hardware', i, 'hardware'))}: hardware[{i}] "
+                            f"({cand.hardware}): {e}") from None
         questions.append(q.describe())
-    return ScenarioResult(sc, path, plans, questions, _answer(sc, plans, questions))
+    if not plans:
+        raise InfeasibleError(f"{path}: no hardware option can answer it; " + "; ".join(skipped))
+    return ScenarioResult(sc, path, plans, questions, _answer(sc, plans, questions),
+                          warnings=skipped)
 
 
-def _where(path: Path, i: int) -> str:
-    """'file line N' for the i-th candidate's hardware key (just the file if unknown)."""
+def _where(path: Path, key: tuple) -> str:
+    """'file line N' for a key path in the scenario file (just the file if unknown)."""
     from planner.catalog.yamlio import line_of, read_yaml
 
     try:
-        line = line_of(read_yaml(path, with_lines=True)[1], ("hardware", i, "hardware"))
+        line = line_of(read_yaml(path, with_lines=True)[1], key)
     except PlannerError:
         line = None
     return f"{path} line {line}" if line else str(path)
