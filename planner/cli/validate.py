@@ -16,7 +16,6 @@ DEFAULT_MODEL, DEFAULT_SCALE = "llama3-8b", 20e6
 # On a GPU the default fills the card (a 20M model is launch-bound and says little about
 # the step-time model): the 1B llama-style model at 4 x 2048 tokens, as in docs/validation.
 GPU_DEFAULT_MODEL, GPU_DEFAULT_SEQ_LEN, CPU_DEFAULT_SEQ_LEN = "llama3.2-1b", 2048, 256
-CPU_MAX_PARAMS = 300e6
 
 
 def defaults_for(device: str, model: str | None, scale_to: float | None,
@@ -32,18 +31,29 @@ def defaults_for(device: str, model: str | None, scale_to: float | None,
 
 
 def _spec(model: str, scale_to: float | None, device: str):
+    """The model to build; the CPU size guard applies to it after any --scale-to (which only
+    shrinks: --scale-to 1e30 leaves a model full-size), so nothing huge is allocated."""
     from planner.catalog.catalog import load_model
-    from planner.estimators.params import count_params
-    from planner.profiling.shrink import shrink
+    from planner.profiling.shrink import check_cpu_size, shrink
 
     spec = load_model(model)
     if scale_to:
-        return shrink(spec, scale_to)
-    n = count_params(spec).total
-    if device == "cpu" and n > CPU_MAX_PARAMS:
-        raise SpecError(f"{spec.name} has {n / 1e9:.1f}B parameters, too many to train on a "
-                        "CPU; add --scale-to 50M (keeps its shape, shrinks it)")
+        spec = shrink(spec, scale_to)
+    check_cpu_size(spec, device, scale_to)
     return spec
+
+
+def _check_outputs(calibrate: bool, calibration_path: str | None) -> None:
+    """Prove, before the (long) run, that the calibration file can be read and written."""
+    if not calibrate:
+        return
+    from planner.catalog import calibrations as calibration
+    from planner.fileio import check_writable
+
+    path = Path(calibration_path).expanduser() if calibration_path else \
+        calibration.default_path()
+    check_writable(path, "the calibration file", create_parents=True)
+    calibration.load(path)  # a broken file fails now, not after the run
 
 
 def _shape_line(spec, n: int) -> str:
@@ -117,6 +127,7 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
         raise SpecError("--device cuda: no CUDA device is visible; use --device cpu")
     dtype = dtype or ("bf16" if device == "cuda" else "fp32")
     model, scale_to, seq_len = defaults_for(device, model, scale_to, seq_len)
+    _check_outputs(calibrate, calibration_path)
     spec = _spec(model, scale_to, device)
     if distributed:
         from planner.profiling.distributed import run_distributed

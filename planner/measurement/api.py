@@ -75,5 +75,8 @@ def measure(label: str | None = None, region: str | None = None, *,
         interrupted = "SIGINT" if isinstance(e, KeyboardInterrupt) else None
         raise
     finally:
-        handle.result = session.finish((), f"python block in {where}", None,
-                                       interrupted_by=interrupted, error=error)
+        handle.result = session.build((), f"python block in {where}", None,
+                                      interrupted_by=interrupted, error=error)
+        # A ledger that cannot take the record: it goes to planner-run-ID.json and the
+        # LedgerError says where (m.result holds it too).
+        session.save(handle.result)

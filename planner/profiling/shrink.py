@@ -74,3 +74,24 @@ def shrink(spec: ModelSpec, target_params: float, vocab_cap: int = VOCAB_CAP) ->
     if best is None:
         raise SpecError(f"cannot shrink {spec.name} to {target_params:.3g} parameters")
     return best
+
+
+CPU_MAX_PARAMS = 300e6  # more than this is not trained on a CPU by `planner validate`
+
+
+def check_cpu_size(spec: ModelSpec, device: str, scale_to: float | None = None) -> int:
+    """The parameter count of the model that will be built; SpecError, before anything is
+    allocated, when it is too large to train on a CPU. Applies to the model actually built:
+    ``shrink`` never grows a model, so --scale-to above its size leaves it full-size."""
+    n = count_params(spec).total
+    if device != "cpu" or n <= CPU_MAX_PARAMS:
+        return n
+    if scale_to is not None and scale_to >= n:
+        why = (f"--scale-to {scale_to:.3g} keeps {spec.name} at {n / 1e9:.1f}B parameters "
+               "(it only shrinks a model)")
+    elif scale_to is not None:
+        why = f"--scale-to {scale_to:.3g} gives {spec.name} {n / 1e9:.2f}B parameters"
+    else:
+        why = f"{spec.name} has {n / 1e9:.1f}B parameters"
+    raise SpecError(f"{why}, too many to train on a CPU (at most {CPU_MAX_PARAMS / 1e6:.0f}M); "
+                    "use --scale-to 50M (keeps its shape, shrinks it)")

@@ -77,9 +77,11 @@ def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
 
     from planner.profiling import probes
     from planner.profiling.model import build_model
+    from planner.profiling.shrink import check_cpu_size
 
     torch.manual_seed(cfg.seed)
     dtype = torch.float32 if cfg.dtype == "fp32" else torch.bfloat16
+    check_cpu_size(spec, cfg.device)  # before anything is allocated
     model = build_model(spec, cfg.device, dtype)
     cuda = cfg.device.startswith("cuda")
     # fused AdamW on a GPU (what training scripts use: one kernel, no temporaries); on a CPU
