@@ -24,14 +24,24 @@ _SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15
 _COUNT_RE = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMBGTP]?)\s*$", re.I)
 
 
-def parse_count(text: str | int | float, what: str = "count") -> float:
+MAX_COUNT = 1e30  # larger than any token, FLOP, dollar or device-hour count planner is asked
+
+
+def parse_count(text: str | int | float, what: str = "count", minimum: float = 0.0,
+                unit: str = "") -> float:
     """Parse '15T', '300B', '2e12', '1.5M' or a number into a plain float.
 
     Suffixes are decimal: K=1e3, M=1e6, B/G=1e9, T=1e12, P=1e15.
-    Raises ValueError naming ``what`` when the text is not a positive finite quantity.
+    Raises ValueError naming ``what`` when the text is not a finite quantity above 0, at
+    least ``minimum`` (when given; e.g. 1 for tokens) and at most MAX_COUNT.
     """
+    if isinstance(text, bool):
+        raise ValueError(f"{what}: must be a number, not {str(text).lower()}")
     if isinstance(text, (int, float)):
-        value = float(text)
+        try:
+            value = float(text)
+        except OverflowError:
+            value = math.inf
     else:
         m = _COUNT_RE.match(str(text).replace("_", "").replace(",", ""))
         if not m:
@@ -40,8 +50,12 @@ def parse_count(text: str | int | float, what: str = "count") -> float:
                 "K, M, B, T (e.g. 15T, 300B, 2e12)"
             )
         value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{what}: must be a positive number, got '{text}'")
+    if not math.isfinite(value) or value <= 0 or value > MAX_COUNT:
+        raise ValueError(f"{what}: must be a positive number of at most {MAX_COUNT:g}, "
+                         f"got '{text}'")
+    if value < minimum:
+        raise ValueError(f"{what}: must be at least {minimum:g}{' ' + unit if unit else ''}, "
+                         f"got '{text}'")
     return value
 
 

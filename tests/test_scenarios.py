@@ -176,5 +176,5 @@ def test_inline_model_error_names_the_field_not_the_union(runner, tmp_path):
                     "  vocab_size: 100\ndata: {tokens: 1T}\nhardware: [{hardware: h100-sxm}]\n"
                     "constraints: {devices: 8}\n")
     err = runner.invoke(cli, ["run", str(path)]).stderr.strip()
-    assert err == (f"error: {path} line 6: model.num_layers: Input should be greater than 0 "
-                   "(got 0)")
+    assert err == (f"error: {path} line 6: model.num_layers: Input should be greater than or "
+                   "equal to 1 (got 0)")

@@ -16,9 +16,16 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from planner.errors import SpecError
+from planner.specs.base import MAX_INT
 from planner.specs.model import ModelSpec
 
 _REQUIRED = object()  # marker: the key has no default and must be present
+MAX_DIGITS = 30  # as for YAML (planner.catalog.yamlio)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 # transformers ACT2FN names -> ModelSpec.activation
 _ACTIVATIONS = {
@@ -57,8 +64,10 @@ class _Config:
             value = self.data.get(k)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                self.fail(f"{k} must be an integer >= {minimum} (got {value!r})")
+            if isinstance(value, bool) or not isinstance(value, int) or not \
+                    minimum <= value <= MAX_INT:
+                self.fail(f"{k} must be a whole number from {minimum} to {MAX_INT:,} "
+                          f"(got {_short(value)})")
             return value
         if default is _REQUIRED:
             self.fail(f"missing required key '{key}' (model_type '{self.model_type}')")
@@ -70,7 +79,7 @@ class _Config:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.fail(f"{key} must be true or false (got {value!r})")
+            self.fail(f"{key} must be true or false (got {_short(value)})")
         return value
 
     def activation(self, key: str, default: str) -> str:
@@ -78,7 +87,7 @@ class _Config:
         name = self.data.get(key)
         name = default if name is None else name
         if not isinstance(name, str) or name not in _ACTIVATIONS:
-            self.fail(f"{key} {name!r} is not supported; supported: "
+            self.fail(f"{key} {_short(name)} is not supported; supported: "
                       f"{', '.join(sorted(_ACTIVATIONS))}")
         return _ACTIVATIONS[name]
 
@@ -276,7 +285,7 @@ def _explain(err: ValidationError, where: str) -> str:
         key = _FIELD_KEYS.get(field)
         label = f"{key} ({field})" if key else (field or "model")
         got = e.get("input")
-        shown = "" if got is None or isinstance(got, (dict, list)) else f" (got {got!r})"
+        shown = "" if got is None or isinstance(got, (dict, list)) else f" (got {_short(got)})"
         parts.append(f"{label}: {e['msg'].removeprefix('Value error, ')}{shown}")
     return f"{where}: " + "; ".join(parts)
 
@@ -296,7 +305,7 @@ def model_from_hf_config(cfg: dict, name: str, source: str | None = None) -> Mod
     builder = _BUILDERS.get(model_type) if isinstance(model_type, str) else None
     if builder is None:
         what = "missing key 'model_type'" if model_type is None else (
-            f"model_type {model_type!r} is not supported")
+            f"model_type {_short(model_type)} is not supported")
         c.fail(f"{what}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     try:
         fields = builder(c)
@@ -321,18 +330,32 @@ def _name_for(path: Path) -> str:
 
 def load_hf_config(path: Path) -> ModelSpec:
     """Read a Hugging Face ``config.json`` file into a ModelSpec (source_url = the path)."""
+    from planner.catalog.yamlio import read_text
+
     path = Path(path)
+    text = read_text(path, kind="JSON config")
+
+    def number(digits: str) -> int:
+        if sum(ch.isdigit() for ch in digits) > MAX_DIGITS:
+            raise SpecError(f"{path}: an integer with {len(digits)} digits is too large; "
+                            f"planner reads integers of at most {MAX_DIGITS} digits")
+        return int(digits)
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise SpecError(f"{path}: duplicate key '{k}'; give each key once")
+            out[k] = v
+        return out
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: is not UTF-8 text; expected a JSON config") from None
-    try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=number, object_pairs_hook=unique)
     except json.JSONDecodeError as e:
         raise SpecError(f"{path}: line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") \
             from None
+    except RecursionError:
+        raise SpecError(f"{path}: nested too deeply to be a config.json") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a JSON object of config keys at the top level "
                         f"(got a JSON {type(data).__name__})")

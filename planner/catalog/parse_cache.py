@@ -20,7 +20,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1  # bump when the cached form changes
+FORMAT = 2  # bump when the cached form (or what parsing accepts) changes
 
 
 def cache_dir() -> Path | None:
@@ -78,7 +78,7 @@ def put(path: Path, data: Any) -> None:
         if json.loads(json.dumps(data)) != data:
             return
         text = json.dumps({"source": source, "data": data}, separators=(",", ":"))
-    except (TypeError, ValueError):  # dates, sets, non-string keys...
+    except (TypeError, ValueError, RecursionError):  # dates, sets, non-string keys...
         return
     from planner.errors import PlannerError
     from planner.fileio import write_text_atomic

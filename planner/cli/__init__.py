@@ -40,8 +40,10 @@ class PlannerGroup(click.Group):
             return None
         import importlib
 
+        from planner.cli.options import harden
+
         module, attr = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        return harden(getattr(importlib.import_module(module), attr))
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):
@@ -59,8 +61,7 @@ class PlannerGroup(click.Group):
             click.echo(f"error: {e}", err=True)
             code = 1
         except (click.Abort, KeyboardInterrupt):
-            click.echo("interrupted", err=True)
-            code = 130
+            code = 130  # Ctrl-C: quiet, as a shell expects (no traceback, no message)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -80,5 +81,18 @@ def cli(ctx: click.Context) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli()
+    """Console-script entry point (and ``python -m planner``).
+
+    Ctrl-C at any point, even while a command's modules are still importing, exits 130
+    without a traceback; so does a closed output pipe (``planner ... | head``), quietly.
+    """
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        import os
+
+        # stdout is gone: point it at devnull so the interpreter's final flush is silent
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

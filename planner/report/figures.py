@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 
-from planner.report.plot import compare_figure, pyplot
+from planner.report.plot import compare_figure, plain, pyplot
 
 MEMORY_PARTS = [("weights_bytes", "weights"), ("gradients_bytes", "gradients"),
                 ("optimizer_bytes", "optimizer"), ("activations_bytes", "activations"),
@@ -25,7 +25,7 @@ def memory_figure(plans: list):
     """Stacked bars of memory per device, by component, against each device's capacity."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 1.6 + 0.6 * len(plans)), dpi=110)
-    names = [f"{e.hardware.name} ({e.layout.devices})" for e in plans]
+    names = [plain(f"{e.hardware.name} ({e.layout.devices})") for e in plans]
     left = [0.0] * len(plans)
     for i, (key, label) in enumerate(MEMORY_PARTS):
         vals = [getattr(e.memory_per_device, key) / 2**30 for e in plans]
@@ -46,7 +46,7 @@ def breakdown_figure(plans: list):
     """Cost, energy (IT and PUE overhead) and carbon (operational and embodied) per option."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), dpi=110)
-    names = [e.hardware.name for e in plans]
+    names = [plain(e.hardware.name) for e in plans]
     x = range(len(plans))
     r = [e.range for e in plans]
     exp = [p.expected.cost_usd / 1e6 for p in r]

@@ -11,7 +11,7 @@ import html
 from typing import Any
 
 from planner.report.plan import compare_rows
-from planner.report.tabular import render_rows
+from planner.report.tabular import md_escape, render_rows
 
 COMPARE_COLS = ["hardware", "devices", "layout", "mfu", "days", "device_hours", "cost",
                 "usd_per_hour", "energy", "carbon"]
@@ -48,7 +48,9 @@ def _assumption_rows(plan) -> list[dict]:
 def _backtest_section(backtest) -> tuple[list[dict], str]:
     if backtest is None:
         return [], "The backtest was not available in this installation."
-    rows = backtest.table_rows()
+    from planner.report.backtest import table_rows
+
+    rows = table_rows(backtest)
     return rows, (f"Median absolute error of predicted device-hours: "
                   f"{backtest.median_abs_error_pct:.0f}%, worst "
                   f"{backtest.max_abs_error_pct:.0f}%, over the {backtest.num_summary_runs} "
@@ -125,25 +127,32 @@ def render_html(result, figures: dict[str, str], backtest=None) -> str:
     return "\n".join(parts)
 
 
+def _md_line(text: str) -> str:
+    """Escaped text on one line (a newline in a title would end the heading)."""
+    return " ".join(md_escape(text).split())
+
+
 def render_markdown(result, figures: dict[str, str], backtest=None) -> str:
     """The same report as markdown (figures embedded as data URIs)."""
     sc = result.scenario
-    out = [f"# {sc.title}", "", f"planner scenario `{sc.name}`, generated "
+    # Every piece of text is escaped (md_escape; tables escape their own cells): a title like
+    # "<script>..." is shown as text by any tool that turns this markdown into HTML.
+    out = [f"# {_md_line(sc.title)}", "", f"planner scenario `{sc.name}`, generated "
            f"{datetime.date.today().isoformat()}", ""]
     for title, kind, content in sections(result, figures, backtest):
-        out += [f"## {title}", ""]
+        out += [f"## {_md_line(title)}", ""]
         if kind in ("text", "answer"):
-            out.append(("> " if kind == "answer" else "") + content)
+            out.append(("> " if kind == "answer" else "") + _md_line(content))
         elif kind == "figure":
-            out += [f"![{title}]({content[0]})", "", f"*{content[1]}*"]
+            out += [f"![{md_escape(title)}]({content[0]})", "", f"*{_md_line(content[1])}*"]
         elif kind == "table":
             out.append(render_rows(content[0], content[1], "markdown"))
         elif kind == "table+note":
             rows, cols, note = content
-            out += ([render_rows(rows, cols, "markdown")] if rows else []) + [note]
+            out += ([render_rows(rows, cols, "markdown")] if rows else []) + [_md_line(note)]
         elif kind == "details":
             for name, rows in content:
-                out += [f"### {name}", "", render_rows(
+                out += [f"### {_md_line(name)}", "", render_rows(
                     rows, ["assumption", "value", "unit", "from", "source"], "markdown")]
         out.append("")
     return "\n".join(out)

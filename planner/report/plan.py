@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 from planner.report.estimate import render_estimate
 from planner.report.fmt import carbon as _carbon
@@ -10,6 +9,7 @@ from planner.report.fmt import energy as _energy
 from planner.report.fmt import money as _money
 from planner.report.tabular import render_rows
 from planner.units import fmt_count
+from planner.report.tabular import dumps_json
 
 CANDIDATE_COLUMNS = ["devices", "dp", "tp", "pp", "cp", "ep", "zero", "mb", "v", "recompute",
                      "batch", "memory_gib", "step_s", "mfu", "days", "device_hours",
@@ -32,7 +32,7 @@ def _candidate_rows(candidates: list[dict], fmt: str) -> list[dict]:
 def render_plan(result, fmt: str) -> str:
     """A sizing answer: the best plan in full, then the top layouts and the rejections."""
     if fmt == "json":
-        return json.dumps(result.to_dict(), indent=2) + "\n"
+        return dumps_json(result.to_dict()) + "\n"
     rows = _candidate_rows(result.candidates, fmt)
     rejected = [{"reason": k, "layouts": v} for k, v in result.rejected.items() if v]
     if fmt == "csv":
@@ -72,7 +72,7 @@ def compare_rows(estimates: list) -> list[dict]:
 def render_compare(estimates: list, fmt: str, question: str) -> str:
     """The best plan per hardware, side by side."""
     if fmt == "json":
-        return json.dumps([e.to_dict() for e in estimates], indent=2) + "\n"
+        return dumps_json([e.to_dict() for e in estimates]) + "\n"
     if fmt == "csv":
         from planner.report.tabular import flatten
         flat = [flatten({k: v for k, v in e.to_dict().items() if k != "assumptions"})

@@ -16,6 +16,12 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def plain(text: str) -> str:
+    """Text that matplotlib shows as written: every '$' escaped, so a name like 'a$x$' is
+    never parsed as mathtext (which renders it as math, or fails on bad TeX)."""
+    return str(text).replace("\\$", "$").replace("$", "\\$")
+
+
 def pyplot():
     """matplotlib.pyplot with a file-only backend, or a PlannerError naming the extra."""
     try:
@@ -58,8 +64,8 @@ def compare_figure(estimates: list, title: str):
         xerr = [[x - r.low.wall_clock_days], [r.high.wall_clock_days - x]]
         yerr = [[(y - r.low.cost_usd) / 1e6], [(r.high.cost_usd - y) / 1e6]]
         on_front = i in front
-        label = (f"{e.hardware.name}: {e.layout.devices} devices, {x:,.0f} d, "
-                 f"${y / 1e6:,.1f}M" + ("  (Pareto)" if on_front else ""))
+        label = plain(f"{e.hardware.name}: {e.layout.devices} devices, {x:,.0f} d, "
+                      f"${y / 1e6:,.1f}M" + ("  (Pareto)" if on_front else ""))
         ax.errorbar(x, y / 1e6, xerr=xerr, yerr=yerr, fmt=markers[i % len(markers)],
                     markersize=10 if on_front else 7, capsize=4, color=f"C{i % 10}",
                     markeredgecolor="black" if on_front else f"C{i % 10}",
@@ -70,7 +76,7 @@ def compare_figure(estimates: list, title: str):
                 linewidth=1, label="Pareto front: no option is both faster and cheaper")
     ax.set_xlabel("wall-clock days (bars: best to worst case)")
     ax.set_ylabel("cost, million USD (bars: best to worst case)")
-    ax.set_title(title, fontsize=11)
+    ax.set_title(plain(title), fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

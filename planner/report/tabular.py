@@ -3,10 +3,45 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
+
+
+def dumps_json(data: Any, indent: int | None = 2) -> str:
+    """Strict JSON (RFC 8259: no NaN or Infinity); a non-finite number in a result is a
+    one-line PlannerError naming where it is, never ``Infinity`` in the output."""
+    try:
+        return json.dumps(data, indent=indent, allow_nan=False)
+    except ValueError:
+        where = _non_finite(data, "")
+        if where is None:
+            raise
+        from planner.errors import PlannerError
+
+        raise PlannerError(f"the result '{where[0] or 'value'}' is {where[1]}, not a finite "
+                           "number; an input is too large (or too small) to compute with, so "
+                           "there is no JSON to print") from None
+
+
+def _non_finite(obj: Any, path: str) -> tuple[str, str] | None:
+    """(path, 'inf'/'nan') of the first non-finite float in a JSON-like value, else None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path, repr(obj)
+    if isinstance(obj, dict):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for p, v in items:
+        found = _non_finite(v, p)
+        if found:
+            return found
+    return None
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -35,19 +70,39 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not evaluate: text starting with = + - @ tab or CR gets a
+    leading single quote (OWASP's CSV-injection advice); numbers are written as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([csv_safe(str(c)) for c in columns])
     for r in rows:
-        w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in columns})
+        w.writerow(["" if r.get(c) is None else csv_safe(r.get(c)) for c in columns])
     return buf.getvalue()
 
 
+def md_escape(text: Any) -> str:
+    """Text for markdown: HTML-significant characters as entities (a name like <script> stays
+    text in any markdown-to-HTML tool), and link and code syntax ([ ] `) backslash-escaped."""
+    out = html.escape(str(text), quote=False)
+    return out.replace("[", "\\[").replace("]", "\\]").replace("`", "\\`")
+
+
 def _markdown(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(md_escape(c).replace("|", "\\|") for c in columns) + " |",
+             "|" + "---|" * len(columns)]
     for r in rows:
-        cells = [_cell(r.get(c)).replace("|", "\\|") for c in columns]
+        cells = [md_escape(_cell(r.get(c))).replace("|", "\\|").replace("\n", " ")
+                 for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -64,7 +119,7 @@ def render_rows(rows: Sequence[dict], columns: Sequence[str], fmt: str,
                 json_rows: Sequence[Any] | None = None) -> str:
     """Render rows in a format; json prints ``json_rows`` (default: the rows themselves)."""
     if fmt == "json":
-        return json.dumps(list(json_rows if json_rows is not None else rows), indent=2) + "\n"
+        return dumps_json(list(json_rows if json_rows is not None else rows)) + "\n"
     if fmt == "csv":
         return _csv(rows, columns)
     if fmt == "markdown":

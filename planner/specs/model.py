@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
-from planner.specs.base import Spec
+from planner.specs.base import Name, PositiveWhole, Spec, Whole
 
 
 class MoESpec(Spec):
     """Mixture-of-experts FFN settings (Mixtral, DeepSeek-V3 style)."""
 
-    num_experts: PositiveInt = Field(description="Routed experts per MoE layer (E).")
-    experts_per_token: PositiveInt = Field(description="Routed experts chosen per token (top-k).")
-    expert_ffn_hidden_size: PositiveInt = Field(description="FFN width of one routed expert (f_e).")
-    num_shared_experts: int = Field(0, ge=0, description="Always-active shared experts (E_s).")
-    shared_expert_ffn_hidden_size: PositiveInt | None = Field(
+    num_experts: PositiveWhole = Field(description="Routed experts per MoE layer (E).")
+    experts_per_token: PositiveWhole = Field(
+        description="Routed experts chosen per token (top-k).")
+    expert_ffn_hidden_size: PositiveWhole = Field(
+        description="FFN width of one routed expert (f_e).")
+    num_shared_experts: Whole = Field(0, description="Always-active shared experts (E_s).")
+    shared_expert_ffn_hidden_size: PositiveWhole | None = Field(
         None, description="Total width of the shared-expert MLP; default E_s * f_e (DeepSeek)."
     )
-    num_dense_layers: int = Field(
-        0, ge=0, description="Leading layers with a dense FFN of width ffn_hidden_size."
+    num_dense_layers: Whole = Field(
+        0, description="Leading layers with a dense FFN of width ffn_hidden_size."
     )
     router_bias: bool = Field(False, description="Router has a per-expert bias (DeepSeek-V3).")
 
@@ -46,33 +48,34 @@ class MoESpec(Spec):
 class MLASpec(Spec):
     """DeepSeek multi-head latent attention (DeepSeek-V2 §2.1; V3 inference/model.py)."""
 
-    q_lora_rank: int = Field(ge=0, description="Query low-rank dim r_q; 0 = no q compression.")
-    kv_lora_rank: PositiveInt = Field(description="KV latent dim r_kv.")
-    qk_nope_head_dim: PositiveInt = Field(description="Per-head q/k dim without RoPE.")
-    qk_rope_head_dim: PositiveInt = Field(description="Per-head decoupled RoPE q/k dim.")
-    v_head_dim: PositiveInt = Field(description="Per-head value dim.")
+    q_lora_rank: Whole = Field(description="Query low-rank dim r_q; 0 = no q compression.")
+    kv_lora_rank: PositiveWhole = Field(description="KV latent dim r_kv.")
+    qk_nope_head_dim: PositiveWhole = Field(description="Per-head q/k dim without RoPE.")
+    qk_rope_head_dim: PositiveWhole = Field(description="Per-head decoupled RoPE q/k dim.")
+    v_head_dim: PositiveWhole = Field(description="Per-head value dim.")
 
 
 class ModelSpec(Spec):
     """A decoder-only transformer. Shapes are those of the real config (padded vocab etc.)."""
 
-    name: str = Field(description="Short name, e.g. llama3-8b.")
+    name: Name = Field(description="Short name, e.g. llama3-8b.")
     source_url: str | None = Field(None, description="Where the config comes from.")
-    num_layers: PositiveInt = Field(description="Transformer blocks (L).")
-    d_model: PositiveInt = Field(description="Hidden width (h).")
-    num_heads: PositiveInt = Field(description="Query heads (a).")
-    num_kv_heads: PositiveInt | None = Field(
+    num_layers: PositiveWhole = Field(description="Transformer blocks (L).")
+    d_model: PositiveWhole = Field(description="Hidden width (h).")
+    num_heads: PositiveWhole = Field(description="Query heads (a).")
+    num_kv_heads: PositiveWhole | None = Field(
         None, description="Key/value heads (g); default = num_heads (MHA). 1 = MQA."
     )
-    head_dim: PositiveInt | None = Field(None, description="Per-head dim; default d_model/heads.")
-    ffn_hidden_size: PositiveInt = Field(description="FFN intermediate width (f).")
+    head_dim: PositiveWhole | None = Field(
+        None, description="Per-head dim; default d_model/heads.")
+    ffn_hidden_size: PositiveWhole = Field(description="FFN intermediate width (f).")
     ffn_type: Literal["gated", "plain"] = Field(
         "gated", description="gated = SwiGLU/GeGLU (3 matrices); plain = 2 matrices."
     )
     activation: Literal["silu", "gelu", "gelu_tanh", "relu"] = Field("silu")
     norm_type: Literal["rmsnorm", "layernorm"] = Field("rmsnorm")
     norm_bias: bool = Field(False, description="LayerNorm has a bias (2h per norm).")
-    norms_per_layer: int = Field(2, ge=0, le=4, description="2 pre-norm; 4 Gemma-2; 1 parallel.")
+    norms_per_layer: Whole = Field(2, le=4, description="2 pre-norm; 4 Gemma-2; 1 parallel.")
     parallel_block: bool = Field(False, description="Attention and MLP read the same input.")
     qkv_bias: bool = Field(False, description="Bias on q, k, v projections (GPT-2, Qwen2).")
     attn_out_bias: bool = Field(False, description="Bias on the attention output projection.")
@@ -82,9 +85,9 @@ class ModelSpec(Spec):
         "none", description="per_head: RMSNorm of d_h (Qwen3); full: of a*d_h and g*d_h (OLMo-2)."
     )
     position_embedding: Literal["rope", "learned", "none"] = Field("rope")
-    max_seq_len: PositiveInt = Field(description="Context length the model was built for.")
+    max_seq_len: PositiveWhole = Field(description="Context length the model was built for.")
     tie_embeddings: bool = Field(False, description="LM head shares the input embedding.")
-    vocab_size: PositiveInt = Field(description="Rows of the embedding matrix (padded).")
+    vocab_size: PositiveWhole = Field(description="Rows of the embedding matrix (padded).")
     moe: MoESpec | None = None
     mla: MLASpec | None = None
 
