@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 
@@ -10,6 +9,7 @@ from planner.catalog.catalog import hardware_paths, load_hardware
 from planner.cli.options import format_option, profiles_option
 from planner.report import render_rows
 from planner.units import GIB
+from planner.report.tabular import dumps_json
 
 
 def _row(hw) -> dict:
@@ -53,7 +53,7 @@ def show_hardware(name: str, fmt: str, profiles_dirs: tuple[str, ...]) -> None:
     hw = load_hardware(name, profiles_dirs)
     data = hw.model_dump(mode="json", exclude_none=True)
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2))
+        click.echo(dumps_json(data))
         return
     rows = []
     for key, v in data.items():

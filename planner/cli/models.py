@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 
@@ -10,6 +9,7 @@ from planner.catalog.catalog import load_model, preset_paths
 from planner.cli.options import format_option
 from planner.estimators.params import count_params
 from planner.report import render_rows
+from planner.report.tabular import dumps_json
 
 
 def _row(spec) -> dict:
@@ -54,7 +54,7 @@ def show_model(name: str, fmt: str) -> None:
             "params_matmul_active": p.matmul_active, "params_embedding": p.embedding,
             "params_lm_head": p.lm_head, "attention_kind": spec.attention_kind}
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2))
+        click.echo(dumps_json(data))
         return
     rows = [{"field": k, "value": (f"{v:,}" if isinstance(v, int) and not isinstance(v, bool)
                                    and fmt == "table" else v)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 
 from planner.cli.options import COUNT, format_option
 from planner.errors import PlannerError, SpecError
+from planner.report.tabular import dumps_json
 
 DEFAULT_MODEL, DEFAULT_SCALE = "llama3-8b", 20e6
 # On a GPU the default fills the card (a 20M model is launch-bound and says little about
@@ -69,7 +69,7 @@ def _render(rep, fmt: str) -> str:
     from planner.report.tabular import render_rows
 
     if fmt == "json":
-        return json.dumps(rep.to_dict(), indent=2) + "\n"
+        return dumps_json(rep.to_dict()) + "\n"
     rows = [{**q.to_dict(), "error_pct": None if q.error_pct is None else f"{q.error_pct:+.2f}"}
             for q in rep.quantities]
     cols = ["name", "predicted", "measured", "error_pct", "verdict", "unit", "method"]

@@ -11,7 +11,6 @@ the volume and overlap model (what a planner can get wrong), not the network's s
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 import time
@@ -21,6 +20,7 @@ from planner.estimators.params import count_params
 from planner.estimators.step_time import PerfParams, collective_seconds
 from planner.profiling.report import Quantity
 from planner.specs import ModelSpec
+from planner.report.tabular import dumps_json
 
 
 def _bus_bandwidth(dist, torch, device: str, n: int, nbytes: int = 16 * 2**20) -> float:
@@ -193,7 +193,7 @@ def _render(quantities, strategy, n, busbw, device, fmt) -> str:
             "bus_bandwidth_gb_per_s": busbw / 1e9,
             "quantities": [q.to_dict() for q in quantities]}
     if fmt == "json":
-        return json.dumps(data, indent=2) + "\n"
+        return dumps_json(data) + "\n"
     rows = [q.to_dict() for q in quantities]
     head = (f"{strategy} on {n} ranks ({device}); measured all-reduce bus bandwidth "
             f"{busbw / 1e9:.2f} GB/s\n")
