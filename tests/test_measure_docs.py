@@ -1,4 +1,4 @@
-"""Every `planner measure` / `planner runs` example in the README runs as documented."""
+"""Every `planner measure` / `planner runs` example in docs/commands/measure.md runs as documented."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from planner.cli import cli
 
-DOC = Path(__file__).resolve().parent.parent / "README.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "commands" / "measure.md"
 EXAMPLES = [line.strip() for lang, body in re.findall(r"```(\w*)\n(.*?)```", DOC.read_text(),
                                                       flags=re.DOTALL)
             if lang == "console" for line in body.splitlines()

@@ -1,4 +1,6 @@
-"""Every `planner ...` command in the README runs, and the shown error is what users get."""
+"""Every `planner ...` command in the README runs, and the shown error is what users get.
+
+The README's sample outputs are checked, with the docs' ones, by tests/test_docs.py."""
 
 import re
 import shlex
@@ -26,11 +28,10 @@ def _commands(lang: str) -> list[str]:
 COMMANDS = _commands("bash")
 
 
-def test_readme_has_examples_of_every_command():
-    joined = "\n".join(COMMANDS)
-    for cmd in ("models list", "models show", "hardware list", "hardware show",
-                "regions show", "estimate"):
-        assert f"planner {cmd}" in joined
+def test_readme_has_an_example_of_every_task():
+    for cmd in ("estimate", "plan", "compare", "budget", "measure", "validate", "backtest",
+                "run"):
+        assert any(line.split()[1] == cmd for line in COMMANDS), cmd
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,20 +59,12 @@ def test_readme_command_runs(runner, line, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(cli, shlex.split(line)[1:])
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.strip() or "written to" in result.stderr
+    # `planner measure` reports on stderr, leaving stdout to the measured command.
+    reported = result.stderr if line.startswith("planner measure ") else ""
+    assert result.stdout.strip() or "written to" in result.stderr or "complete, exit 0" in reported
 
 
 def test_readme_error_example(runner):
     m = re.search(r"\$ (planner [^\n]+)\n(error: [^\n]+)", README)
     result = runner.invoke(cli, shlex.split(m.group(1))[1:])
     assert result.exit_code == 1 and result.stderr.strip() == m.group(2)
-
-
-def test_readme_sample_output_is_current(runner):
-    line = next(c for c in COMMANDS if "--region aws:us-east-1" in c and "--format" not in c)
-    out = runner.invoke(cli, shlex.split(line)[1:]).stdout
-    sample = re.search(r"Output of the first `estimate` above \(abridged\):\n\n```\n(.*?)```",
-                       README, flags=re.S).group(1)
-    for row in sample.splitlines():
-        if row.strip() and not row.rstrip().endswith("..."):
-            assert " ".join(row.split()) in " ".join(out.split()), row
