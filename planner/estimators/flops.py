@@ -1,4 +1,4 @@
-"""FLOP counts (formulas.md §2). One multiply-accumulate = 2 FLOPs.
+"""FLOP counts (docs/formulas.md §2). One multiply-accumulate = 2 FLOPs.
 
 Training model FLOPs per token = 6 * N_mm(active) + 6 * L * a * s_eff * (d_qk + d_v)
   (= 6 N_mm + 12 L a d_h s for standard attention; PaLM App. B, Megatron Eq. 7 generalised).
@@ -57,7 +57,7 @@ def effective_context(seq_len: int, convention: str) -> float:
 def training_flops(
     model: ModelSpec, training: TrainingSpec, params: ParamCount | None = None
 ) -> FlopsEstimate:
-    """Model and hardware FLOPs for a training run (formulas.md §2.1, §2.8)."""
+    """Model and hardware FLOPs for a training run (docs/formulas.md §2.1, §2.8)."""
     p = params or count_params(model)
     s_eff = effective_context(training.seq_len, training.attention_flops)
     attn_fwd = attention_forward_flops_per_token(model, s_eff)
@@ -78,7 +78,7 @@ def training_flops(
 
 
 def decode_flops_per_token(model: ModelSpec, context_len: int) -> float:
-    """Forward FLOPs to generate one token at a given context (formulas.md §2.11)."""
+    """Forward FLOPs to generate one token at a given context (docs/formulas.md §2.11)."""
     p = count_params(model)
     return 2.0 * p.matmul_active + 2.0 * model.num_heads * context_len * (
         model.qk_dim + model.v_dim

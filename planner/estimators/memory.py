@@ -1,4 +1,4 @@
-"""Memory per device for a training layout (formulas.md §3).
+"""Memory per device for a training layout (docs/formulas.md §3).
 
 Model states follow ZeRO's accounting (Rajbhandari et al. 2020 §3); activations are derived per
 architecture (Korthikanti et al. 2022 §4, generalised to GQA / gated FFN / MoE / MLA); pipeline
@@ -18,7 +18,7 @@ from planner.specs.training import ParallelismSpec, TrainingSpec
 
 GIB = 2**30
 
-# (weights, gradients, optimizer state) bytes per parameter, formulas.md §3.1.
+# (weights, gradients, optimizer state) bytes per parameter, docs/formulas.md §3.1.
 _STATE_BYTES = {
     "adamw": (2, 2, 12),  # bf16/fp16 weights + grads; fp32 master, m, v (ZeRO K=12)
     "adamw_pure_bf16": (2, 2, 8),  # bf16 weights, fp32 m and v, no master copy
@@ -39,7 +39,7 @@ class MemoryDefaults:
     # Loss buffers per logit element at the start of backward: the fp32 log-probs autograd
     # saved + the fp32 gradient of the NLL + the fp32 gradient of the log-softmax, alive
     # together (logits -> .float() -> cross_entropy, in bf16 or fp32). Measured on an H100,
-    # docs/validation/2026-11-23-h100.md; formulas.md §3.4 gives 8-16 B as the range.
+    # docs/validation/2026-11-23-h100.md; docs/formulas.md §3.4 gives 8-16 B as the range.
     logits_bytes_per_element: float = 12.0
 
 
@@ -79,7 +79,7 @@ class MemoryBreakdown:
 
 
 def state_bytes_per_param(optimizer: str, precision: str) -> tuple[int, int, int]:
-    """(weights, gradients, optimizer) bytes per parameter for a recipe (formulas.md §3.1)."""
+    """(weights, gradients, optimizer) bytes per parameter for a recipe (docs/formulas.md §3.1)."""
     if precision in ("fp32", "tf32") and optimizer in _STATE_BYTES_FP32:
         return _STATE_BYTES_FP32[optimizer]
     return _STATE_BYTES[optimizer]
@@ -141,7 +141,7 @@ def layer_activation_bytes_v(model: ModelSpec, training: TrainingSpec, lay: Degr
                              moe_layer: bool) -> Any:
     """Bytes one block saves for backward for one micro-batch, per device, no recomputation.
 
-    Llama-style block (formulas.md §3.3): norm inputs + the two block inputs + Q, K, V +
+    Llama-style block (docs/formulas.md §3.3): norm inputs + the two block inputs + Q, K, V +
     attention output + FFN intermediates; fp32 softmax statistics with fused attention, or
     the s^2 score matrix without it (dropped by selective/full recompute). TP divides all
     but the norm and block inputs; sequence parallelism divides those too; CP divides s.
@@ -205,7 +205,7 @@ def saved_activation_bytes(model: ModelSpec, training: TrainingSpec,
                            par: ParallelismSpec) -> float:
     """Bytes autograd keeps for backward for one micro-batch on one device (no pipeline,
     no recompute): every block, the final norm's input and output, and the fp32 log-probs
-    the loss saves (formulas.md §3.3-3.4). This is what `planner validate` measures."""
+    the loss saves (docs/formulas.md §3.3-3.4). This is what `planner validate` measures."""
     lay = Degrees.from_specs(training, par)
     p = count_params(model)
     dense = layer_activation_bytes_v(model, training, lay, moe_layer=False)

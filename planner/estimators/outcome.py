@@ -1,11 +1,11 @@
-"""Time, cost, energy and carbon from FLOPs (formulas.md §4.1, §6, §7). Pure arithmetic."""
+"""Time, cost, energy and carbon from FLOPs (docs/formulas.md §4.1, §6, §7). Pure arithmetic."""
 
 from __future__ import annotations
 
 from planner.units import HOURS_PER_YEAR, SECONDS_PER_HOUR
 
 GOODPUT_SOURCE = (
-    "formulas.md §7.2: Llama 3 405B had >90% effective training time on 16K H100s "
+    "docs/formulas.md §7.2: Llama 3 405B had >90% effective training time on 16K H100s "
     "(Dubey et al. 2024 §3.3.4); a first-order restart/checkpoint model gives ~84%; "
     "small short jobs lose less"
 )
@@ -54,7 +54,7 @@ GOODPUT_BY_SIZE = ((64, (0.90, 0.95, 0.98)), (1024, (0.85, 0.92, 0.96)),
 
 
 def default_goodput(devices):
-    """(low, expected, high) goodput by cluster size (heuristic, formulas.md §7.2); works on
+    """(low, expected, high) goodput by cluster size (heuristic, docs/formulas.md §7.2); works on
     a device count or an array of them."""
     (n1, small), (n2, mid), (_, large) = GOODPUT_BY_SIZE
     if isinstance(devices, int):

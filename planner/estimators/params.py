@@ -1,4 +1,4 @@
-"""Parameter counts from a ModelSpec (formulas.md §1; exact against published counts).
+"""Parameter counts from a ModelSpec (docs/formulas.md §1; exact against published counts).
 
 N = V*h [+ s_max*h] + sum over layers (attention + FFN + norms) + final norm [+ V*h head]
 """

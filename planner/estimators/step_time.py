@@ -1,4 +1,4 @@
-"""Step time: compute + exposed communication + pipeline bubble (formulas.md §4).
+"""Step time: compute + exposed communication + pipeline bubble (docs/formulas.md §4).
 
 One optimizer step on the critical-path device (the first pipeline stage):
 
@@ -7,7 +7,7 @@ One optimizer step on the critical-path device (the first pipeline stage):
   tp        4 all-reduces per layer per micro-batch (6 with full recompute), scale-up link
             (Shoeybi et al. 2019 §3; Korthikanti §4.2.2; SP's RS+AG has the same volume)
   cp        ring exchange of K/V, hidden behind attention compute where it can be
-  ep        4 all-to-alls per MoE layer per micro-batch (formulas.md §4.6)
+  ep        4 all-to-alls per MoE layer per micro-batch (docs/formulas.md §4.6)
   pp        point-to-point activations (2 per micro-batch per virtual stage), and the bubble
             (p-1)/(v m) of the busy time (Narayanan et al. 2021 §2.2)
   dp        gradient all-reduce, or reduce-scatter + all-gather (ZeRO 1/2), plus parameter
@@ -65,8 +65,8 @@ class PerfParams:
         "Megatron-LM Table 1",
         "comm_efficiency": "achieved bus bandwidth / link rate: DeepSeek-V3 §3.2.2 reports "
         "160 GB/s usable of 200 GB/s NVLink; nccl-tests busbw ~80-90% of link",
-        "latency_intra_s": "heuristic NCCL per-hop latency inside a node (formulas.md §4.2)",
-        "latency_inter_s": "heuristic NCCL per-hop latency across nodes (formulas.md §4.2)",
+        "latency_intra_s": "heuristic NCCL per-hop latency inside a node (docs/formulas.md §4.2)",
+        "latency_inter_s": "heuristic NCCL per-hop latency across nodes (docs/formulas.md §4.2)",
         "dp_overlap": "fraction of the data-parallel traffic hidden behind backward compute "
         "(bucketed DDP / overlap-grad-reduce); heuristic",
         "cp_overlap": "ring attention overlaps the K/V exchange with attention compute",

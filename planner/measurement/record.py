@@ -1,7 +1,7 @@
 """Assemble a ``RunRecord`` from the meters' readings, the run's outcome and the context.
 
 Carbon = facility kWh x grid intensity, with facility kWh = metered kWh x PUE: the same
-arithmetic and the same grid data as ``planner estimate`` (formulas.md §6.1-6.2).
+arithmetic and the same grid data as ``planner estimate`` (docs/formulas.md §6.1-6.2).
 Cost = devices x duration in hours x USD per device-hour (§7.1).
 """
 

@@ -1,6 +1,6 @@
 """What a budget buys: compute, the compute-optimal model and data, the predicted loss.
 
-formulas.md §5: C = device-hours x 3600 x peak x efficiency x goodput (§5.4);
+docs/formulas.md §5: C = device-hours x 3600 x peak x efficiency x goodput (§5.4);
 allocation under C = 6 N D by the Chinchilla fit (Hoffmann et al. 2022, Eq. 4, and the
 20-tokens-per-parameter rule of Approaches 1-2, Table 3) and the Besiroglu et al. 2024
 refit of Approach 3; loss L(N, D) = E + A / N^alpha + B / D^beta (Eq. 2).
@@ -58,7 +58,7 @@ class Allocation(Result):
 
 def useful_flops(device_hours: float, peak_flops_per_s: float, efficiency: float,
                  goodput: float) -> float:
-    """Training FLOPs a number of billed device-hours delivers (formulas.md §5.4)."""
+    """Training FLOPs a number of billed device-hours delivers (docs/formulas.md §5.4)."""
     return device_hours * 3600 * peak_flops_per_s * efficiency * goodput
 
 

@@ -164,7 +164,7 @@ def outcome_inputs(hw: HardwareProfile, user: Assumptions, grid: GridFactor | No
 
 def outcome_values(hw_flops_total, devices, peak_flops_per_s: float, efficiency, goodput,
                    inp: OutcomeInputs) -> dict:
-    """FLOPs -> days -> device-hours -> USD -> kWh -> kg CO2e (formulas.md §4.1, §6, §7).
+    """FLOPs -> days -> device-hours -> USD -> kWh -> kg CO2e (docs/formulas.md §4.1, §6, §7).
 
     The one outcome chain: `estimate` runs it per case on numbers, the layout search on
     arrays of candidates to rank them."""
@@ -194,14 +194,14 @@ def _memory_defaults(led: _Ledger) -> MemoryDefaults:
     d = MemoryDefaults()
     led.take("runtime_overhead_gib", d.runtime_overhead_bytes / GIB, "GiB",
                    "heuristic: CUDA context ~0.3-0.7 GB + NCCL communicators + workspaces "
-                   "(formulas.md §3.6)")
+                   "(docs/formulas.md §3.6)")
     led.take("fragmentation_fraction", d.fragmentation_fraction, "fraction",
-                    "heuristic allocator slack over the accounted bytes (formulas.md §3.6)")
+                    "heuristic allocator slack over the accounted bytes (docs/formulas.md §3.6)")
     led.take("logits_bytes_per_element", d.logits_bytes_per_element, "bytes",
                       "fp32 log-probs + fp32 NLL grad + fp32 log-softmax grad at the start of "
                       "backward (logits -> .float() -> cross_entropy), measured on an H100 "
                       "(docs/validation/2026-11-23-h100.md); fused or chunked losses need "
-                      "less, naive ones 8-16 (formulas.md §3.4)")
+                      "less, naive ones 8-16 (docs/formulas.md §3.4)")
     return memory_defaults_for(led.user)
 
 

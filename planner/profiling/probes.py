@@ -33,7 +33,7 @@ def count_flops(model, tokens, targets) -> FlopCount:
     """FLOPs of one forward + backward, counted by FlopCounterMode.
 
     On a CPU, attention runs through the MATH SDPA backend here: the CPU's fused kernel is
-    not in the counter's registry and would count 0 (formulas.md §2.9); the MATH backend
+    not in the counter's registry and would count 0 (docs/formulas.md §2.9); the MATH backend
     decomposes into counted bmm's. On a GPU the flash / memory-efficient / cuDNN kernels are
     in the registry (each counted as the full s x s products, as MATH counts them) and keep
     the s^2 scores out of memory; GQA's K/V are repeated to every query head for the count
