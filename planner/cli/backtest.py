@@ -25,7 +25,8 @@ def backtest_cmd(run_ids: tuple[str, ...], dataset: str | None, fmt: str) -> Non
     hours by the power, PUE and grid factor the source used. Prints predicted vs reported,
     the error, and the median and worst absolute error.
     """
-    from planner.checks.backtest import render_backtest, run_backtest
+    from planner.checks.backtest import run_backtest
+    from planner.report.backtest import render_backtest
 
     result = run_backtest(Path(dataset) if dataset else None, run_ids)
     click.echo(render_backtest(result, fmt), nl=False)

@@ -141,7 +141,7 @@ def _record(session, gate, command, outcome, fmt: str, out_path: Path | None,
     """Build, store and report the finished run; never raises: a record that cannot be
     written where asked goes to a fallback file, named in one line on stderr."""
     from planner.errors import PlannerError
-    from planner.measurement.render import render_record
+    from planner.report.measurement import render_record
     from planner.measurement.session import command_line, save_fallback
 
     problems: list[str] = []
@@ -168,25 +168,27 @@ def _record(session, gate, command, outcome, fmt: str, out_path: Path | None,
             text = render_record(data, fmt, str(path) if path else None)
         except Exception as e:  # noqa: BLE001 - as above
             problems.append(f"cannot render the report: {type(e).__name__}: {e}")
+    written = False
     if text is not None and out_path is not None:
         try:
             write_text_atomic(out_path, text)
+            written = True
         except PlannerError as e:
             problems.append(str(e))
-            text = None
-        else:
-            state = "complete" if record.complete else "incomplete"
-            click.echo(f"planner measure: run {record.id} ({state}) written to {out_path}",
-                       err=True)
     elif text is not None:
         click.echo(text, err=True, nl=False)
-    if problems:
+    if written and not problems:
+        state = "complete" if record.complete else "incomplete"
+        click.echo(f"planner measure: run {record.id} ({state}) written to {out_path}",
+                   err=True)
+    if problems:  # one line: what failed, where the record is, the command's exit code
         where = save_fallback(data)
         kept = (f"the record is saved in {where}" if where else
                 "the record could not be saved anywhere: " + json.dumps(data))
+        report = f"; the report is in {out_path}" if written else ""
         click.echo(f"planner measure: run {data.get('id') or '(no id)'}: "
-                   f"{'; '.join(problems)}; {kept} (the command exited {outcome.exit_code})",
-                   err=True)
+                   f"{'; '.join(problems)}; {kept}{report} (the command exited "
+                   f"{outcome.exit_code})", err=True)
 
 
 @click.group()
@@ -206,7 +208,7 @@ def _ledger(path: str | None):
 @format_option
 def list_runs(label: str | None, limit: int | None, ledger: str | None, fmt: str) -> None:
     """List recorded runs, oldest first: energy, carbon, cost and how each was measured."""
-    from planner.measurement.render import render_runs
+    from planner.report.measurement import render_runs
     led = _ledger(ledger)
     records = led.runs(label=label, limit=limit)
     if not records:
@@ -220,7 +222,7 @@ def list_runs(label: str | None, limit: int | None, ledger: str | None, fmt: str
 @format_option
 def show_run(run_id: str, ledger: str | None, fmt: str) -> None:
     """Show one run (by id or a unique prefix of it) in full."""
-    from planner.measurement.render import render_record
+    from planner.report.measurement import render_record
     led = _ledger(ledger)
     click.echo(render_record(led.get(run_id), fmt, str(led.path)), nl=False)
 
@@ -232,7 +234,7 @@ def show_run(run_id: str, ledger: str | None, fmt: str) -> None:
               default="json", show_default=True, help="json: full records; csv: flattened.")
 def export_runs(label: str | None, ledger: str | None, fmt: str) -> None:
     """Export every recorded run in full (json) or flattened (csv) to stdout."""
-    from planner.measurement.render import render_export
+    from planner.report.measurement import render_export
     led = _ledger(ledger)
     records = led.runs(label=label)
     if not records:
@@ -245,5 +247,5 @@ def export_runs(label: str | None, ledger: str | None, fmt: str) -> None:
 @format_option
 def summary_runs(ledger: str | None, fmt: str) -> None:
     """Total runs, time, energy, carbon and cost by label."""
-    from planner.measurement.render import render_summary
+    from planner.report.measurement import render_summary
     click.echo(render_summary(_ledger(ledger).summary(), fmt), nl=False)

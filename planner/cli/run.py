@@ -101,6 +101,7 @@ def run_cmd(scenario, profiles_dirs, report_path, md_path, fmt) -> None:
 def _run(scenario, profiles_dirs, report_path, md_path, fmt, written: list) -> None:
     from planner.report.plan import render_compare
     from planner.planning.scenario import load_scenario, run_scenario
+    from planner.report.scenario import scenario_answer
 
     html_path, md_out = _report_paths(report_path, md_path)
     sc, path = load_scenario(scenario)
@@ -118,10 +119,10 @@ def _run(scenario, profiles_dirs, report_path, md_path, fmt, written: list) -> N
         written.extend(p for p, _ in files)
         click.echo(f"report written to {' and '.join(str(p) for p, _ in files)}", err=True)
     if fmt == "json":
-        click.echo(dumps_json(result.to_dict()))
+        click.echo(dumps_json({**result.to_dict(), "answer": scenario_answer(result)}))
         return
     text = render_compare(result.plans, fmt, sc.title)
-    click.echo(text + ("\n" if fmt != "csv" else "") + (result.answer + "\n"
+    click.echo(text + ("\n" if fmt != "csv" else "") + (scenario_answer(result) + "\n"
                                                           if fmt in ("table", "markdown") else ""),
                nl=False)
 

@@ -132,9 +132,11 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
     if distributed:
         from planner.profiling.distributed import run_distributed
 
+        from planner.report.distributed import render_distributed
+
         out = run_distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt)
-        if out:
-            click.echo(out, nl=False)
+        if out is not None:
+            click.echo(render_distributed(out, fmt), nl=False)
         return
     from planner.estimators.params import count_params
     from planner.profiling.validate import RunConfig, run_validation

@@ -15,8 +15,6 @@ from planner.estimators.params import count_params
 from planner.results import Estimate
 from planner.planning.sizing import Question, answer
 from planner.specs.scenario import Scenario
-from planner.report.fmt import carbon, duration, energy, money, plural
-from planner.units import fmt_count
 
 _TRAINING = {"seq_len": "seq_len", "global_batch": "global_batch_size",
              "micro_batch": "micro_batch_size", "precision": "precision",
@@ -47,15 +45,13 @@ class ScenarioResult:
     path: Path
     plans: list[Estimate]
     questions: list[str]
-    answer: str
     backtest: Any = None  # planner.checks.backtest result, when available
     extra: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # candidates left out, and why
 
     def to_dict(self) -> dict[str, Any]:
         return {"scenario": self.scenario.model_dump(mode="json", exclude_none=True),
-                "plans": [p.to_dict() for p in self.plans], "questions": self.questions,
-                "answer": self.answer}
+                "plans": [p.to_dict() for p in self.plans], "questions": self.questions}
 
 
 def _question(sc: Scenario, i: int) -> Question:
@@ -119,8 +115,7 @@ def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) 
         questions.append(q.describe())
     if not plans:
         raise InfeasibleError(f"{path}: no hardware option can answer it; " + "; ".join(skipped))
-    return ScenarioResult(sc, path, plans, questions, _answer(sc, plans, questions),
-                          warnings=skipped)
+    return ScenarioResult(sc, path, plans, questions, warnings=skipped)
 
 
 def _where(path: Path, key: tuple) -> str:
@@ -132,31 +127,3 @@ def _where(path: Path, key: tuple) -> str:
     except PlannerError:
         line = None
     return f"{path} line {line}" if line else str(path)
-
-
-def _answer(sc: Scenario, plans: list[Estimate], questions: list[str]) -> str:
-    key = {"time": lambda e: e.time.wall_clock_days, "cost": lambda e: e.cost.total_usd,
-           "carbon": lambda e: e.carbon.kg_co2e}[sc.constraints.objective]
-    ranked = sorted(plans, key=key)
-    best = ranked[0]
-    word = {"time": "fastest", "cost": "cheapest", "carbon": "lowest-carbon"}[
-        sc.constraints.objective]
-    r = best.range
-    text = (f"{sc.question} Asked as '{questions[plans.index(best)]}' for each option, the "
-            f"{word} is {best.hardware.name}: {plural(best.layout.devices, 'device')} for "
-            f"{duration(r.expected.wall_clock_days)} ({duration(r.low.wall_clock_days)} to "
-            f"{duration(r.high.wall_clock_days)}), {money(r.expected.cost_usd)} "
-            f"({money(r.low.cost_usd)} to {money(r.high.cost_usd)}) at "
-            f"${best.cost.usd_per_device_hour:g}/device-hour, "
-            f"{energy(r.expected.energy_kwh)} and {carbon(r.expected.kg_co2e)} CO2e "
-            f"({best.carbon.region}), training {best.model.name} "
-            f"({fmt_count(best.model.params_total)} parameters) on "
-            f"{fmt_count(best.flops.total / best.flops.per_token)} tokens.")
-    if len(ranked) > 1:
-        nxt = ranked[1]
-        text += (f" Next is {nxt.hardware.name} ({plural(nxt.layout.devices, 'device')}, "
-                 f"{duration(nxt.range.expected.wall_clock_days)}, "
-                 f"{money(nxt.range.expected.cost_usd)}).")
-    text += (" Ranges span the best and worst efficiency and goodput cases; prices are "
-             "indicative list prices with their dates in the assumptions.")
-    return text

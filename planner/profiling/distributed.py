@@ -14,13 +14,24 @@ import contextlib
 import os
 import statistics
 import time
+from dataclasses import dataclass
 
 from planner.estimators.memory import state_bytes_per_param
 from planner.estimators.params import count_params
 from planner.estimators.step_time import PerfParams, collective_seconds
 from planner.profiling.report import Quantity
 from planner.specs import ModelSpec
-from planner.report.tabular import dumps_json
+
+
+@dataclass(frozen=True)
+class DistributedResult:
+    """What a distributed validation run measured against what the estimators predict."""
+
+    quantities: list
+    strategy: str
+    world_size: int
+    bus_bandwidth_b_per_s: float
+    device: str
 
 
 def _bus_bandwidth(dist, torch, device: str, n: int, nbytes: int = 16 * 2**20) -> float:
@@ -76,8 +87,8 @@ def _median_step(step, steps: int, warmup: int, sync) -> float:
 
 
 def run_distributed(spec: ModelSpec, strategy: str, steps: int, warmup: int, micro_batch: int,
-                    seq_len: int, dtype: str, fmt: str) -> str:
-    """Run on every rank; returns the report text on rank 0 and '' elsewhere."""
+                    seq_len: int, dtype: str, fmt: str = "table") -> DistributedResult | None:
+    """Run on every rank; returns what was measured on rank 0 and None elsewhere."""
     import torch
     import torch.distributed as dist
 
@@ -109,8 +120,8 @@ def run_distributed(spec: ModelSpec, strategy: str, steps: int, warmup: int, mic
     finally:
         dist.destroy_process_group()
     if rank != 0:
-        return ""
-    return _render(quantities, strategy, n, busbw, device, fmt)
+        return None
+    return DistributedResult(quantities, strategy, n, busbw, device)
 
 
 def _stepper(model, tokens, targets, torch):
@@ -184,18 +195,3 @@ def _compare(spec, strategy, n, dtype, busbw, local_s, dist_s, measured_bytes):
         Quantity("step_time_s", local_s + exposed, dist_s, "s",
                  f"median {strategy} step on {n} ranks", 25.0),
     ]
-
-
-def _render(quantities, strategy, n, busbw, device, fmt) -> str:
-    from planner.report.tabular import render_rows
-
-    data = {"device": device, "strategy": strategy, "world_size": n,
-            "bus_bandwidth_gb_per_s": busbw / 1e9,
-            "quantities": [q.to_dict() for q in quantities]}
-    if fmt == "json":
-        return dumps_json(data) + "\n"
-    rows = [q.to_dict() for q in quantities]
-    head = (f"{strategy} on {n} ranks ({device}); measured all-reduce bus bandwidth "
-            f"{busbw / 1e9:.2f} GB/s\n")
-    return head + render_rows(rows, ["name", "predicted", "measured", "error_pct", "verdict",
-                                     "unit", "method"], fmt)

@@ -11,6 +11,7 @@ import html
 from typing import Any
 
 from planner.report.plan import compare_rows
+from planner.report.scenario import scenario_answer
 from planner.report.tabular import md_escape, render_rows
 
 COMPARE_COLS = ["hardware", "devices", "layout", "mfu", "days", "device_hours", "cost",
@@ -74,7 +75,7 @@ def sections(result, figures: dict[str, str], backtest) -> list[tuple[str, str, 
     best = result.plans[0]
     return [
         ("The question", "text", sc.question + (f" {sc.description}" if sc.description else "")),
-        ("The answer", "answer", result.answer),
+        ("The answer", "answer", scenario_answer(result)),
         ("Comparison", "table", (compare_rows(result.plans), COMPARE_COLS)),
         ("Cost against time", "figure", (figures["compare"], "Each option's expected cost and "
          "time, with bars from the best to the worst case. Options on the Pareto front (black "

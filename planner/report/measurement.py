@@ -6,13 +6,13 @@ the same thing, including rows migrated from older ledgers (missing fields print
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from planner.report.fmt import carbon, energy
 from planner.report.tabular import flatten, render_rows
 from planner.units import fmt_count
+from planner.report.tabular import dumps_json
 
 COMPONENTS = ("cpu", "gpu", "ram")
 
@@ -136,7 +136,7 @@ def _extrapolation(x: dict[str, Any]) -> str:
 def render_record(rec: dict[str, Any], fmt: str, ledger: str | None = None) -> str:
     """One run as table, json, markdown (field | value) or csv (one flattened row)."""
     if fmt == "json":
-        return json.dumps(rec, indent=2) + "\n"
+        return dumps_json(rec) + "\n"
     flat = flatten(rec)
     if fmt == "csv":
         return render_rows([flat], list(flat), "csv")
@@ -184,7 +184,7 @@ def render_runs(records: Sequence[dict[str, Any]], fmt: str) -> str:
 def render_export(records: Sequence[dict[str, Any]], fmt: str) -> str:
     """``planner runs export``: full records (json) or flattened rows (csv, markdown, table)."""
     if fmt == "json":
-        return json.dumps(list(records), indent=2) + "\n"
+        return dumps_json(list(records)) + "\n"
     flat = [flatten(r) for r in records]
     columns = list(dict.fromkeys(k for f in flat for k in f))
     return render_rows(flat, columns, fmt)

@@ -1,0 +1,37 @@
+"""Rendering a scenario's answer: the paragraph a report and `planner run` print."""
+
+from __future__ import annotations
+
+from planner.planning.scenario import ScenarioResult
+from planner.report.fmt import carbon, duration, energy, money, plural
+from planner.units import fmt_count
+
+
+def scenario_answer(result: ScenarioResult) -> str:
+    """One paragraph: which option wins the scenario's objective, with its ranges."""
+    sc, plans, questions = result.scenario, result.plans, result.questions
+    key = {"time": lambda e: e.time.wall_clock_days, "cost": lambda e: e.cost.total_usd,
+           "carbon": lambda e: e.carbon.kg_co2e}[sc.constraints.objective]
+    ranked = sorted(plans, key=key)
+    best = ranked[0]
+    word = {"time": "fastest", "cost": "cheapest", "carbon": "lowest-carbon"}[
+        sc.constraints.objective]
+    r = best.range
+    text = (f"{sc.question} Asked as '{questions[plans.index(best)]}' for each option, the "
+            f"{word} is {best.hardware.name}: {plural(best.layout.devices, 'device')} for "
+            f"{duration(r.expected.wall_clock_days)} ({duration(r.low.wall_clock_days)} to "
+            f"{duration(r.high.wall_clock_days)}), {money(r.expected.cost_usd)} "
+            f"({money(r.low.cost_usd)} to {money(r.high.cost_usd)}) at "
+            f"${best.cost.usd_per_device_hour:g}/device-hour, "
+            f"{energy(r.expected.energy_kwh)} and {carbon(r.expected.kg_co2e)} CO2e "
+            f"({best.carbon.region}), training {best.model.name} "
+            f"({fmt_count(best.model.params_total)} parameters) on "
+            f"{fmt_count(best.tokens)} tokens.")
+    if len(ranked) > 1:
+        nxt = ranked[1]
+        text += (f" Next is {nxt.hardware.name} ({plural(nxt.layout.devices, 'device')}, "
+                 f"{duration(nxt.range.expected.wall_clock_days)}, "
+                 f"{money(nxt.range.expected.cost_usd)}).")
+    text += (" Ranges span the best and worst efficiency and goodput cases; prices are "
+             "indicative list prices with their dates in the assumptions.")
+    return text
