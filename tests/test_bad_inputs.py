@@ -278,6 +278,16 @@ def test_big_file_error_is_fast(runner, tmp_path):
     assert_one_line_error(result, ["200.0 MiB", "at most 4.0 MiB"])
 
 
+def test_dense_file_under_the_size_limit_fails_fast(runner, tmp_path):
+    # 2 million one-character values: counted from libyaml's events, stopped at the limit
+    path = tmp_path / "m.yaml"
+    path.write_text("a: [" + "1," * (MAX_FILE_BYTES // 2 - 10) + "1]\n")
+    t0 = time.perf_counter()
+    result = runner.invoke(cli, ["estimate", "-m", str(path)])
+    assert time.perf_counter() - t0 < 5
+    assert_one_line_error(result, ["m.yaml", "more than 100,000 values"])
+
+
 def test_yaml_merge_keys_and_shared_anchors_still_work(tmp_path):
     path = tmp_path / "x.yaml"
     path.write_text("base: &b {a: 1, b: 2}\nother:\n  <<: *b\n  b: 3\nsame: *b\n")
@@ -297,7 +307,7 @@ def test_json_output_is_strict(runner):
 
 
 def test_csv_cells_a_spreadsheet_would_evaluate_are_neutralised():
-    from planner.measurement.render import render_export
+    from planner.report.measurement import render_export
     from planner.report.tabular import render_rows
 
     rows = [{"label": "=HYPERLINK(\"http://x\",\"y\")", "n": -3, "t": "+1", "at": "@SUM(A1)",
