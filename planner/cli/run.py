@@ -111,9 +111,11 @@ def _run(scenario, profiles_dirs, report_path, md_path, fmt, written: list) -> N
         from planner.report.figures import scenario_figures
         from planner.report.html import render_html, render_markdown
 
-        figures, backtest = scenario_figures(result), _backtest()
-        md = render_markdown(result, figures, backtest).rstrip("\n")
-        files = [(html_path, render_html(result, figures, backtest)),
+        from planner.checks.throughput import all_checks
+
+        figures, backtest, checks = scenario_figures(result), _backtest(), all_checks()
+        md = render_markdown(result, figures, backtest, checks).rstrip("\n")
+        files = [(html_path, render_html(result, figures, backtest, checks)),
                  (md_out, md + "\n\n" + MD_MARK.format(html=html_path.name) + "\n")]
         write_texts_atomic(files)
         written.extend(p for p, _ in files)

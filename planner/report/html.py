@@ -60,15 +60,14 @@ def _backtest_section(backtest) -> tuple[list[dict], str]:
                   "alone.")
 
 
-def _validation_rows() -> list[dict]:
-    from planner.checks.throughput import all_checks
-
+def _validation_rows(checks) -> list[dict]:
     return [{"run": c.name, "layout": c.layout, "reported": f"{c.reported:g} {c.unit}",
              "predicted": f"{c.predicted:.1f} {c.unit}", "error": f"{c.error_pct:+.1f}%"}
-            for c in all_checks()]
+            for c in checks]
 
 
-def sections(result, figures: dict[str, str], backtest) -> list[tuple[str, str, Any]]:
+def sections(result, figures: dict[str, str], backtest,
+             checks=()) -> list[tuple[str, str, Any]]:
     """(title, kind, content) for every part of the report, shared by HTML and markdown."""
     sc = result.scenario
     bt_rows, bt_note = _backtest_section(backtest)
@@ -88,7 +87,7 @@ def sections(result, figures: dict[str, str], backtest) -> list[tuple[str, str, 
         ("How far to trust this: backtest against published runs", "table+note",
          (bt_rows, list(bt_rows[0]) if bt_rows else [], bt_note)),
         ("How far to trust this: throughput model against published and measured runs", "table",
-         (_validation_rows(), ["run", "layout", "reported", "predicted", "error"])),
+         (_validation_rows(checks), ["run", "layout", "reported", "predicted", "error"])),
         (f"Assumptions of the {best.hardware.name} plan (every number and its source)",
          "table", (_assumption_rows(best), ["assumption", "value", "unit", "from", "source"])),
         ("Assumptions of the other plans", "details",
@@ -96,7 +95,7 @@ def sections(result, figures: dict[str, str], backtest) -> list[tuple[str, str, 
     ]
 
 
-def render_html(result, figures: dict[str, str], backtest=None) -> str:
+def render_html(result, figures: dict[str, str], backtest=None, checks=()) -> str:
     """The report as one HTML document."""
     sc = result.scenario
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -104,7 +103,7 @@ def render_html(result, figures: dict[str, str], backtest=None) -> str:
              f"<h1>{html.escape(sc.title)}</h1>",
              f"<p class='small'>planner scenario <b>{html.escape(sc.name)}</b>, "
              f"generated {datetime.date.today().isoformat()}</p>"]
-    for title, kind, content in sections(result, figures, backtest):
+    for title, kind, content in sections(result, figures, backtest, checks):
         parts.append(f"<h2>{html.escape(title)}</h2>")
         if kind == "text":
             parts.append(f"<p>{html.escape(content)}</p>")
@@ -133,14 +132,14 @@ def _md_line(text: str) -> str:
     return " ".join(md_escape(text).split())
 
 
-def render_markdown(result, figures: dict[str, str], backtest=None) -> str:
+def render_markdown(result, figures: dict[str, str], backtest=None, checks=()) -> str:
     """The same report as markdown (figures embedded as data URIs)."""
     sc = result.scenario
     # Every piece of text is escaped (md_escape; tables escape their own cells): a title like
     # "<script>..." is shown as text by any tool that turns this markdown into HTML.
     out = [f"# {_md_line(sc.title)}", "", f"planner scenario `{sc.name}`, generated "
            f"{datetime.date.today().isoformat()}", ""]
-    for title, kind, content in sections(result, figures, backtest):
+    for title, kind, content in sections(result, figures, backtest, checks):
         out += [f"## {_md_line(title)}", ""]
         if kind in ("text", "answer"):
             out.append(("> " if kind == "answer" else "") + _md_line(content))
