@@ -42,12 +42,26 @@ def _profile_dirs(extra: tuple[str, ...]) -> list[Path]:
     return dirs
 
 
+def _listing(d: Path, pattern: str) -> dict[str, Path]:
+    """The sorted files of a directory, re-read only when the directory changes (its
+    mtime), so a long-lived process (the Python API) does not glob on every call."""
+    try:
+        mtime = d.stat().st_mtime_ns
+    except OSError:
+        return {}
+    return _listing_at(d, pattern, mtime)
+
+
+@lru_cache(maxsize=64)
+def _listing_at(d: Path, pattern: str, mtime_ns: int) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(d.glob(pattern))}
+
+
 def hardware_paths(extra_dirs: tuple[str, ...] = ()) -> dict[str, Path]:
     """Profile name -> YAML path; later directories override earlier ones."""
     found: dict[str, Path] = {}
     for d in _profile_dirs(extra_dirs):
-        for p in sorted(d.glob("*.y*ml")):
-            found[p.stem] = p
+        found.update(_listing(d, "*.y*ml"))
     return found
 
 
@@ -71,7 +85,7 @@ def load_hardware(name: str, extra_dirs: tuple[str, ...] = ()) -> HardwareProfil
 
 def preset_paths() -> dict[str, Path]:
     """Preset name -> YAML path."""
-    return {p.stem: p for p in sorted(PRESETS_DIR.glob("*.yaml"))}
+    return dict(_listing(PRESETS_DIR, "*.yaml"))
 
 
 @lru_cache(maxsize=64)
