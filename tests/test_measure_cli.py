@@ -11,6 +11,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -234,3 +235,120 @@ def test_help_lists_the_new_commands(runner):
     assert "measure" in top and "runs" in top
     assert "--extrapolate-to" in runner.invoke(cli, ["measure", "--help"]).stdout
     assert os.environ["PLANNER_LEDGER"]
+
+
+# --- data safety: the user's files and the run's record are never lost -----------------
+
+
+def _marker_cmd(marker: Path, code: int = 0) -> list[str]:
+    return [PY, "-c", f"import sys; open({str(marker)!r}, 'w'); sys.exit({code})"]
+
+
+def _fallback_files(where: Path) -> list[Path]:
+    return sorted(where.glob("planner-run-*.json"))
+
+
+def test_output_is_never_the_ledger_or_an_sqlite_file(runner, ledger_env, tmp_path):
+    led = Ledger.open_for_writing(ledger_env)
+    led.add(sample_record("aaaa00000001"))
+    marker = tmp_path / "ran"
+    line = _one_error_line(runner.invoke(cli, [*FAST, "--ledger", str(ledger_env), "--output",
+                                               str(ledger_env), "--", *_marker_cmd(marker)]),
+                           2)
+    assert "is the run ledger" in line and not marker.exists()
+    other = tmp_path / "other.sqlite"  # any SQLite file, by its header, not its name
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    before = other.read_bytes()
+    line = _one_error_line(runner.invoke(cli, [*FAST, "-o", str(other), "--",
+                                               *_marker_cmd(marker)]), 2)
+    assert "SQLite database" in line and not marker.exists()
+    assert other.read_bytes() == before
+    assert [r["id"] for r in records(ledger_env)] == ["aaaa00000001"]
+
+
+def test_output_and_ledger_are_checked_by_trying(runner, ledger_env, tmp_path):
+    # root passes os.access on /proc, but nothing can be created there
+    marker = tmp_path / "ran"
+    line = _one_error_line(runner.invoke(cli, [*FAST, "-o", "/proc/planner-x.json", "--",
+                                               *_marker_cmd(marker)]), 2)
+    assert "--output" in line and "/proc" in line and not marker.exists()
+    line = _one_error_line(runner.invoke(cli, [*FAST, "-o", "/dev/null", "--",
+                                               *_marker_cmd(marker)]), 2)
+    assert "not a regular file" in line and not marker.exists()
+    line = _one_error_line(runner.invoke(cli, [*FAST, "--ledger", "/proc/planner-x.sqlite",
+                                               "--", *_marker_cmd(marker)]), 1)
+    assert "cannot write the run ledger" in line and not marker.exists()
+
+
+def test_every_input_is_checked_before_the_command_runs(runner, ledger_env, tmp_path):
+    marker = tmp_path / "ran"
+    line = _one_error_line(runner.invoke(cli, [*FAST, "--model", "no-such-model", "--tokens",
+                                               "1M", "--extrapolate-to", "1T", "--", *_marker_cmd(marker)]),
+                           1)
+    assert "unknown model 'no-such-model'" in line and not marker.exists()
+    line = _one_error_line(runner.invoke(cli, [*FAST, "--model", "llama3-8b", "--",
+                                               *_marker_cmd(marker)]), 1)
+    assert "--model is used only" in line and not marker.exists()
+    line = _one_error_line(runner.invoke(cli, [*FAST, "--hardware", "no-such-gpu", "--",
+                                               *_marker_cmd(marker)]), 1)
+    assert "no-such-gpu" in line and not marker.exists()
+    assert not ledger_env.exists()
+
+
+def test_ledger_replaced_by_a_directory_keeps_exit_code_and_record(runner, ledger_env,
+                                                                    tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Ledger.open_for_writing(ledger_env)
+    child = (f"import shutil, os, sys, glob; [os.remove(p) for p in glob.glob({str(ledger_env)!r}"
+             f" + '*')]; os.mkdir({str(ledger_env)!r}); sys.exit(6)")
+    result = runner.invoke(cli, [*FAST, "--", PY, "-c", child])
+    assert result.exit_code == 6, result.stderr
+    (fallback,) = _fallback_files(tmp_path)
+    last = result.stderr.strip().splitlines()[-1]
+    assert "cannot write the run ledger" in last and str(fallback) in last
+    assert "Traceback" not in result.stderr
+    data = json.loads(fallback.read_text())
+    assert data["exit_code"] == 6 and data["energy"]["cpu_kwh"] is not None
+
+
+def test_output_directory_deleted_during_the_run(runner, ledger_env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    child = f"import shutil, sys; shutil.rmtree({str(out_dir)!r}); sys.exit(5)"
+    result = runner.invoke(cli, [*FAST, "--format", "json", "-o", str(out_dir / "r.json"),
+                                 "--", PY, "-c", child])
+    assert result.exit_code == 5, result.stderr
+    (fallback,) = _fallback_files(tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(fallback) in lines[0] and "r.json" in lines[0]
+    rec = json.loads(fallback.read_text())
+    assert [r["id"] for r in records(ledger_env)] == [rec["id"]]  # the ledger still has it
+
+
+def test_locked_ledger_at_the_end_keeps_exit_code_and_record(runner, ledger_env, tmp_path,
+                                                            monkeypatch):
+    from planner.measurement import ledger as ledger_mod
+    from planner.measurement.session import Session
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ledger_mod, "BUSY_TIMEOUT_S", 0.5)
+    led = Ledger.open_for_writing(ledger_env)
+    led.add(sample_record("aaaa00000001"))
+    locker = sqlite3.connect(ledger_env, isolation_level=None)
+    start = Session.start
+
+    def start_then_lock(self):
+        start(self)
+        locker.execute("BEGIN IMMEDIATE")  # another process holds the ledger to the end
+
+    monkeypatch.setattr(Session, "start", start_then_lock)
+    t0 = time.monotonic()
+    result = runner.invoke(cli, [*FAST, "--", PY, "-c", "import sys; sys.exit(6)"])
+    assert time.monotonic() - t0 < 10
+    locker.execute("ROLLBACK")
+    assert result.exit_code == 6, result.stderr
+    (fallback,) = _fallback_files(tmp_path)
+    assert "locked" in result.stderr.strip().splitlines()[-1]
+    assert json.loads(fallback.read_text())["exit_code"] == 6
+    assert [r["id"] for r in records(ledger_env)] == ["aaaa00000001"]

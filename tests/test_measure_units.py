@@ -3,6 +3,10 @@ carbon/cost arithmetic and option checks, against hand-worked numbers."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from measure_support import FakeGpuBackend
 
@@ -212,3 +216,41 @@ def test_signals_held_while_recording():
     with signals_held() as held:
         os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt outside
     assert held == [signal.SIGINT]
+
+
+def test_measurement_modules_import_no_cycle():
+    """No module of planner.measurement imports (at any level) one that imports it back."""
+    import ast
+
+    pkg = Path(__file__).parent.parent / "planner" / "measurement"
+    graph: dict[str, set[str]] = {}
+    for f in pkg.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        graph[f"planner.measurement.{f.stem}"] = {d for d in deps
+                                                  if d.startswith("planner.measurement.")}
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for d in graph.get(todo.pop(), ()):
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        return seen
+
+    cycles = sorted(m for m in graph if m in reach(m))
+    assert cycles == []
+
+
+def test_codecarbon_stays_out_of_commands_that_do_not_meter():
+    code = ("import sys, planner.cli.measure, planner.measurement.session, "
+            "planner.measurement.codecarbon_meter, planner.cli.run; "
+            "print('codecarbon' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"

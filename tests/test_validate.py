@@ -321,3 +321,44 @@ def test_validate_defaults_fill_a_gpu_and_stay_small_on_a_cpu():
     assert defaults_for("cuda", "gpt2", None, None) == ("gpt2", None, 256)
     assert defaults_for("cuda", None, 50e6, 512) == ("llama3.2-1b", 50e6, 512)
     assert defaults_for("cpu", None, 5e6, 64) == ("llama3-8b", 5e6, 64)
+
+
+@pytest.mark.parametrize("scale", ["1e30", "10B", "1B"])
+def test_cpu_size_guard_applies_to_the_model_built(runner, monkeypatch, scale):
+    import time
+
+    import planner.profiling.model as model_mod
+
+    def no_build(*a, **k):
+        raise AssertionError("the guard must stop the run before a model is built")
+
+    monkeypatch.setattr(model_mod, "build_model", no_build)
+    t0 = time.monotonic()
+    result = runner.invoke(cli, ["validate", "--device", "cpu", "--scale-to", scale,
+                                 "--no-energy"])
+    assert time.monotonic() - t0 < 10
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "too many to train on a CPU" in lines[0], result.stderr
+
+
+def test_calibration_path_is_checked_before_the_run(runner, monkeypatch, tmp_path):
+    import planner.profiling.validate as validate_mod
+
+    def no_run(*a, **k):
+        raise AssertionError("the calibration file must be checked before the run")
+
+    monkeypatch.setattr(validate_mod, "run_validation", no_run)
+    (tmp_path / "a-file").write_text("")
+    for path, why in (("/proc/cal.json", "cannot write the calibration file"),
+                      (str(tmp_path / "a-file" / "cal.json"), "is not a directory")):
+        result = runner.invoke(cli, ["validate", "--device", "cpu", "--scale-to", "2M",
+                                     "--no-energy", "--calibrate", "--calibration", path])
+        assert result.exit_code == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and why in lines[0], result.stderr
+    broken = tmp_path / "cal.json"
+    broken.write_text("{not json")
+    result = runner.invoke(cli, ["validate", "--device", "cpu", "--scale-to", "2M",
+                                 "--no-energy", "--calibrate", "--calibration", str(broken)])
+    assert result.exit_code == 1 and "not valid" in result.stderr
