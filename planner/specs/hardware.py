@@ -70,12 +70,13 @@ class EfficiencyRange(Spec):
 
 
 # Figures that divide or scale everything downstream: zero would be a ZeroDivisionError or a
-# silent "does not fit", so each must be > 0 (host power and embodied carbon may be 0).
+# silent "does not fit", so each must be > 0. tdp_w, host power and embodied carbon may be 0
+# (unknown: the profile then predicts no energy for the device; see profiling/cpu_profile.py).
 POSITIVE_FIGURES = (
     "peak_dense_fp32_tflops", "peak_dense_tf32_tflops", "peak_dense_bf16_tflops",
     "peak_dense_fp16_tflops", "peak_dense_fp8_tflops", "peak_dense_int8_tops", "memory_gb",
     "memory_gib", "hbm_bandwidth_tb_per_s", "scale_up_bandwidth_gb_per_s_one_way",
-    "scale_out_bandwidth_gb_per_s", "tdp_w",
+    "scale_out_bandwidth_gb_per_s",
 )
 WHOLE_FIGURES = ("scale_up_domain_devices", "devices_per_node")  # device counts
 
