@@ -100,10 +100,15 @@ def _planner(env, args: list[str]) -> subprocess.Popen:
 
 
 def _finish(proc: subprocess.Popen, tag: str | None = None) -> list[str]:
-    _, err = proc.communicate(timeout=40)
+    proc.wait(timeout=40)  # not communicate(): an orphan would hold stderr open
     if tag:  # the wrapped command does not outlive planner
-        _wait(lambda: not _procs_with(tag), 5, f"the wrapped command ({tag}) to be gone")
-    return err.decode().strip().splitlines()
+        try:
+            _wait(lambda: not _procs_with(tag), 3, f"the wrapped command ({tag}) to be gone")
+        except AssertionError:
+            for pid in _procs_with(tag):
+                os.kill(pid, signal.SIGKILL)
+            raise
+    return proc.stderr.read().decode().strip().splitlines()
 
 
 def _ledger_ids(env) -> list[str]:
