@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import signal
 from pathlib import Path
 
 import click
@@ -92,6 +93,8 @@ def run_cmd(scenario, profiles_dirs, report_path, md_path, fmt) -> None:
         with exit_on_signals():
             _run(scenario, profiles_dirs, report_path, md_path, fmt, written)
     except Interrupted as e:
+        if e.signum == signal.SIGINT and not report_path:
+            raise KeyboardInterrupt from None  # nothing was to be written: a quiet Ctrl-C
         what = (f"the report was written ({' and '.join(map(str, written))})" if written else
                 "no report written, existing files untouched" if report_path else
                 "nothing written")
