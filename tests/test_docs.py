@@ -12,6 +12,8 @@ import pytest
 
 from planner.cli import cli
 
+from doc_examples import run_example  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 DOCS = REPO / "docs"
@@ -43,16 +45,6 @@ DOC_COMMANDS = sorted({(_rel(p), line) for p in PAGES for line in _planner_lines
                        if line not in README_COMMANDS})
 
 
-def _needs_gpu(line: str) -> bool:
-    if "--device cuda" not in line:
-        return False
-    try:
-        import torch
-        return not torch.cuda.is_available()
-    except ImportError:
-        return True
-
-
 def test_docs_have_a_page_per_command_with_examples():
     expected = {
         "estimate": "planner estimate", "plan": "planner plan", "compare": "planner compare",
@@ -71,19 +63,7 @@ def test_docs_have_a_page_per_command_with_examples():
 
 @pytest.mark.parametrize("page,line", DOC_COMMANDS, ids=[f"{p}: {l[:80]}" for p, l in DOC_COMMANDS])
 def test_docs_command_runs(runner, page, line, tmp_path, monkeypatch):
-    """Each example as written, run in a scratch directory (files it writes land there)."""
-    if _needs_gpu(line):
-        pytest.skip("needs a CUDA GPU")
-    if line.startswith("planner validate"):
-        pytest.importorskip("torch")
-    (tmp_path / "scenarios").symlink_to(REPO / "scenarios")
-    (tmp_path / "tests").symlink_to(REPO / "tests")
-    monkeypatch.chdir(tmp_path)
-    result = runner.invoke(cli, shlex.split(line)[1:])
-    assert result.exit_code == 0, result.stderr
-    # `planner measure` reports on stderr, leaving stdout to the measured command.
-    reported = result.stderr if line.startswith("planner measure ") else ""
-    assert result.stdout.strip() or "written to" in result.stderr or "complete, exit 0" in reported
+    run_example(runner, line, tmp_path, monkeypatch)
 
 
 # -- sample outputs ---------------------------------------------------------------------------
