@@ -122,3 +122,15 @@ def test_scenario_model_error_names_the_model_key(runner, tmp_path):
     result = runner.invoke(cli, ["run", str(sc)])
     assert result.exit_code == 1
     assert "line 4: model:" in result.stderr and "hardware[0]" not in result.stderr
+
+
+@pytest.mark.parametrize("degrees", [[], ["--tp", "8", "--pp", "1", "--cp", "1", "--zero", "3",
+                                          "--micro-batch", "1", "--recompute", "full"]])
+def test_no_fit_names_the_fewest_devices_not_a_hint_loop(runner, degrees):
+    """70B on 8 H100 fits no layout: one line with the fewest devices that fit (16, the
+    answer `plan --min-devices` gives) instead of a chain of flag suggestions."""
+    result = runner.invoke(cli, ["estimate", "-m", "llama3-70b", "-n", "8", *degrees])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    fewest = _json(runner, ["plan", "-m", "llama3-70b", "--min-devices", *degrees])
+    n = fewest["best"]["layout"]["devices"]
+    assert f"the fewest devices that fit: {n}" in result.stderr and n == 16

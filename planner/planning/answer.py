@@ -86,10 +86,8 @@ def estimate_plan(
         mem = est.memory_per_device
         head = (f"layout does not fit: needs {mem.total_bytes / GIB:.1f} GiB per device "
                 f"({mem.stage} stage) of {mem.capacity_bytes / GIB:.1f} GiB")
-        from planner.planning.search import Candidates
-        from planner.planning.sizing import Question, no_fit_message
+        from planner.planning.sizing import Question, fit_hints
 
-        rest = no_fit_message(req, Question("devices", n), [n],
-                              Candidates({}, {}, 0, None)).split(")", 1)[1]
+        rest = fit_hints(req, Question("devices", n), [n])
         raise InfeasibleError(head + rest + " (or --no-fit-check to see it)")
     return est

@@ -122,6 +122,11 @@ class Request:
             fixed.setdefault("virtual_stages", 1)
         return fixed
 
+    def given_degrees(self) -> dict[str, Any]:
+        """The degrees the user gave (fixed_degrees less the ones implied)."""
+        given = {**self.parallel, **self.training}
+        return {k: v for k, v in self.fixed_degrees().items() if k in given}
+
     def layout_complete(self) -> bool:
         """Whether every degree is given, so no search is needed."""
         return set(self.fixed_degrees()) >= set(DEGREE_FLAGS)
@@ -150,12 +155,9 @@ def resolve(
         model, hardware = plan["model"], hardware or plan["hardware"]
         tokens = tokens or plan["tokens"]
         region = region or plan["region"]
-        options.setdefault("devices", None)
-        for key in ("seq_len", "global_batch_size"):
+        for key in ("devices", "seq_len", "global_batch_size"):
             if options.get(key) is None:
                 options[key] = plan[key]
-        if options["devices"] is None:
-            options["devices"] = plan["devices"]
     spec = model if isinstance(model, ModelSpec) else (load_model(model) if model else None)
     spec = apply_shape(spec, shape or {})
     if hardware is None:

@@ -85,7 +85,7 @@ def search_space(req: Request, relax: bool = False) -> SearchSpace:
     """The search over what the user left open (``relax``: over every degree)."""
     fixed = {} if relax else req.fixed_degrees()
     schedule = req.parallel.get("pipeline_schedule")
-    if schedule in ("1f1b", "gpipe"):
+    if relax and schedule in ("1f1b", "gpipe"):
         fixed["virtual_stages"] = 1
     return SearchSpace(fixed=fixed, sequence_parallel=req.parallel.get("sequence_parallel"),
                        gpipe=schedule == "gpipe")
@@ -146,9 +146,7 @@ def describe_layout(row: dict[str, Any]) -> str:
 
 
 def _given(req: Request) -> str:
-    fixed = {k: v for k, v in req.fixed_degrees().items()
-             if k in {**req.parallel, **req.training}}
-    return " ".join(f"{DEGREE_FLAGS[k]} {v}" for k, v in fixed.items())
+    return " ".join(f"{DEGREE_FLAGS[k]} {v}" for k, v in req.given_degrees().items())
 
 
 def no_fit_message(req: Request, q: Question, counts: list[int], c: Candidates) -> str:
@@ -161,6 +159,12 @@ def no_fit_message(req: Request, q: Question, counts: list[int], c: Candidates) 
         row = _row_from(c.closest)
         msg += (f": the closest layout needs {c.closest['memory_bytes'] / GIB:.1f} GiB per "
                 f"device ({describe_layout(row)})")
+    return msg + fit_hints(req, q, counts)
+
+
+def fit_hints(req: Request, q: Question, counts: list[int]) -> str:
+    """'; the fewest devices that fit: N[; without your degrees the best layout is ...]'."""
+    hw, given, msg = req.hw, _given(req), ""
     node = int(hw.devices_per_node.value)
     probe = _search(req, device_grid(node, 1 << 20, min_devices=max(counts) + 1))
     if len(probe):
@@ -181,8 +185,7 @@ def no_fit_message(req: Request, q: Question, counts: list[int], c: Candidates) 
 def check_given(req: Request, devices: int | None) -> None:
     """The degrees the user gave, checked as `estimate` checks a full layout (one line that
     names the rule), before a search would silently find nothing."""
-    given = {k: v for k, v in req.fixed_degrees().items() if k in {**req.parallel,
-                                                                   **req.training}}
+    given = req.given_degrees()
     if not given:
         return
     deg = {k: given.get(k, 1) for k in ("tp", "pp", "cp", "ep")}
@@ -222,7 +225,7 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     rows = [_row(cands, out, int(i)) for i in order[:max(top, 1)]]
     fixed = req.fixed_degrees()
     choice = LayoutChoice(
-        given={k: v for k, v in fixed.items() if k in {**req.parallel, **req.training}},
+        given=req.given_degrees(),
         chosen=[k for k in DEGREE_FLAGS if k not in fixed], question=q.describe(),
         objective=q.objective if q.kind != "budget" else "time", searched=cands.searched,
         fitting=len(idx), alternatives=rows[1:top])
