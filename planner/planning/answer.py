@@ -57,15 +57,18 @@ def estimate_on(req: Request, devices: int, top: int = 0,
                 raise
             return estimate_at(req, closest_row(req, devices))
     fixed = req.fixed_degrees()
-    par = parallelism_spec(req, devices, **{k: fixed[k] for k in ("tp", "pp", "cp", "ep")})
+    mp = fixed["tp"] * fixed["pp"] * fixed["cp"]
+    if devices % mp:  # the spec's one-line error, before any batch arithmetic
+        parallelism_spec(req, devices, **{k: fixed[k] for k in ("tp", "pp", "cp", "ep")})
+    dp = devices // mp
     batch = req.training["global_batch_size"]
     if not req.batch_given:
-        unit = par.dp * fixed["micro_batch_size"]
+        unit = dp * fixed["micro_batch_size"]
         target, batch = batch, defaults.round_batch(batch, unit)
         if batch > 2 * target:
             raise SpecError(f"dp x micro-batch = {unit} sequences is more than twice the "
                             f"default global batch ({target}); give --global-batch")
-    row = {**fixed, "devices": devices, "dp": par.dp, "global_batch_size": batch}
+    row = {**fixed, "devices": devices, "dp": dp, "global_batch_size": batch}
     return estimate_at(req, row)
 
 

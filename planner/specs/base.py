@@ -21,6 +21,8 @@ class Spec(BaseModel):
 
 def _whole(v):
     """A whole number, not a YAML boolean (``true`` is not 1) and not text."""
+    if type(v) is int:  # the common case, first: specs are built on every estimate
+        return v
     if isinstance(v, bool):
         raise ValueError(f"must be a whole number, not {str(v).lower()}")
     if isinstance(v, numbers.Integral):
