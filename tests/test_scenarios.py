@@ -2,14 +2,12 @@
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from planner.planning.budget import BESIROGLU, CHINCHILLA, allocations, useful_flops
 from planner.catalog.catalog import shipped_dir
 from planner.cli import cli
-from planner.errors import SpecError
 from planner.planning.scenario import load_scenario, run_scenario, scenario_paths
 from planner.checks.throughput import all_checks
 

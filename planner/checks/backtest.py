@@ -12,7 +12,6 @@ testing the carbon formula apart from the time prediction. Errors are (predicted
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from planner.errors import PlannerError, SpecError, UnknownNameError
 from planner.estimators import outcome as oc
 from planner.results import Result
 from planner.specs.base import Spec
-from planner.specs.hardware import Precision
+from planner.vocab import Precision
 from planner.units import SECONDS_PER_HOUR, TERA
 
 DATASET = Path(__file__).resolve().parent.parent / "data" / "backtest" / "runs.yaml"

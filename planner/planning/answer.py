@@ -82,7 +82,7 @@ def estimate_plan(
     layout that does not fit raises InfeasibleError naming what would."""
     req = resolve(model, hardware, tokens, region, profiles_dirs, shape, use_calibration,
                   devices=devices, **options)
-    n, notes = devices_of(req, None)
+    n, notes = devices_of(req)
     req.notes += notes
     est = estimate_on(req, n, top, show_unfit=not require_fit)
     if require_fit and not est.memory_per_device.fits:

@@ -188,10 +188,8 @@ def resolve(
     return req
 
 
-def devices_of(req: Request, devices: int | None) -> tuple[int, list[Assumption]]:
+def devices_of(req: Request) -> tuple[int, list[Assumption]]:
     """The device count: given, the built-in plan's, or one node (recorded)."""
-    if devices is not None:
-        return devices, []
     n = req.parallel.pop("devices", None)
     if n is not None:
         return n, []

@@ -18,7 +18,7 @@ Confidence = Literal["vendor", "secondary", "recalled", "derived", "uncertain"]
 PriceTier = Literal[
     "on_demand", "reserved_1y", "reserved_3y", "spot", "capacity_block", "neocloud", "assumption"
 ]
-from planner.vocab import PRECISIONS, Precision  # noqa: E402
+from planner.vocab import PRECISIONS  # noqa: E402
 
 
 class Figure(Spec):

@@ -6,7 +6,6 @@ Validated like every other spec: unknown keys are errors naming the file, line a
 
 from __future__ import annotations
 
-from typing import Literal
 
 from pydantic import Field, PositiveFloat, field_validator, model_validator
 
