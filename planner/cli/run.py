@@ -249,9 +249,11 @@ def _render_budget(ans, fmt: str) -> str:
     if fmt == "json":
         return dumps_json(ans.to_dict()) + "\n"
     rows = []
-    for case, c in ans.cases.items():
+    # best case first, as in every range planner prints: the most compute the money buys
+    for case, label in (("high", "best case"), ("expected", "expected"), ("low", "worst case")):
+        c = ans.cases[case]
         for a in c.allocations:
-            rows.append({"case": f"{case} ({c.efficiency:.2f} of peak)", "flops": c.flops,
+            rows.append({"case": f"{label} ({c.efficiency:.2f} of peak)", "flops": c.flops,
                          "rule": a.rule, "params": fmt_count(a.params) if fmt == "table"
                          else a.params, "tokens": fmt_count(a.tokens) if fmt == "table"
                          else a.tokens, "tokens_per_param": round(a.tokens_per_param, 1),
