@@ -11,6 +11,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from planner.errors import SpecError
@@ -47,14 +48,22 @@ class Calibration:
 
 
 def load(path: Path | None = None) -> list[Calibration]:
-    """All stored calibrations ([] when there is no file)."""
+    """All stored calibrations ([] when there is no file); re-read only when the file
+    changes, since every estimate looks a calibration up."""
     path = path or default_path()
-    if not path.exists():
+    try:
+        st = path.stat()
+    except OSError:
         return []
+    return list(_load_at(path, st.st_mtime_ns, st.st_size))
+
+
+@lru_cache(maxsize=8)
+def _load_at(path: Path, mtime_ns: int, size: int) -> tuple[Calibration, ...]:
     try:
         rows = json.loads(path.read_text())
-        return [Calibration(**r) for r in rows]
-    except (ValueError, TypeError) as e:
+        return tuple(Calibration(**r) for r in rows)
+    except (ValueError, TypeError, OSError) as e:
         raise SpecError(f"calibration file {path} is not valid ({e}); fix or "
                         "`planner calibration clear`") from None
 

@@ -22,6 +22,7 @@ _PKG = Path(__file__).resolve().parent.parent
 PRESETS_DIR = _PKG / "data" / "models"
 
 
+@lru_cache(maxsize=8)
 def shipped_dir(name: str) -> Path:
     """Directory of shipped data ('hardware_profiles' or 'scenarios'), wheel or checkout."""
     for candidate in (_PKG / "_shipped" / name, _PKG.parent / name):
