@@ -21,9 +21,16 @@ ENV = "PLANNER_CALIBRATION"
 
 
 def default_path() -> Path:
-    if os.environ.get(ENV):
-        return Path(os.environ[ENV]).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    env = os.environ
+    return _path_for(env.get(ENV), env.get("XDG_CONFIG_HOME"), env.get("HOME"))
+
+
+@lru_cache(maxsize=8)
+def _path_for(explicit: str | None, xdg: str | None, home: str | None) -> Path:
+    """The path for these environment values (cached: every estimate asks)."""
+    if explicit:
+        return Path(explicit).expanduser()
+    base = xdg or os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "planner" / "calibration.json"
 
 
@@ -52,7 +59,7 @@ def load(path: Path | None = None) -> list[Calibration]:
     changes, since every estimate looks a calibration up."""
     path = path or default_path()
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return []
     return list(_load_at(path, st.st_mtime_ns, st.st_size))

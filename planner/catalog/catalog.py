@@ -47,7 +47,7 @@ def _listing(d: Path, pattern: str) -> dict[str, Path]:
     """The sorted files of a directory, re-read only when the directory changes (its
     mtime), so a long-lived process (the Python API) does not glob on every call."""
     try:
-        mtime = d.stat().st_mtime_ns
+        mtime = os.stat(d).st_mtime_ns  # os.stat: no Path parsing on the hot path
     except OSError:
         return {}
     return _listing_at(d, pattern, mtime)
@@ -98,7 +98,12 @@ def _load_model_file(path: Path) -> ModelSpec:
 
 
 def load_model(name_or_path: str) -> ModelSpec:
-    """A model by preset name, model YAML file, or Hugging Face config.json (file or dir)."""
+    """A model by preset name, model YAML file, or Hugging Face config.json (file or dir).
+    A file of that name wins over a preset of the same name."""
+    if not os.path.exists(os.path.expanduser(name_or_path)):  # one stat for a preset name
+        presets = preset_paths()
+        if name_or_path in presets:
+            return _load_model_file(presets[name_or_path])
     p = Path(name_or_path).expanduser()
     if p.is_dir() and (p / "config.json").is_file():
         p = p / "config.json"

@@ -131,8 +131,10 @@ def _cloud(provider: str, name: str, raw: str) -> GridFactor:
     return _country(r["country_iso3"], region, loc, provider)
 
 
+@lru_cache(maxsize=256)
 def grid_factor(region: str) -> GridFactor:
-    """Resolve a region string to its grid intensity and PUE; UnknownNameError if unknown."""
+    """Resolve a region string to its grid intensity and PUE; UnknownNameError if unknown.
+    Cached: the tables are the shipped snapshot, and every estimate asks."""
     snap, _ = _tables()
     raw = region.strip()
     key = raw.lower()

@@ -226,16 +226,21 @@ def memory_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
                  defaults: MemoryDefaults, params: ParamCount | None = None) -> dict[str, Any]:
     """Every memory term (bytes) of the most loaded stage, for one layout or arrays of them."""
     p = params or count_params(model)
-    first = _stage_terms(model, training, lay, defaults, p, last=False)
-    last = _stage_terms(model, training, lay, defaults, p, last=True)
+    acts = (layer_activation_bytes_v(model, training, lay, moe_layer=False),
+            layer_activation_bytes_v(model, training, lay, moe_layer=True) if model.moe
+            else 0.0)
+    first = _stage_terms(model, training, lay, defaults, p, acts, last=False)
+    last = _stage_terms(model, training, lay, defaults, p, acts, last=True)
     last_binds = (last["total"] > first["total"]) * (lay.pp > 1)
     out = {k: first[k] + (last[k] - first[k]) * last_binds for k in first}
     out["last_binds"] = last_binds
     return out
 
 
-def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount, last: bool) -> dict:
-    """Memory of the first (last=False) or last pipeline stage; pp=1 makes them the same."""
+def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount,
+                 layer_acts: tuple, last: bool) -> dict:
+    """Memory of the first (last=False) or last pipeline stage; pp=1 makes them the same.
+    ``layer_acts``: one micro-batch's activation bytes of a dense and of an MoE layer."""
     per = stage_layers(model.num_layers, lay)
     n_dense_all = model.num_dense_ffn_layers
     if last:
@@ -261,9 +266,7 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount, last: b
     expert_states = model_state_bytes(routed, opt, prec, z, vmax(1, lay.dp * lay.cp / lay.ep))
     weights, grads, optim = (a + b for a, b in zip(dense_states, expert_states))
 
-    act_dense = layer_activation_bytes_v(model, training, lay, moe_layer=False)
-    act_moe = layer_activation_bytes_v(model, training, lay, moe_layer=True) if model.moe \
-        else 0.0
+    act_dense, act_moe = layer_acts
     one_mb = dense * act_dense + moe * act_moe
     # Full recompute keeps each block's input and rebuilds one block during backward.
     beta = activation_bytes_per_element(prec)
@@ -295,9 +298,13 @@ def memory_per_device(
     par: ParallelismSpec,
     capacity_bytes: float,
     defaults: MemoryDefaults = MemoryDefaults(),
+    lay: Degrees | None = None,
+    params: ParamCount | None = None,
 ) -> MemoryBreakdown:
-    """Peak memory per device on the most loaded pipeline stage (first or last)."""
-    t = memory_terms(model, training, Degrees.from_specs(training, par), defaults)
+    """Peak memory per device on the most loaded pipeline stage (first or last).
+    ``lay``/``params``: the layout's Degrees and the model's counts, when already built."""
+    t = memory_terms(model, training, lay or Degrees.from_specs(training, par), defaults,
+                     params)
     stage = "only" if par.pp == 1 else ("last" if t["last_binds"] else "first")
     return MemoryBreakdown(
         weights_bytes=t["weights"], gradients_bytes=t["gradients"],

@@ -74,12 +74,17 @@ def _efficiencies(hw: HardwareProfile, predicted: float, led: _Ledger) -> tuple[
         name="efficiency_expected", value=predicted, unit="fraction of peak", defaulted=True,
         source="performance model for this layout (step breakdown; constants calibrated on "
                "Megatron-LM Table 1, checked on Llama 3 Table 4)"))
+    source = _spread_source(hw.name, prof.low, prof.expected, prof.high, prof.source)
     for name, value in (("efficiency_low", lo), ("efficiency_high", hi)):
-        led.items.append(Assumption(
-            name=name, value=value, unit="fraction of peak", defaulted=True,
-            source=f"prediction x the relative spread of the {hw.name} profile range "
-                   f"{prof.low}/{prof.expected}/{prof.high}: {prof.source}"))
+        led.items.append(Assumption(name=name, value=value, unit="fraction of peak",
+                                    defaulted=True, source=source))
     return lo, predicted, hi
+
+
+@lru_cache(maxsize=64)
+def _spread_source(name: str, low: float, expected: float, high: float, source: str) -> str:
+    return (f"prediction x the relative spread of the {name} profile range "
+            f"{low}/{expected}/{high}: {source}")
 
 
 def _cases(effs: tuple[float, ...], devices: int, led: _Ledger) -> dict[str, _Case]:
@@ -213,6 +218,28 @@ def _outcome(case: _Case, hw_flops: float, devices: int, peak: float,
                    energy_kwh=v["energy_kwh"], kg_co2e=v["kg_co2e"])
 
 
+_RESOLVED: dict = {}
+
+
+def _resolved_inputs(hw: HardwareProfile, user: Assumptions, grid: GridFactor | None):
+    """Memory defaults, price, power, PUE, grid and embodied lifetime with their assumptions:
+    they depend on the hardware, the user's assumptions and the grid only, so a long-lived
+    process (the API, a sweep) resolves them once per combination."""
+    key = (id(hw), user, grid)
+    hit = _RESOLVED.get(key)
+    if hit is not None and hit[0] is hw:
+        return hit[1]
+    led = _Ledger(user)
+    mem_defaults = _memory_defaults(led)
+    inp = outcome_inputs(hw, user, grid, led)
+    lifetime = led.take("embodied_lifetime_years", 5.0, "years", EMBODIED_LIFETIME_SOURCE)
+    value = (inp, mem_defaults, lifetime, tuple(led.items))
+    if len(_RESOLVED) > 256:
+        _RESOLVED.clear()
+    _RESOLVED[key] = (hw, value)
+    return value
+
+
 def estimate(
     model: ModelSpec,
     hw: HardwareProfile,
@@ -238,15 +265,15 @@ def estimate(
     tokens_step = training.global_batch_size * training.seq_len
     predicted_hfu = fl.hardware_per_token * tokens_step / (step_s * par.devices * peak)
     cases = _cases(_efficiencies(hw, predicted_hfu, led), par.devices, led)
-    mem = memory_per_device(model, training, par, hw.memory_bytes, _memory_defaults(led))
-    inp = outcome_inputs(hw, assumptions, grid, led)
+    inp, mem_defaults, lifetime, fixed_items = _resolved_inputs(hw, assumptions, grid)
+    led.items.extend(fixed_items)
+    mem = memory_per_device(model, training, par, hw.memory_bytes, mem_defaults, lay, params)
     price, tier, provider, power_w, pue, g = (
         inp.price_usd_per_device_hour, inp.tier, inp.provider, inp.power_w, inp.pue,
         inp.grid_g_co2e_per_kwh)
     outs = {k: _outcome(c, fl.hardware_total, par.devices, peak, inp)
             for k, c in cases.items()}
     exp, case = outs["expected"], cases["expected"]
-    lifetime = led.take("embodied_lifetime_years", 5.0, "years", EMBODIED_LIFETIME_SOURCE)
     emb = hw.embodied_kg_co2e_per_device
     it_kwh, _ = oc.energy_kwh(exp.device_hours, power_w, pue)
     steps = training.tokens / (training.global_batch_size * training.seq_len)
@@ -320,20 +347,31 @@ def _perf_assumptions() -> tuple[Assumption, ...]:
                             defaulted=True) for k, src in PerfParams.SOURCES.items())
 
 
-def _fixed_assumptions(training: TrainingSpec, par: ParallelismSpec) -> list[Assumption]:
+_FIXED_FIELDS = (("micro_batch_size", "precision", "optimizer", "recompute", "flash_attention",
+                  "attention_flops"), ("zero_stage", "pipeline_schedule"))
+
+
+def _fixed_assumptions(training: TrainingSpec, par: ParallelismSpec) -> tuple[Assumption, ...]:
     """Training and layout settings that the user left at their defaults."""
+    return _fixed_for(frozenset(training.model_fields_set), frozenset(par.model_fields_set),
+                      tuple(getattr(training, f) for f in _FIXED_FIELDS[0]),
+                      tuple(getattr(par, f) for f in _FIXED_FIELDS[1]), par.tp > 1)
+
+
+@lru_cache(maxsize=256)
+def _fixed_for(train_set: frozenset, par_set: frozenset, train_values: tuple,
+               par_values: tuple, tp_above_one: bool) -> tuple[Assumption, ...]:
     out = []
-    for spec, fields in ((training, ("micro_batch_size", "precision", "optimizer", "recompute",
-                                     "flash_attention", "attention_flops")),
-                         (par, ("zero_stage", "pipeline_schedule"))):
-        for f in fields:
-            if f not in spec.model_fields_set:
-                out.append(Assumption(name=f, value=str(getattr(spec, f)), unit="",
+    for given, fields, values in ((train_set, _FIXED_FIELDS[0], train_values),
+                                  (par_set, _FIXED_FIELDS[1], par_values)):
+        for f, value in zip(fields, values):
+            if f not in given:
+                out.append(Assumption(name=f, value=str(value), unit="",
                                       source="planner default", defaulted=True))
-    if "sequence_parallel" not in par.model_fields_set and par.tp > 1:
+    if "sequence_parallel" not in par_set and tp_above_one:
         out.append(Assumption(name="sequence_parallel", value="True", unit="",
                               source="planner default: on when tp > 1", defaulted=True))
-    return out
+    return tuple(out)
 
 
 def _warnings(model: ModelSpec, training: TrainingSpec, par: ParallelismSpec,

@@ -237,16 +237,18 @@ def _count(value: float | str) -> float:
 _TRAINING_ONLY = set(TrainingSpec.model_fields) - {"tokens"}
 
 
+# option name -> the spec it belongs to (training first, as a name in two specs goes there)
+_TARGET = {**{k: "assumptions" for k in Assumptions.model_fields},
+           **{k: "parallel" for k in ParallelismSpec.model_fields},
+           **{k: "training" for k in _TRAINING_ONLY}}
+
+
 def _split_options(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {"training": {}, "parallel": {}, "assumptions": {}}
-    targets = (("training", _TRAINING_ONLY), ("parallel", set(ParallelismSpec.model_fields)),
-               ("assumptions", set(Assumptions.model_fields)))
     for key, value in options.items():
-        for name, fields in targets:
-            if key in fields:
-                if value is not None:
-                    out[name][key] = value
-                break
-        else:
+        name = _TARGET.get(key)
+        if name is None:
             raise TypeError(f"unknown option '{key}'")
+        if value is not None:
+            out[name][key] = value
     return out
