@@ -16,6 +16,10 @@ RECOMPUTE = ("none", "selective", "full")  # code = index: 0 none, 1 selective, 
 SCHEDULES = ("1f1b", "interleaved", "gpipe")  # code = index
 ZERO_STAGES = (0, 1, 2, 3)
 OBJECTIVES = ("time", "cost", "carbon")
+# Training frameworks whose conventions (gradient dtype, fused kernels, overlap) the model
+# follows; "generic" is planner's own convention (docs/performance-model.md). code = index.
+FRAMEWORKS = ("generic", "megatron", "fsdp2", "deepspeed")
+OFFLOADS = ("none", "optimizer", "optimizer_params")  # ZeRO-Offload / FSDP CPUOffload; code
 
 Precision = Literal[PRECISIONS]
 Optimizer = Literal[OPTIMIZERS]
@@ -23,6 +27,8 @@ Recompute = Literal[RECOMPUTE]
 Schedule = Literal[SCHEDULES]
 ZeroStage = Literal[ZERO_STAGES]
 Objective = Literal[OBJECTIVES]
+Framework = Literal[FRAMEWORKS]
+Offload = Literal[OFFLOADS]
 
 # The layout degrees a search chooses, by their one name (the TrainingSpec / ParallelismSpec
 # field, the search's column, the result's Layout field), with the CLI flag that fixes each.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from planner.vocab import RECOMPUTE, SCHEDULES
+from planner.vocab import FRAMEWORKS, OFFLOADS, RECOMPUTE, SCHEDULES
 
 
 def vmax(a: Any, b: Any) -> Any:
@@ -43,6 +43,16 @@ class Degrees:
     pipeline_schedule: Any  # code: 0 1f1b, 1 interleaved, 2 gpipe
     virtual_stages: Any  # model chunks per pipeline rank
     global_batch_size: Any  # sequences per optimizer step
+    dp_shard: Any = None  # ZeRO/FSDP shard group within dp; None: all of dp (no HSDP)
+    reshard_after_forward: Any = 1  # ZeRO-3/FSDP: 1 re-gathers parameters for backward
+    tp_comm_overlap: Any = 0  # 1: TP collectives overlapped with GEMMs
+    framework: Any = 0  # code: index in vocab.FRAMEWORKS
+    offload: Any = 0  # code: index in vocab.OFFLOADS
+
+    @property
+    def shard(self) -> Any:
+        """Data-parallel ranks one ZeRO/FSDP shard group spans."""
+        return self.dp if self.dp_shard is None else self.dp_shard
 
     @property
     def micro_batches(self) -> Any:
@@ -57,4 +67,7 @@ class Degrees:
             recompute=RECOMPUTE.index(training.recompute), sequence_parallel=int(par.sp),
             pipeline_schedule=SCHEDULES.index(par.pipeline_schedule),
             virtual_stages=par.virtual_stages, global_batch_size=training.global_batch_size,
+            dp_shard=par.shard, reshard_after_forward=int(par.reshard_after_forward),
+            tp_comm_overlap=int(par.tp_comm_overlap), framework=FRAMEWORKS.index(par.framework),
+            offload=OFFLOADS.index(par.offload),
         )

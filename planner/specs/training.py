@@ -8,7 +8,9 @@ from pydantic import Field, model_validator
 
 from planner.specs.base import Name, PositiveWhole, Spec
 from planner.specs.hardware import EfficiencyRange
-from planner.vocab import Optimizer, Precision, Recompute, Schedule, ZeroStage
+from planner.vocab import (
+    Framework, Offload, Optimizer, Precision, Recompute, Schedule, ZeroStage,
+)
 
 
 class TrainingSpec(Spec):
@@ -25,6 +27,11 @@ class TrainingSpec(Spec):
     attention_flops: Literal["full", "causal"] = Field(
         "full", description="full: PaLM/Megatron convention (pairs with published MFU); "
         "causal: half the score FLOPs (physically required)."
+    )
+    dropout: bool = Field(
+        False, description="Dropout after attention and MLP (and on the attention scores "
+        "without fused attention): its masks are saved for backward (Korthikanti et al. 2022 "
+        "Table 2). Modern LLM pre-training uses none."
     )
 
 
@@ -44,6 +51,27 @@ class ParallelismSpec(Spec):
     )
     pipeline_schedule: Schedule = "1f1b"
     virtual_stages: PositiveWhole = Field(1, description="Model chunks per pipeline rank.")
+    dp_shard: PositiveWhole | None = Field(
+        None, description="ZeRO/FSDP shard group size within dp (HSDP: shard inside groups of "
+        "this many data-parallel ranks, replicate across them; torchtitan dp_shard, ZeRO++ "
+        "hpZ). Default: shard across all of dp."
+    )
+    reshard_after_forward: bool = Field(
+        True, description="ZeRO-3/FSDP: free gathered parameters after each layer's forward "
+        "and gather them again for backward (FSDP2's default); False keeps them until backward."
+    )
+    tp_comm_overlap: bool = Field(
+        False, description="Overlap tensor-parallel collectives with GEMMs (Megatron "
+        "--tp-comm-overlap, PyTorch async TP)."
+    )
+    framework: Framework = Field(
+        "generic", description="Whose conventions to follow: gradient dtype, fused kernels, "
+        "overlap (megatron, fsdp2, deepspeed; generic is planner's own)."
+    )
+    offload: Offload = Field(
+        "none", description="Keep optimizer states (and parameters) in host memory and step "
+        "on the CPU (ZeRO-Offload, FSDP CPUOffload)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ParallelismSpec:
@@ -60,7 +88,17 @@ class ParallelismSpec(Spec):
             )
         if self.virtual_stages > 1 and self.pipeline_schedule != "interleaved":
             raise ValueError("virtual_stages > 1 needs pipeline_schedule 'interleaved'")
+        if self.dp_shard is not None and self.dp % self.dp_shard:
+            raise ValueError(
+                f"dp_shard={self.dp_shard} must divide dp={self.dp}; valid dp_shard: "
+                f"{', '.join(str(d) for d in _divisors(self.dp))}"
+            )
         return self
+
+    @property
+    def shard(self) -> int:
+        """Data-parallel ranks a ZeRO/FSDP shard group spans (dp unless HSDP)."""
+        return self.dp if self.dp_shard is None else self.dp_shard
 
     @property
     def dp(self) -> int:
