@@ -119,7 +119,7 @@ def test_validation_throughput_table_is_current():
 
     text = VALIDATION.read_text()
     rows = report().splitlines()[2:]
-    assert len(rows) == 17
+    assert len(rows) == 34
     for row in rows:
         assert row in text, f"docs/validation.md throughput table is stale: {row}"
 
@@ -128,8 +128,9 @@ def test_validation_throughput_table_says_which_rows_set_a_constant():
     text = VALIDATION.read_text()
     calibrated = text.split("**Rows that set a constant.**")[1].split("**Held-out rows.**")[0]
     held_out = text.split("**Held-out rows.**")[1].split("\n## ")[0]
-    assert calibrated.count("\n| GPT ") == 5 and "Llama 3" not in calibrated.split("|---")[1]
+    assert calibrated.count("\n| GPT ") == 13 and "Llama 3" not in calibrated.split("|---")[1]
     assert held_out.count("\n| Llama 3 405B") == 3 and "\n| GPT " not in held_out
+    assert held_out.count("FSDP2 on 64 A100") == 8 and held_out.count("\n| PaLM") == 1
 
 
 def test_validation_backtest_tables_are_current(runner):

@@ -18,6 +18,7 @@ from planner.estimators.step_time import PerfParams, flops_inputs, step_seconds,
 from planner.estimators.vec import Degrees
 from planner.planning.search import SearchSpace, search
 from planner.specs import ModelSpec, TrainingSpec
+from planner.vocab import RECOMPUTE
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "validation" / "throughput.yaml"
 
@@ -63,7 +64,8 @@ def megatron_checks(perf: PerfParams = PerfParams()) -> list[Check]:
         training = TrainingSpec(tokens=1e9, seq_len=2048, global_batch_size=batch,
                                 precision="fp16", recompute="full", flash_attention=False)
         space = SearchSpace(fixed={"tp": tp, "pp": pp, "cp": 1, "ep": 1, "zero_stage": 0,
-                                   "recompute": "full"}, virtual_stages=tuple(range(1, 9)))
+                                   "recompute": "full"}, virtual_stages=tuple(range(1, 9)),
+                            dp_comm_overlap=False, sequence_parallel=False)
         c = search(model, training, hw, [gpus], space, batch_fixed=True, perf=perf)
         i = int(c.arrays["step_s"].argmin())
         fl = flops_inputs(model, training, count_params(model))
@@ -99,6 +101,76 @@ def llama3_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     return out
 
 
+def _step_s(model: ModelSpec, training: TrainingSpec, hw, perf: PerfParams, **degrees) -> float:
+    """Step time of one published layout (no search: every degree is the authors')."""
+    d = {"cp": 1, "ep": 1, "zero_stage": 1, "virtual_stages": 1, **degrees}
+    d.setdefault("sequence_parallel", int(d["tp"] > 1))
+    d.setdefault("pipeline_schedule", int(d["virtual_stages"] > 1))
+    d["dp"] = d["devices"] // (d["tp"] * d["pp"] * d["cp"])
+    p = count_params(model)
+    deg = Degrees(micro_batch_size=training.micro_batch_size,
+                  recompute=RECOMPUTE.index(training.recompute),
+                  global_batch_size=training.global_batch_size, **d)
+    return float(step_seconds(step_time_terms(model, training, deg, hw, p,
+                                              flops_inputs(model, training, p), perf)))
+
+
+def korthikanti_checks(perf: PerfParams = PerfParams()) -> list[Check]:
+    """Korthikanti et al. 2022 Table 5: predicted vs reported seconds per iteration on A100,
+    full recompute without sequence parallelism, and selective recompute with it."""
+    table = _table("korthikanti_2022_table5")
+    hw = load_hardware(table["hardware"])
+    out = []
+    for name, heads, h, layers, tp, pp, gpus, batch, mb, v, mode, secs in table["rows"]:
+        model = _gpt(h, heads, layers)
+        training = TrainingSpec(tokens=1e9, seq_len=2048, global_batch_size=batch,
+                                micro_batch_size=mb, precision="fp16", recompute=mode,
+                                flash_attention=False, dropout=True)
+        pred = _step_s(model, training, hw, perf, devices=gpus, tp=tp, pp=pp,
+                       virtual_stages=v, sequence_parallel=int(mode == "selective"))
+        out.append(Check(f"GPT {name} on {gpus} A100, {mode} recompute"
+                         f"{' + SP' if mode == 'selective' else ''}", secs, pred, "s/step",
+                         f"tp{tp} pp{pp} mb{mb} v{v}"))
+    return out
+
+
+def torchtitan_checks(perf: PerfParams = PerfParams()) -> list[Check]:
+    """torchtitan FSDP2 on 64 A100: predicted vs reported tokens/s per GPU."""
+    table = _table("torchtitan_fsdp2_a100")
+    hw, n = load_hardware(table["hardware"]), table["settings"]["devices"]
+    out = []
+    for name, lb, seq, recompute, wps in table["rows"]:
+        policies = ("selective", "full") if recompute == "half" else (recompute,)
+        steps = []
+        for policy in policies:  # 'half': the mean of selective and full (see the data file)
+            training = TrainingSpec(tokens=1e9, seq_len=seq, global_batch_size=lb * n,
+                                    micro_batch_size=lb, recompute=policy)
+            steps.append(_step_s(load_model(name), training, hw, perf, devices=n, tp=1, pp=1,
+                                 zero_stage=3))
+        step = sum(steps) / len(steps)
+        out.append(Check(f"{name} FSDP2 on {n} A100, {recompute} recompute, seq {seq}", wps,
+                         lb * seq / step, "tokens/s/GPU", f"zero3 dp{n} mb{lb}"))
+    return out
+
+
+def palm_checks(perf: PerfParams = PerfParams()) -> list[Check]:
+    """PaLM 540B on 6144 TPU v4 (two pods): predicted vs reported MFU."""
+    table = _table("palm_2022")
+    hw, model = load_hardware(table["hardware"]), ModelSpec(**table["model"])
+    p = count_params(model)
+    out = []
+    for gpus, tp, dp, shard, seq, batch, mb, recompute, mfu in table["rows"]:
+        training = TrainingSpec(tokens=1e9, seq_len=seq, global_batch_size=batch,
+                                micro_batch_size=mb, recompute=recompute)
+        step = _step_s(model, training, hw, perf, devices=gpus, tp=tp, pp=1, zero_stage=3,
+                       dp_shard=shard)
+        fl = flops_inputs(model, training, p)
+        pred = fl["model"] * batch * seq / (step * gpus * hw.peak_flops_per_s("bf16")) * 100
+        out.append(Check(f"PaLM 540B on {gpus} TPU v4 (2 pods)", mfu, pred, "% MFU",
+                         f"tp{tp} dp{dp} (shard {shard} x replicate {dp // shard}) zero3"))
+    return out
+
+
 def single_gpu_checks() -> list[Check]:
     """planner's own GPU runs (eager PyTorch, one device): predicted vs measured step time,
     predicted exactly as `planner validate` predicts it. Held out: measured after the
@@ -119,7 +191,8 @@ def single_gpu_checks() -> list[Check]:
 
 def all_checks() -> list[Check]:
     """Every row: Megatron (calibration), Llama 3 and planner's own GPU runs (held out)."""
-    return megatron_checks() + llama3_checks() + single_gpu_checks()
+    return (megatron_checks() + llama3_checks() + korthikanti_checks() + torchtitan_checks()
+            + palm_checks() + single_gpu_checks())
 
 
 def report() -> str:

@@ -30,7 +30,7 @@ from planner.estimators.memory import (
     activation_bytes_per_element, routed_params, stage_layers, state_bytes_per_param,
 )
 from planner.estimators.params import ParamCount
-from planner.estimators.vec import Degrees, vmax
+from planner.estimators.vec import Degrees, vmax, vmin
 from planner.specs.hardware import HardwareProfile
 from planner.specs.model import ModelSpec
 from planner.specs.training import TrainingSpec
@@ -40,43 +40,52 @@ from planner.specs.training import TrainingSpec
 class PerfParams:
     """Global constants of the performance model; each is an assumption with a source."""
 
-    gemm_efficiency_max: float = 0.68
-    gemm_half_dim: float = 128.0
+    gemm_efficiency_max: float = 0.75
+    gemm_half_dim: float = 192.0
+    gemm_half_tokens: float = 96.0
     attention_efficiency: float = 0.45
-    elementwise_bytes_per_h: float = 64.0
+    elementwise_bytes_per_h: float = 48.0
     comm_efficiency: float = 0.80
     latency_intra_s: float = 5e-6
     latency_inter_s: float = 15e-6
-    dp_overlap: float = 0.5
     cp_overlap: float = 1.0
-    score_passes: float = 10.0
+    tp_overlap_fraction: float = 0.9
+    replicated_elementwise_fraction: float = 10 / 34
+    score_passes: float = 14.0
     reference_efficiency: float = 0.45
 
     SOURCES = {
         "gemm_efficiency_max": "large dense GEMMs reach ~75-85% of the dense peak (cuBLAS on "
-        "A100/H100; Calculon's gflops_efficiency tables); calibrated on Megatron-LM Table 1",
-        "gemm_half_dim": "heuristic: per-device GEMM dimension at which efficiency halves "
-        "(small shards run less efficiently)",
+        "A100/H100; Calculon's gflops_efficiency tables); calibrated on Megatron-LM Table 1 "
+        "and Korthikanti et al. 2022 Table 5 (docs/validation.md)",
+        "gemm_half_dim": "per-device hidden width (d_model / tp) at which GEMM efficiency "
+        "halves (narrow shards run less efficiently); calibrated on Megatron-LM Table 1 and "
+        "Korthikanti et al. 2022 Table 5",
+        "gemm_half_tokens": "heuristic: tokens per micro-batch at which GEMM efficiency halves",
         "attention_efficiency": "FlashAttention-2 (Dao 2023): 50-73% of peak forward, lower "
         "backward, on A100, counting the backward as 2.5x the forward (its QK^T recompute), "
         "as the model charges it",
         "elementwise_bytes_per_h": "heuristic: HBM traffic of norms, activations, residuals, "
         "dropout and softmax per token per layer, in units of d_model elements; calibrated on "
-        "Megatron-LM Table 1",
+        "Megatron-LM Table 1 and Korthikanti et al. 2022 Table 5",
         "comm_efficiency": "achieved bus bandwidth / link rate: DeepSeek-V3 §3.2.2 reports "
         "160 GB/s usable of 200 GB/s NVLink; nccl-tests busbw ~80-90% of link",
         "latency_intra_s": "heuristic NCCL per-hop latency inside a node (docs/formulas.md §4.2)",
         "latency_inter_s": "heuristic NCCL per-hop latency across nodes (docs/formulas.md §4.2)",
-        "dp_overlap": "fraction of the data-parallel traffic hidden behind backward compute "
-        "(bucketed DDP / overlap-grad-reduce); heuristic",
+        "tp_overlap_fraction": "with tp_comm_overlap, the share of TP collective time hidden "
+        "under GEMMs (Megatron --tp-comm-overlap, Wang et al. 2023 'Overlap communication with "
+        "dependent computation'); heuristic, no published row checks it",
+        "replicated_elementwise_fraction": "share of the elementwise traffic outside the "
+        "tensor-parallel regions (norms, dropouts), replicated on every TP rank without "
+        "sequence parallelism: Korthikanti et al. 2022 §4.2.2, 10 of 34 sbh bytes per layer",
         "cp_overlap": "ring attention overlaps the K/V exchange with attention compute",
         "reference_efficiency": "expected efficiency of the a100-80gb profile, the hardware the "
         "GEMM constant was calibrated on; other hardware scales gemm_efficiency_max by its "
         "own profile's expected efficiency / this (a TPU or MI300X profile with a lower "
         "published MFU gets slower GEMMs)",
         "score_passes": "unfused attention: softmax, mask and dropout read/write the s^2 "
-        "score matrix ~10 times per layer over forward and backward (Korthikanti §4.1's "
-        "5 a s^2 b bytes saved; heuristic)",
+        "score matrix ~14 times per layer over forward and backward (Korthikanti §4.1's "
+        "5 a s^2 b bytes saved); calibrated on Megatron-LM Table 1 and Korthikanti Table 5",
     }
 
 
@@ -95,11 +104,28 @@ def collective_seconds(bytes_: Any, factor: Any, n: Any, bw: Any, latency: Any, 
     return (factor * bytes_ / bw + hops * latency) * (n > 1)
 
 
-def _group_bw(stride: Any, size: Any, domain: float, up: float, out: float,
-              lat_up: float, lat_out: float) -> tuple[Any, Any]:
-    """(bandwidth, latency) for a group of ``size`` ranks spaced ``stride`` apart."""
+def group_link(stride: Any, size: Any, domain: float, up: float, out: float,
+               lat_up: float, lat_out: float) -> tuple[Any, Any]:
+    """(bus bandwidth per rank, per-hop latency) of a collective over ``size`` ranks spaced
+    ``stride`` apart (ranks ordered tp, cp, dp, pp as in Megatron).
+
+    Inside one scale-up domain: the scale-up link. Across domains the collective is
+    hierarchical: NCCL runs one ring (channel) per NIC rail, so a group with k ranks in each
+    domain moves its bytes over k NICs at once and its bus bandwidth is min(scale-up,
+    k x per-device scale-out); k = 1 when each domain holds one rank (a TPU pod's ranks
+    talk over ICI inside the pod and over DCN across pods). docs/performance-model.md.
+    """
     inside = stride * size <= domain
-    return out + (up - out) * inside, lat_out + (lat_up - lat_out) * inside
+    per_domain = vmax(1, vmin(size, domain // stride))
+    across = vmin(up, per_domain * out)
+    return across + (up - across) * inside, lat_out + (lat_up - lat_out) * inside
+
+
+def _overlapped(comm_per_layer: Any, compute_per_layer: Any, layers: Any) -> Any:
+    """Exposed time of one collective per layer prefetched behind the neighbouring layer's
+    compute (FSDP/ZeRO-3 all-gathers, bucketed gradient reductions): the first (or last)
+    layer's collective cannot hide, and each layer's excess over its compute shows."""
+    return comm_per_layer * (layers > 0) + layers * vmax(0, comm_per_layer - compute_per_layer)
 
 
 def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
@@ -119,30 +145,35 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     per_stage = stage_layers(L, lay)  # the busiest (first) stage sets the pace
     tokens_mb = lay.micro_batch_size * s / c  # tokens one device group handles per micro-batch
     rc_any, rc_full = lay.recompute >= 1, lay.recompute == 2
+    sp = lay.sequence_parallel
 
     attn_fwd = flops["attention_fwd"]
     # forward + backward (2x), fused backward's QK^T recompute, framework recompute
     attn_hw = 3 * attn_fwd + flops["attention_recompute"] + attn_fwd * rc_any
     gemm_hw = flops["model"] - 3 * attn_fwd + 2 * flops["layers_matmul"] * rc_full
-    e_max, half = gemm_efficiency_max(hw, perf), perf.gemm_half_dim
-    e_gemm = e_max * _sat(tokens_mb, half) * _sat(h / t, half)
+    e_max, half, half_t = gemm_efficiency_max(hw, perf), perf.gemm_half_dim, perf.gemm_half_tokens
+    e_gemm = e_max * _sat(tokens_mb, half_t) * _sat(h / t, half)
     share = tokens_mb / t * per_stage / L  # this device's share of per-token FLOPs
     # Routed experts multiply small matrices: each sees tokens x k x ep / E rows.
     expert_hw = 6 * flops["expert_matmul"] * (1 + rc_full / 3)
     e_expert = e_gemm
     if model.moe:
         rows = tokens_mb * model.moe.experts_per_token * e / model.moe.num_experts
-        e_expert = e_max * _sat(rows, half) * _sat(h / t, half)
+        e_expert = e_max * _sat(rows, half_t) * _sat(h / t, half)
     gemm_s = ((gemm_hw - expert_hw) / e_gemm + expert_hw / e_expert) * share / peak
     attn_s = attn_hw * share / (peak * perf.attention_efficiency)
     hbm = hw.hbm_bandwidth_tb_per_s.value * 1e12
     # Memory-bound traffic per token per layer: norms/activations/residuals (~k * h), and
     # without fused attention the s^2 softmax/dropout passes (~10 a s); plus the loss over
-    # the vocabulary (fp32 softmax and its gradient), charged to the critical path.
+    # the vocabulary (fp32 softmax and its gradient), charged to the critical path. Without
+    # sequence parallelism the norms and dropouts outside the TP regions run on every TP
+    # rank (Korthikanti et al. 2022 §4.2.2: 10 of the 34 sbh bytes per layer).
     per_layer = perf.elementwise_bytes_per_h * h * beta
+    replicated = perf.replicated_elementwise_fraction * per_layer * (1 - sp) * (t > 1)
+    per_layer_tp = (per_layer - replicated) / t + replicated
     if not training.flash_attention:
-        per_layer += perf.score_passes * model.num_heads * s * beta
-    ew_bytes = per_layer * tokens_mb * per_stage / t * (1 + rc_full / 3)
+        per_layer_tp = per_layer_tp + perf.score_passes * model.num_heads * s * beta / t
+    ew_bytes = per_layer_tp * tokens_mb * per_stage * (1 + rc_full / 3)
     ew_bytes = ew_bytes + 16 * model.vocab_size * tokens_mb / t
     compute_mb = gemm_s + attn_s + ew_bytes / hbm
 
@@ -151,47 +182,46 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     out = hw.scale_out_bandwidth_gb_per_s.value * 1e9 * perf.comm_efficiency
     lat = (perf.latency_intra_s, perf.latency_inter_s)
 
-    bw, la = _group_bw(1, t, domain, up, out, *lat)
+    bw, la = group_link(1, t, domain, up, out, *lat)
     tp_bytes = tokens_mb * h * beta
-    tp_mb = (4 + 2 * rc_full) * per_stage * collective_seconds(tp_bytes, 2 * (t - 1) / t, t, bw, la,
-                                                2 * (t - 1))
+    tp_raw = (4 + 2 * rc_full) * per_stage * collective_seconds(
+        tp_bytes, 2 * (t - 1) / t, t, bw, la, 2 * (t - 1))
+    # --tp-comm-overlap / async TP: the collectives run under the neighbouring GEMMs
+    tp_mb = tp_raw - lay.tp_comm_overlap * vmin(perf.tp_overlap_fraction * tp_raw,
+                                                perf.tp_overlap_fraction * gemm_s)
 
     kv_width = ((model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) if model.mla
                 else 2 * model.kv_heads * model.d_head)
-    bw, la = _group_bw(t, c, domain, up, out, *lat)
-    cp_mb = per_stage * 3 * collective_seconds(tokens_mb * kv_width * beta / t, c - 1, c, bw, la, c - 1)
+    bw, la = group_link(t, c, domain, up, out, *lat)
+    cp_mb = per_stage * 3 * collective_seconds(tokens_mb * kv_width * beta / t, c - 1, c, bw,
+                                               la, c - 1)
     cp_exposed_mb = vmax(0, cp_mb - perf.cp_overlap * attn_s)
 
     ep_mb = 0.0
     if model.moe:
         k = model.moe.experts_per_token
-        bw, la = _group_bw(t * c, e, domain, up, out, *lat)
+        bw, la = group_link(t * c, e, domain, up, out, *lat)
         a2a = collective_seconds(tokens_mb / t * k * h * beta, (e - 1) / e, e, bw, la, e - 1)
         ep_mb = 4 * (model.num_moe_layers * per_stage / L) * a2a
 
-    bw, la = _group_bw(t * c * d, p, domain, up, out, *lat)
-    pp_mb = 2 * lay.virtual_stages * collective_seconds(tokens_mb * h * beta / t, 1, p, bw, la, 1)
+    bw, la = group_link(t * c * d, p, domain, up, out, *lat)
+    pp_mb = 2 * lay.virtual_stages * collective_seconds(tokens_mb * h * beta / t, 1, p, bw, la,
+                                                        1)
 
     busy_mb = compute_mb + tp_mb + ep_mb + cp_exposed_mb
-    bubble_frac = (p - 1) / (lay.virtual_stages * m) * (lay.pipeline_schedule != 2) + (p - 1) / m * (lay.pipeline_schedule == 2)
+    bubble_frac = (p - 1) / (lay.virtual_stages * m) * (lay.pipeline_schedule != 2) + \
+        (p - 1) / m * (lay.pipeline_schedule == 2)
+
+    dp_total, dp_exposed = _data_parallel(model, training, lay, params, compute_mb, per_stage,
+                                          domain, up, out, lat)
 
     w_b, g_b, o_b = state_bytes_per_param(training.optimizer, training.precision)
     routed = routed_params(params, model)
     dense_local = (params.total - routed) / (t * p)  # owned before ZeRO sharding
     expert_local = routed / (t * p * e)
     z = lay.zero_stage
-    dp_total = 0.0
-    for local, n in ((dense_local, d * c), (expert_local, vmax(1, d * c / e))):
-        bw, la = _group_bw(t, n, domain, up, out, *lat)
-        grads = collective_seconds(local * g_b, (n - 1) / n * (1 + (z == 0)), n, bw, la, 2 * (n - 1))
-        gathers = collective_seconds(local * w_b, (n - 1) / n, n, bw, la, n - 1) * (z >= 1) * \
-            (1 + (2 * m - 1) * (z == 3))
-        dp_total = dp_total + grads + gathers
-    window = (2 / 3) * compute_mb + (m * compute_mb - (2 / 3) * compute_mb) * (z == 3)
-    dp_exposed = vmax(dp_total * (1 - perf.dp_overlap), dp_total - perf.dp_overlap * window)
-
     opt_params = 0.0
-    for local, n in ((dense_local, d * c), (expert_local, vmax(1, d * c / e))):
+    for local, n in ((dense_local, lay.shard * c), (expert_local, vmax(1, lay.shard * c / e))):
         opt_params = opt_params + local / (1 + (n - 1) * (z >= 1))
     optimizer_s = 2 * opt_params * (w_b + g_b + o_b) / hbm
 
@@ -203,7 +233,70 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
         # the compute term's parts, for comparing with a kernel-level profile
         "compute_gemm": m * gemm_s, "compute_attention": m * attn_s,
         "compute_memory": m * ew_bytes / hbm,
+        # communication before overlap, for checking volumes by hand
+        "tp_comm_total": m * tp_raw, "dp_comm_total": dp_total,
     }
+
+
+def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, params: ParamCount,
+                   compute_mb: Any, per_stage: Any, domain: float, up: float, out: float,
+                   lat: tuple[float, float]) -> tuple[Any, Any]:
+    """(total, exposed) seconds per step of the data-parallel collectives.
+
+    Per parameter group (dense weights over dp x cp ranks; routed experts over dp x cp / ep):
+      ZeRO 0      all-reduce of the gradients, once per step
+      ZeRO 1-2    reduce-scatter of the gradients once per step, all-gather of the updated
+                  parameters once per step (ZeRO §5; Megatron's distributed optimizer)
+      ZeRO 3      all-gather of each layer's parameters before its forward and (when
+                  reshard_after_forward) again before its backward, reduce-scatter of its
+                  gradients, every micro-batch (ZeRO §5.3; FSDP2)
+      HSDP        the above inside shard groups of dp_shard ranks, plus an all-reduce of
+                  the gradient shards across the dp / dp_shard replicas once per step
+    Each collective is issued per layer and prefetched behind the neighbouring layer's
+    compute (FSDP's forward/backward prefetch; bucketed gradient reduction in the last
+    micro-batch's backward; the parameter all-gather in the next step's first forward), so
+    only the first layer's and each layer's excess over its compute are exposed
+    (docs/performance-model.md).
+    """
+    w_b, g_b, _ = state_bytes_per_param(training.optimizer, training.precision)
+    t, p, c, e, z = lay.tp, lay.pp, lay.cp, lay.ep, lay.zero_stage
+    m = lay.micro_batches
+    fwd_frac = 1 / (3 + (lay.recompute == 2))  # forward share of a micro-batch's compute
+    f_layer = compute_mb * fwd_frac / per_stage
+    b_layer = compute_mb * (1 - fwd_frac) / per_stage
+    routed = routed_params(params, model)
+    dense_local = (params.total - routed) / (t * p)
+    expert_local = routed / (t * p * e)
+    shard, replicas = lay.shard, lay.dp / lay.shard
+    reshard = lay.reshard_after_forward
+    total = exposed = 0.0
+    for local, n_s, stride in ((dense_local, shard * c, t),
+                               (expert_local, vmax(1, shard * c / e), t * e)):
+        layer_bytes = local / per_stage
+        bw, la = group_link(stride, n_s, domain, up, out, *lat)
+        frac = (n_s - 1) / n_s
+        gather = collective_seconds(layer_bytes * w_b, frac, n_s, bw, la, n_s - 1)
+        reduce = collective_seconds(layer_bytes * g_b, frac * (1 + (z == 0)), n_s, bw, la,
+                                    (n_s - 1) * (1 + (z == 0)))
+        r_bw, r_la = group_link(stride * n_s, replicas, domain, up, out, *lat)
+        across = collective_seconds(layer_bytes * g_b / n_s, 2 * (replicas - 1) / replicas,
+                                    replicas, r_bw, r_la, 2 * (replicas - 1)) * (z >= 1)
+        z3 = z == 3
+        # ZeRO 3: every micro-batch, gathers in forward and backward and the reduce-scatter
+        fwd_comm = gather
+        bwd_comm = gather * reshard + reduce
+        z3_total = m * per_stage * (fwd_comm + bwd_comm)
+        z3_exposed = m * (_overlapped(fwd_comm, f_layer, per_stage) +
+                          _overlapped(bwd_comm, b_layer, per_stage))
+        # ZeRO 0-2: one reduction in the last backward, one gather in the next forward
+        low_total = per_stage * (reduce + gather * (z >= 1))
+        low_exposed = _overlapped(reduce, b_layer, per_stage) + \
+            _overlapped(gather, f_layer, per_stage) * (z >= 1)
+        across_total = per_stage * across
+        total = total + z3_total + (low_total - z3_total) * (1 - z3) + across_total
+        exposed = exposed + z3_exposed + (low_exposed - z3_exposed) * (1 - z3) + \
+            _overlapped(across, b_layer, per_stage)
+    return total, total + (exposed - total) * lay.dp_comm_overlap
 
 
 def flops_inputs(model: ModelSpec, training: TrainingSpec, params: ParamCount) -> dict:

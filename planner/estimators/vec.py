@@ -45,6 +45,7 @@ class Degrees:
     global_batch_size: Any  # sequences per optimizer step
     dp_shard: Any = None  # ZeRO/FSDP shard group within dp; None: all of dp (no HSDP)
     reshard_after_forward: Any = 1  # ZeRO-3/FSDP: 1 re-gathers parameters for backward
+    dp_comm_overlap: Any = 1  # 1: DP collectives prefetched/bucketed behind compute
     tp_comm_overlap: Any = 0  # 1: TP collectives overlapped with GEMMs
     framework: Any = 0  # code: index in vocab.FRAMEWORKS
     offload: Any = 0  # code: index in vocab.OFFLOADS
@@ -68,6 +69,6 @@ class Degrees:
             pipeline_schedule=SCHEDULES.index(par.pipeline_schedule),
             virtual_stages=par.virtual_stages, global_batch_size=training.global_batch_size,
             dp_shard=par.shard, reshard_after_forward=int(par.reshard_after_forward),
-            tp_comm_overlap=int(par.tp_comm_overlap), framework=FRAMEWORKS.index(par.framework),
+            dp_comm_overlap=int(par.dp_comm_overlap), tp_comm_overlap=int(par.tp_comm_overlap), framework=FRAMEWORKS.index(par.framework),
             offload=OFFLOADS.index(par.offload),
         )

@@ -34,6 +34,8 @@ class SearchSpace:
     fixed: dict = field(default_factory=dict)  # degree name (vocab.DEGREE_FLAGS) -> value
     sequence_parallel: bool | None = None  # None: on when tp > 1
     gpipe: bool = False  # GPipe schedule instead of 1F1B / interleaved
+    dp_comm_overlap: bool = True  # data-parallel collectives prefetched behind compute
+    tp_comm_overlap: bool = False
 
 
 @dataclass
@@ -147,7 +149,8 @@ def evaluate(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile, cols
     deg = Degrees(**{k: cols[k] for k in (
         "devices", "tp", "pp", "cp", "ep", "dp", "zero_stage", "micro_batch_size", "recompute",
         "virtual_stages", "global_batch_size")},
-        sequence_parallel=sp.astype(np.int64), pipeline_schedule=schedule)
+        sequence_parallel=sp.astype(np.int64), pipeline_schedule=schedule,
+        dp_comm_overlap=int(space.dp_comm_overlap), tp_comm_overlap=int(space.tp_comm_overlap))
     mem = memory_terms(model, training, deg, mem_defaults, params)
     fl = flops_inputs(model, training, params)
     terms = step_time_terms(model, training, deg, hw, params, fl, perf)

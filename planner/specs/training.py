@@ -60,6 +60,11 @@ class ParallelismSpec(Spec):
         True, description="ZeRO-3/FSDP: free gathered parameters after each layer's forward "
         "and gather them again for backward (FSDP2's default); False keeps them until backward."
     )
+    dp_comm_overlap: bool = Field(
+        True, description="Overlap data-parallel collectives with compute, layer by layer "
+        "(FSDP2 prefetch, Megatron-core --overlap-grad-reduce/--overlap-param-gather, "
+        "DeepSpeed overlap_comm); False: they run after backward (Megatron-LM in 2021)."
+    )
     tp_comm_overlap: bool = Field(
         False, description="Overlap tensor-parallel collectives with GEMMs (Megatron "
         "--tp-comm-overlap, PyTorch async TP)."
