@@ -67,6 +67,8 @@ class Layout(Result):
     num_micro_batches: int
     seq_len: int
     recompute: str
+    dp_shard: int = 0  # ZeRO/FSDP shard group within dp (HSDP when < dp)
+    reshard_after_forward: bool = True
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,8 @@ DEGREE_FLAGS = {
     "micro_batch_size": "--micro-batch", "recompute": "--recompute",
     "virtual_stages": "--virtual-stages",
 }
+# Degrees the search refines around its best layouts (HSDP's shard group, FSDP's resharding).
+# A complete layout (every DEGREE_FLAGS degree given) takes them as given, or at the
+# frameworks' defaults: shard across all of dp, reshard after forward.
+REFINED_FLAGS = {"dp_shard": "--dp-shard", "reshard_after_forward": "--reshard-after-forward"}
+LAYOUT_FLAGS = {**DEGREE_FLAGS, **REFINED_FLAGS}

@@ -71,7 +71,8 @@ def test_estimate_says_which_degrees_it_chose(answers):
     choice = answers["estimate"]["layout_choice"]
     assert choice["question"] == "the best layout on 64 devices"
     assert set(choice["chosen"]) == {"tp", "pp", "cp", "zero_stage", "micro_batch_size",
-                                     "recompute", "virtual_stages"}
+                                     "recompute", "virtual_stages", "dp_shard",
+                                     "reshard_after_forward"}
     assert choice["fitting"] > 1 and choice["searched"] >= choice["fitting"]
 
 

@@ -71,7 +71,8 @@ def test_every_default_is_listed():
         assert filled in names, filled
     # degrees not given are chosen by the search, and the estimate says so
     assert set(e.layout_choice.chosen) == {"tp", "pp", "cp", "zero_stage", "micro_batch_size",
-                                           "recompute", "virtual_stages"}
+                                           "recompute", "virtual_stages", "dp_shard",
+                                           "reshard_after_forward"}
     assert e.time.wall_clock_days > 0
 
 

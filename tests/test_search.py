@@ -4,6 +4,8 @@ import itertools
 
 import numpy as np
 import pytest
+
+from planner.vocab import RECOMPUTE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +23,7 @@ def test_search_matches_brute_force_over_a_small_space():
     m, hw = load_model("llama2-7b"), load_hardware("a100-80gb")
     t = TrainingSpec(tokens=1e11, seq_len=2048, global_batch_size=64)
     space = SearchSpace(micro_batches=(1, 2), zero_stages=(0, 1, 3), virtual_stages=(1, 2),
-                        max_pp=4, max_cp=2)
+                        max_pp=4, max_cp=2, refine=False)
     found = search(m, t, hw, [16], space)
     best_search = float(found.arrays["step_s"].min())
     brute = []
@@ -39,6 +41,34 @@ def test_search_matches_brute_force_over_a_small_space():
             brute.append(e.step.step_time_s)
     assert len(brute) == len(found)
     assert best_search == pytest.approx(min(brute), rel=1e-9)
+
+
+def test_refined_layouts_are_the_scalar_estimates_and_never_worse():
+    """HSDP, kept weights and every interleaving depth around the best layouts: each refined
+    row is what estimate() says of that layout, and the best can only get better."""
+    m, hw = load_model("llama3-70b"), load_hardware("h100-sxm")
+    t = TrainingSpec(tokens=1e12, seq_len=8192, global_batch_size=512)
+    base = search(m, t, hw, [256], SearchSpace(refine=False))
+    full = search(m, t, hw, [256])
+    assert len(full) > len(base)
+    assert full.arrays["step_s"].min() <= base.arrays["step_s"].min()
+    a = full.arrays
+    refined = np.nonzero((a["dp_shard"] < a["dp"]) | (a["reshard_after_forward"] == 0) |
+                         ~np.isin(a["virtual_stages"], (1, 2, 4, 8)))[0]
+    assert len(refined)
+    for i in refined[:12]:
+        v, z = int(a["virtual_stages"][i]), int(a["zero_stage"][i])
+        par = ParallelismSpec(devices=256, tp=int(a["tp"][i]), pp=int(a["pp"][i]),
+                              cp=int(a["cp"][i]), zero_stage=z, virtual_stages=v,
+                              pipeline_schedule="interleaved" if v > 1 else "1f1b",
+                              dp_shard=int(a["dp_shard"][i]),
+                              reshard_after_forward=bool(a["reshard_after_forward"][i]))
+        train = t.model_copy(update={"micro_batch_size": int(a["micro_batch_size"][i]),
+                                     "recompute": RECOMPUTE[int(a["recompute"][i])]})
+        e = estimate(m, hw, train, par)
+        assert e.step.step_time_s == pytest.approx(float(a["step_s"][i]), rel=1e-9)
+        assert e.memory_per_device.total_bytes == pytest.approx(float(a["memory_bytes"][i]),
+                                                                rel=1e-9)
 
 
 def test_rejections_are_counted():

@@ -262,8 +262,9 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount,
         shared = shared + (p.embedding + p.positions) / lay.tp
         shared = shared + (p.lm_head / lay.tp + p.final_norm) * only_stage
     opt, prec, z = training.optimizer, training.precision, lay.zero_stage
-    dense_states = model_state_bytes(shared, opt, prec, z, lay.dp * lay.cp)
-    expert_states = model_state_bytes(routed, opt, prec, z, vmax(1, lay.dp * lay.cp / lay.ep))
+    # ZeRO shards over the shard group: all of dp x cp, or HSDP's dp_shard x cp
+    dense_states = model_state_bytes(shared, opt, prec, z, lay.shard * lay.cp)
+    expert_states = model_state_bytes(routed, opt, prec, z, vmax(1, lay.shard * lay.cp / lay.ep))
     weights, grads, optim = (a + b for a, b in zip(dense_states, expert_states))
 
     act_dense, act_moe = layer_acts
@@ -281,7 +282,11 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount,
     logits = (defaults.logits_bytes_per_element * lay.micro_batch_size * training.seq_len / lay.cp
               * model.vocab_size / lay.tp) * is_last
     w_bytes = state_bytes_per_param(opt, prec)[0]
-    fsdp = 2 * largest * w_bytes * (z == 3) * (lay.dp * lay.cp > 1)
+    # ZeRO-3 gathers: this layer's and the prefetched next one's; without resharding after
+    # forward the stage's gathered weights stay until backward (FSDP2 reshard_after_forward)
+    z3 = (z == 3) * (lay.shard * lay.cp > 1)
+    kept = (1 - lay.reshard_after_forward) * vmax(0, (shared + routed) - 2 * largest)
+    fsdp = (2 * largest + kept) * w_bytes * z3
     accounted = weights + grads + optim + acts + logits + fsdp
     frag = defaults.fragmentation_fraction * accounted
     return {

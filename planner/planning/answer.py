@@ -26,8 +26,13 @@ def estimate_at(req: Request, row: dict[str, Any], choice: LayoutChoice | None =
     schedule = req.parallel.get("pipeline_schedule")
     schedule = "gpipe" if schedule == "gpipe" else ("interleaved" if v > 1 else
                                                     schedule or "1f1b")
+    shard = row.get("dp_shard")
+    hsdp = {} if shard is None or shard == row["dp"] else {"dp_shard": shard}
+    if "reshard_after_forward" in row:
+        hsdp["reshard_after_forward"] = bool(row["reshard_after_forward"])
     par = parallelism_spec(req, row["devices"], **{k: row[k] for k in (
-        "tp", "pp", "cp", "ep", "zero_stage", "virtual_stages")}, pipeline_schedule=schedule)
+        "tp", "pp", "cp", "ep", "zero_stage", "virtual_stages")}, pipeline_schedule=schedule,
+        **hsdp)
     train = training_spec(req, micro_batch_size=row["micro_batch_size"],
                           recompute=row["recompute"], global_batch_size=row["global_batch_size"])
     warnings = () if req.batch_given else (

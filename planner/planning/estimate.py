@@ -298,7 +298,8 @@ def estimate(
             micro_batch_size=training.micro_batch_size,
             global_batch_size=training.global_batch_size,
             num_micro_batches=training.global_batch_size // (par.dp * training.micro_batch_size),
-            seq_len=training.seq_len, recompute=training.recompute),
+            seq_len=training.seq_len, recompute=training.recompute, dp_shard=par.shard,
+            reshard_after_forward=par.reshard_after_forward),
         flops=Flops(
             per_token=fl.model_per_token, total=fl.model_total,
             hardware_per_token=fl.hardware_per_token, hardware_total=fl.hardware_total,

@@ -28,7 +28,7 @@ from planner.specs import (
 )
 from planner.specs.hardware import EfficiencyRange
 from planner.units import parse_count
-from planner.vocab import DEGREE_FLAGS
+from planner.vocab import DEGREE_FLAGS, LAYOUT_FLAGS, REFINED_FLAGS
 
 __all__ = ["Request", "apply_shape", "resolve", "spec_error"]
 
@@ -42,7 +42,7 @@ MOE_FIELDS = {"experts": "num_experts", "top_k": "experts_per_token",
               "expert_ffn_hidden": "expert_ffn_hidden_size"}
 # Option names as the CLI spells them, for error messages.
 FLAG = {"tokens": "--tokens", "seq_len": "--seq-len", "global_batch_size": "--global-batch",
-        "devices": "--devices", **DEGREE_FLAGS}
+        "devices": "--devices", **LAYOUT_FLAGS}
 
 
 def spec_error(e: ValidationError, where: str) -> SpecError:
@@ -120,12 +120,19 @@ class Request:
         schedule = self.parallel.get("pipeline_schedule")
         if schedule in ("1f1b", "gpipe") or fixed.get("pp") == 1:
             fixed.setdefault("virtual_stages", 1)
+        for k in REFINED_FLAGS:
+            if given.get(k) is not None:
+                fixed[k] = given[k]
+        if set(fixed) >= set(DEGREE_FLAGS):  # a complete layout: the frameworks' defaults
+            fixed.setdefault("dp_shard", None)
+            fixed.setdefault("reshard_after_forward", True)
         return fixed
 
     def given_degrees(self) -> dict[str, Any]:
         """The degrees the user gave (fixed_degrees less the ones implied)."""
         given = {**self.parallel, **self.training}
-        return {k: v for k, v in self.fixed_degrees().items() if k in given}
+        return {k: v for k, v in self.fixed_degrees().items()
+                if k in given and given[k] is not None}
 
     def layout_complete(self) -> bool:
         """Whether every degree is given, so no search is needed."""

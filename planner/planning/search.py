@@ -34,6 +34,7 @@ class SearchSpace:
     fixed: dict = field(default_factory=dict)  # degree name (vocab.DEGREE_FLAGS) -> value
     sequence_parallel: bool | None = None  # None: on when tp > 1
     gpipe: bool = False  # GPipe schedule instead of 1F1B / interleaved
+    refine: bool = True  # expand the best layouts (see refinements)
     dp_comm_overlap: bool = True  # data-parallel collectives prefetched behind compute
     tp_comm_overlap: bool = False
 
@@ -79,7 +80,8 @@ def degree_options(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile
         "virtual_stages": list(space.virtual_stages),
     }
     for key, value in space.fixed.items():
-        opts[key] = [RECOMPUTE.index(value) if key == "recompute" else value]
+        if key in opts:
+            opts[key] = [RECOMPUTE.index(value) if key == "recompute" else value]
     return opts
 
 
@@ -131,7 +133,13 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, hw: HardwareProf
     for mask, reason in checks:
         rejected[reason] = int((keep & ~mask).sum())
         keep &= mask
-    cols.update(dp=dp, global_batch_size=batch)
+    shard = space.fixed.get("dp_shard")
+    shard = dp if shard is None else np.full_like(dp, shard)
+    mask = dp % shard == 0
+    rejected["dp_shard does not divide dp"] = int((keep & ~mask).sum())
+    keep &= mask
+    reshard = np.full_like(dp, int(space.fixed.get("reshard_after_forward", True)))
+    cols.update(dp=dp, global_batch_size=batch, dp_shard=shard, reshard_after_forward=reshard)
     idx = np.nonzero(keep)[0]
     return {k: val[idx] for k, val in cols.items()}, rejected, searched
 
@@ -148,7 +156,7 @@ def evaluate(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile, cols
     schedule = np.full(len(v), 2) if space.gpipe else np.where(v > 1, 1, 0)
     deg = Degrees(**{k: cols[k] for k in (
         "devices", "tp", "pp", "cp", "ep", "dp", "zero_stage", "micro_batch_size", "recompute",
-        "virtual_stages", "global_batch_size")},
+        "virtual_stages", "global_batch_size", "dp_shard", "reshard_after_forward")},
         sequence_parallel=sp.astype(np.int64), pipeline_schedule=schedule,
         dp_comm_overlap=int(space.dp_comm_overlap), tp_comm_overlap=int(space.tp_comm_overlap))
     mem = memory_terms(model, training, deg, mem_defaults, params)
@@ -176,14 +184,82 @@ def search(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile,
                                                  batch_fixed)
     if len(cols["devices"]) == 0:
         return Candidates(cols, rejected, searched)
-    res = evaluate(model, training, hw, cols, perf, mem_defaults, space=space)
+    params = count_params(model)
+    res = evaluate(model, training, hw, cols, perf, mem_defaults, params, space)
     fits = res["memory_bytes"] <= hw.memory_bytes
     rejected["does not fit in device memory"] = int((~fits).sum())
     merged = {**cols, **res}
     low = int(np.argmin(res["memory_bytes"]))
     closest = {k: np.asarray(v)[low].item() for k, v in merged.items()}
-    return Candidates({k: np.asarray(v)[fits] for k, v in merged.items()}, rejected, searched,
-                      closest)
+    kept = {k: np.asarray(v)[fits] for k, v in merged.items()}
+    extra = refinements(model, hw, kept, space) if space.refine else {"devices": []}
+    if len(extra["devices"]):
+        more = evaluate(model, training, hw, extra, perf, mem_defaults, params, space)
+        ok = more["memory_bytes"] <= hw.memory_bytes
+        searched += len(ok)
+        rejected["does not fit in device memory"] += int((~ok).sum())
+        kept = {k: np.concatenate([kept[k], np.asarray({**extra, **more}[k])[ok]])
+                for k in kept}
+    return Candidates(kept, rejected, searched, closest)
+
+
+REFINE_TOP = 4  # best fitting layouts per device count that the refinement expands
+MAX_VIRTUAL_STAGES = 32
+
+
+def refinements(model: ModelSpec, hw: HardwareProfile, fit: dict[str, np.ndarray],
+                space: SearchSpace) -> dict[str, np.ndarray]:
+    """Variants of the fastest fitting layouts on each device count that the base grid does
+    not hold: every interleaving depth v that divides the layers per stage (the base grid
+    tries 1, 2, 4, 8; Megatron's 530B run used 3, Calculon's best GPT-3 layouts one layer
+    per chunk), HSDP shard groups of 1, 2, 4 and 8 scale-up domains (ZeRO 1-3), and keeping
+    gathered weights from forward to backward (ZeRO 3). Degrees the user fixed stay fixed."""
+    if not len(fit["devices"]):
+        return {k: v[:0] for k, v in fit.items()}
+    domain = int(hw.scale_up_domain_devices.value)
+    order = np.lexsort((fit["step_s"], fit["devices"]))
+    picks, seen = [], {}
+    for i in order:
+        n = int(fit["devices"][i])
+        if seen.get(n, 0) < REFINE_TOP:
+            picks.append(int(i))
+            seen[n] = seen.get(n, 0) + 1
+    rows, vs, shards, keeps = [], [], [], []
+    base_v = set(space.virtual_stages)
+    for i in picks:
+        p, dp = int(fit["pp"][i]), int(fit["dp"][i])
+        z, unit = int(fit["zero_stage"][i]), int(fit["tp"][i] * fit["cp"][i])
+        v_opts = [int(fit["virtual_stages"][i])]
+        if "virtual_stages" not in space.fixed and p > 1:
+            per = -(-model.num_layers // p)
+            v_opts = [v for v in range(1, min(per, MAX_VIRTUAL_STAGES) + 1)
+                      if per % v == 0 and p * v <= model.num_layers]
+        s_opts = [dp]
+        if "dp_shard" not in space.fixed and z >= 1:
+            s_opts += sorted({k * domain // unit for k in (1, 2, 4, 8)
+                              if k * domain >= unit and dp % (k * domain // unit) == 0
+                              and k * domain // unit < dp})
+        r_opts = [1] + ([0] if z == 3 and "reshard_after_forward" not in space.fixed else [])
+        for v in v_opts:
+            for sh in s_opts:
+                for r in r_opts:
+                    if v in base_v and sh == dp and r == 1:
+                        continue  # already in the base grid
+                    rows.append(i)
+                    vs.append(v)
+                    shards.append(sh)
+                    keeps.append(r)
+    idx = np.asarray(rows, dtype=np.int64)
+    out = {k: v[idx] for k, v in fit.items() if k in _LAYOUT_COLUMNS}
+    out.update(virtual_stages=np.asarray(vs, dtype=np.int64),
+               dp_shard=np.asarray(shards, dtype=np.int64),
+               reshard_after_forward=np.asarray(keeps, dtype=np.int64))
+    return out
+
+
+_LAYOUT_COLUMNS = ("devices", "tp", "pp", "cp", "ep", "dp", "zero_stage", "micro_batch_size",
+                   "recompute", "virtual_stages", "global_batch_size", "dp_shard",
+                   "reshard_after_forward")
 
 
 def device_grid(node: int, max_devices: int, min_devices: int = 1) -> list[int]:

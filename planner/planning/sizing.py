@@ -27,12 +27,12 @@ from planner.planning.resolve import Request, parallelism_spec, training_spec
 from planner.planning.search import Candidates, SearchSpace, device_grid, search
 from planner.results import Assumption, Estimate, LayoutChoice
 from planner.units import GIB
-from planner.vocab import DEGREE_FLAGS, OBJECTIVES, RECOMPUTE
+from planner.vocab import DEGREE_FLAGS, LAYOUT_FLAGS, OBJECTIVES, RECOMPUTE, REFINED_FLAGS
 
 KINDS = ("devices", "min_devices", "deadline", "budget")
 RANK_KEY = {"time": "days", "cost": "cost_usd", "carbon": "kg_co2e"}
 ROW_DEGREES = ("devices", "dp", "tp", "pp", "cp", "ep", "zero_stage", "micro_batch_size",
-               "virtual_stages", "global_batch_size")
+               "virtual_stages", "global_batch_size", "dp_shard", "reshard_after_forward")
 
 
 @dataclass(frozen=True)
@@ -141,12 +141,16 @@ def describe_layout(row: dict[str, Any]) -> str:
     text = (f"tp {row['tp']} pp {row['pp']} cp {row['cp']} ep {row['ep']} dp {row['dp']}, "
             f"ZeRO-{row['zero_stage']}, micro-batch {row['micro_batch_size']}, "
             f"recompute {row['recompute']}")
+    if row.get("dp_shard", row["dp"]) < row["dp"]:
+        text += f", HSDP {row['dp_shard']} x {row['dp'] // row['dp_shard']}"
+    if not row.get("reshard_after_forward", 1):
+        text += ", weights kept from forward to backward"
     return text + (f", {row['virtual_stages']} virtual stages" if row["virtual_stages"] > 1
                    else "")
 
 
 def _given(req: Request) -> str:
-    return " ".join(f"{DEGREE_FLAGS[k]} {v}" for k, v in req.given_degrees().items())
+    return " ".join(f"{LAYOUT_FLAGS[k]} {v}" for k, v in req.given_degrees().items())
 
 
 def no_fit_message(req: Request, q: Question, counts: list[int], c: Candidates) -> str:
@@ -226,7 +230,7 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     fixed = req.fixed_degrees()
     choice = LayoutChoice(
         given=req.given_degrees(),
-        chosen=[k for k in DEGREE_FLAGS if k not in fixed], question=q.describe(),
+        chosen=[k for k in LAYOUT_FLAGS if k not in fixed], question=q.describe(),
         objective=q.objective if q.kind != "budget" else "time", searched=cands.searched,
         fitting=len(idx), alternatives=rows[1:top])
     from planner.planning.answer import estimate_at

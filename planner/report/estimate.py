@@ -25,8 +25,9 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
         ("Hardware", f"{lay.devices} x {e.hardware.name} ({e.hardware.display_name}), "
                      f"{e.hardware.precision} peak {e.hardware.peak_tflops:g} TFLOP/s"),
         ("Layout", f"dp {lay.dp} x tp {lay.tp} x pp {lay.pp} x cp {lay.cp} (ep {lay.ep}), "
-                   f"ZeRO-{lay.zero_stage}, SP {'on' if lay.sequence_parallel else 'off'}, "
-                   f"{lay.pipeline_schedule}, recompute {lay.recompute}"),
+                   f"ZeRO-{lay.zero_stage}{_hsdp(lay)}, SP "
+                   f"{'on' if lay.sequence_parallel else 'off'}, {lay.pipeline_schedule}, "
+                   f"recompute {lay.recompute}"),
         *_choice_lines(e),
         ("Batch", f"{lay.global_batch_size} x {lay.seq_len} = {fmt_count(tokens_per_step)} "
                   f"tokens/step, micro-batch {lay.micro_batch_size}, "
@@ -53,7 +54,18 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
 
 _FLAG = {"tp": "tp", "pp": "pp", "cp": "cp", "ep": "ep", "zero_stage": "zero",
          "micro_batch_size": "micro-batch", "recompute": "recompute",
-         "virtual_stages": "virtual stages"}
+         "virtual_stages": "virtual stages", "dp_shard": "HSDP shard group",
+         "reshard_after_forward": "reshard after forward"}
+
+
+def _hsdp(lay) -> str:
+    """' (HSDP: shard 8 x 16 replicas)' and/or ', weights kept fwd->bwd' when they apply."""
+    out = ""
+    if lay.zero_stage and 0 < lay.dp_shard < lay.dp:
+        out += f" (HSDP: shard {lay.dp_shard} x {lay.dp // lay.dp_shard} replicas)"
+    if lay.zero_stage == 3 and not lay.reshard_after_forward:
+        out += ", weights kept from forward to backward"
+    return out
 
 
 def _choice_lines(e: Estimate) -> list[tuple[str, str]]:
