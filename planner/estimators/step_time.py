@@ -22,7 +22,7 @@ otherwise the per-device scale-out bandwidth. Branch-free: works on numbers or n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from planner.estimators.flops import flash_backward_recompute_flops_per_token, training_flops
@@ -87,6 +87,22 @@ class PerfParams:
         "score matrix ~14 times per layer over forward and backward (Korthikanti §4.1's "
         "5 a s^2 b bytes saved); calibrated on Megatron-LM Table 1 and Korthikanti Table 5",
     }
+
+
+def calibrated(perf: PerfParams, scale: float) -> PerfParams:
+    """The constants a single-device measurement can see, scaled so that the model's compute
+    runs ``scale`` x as fast (measured / predicted throughput of that run): GEMM and attention
+    efficiency up, memory-bound traffic down. Communication, bubble and layout terms stay the
+    model's, since one device cannot measure them."""
+    return replace(perf, gemm_efficiency_max=min(1.0, perf.gemm_efficiency_max * scale),
+                   attention_efficiency=min(1.0, perf.attention_efficiency * scale),
+                   elementwise_bytes_per_h=perf.elementwise_bytes_per_h / scale,
+                   score_passes=perf.score_passes / scale)
+
+
+DEFAULT_PERF = PerfParams()  # the constants as calibrated (docs/validation.md)
+CALIBRATED = ("gemm_efficiency_max", "attention_efficiency", "elementwise_bytes_per_h",
+              "score_passes")
 
 
 def gemm_efficiency_max(hw: HardwareProfile, perf: PerfParams) -> float:

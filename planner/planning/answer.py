@@ -44,7 +44,7 @@ def estimate_at(req: Request, row: dict[str, Any], choice: LayoutChoice | None =
             defaulted=True, source=f"{n.value} sequences by the rule, rounded to a multiple of "
                                    f"dp x micro-batch: {n.source}") for n in notes]
     return estimate(req.model, req.hw, train, par, req.assumptions, req.grid, tuple(notes),
-                    warnings, choice)
+                    warnings, choice, req.perf)
 
 
 def estimate_on(req: Request, devices: int, top: int = 0,

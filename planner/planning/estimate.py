@@ -15,7 +15,7 @@ from planner.estimators.memory import (
 )
 from planner.estimators.params import count_params
 from planner.estimators.step_time import (
-    COMPONENTS, PerfParams, flops_inputs, step_seconds, step_time_terms,
+    COMPONENTS, DEFAULT_PERF, PerfParams, flops_inputs, step_seconds, step_time_terms,
 )
 from planner.estimators.vec import Degrees
 from planner.results import (
@@ -26,7 +26,7 @@ from planner.results import (
 from planner.specs import Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec
 from planner.units import GIB, HOURS_PER_DAY, SECONDS_PER_HOUR, TERA
 
-PERF = PerfParams()
+PERF = DEFAULT_PERF
 EMBODIED_LIFETIME_SOURCE = "LLMCarbon (Faiz et al. 2024) amortises over 5 years"
 POWER_FRACTION_SOURCE = (
     "TDP upper bound, as in Meta's Llama model cards and the ML CO2 Impact calculator "
@@ -250,8 +250,10 @@ def estimate(
     notes: tuple[Assumption, ...] = (),
     warnings: tuple[str, ...] = (),
     choice: LayoutChoice | None = None,
+    perf: PerfParams = DEFAULT_PERF,
 ) -> Estimate:
-    """Parameters, FLOPs, memory, time, cost, energy and carbon of one training plan."""
+    """Parameters, FLOPs, memory, time, cost, energy and carbon of one training plan
+    (``perf``: the performance model's constants, a calibration's when one applies)."""
     check_layout(model, training, par, hw)
     led = _Ledger(assumptions)
     params = count_params(model)
@@ -260,7 +262,7 @@ def estimate(
     assert peak is not None  # check_layout guarantees it
     lay = Degrees.from_specs(training, par)
     terms = step_time_terms(model, training, lay, hw, params,
-                            flops_inputs(model, training, params), PERF)
+                            flops_inputs(model, training, params), perf)
     step_s = step_seconds(terms)
     tokens_step = training.global_batch_size * training.seq_len
     predicted_hfu = fl.hardware_per_token * tokens_step / (step_s * par.devices * peak)
@@ -316,9 +318,9 @@ def estimate(
             tflops_per_device=hfu * peak / TERA, model_tflops_per_device=mfu * peak / TERA,
             mfu=mfu, hfu=hfu, tokens_per_s_per_device=tok_s / par.devices, tokens_per_s=tok_s),
         step=StepBreakdown(
-            method=("calibrated efficiency" if assumptions.efficiency and
-                    assumptions.efficiency.source.startswith("calibrated") else
-                    "flat efficiency" if assumptions.efficiency else "performance model"),
+            method=("flat efficiency" if assumptions.efficiency else
+                    "performance model" if perf == DEFAULT_PERF else
+                    "calibrated performance model"),
             step_time_s=step_s, **{f"{k}_s": terms[k] for k in COMPONENTS},
             gemm_efficiency=terms["gemm_efficiency"], predicted_hfu=predicted_hfu,
             predicted_mfu=predicted_hfu * fl.model_per_token / fl.hardware_per_token),
@@ -335,17 +337,20 @@ def estimate(
             embodied_kg_co2e=(oc.embodied_kg(exp.device_hours, emb.value, lifetime)
                               if emb else None)),
         range=Range(low=outs["low"], expected=exp, high=outs["high"]),
-        assumptions=[*notes, *led.items, *_perf_assumptions(),
+        assumptions=[*notes, *led.items, *_perf_assumptions(perf),
                      *_fixed_assumptions(training, par)],
         warnings=[*warnings, *_warnings(model, training, par, mem)],
         layout_choice=choice,
     )
 
 
-@lru_cache(maxsize=1)
-def _perf_assumptions() -> tuple[Assumption, ...]:
-    return tuple(Assumption(name=f"perf.{k}", value=getattr(PERF, k), unit="", source=src,
-                            defaulted=True) for k, src in PerfParams.SOURCES.items())
+@lru_cache(maxsize=8)
+def _perf_assumptions(perf: PerfParams) -> tuple[Assumption, ...]:
+    return tuple(Assumption(name=f"perf.{k}", value=getattr(perf, k), unit="",
+                            source=src if getattr(perf, k) == getattr(DEFAULT_PERF, k) else
+                            "calibrated (see the 'calibration' assumption)",
+                            defaulted=getattr(perf, k) == getattr(DEFAULT_PERF, k))
+                 for k, src in PerfParams.SOURCES.items())
 
 
 _FIXED_FIELDS = (("micro_batch_size", "precision", "optimizer", "recompute", "flash_attention",

@@ -26,8 +26,8 @@ from planner.results import Assumption
 from planner.specs import (
     Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec,
 )
-from planner.specs.hardware import EfficiencyRange
 from planner.units import parse_count
+from planner.estimators.step_time import CALIBRATED, DEFAULT_PERF, PerfParams, calibrated
 from planner.vocab import DEGREE_FLAGS, LAYOUT_FLAGS, REFINED_FLAGS
 
 __all__ = ["Request", "apply_shape", "resolve", "spec_error"]
@@ -98,7 +98,8 @@ class Request:
     ``global_batch_size`` always; the batch is the rule's target when ``batch_given`` is
     False, and a layout rounds it). ``parallel`` holds the layout fields the user gave: the
     degrees a search must keep (DEGREE_FLAGS) and the switches (schedule, sequence parallel).
-    ``assumptions`` carries a stored calibration as the efficiency when one applies.
+    ``perf`` holds the performance model's constants, corrected by a stored calibration when
+    one applies (see apply_calibration).
     """
 
     model: ModelSpec
@@ -110,6 +111,7 @@ class Request:
     grid: GridFactor | None
     notes: list[Assumption] = field(default_factory=list)
     batch_given: bool = True
+    perf: PerfParams = DEFAULT_PERF  # the performance model's constants (a calibration's)
 
     def fixed_degrees(self) -> dict[str, Any]:
         """The layout degrees the user gave, by their one name (vocab.DEGREE_FLAGS)."""
@@ -191,7 +193,9 @@ def resolve(
     req = Request(spec, hw, tokens, train, split["parallel"], assumptions, grid, notes,
                   batch_given)
     if use_calibration:
-        req.assumptions = apply_calibration(req)
+        req.perf, note = apply_calibration(req)
+        if note is not None:
+            req.notes.append(note)
     return req
 
 
@@ -214,24 +218,30 @@ def parallelism_spec(req: Request, devices: int, **update: Any) -> ParallelismSp
     return _validate(ParallelismSpec, {"devices": devices, **par, **update}, "layout")
 
 
-def apply_calibration(req: Request) -> Assumptions:
-    """The user's assumptions, with a stored calibration for this hardware as the efficiency
-    when the user gave none (see `planner validate --calibrate`); only calibrations of a
-    model within 10x of this one's size are used."""
+def apply_calibration(req: Request) -> tuple[PerfParams, Assumption | None]:
+    """The performance model corrected by a stored calibration for this hardware (see
+    `planner validate --calibrate`), and the assumption that says so; only a calibration of
+    a model within 10x of this one's size, on this very hardware profile, is used (a CPU
+    calibration never touches a GPU estimate). The measured / predicted throughput of that
+    run scales the compute constants it could see; the layout terms stay the model's. A flat
+    efficiency the user gave overrides both."""
     if req.assumptions.efficiency is not None:
-        return req.assumptions
+        return req.perf, None
     from planner.catalog.calibrations import lookup
 
     precision = req.training.get("precision") or "bf16"
     cal = lookup(req.hw.name, precision, count_params(req.model).total)
-    if cal is None:
-        return req.assumptions
-    prof = req.hw.efficiency
-    eff = {"low": min(cal.measured_hfu, cal.measured_hfu * prof.low / prof.expected),
-           "expected": cal.measured_hfu,
-           "high": min(1.0, cal.measured_hfu * prof.high / prof.expected),
-           "source": cal.describe()}
-    return req.assumptions.model_copy(update={"efficiency": EfficiencyRange(**eff)})
+    if cal is None or cal.hardware != req.hw.name or cal.predicted_mfu <= 0:
+        return req.perf, None
+    scale = cal.measured_mfu / cal.predicted_mfu
+    perf = calibrated(req.perf, scale)
+    changed = ", ".join(f"{k} {getattr(req.perf, k):g} -> {getattr(perf, k):.3g}"
+                        for k in CALIBRATED)
+    return perf, Assumption(
+        name="calibration", value=round(scale, 4), unit="x the model's compute speed",
+        defaulted=False, source=f"{cal.describe()}; measured / predicted throughput of that "
+        f"run scales the compute constants ({changed}); communication, bubble and layout "
+        "terms are the model's")
 
 
 def _count(value: float | str) -> float:

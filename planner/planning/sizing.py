@@ -21,13 +21,13 @@ import numpy as np
 from planner.errors import InfeasibleError, SpecError
 from planner.estimators.layout import check_layout
 from planner.planning.estimate import (
-    PERF, goodput_cases, memory_defaults_for, outcome_inputs, outcome_values,
+    goodput_cases, memory_defaults_for, outcome_inputs, outcome_values,
 )
 from planner.planning.resolve import Request, parallelism_spec, training_spec
 from planner.planning.search import Candidates, SearchSpace, device_grid, search
 from planner.results import Assumption, Estimate, LayoutChoice
 from planner.units import GIB
-from planner.vocab import DEGREE_FLAGS, LAYOUT_FLAGS, OBJECTIVES, RECOMPUTE, REFINED_FLAGS
+from planner.vocab import LAYOUT_FLAGS, OBJECTIVES, RECOMPUTE
 
 KINDS = ("devices", "min_devices", "deadline", "budget")
 RANK_KEY = {"time": "days", "cost": "cost_usd", "carbon": "kg_co2e"}
@@ -93,7 +93,7 @@ def search_space(req: Request, relax: bool = False) -> SearchSpace:
 
 def _search(req: Request, counts: list[int], relax: bool = False) -> Candidates:
     return search(req.model, training_spec(req), req.hw, counts, search_space(req, relax),
-                  req.batch_given, PERF, memory_defaults_for(req.assumptions))
+                  req.batch_given, req.perf, memory_defaults_for(req.assumptions))
 
 
 def outcomes(req: Request, c: Candidates) -> dict[str, np.ndarray]:
