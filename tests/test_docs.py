@@ -119,7 +119,7 @@ def test_validation_throughput_table_is_current():
 
     text = VALIDATION.read_text()
     rows = report().splitlines()[2:]
-    assert len(rows) == 34
+    assert len(rows) == 40
     for row in rows:
         assert row in text, f"docs/validation.md throughput table is stale: {row}"
 
@@ -131,6 +131,7 @@ def test_validation_throughput_table_says_which_rows_set_a_constant():
     assert calibrated.count("\n| GPT ") == 13 and "Llama 3" not in calibrated.split("|---")[1]
     assert held_out.count("\n| Llama 3 405B") == 3 and "\n| GPT " not in held_out
     assert held_out.count("FSDP2 on 64 A100") == 8 and held_out.count("\n| PaLM") == 1
+    assert held_out.count("FSDP on 128 a100-80gb") == 3 and held_out.count("FSDP on 96 h100") == 3
 
 
 def test_validation_backtest_tables_are_current(runner):

@@ -135,3 +135,26 @@ def test_no_fit_names_the_fewest_devices_not_a_hint_loop(runner, degrees):
     fewest = _json(runner, ["plan", "-m", "llama3-70b", "--min-devices", *degrees])
     n = fewest["best"]["layout"]["devices"]
     assert f"the fewest devices that fit: {n}" in result.stderr and n == 16
+
+
+def test_execution_switches_reach_the_search():
+    """--no-dp-comm-overlap / --tp-comm-overlap reach the search: the layout `estimate`
+    searches, given back in full, gives the same days with the same switch."""
+    from planner.api import estimate as api_estimate
+
+    base = dict(model="llama3-70b", hardware="h100-sxm", devices=512, tokens=1e12,
+                seq_len=4096, global_batch_size=512, tp=8, pp=1)
+    days = {}
+    for name, switch in (("plain", {}), ("no_dp_overlap", {"dp_comm_overlap": False}),
+                         ("tp_overlap", {"tp_comm_overlap": True})):
+        searched = api_estimate(**base, **switch)
+        lay = searched.layout
+        full = api_estimate(**base, **switch, cp=lay.cp, zero_stage=lay.zero_stage,
+                            micro_batch_size=lay.micro_batch_size, recompute=lay.recompute,
+                            dp_shard=lay.dp_shard,
+                            reshard_after_forward=lay.reshard_after_forward)
+        assert full.layout_choice is None  # every degree given: no search
+        assert full.time.wall_clock_days == pytest.approx(searched.time.wall_clock_days,
+                                                          rel=1e-9)
+        days[name] = searched.time.wall_clock_days
+    assert days["no_dp_overlap"] > days["plain"] > days["tp_overlap"]

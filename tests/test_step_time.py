@@ -15,8 +15,8 @@ from planner.estimators.vec import Degrees
 from planner.specs import TrainingSpec
 from planner.specs.hardware import Figure
 from planner.checks.throughput import (
-    korthikanti_checks, llama3_checks, megatron_checks, palm_checks, single_gpu_checks,
-    torchtitan_checks,
+    ibm_fsdp_checks, korthikanti_checks, llama3_checks, megatron_checks, palm_checks,
+    single_gpu_checks, torchtitan_checks,
 )
 from planner.estimators.step_time import group_link
 
@@ -141,6 +141,22 @@ def test_korthikanti_table5_mean_error_below_calculons():
 def test_torchtitan_fsdp2_within_13_percent(check):
     # torchtitan docs/performance.md, FSDP2 on 64 A100 (held out): tokens/s per GPU.
     assert abs(check.error_pct) < 13.0, check
+
+
+@pytest.mark.parametrize("check", [c for c in ibm_fsdp_checks() if "a100" in c.name],
+                         ids=lambda c: c.name)
+def test_ibm_fsdp_on_a_slow_network_within_12_percent(check):
+    # IBM/PyTorch FSDP blog (held out): 128 A100 on one 400 Gb/s link per node, where the
+    # FSDP traffic only partly hides behind compute (the per-layer overlap model's test).
+    assert abs(check.error_pct) < 12.0, check
+
+
+def test_ibm_fsdp_h100_rows_are_a_known_gap():
+    # The blog's H100 runs (FA2 and eager PyTorch on Hopper, early 2024) reached 32-37% MFU;
+    # the model, set on Megatron and checked on Llama 3's own stack, predicts far more. The
+    # gap is shown in docs/validation.md; this test notices when it closes or widens.
+    errors = [c.error_pct for c in ibm_fsdp_checks() if "h100" in c.name]
+    assert len(errors) == 3 and all(15 < e < 60 for e in errors), errors
 
 
 @pytest.mark.parametrize("check", palm_checks(), ids=lambda c: c.name)

@@ -134,23 +134,46 @@ def korthikanti_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     return out
 
 
+def _fsdp_tokens_per_s(name: str, hw, n: int, lb: int, seq: int, recompute: str,
+                       perf: PerfParams) -> float:
+    """Tokens/s per GPU of FSDP (ZeRO-3, tp = pp = 1) with local batch ``lb``; recompute
+    'half' is the mean of planner's selective and full step times (see the data file)."""
+    policies = ("selective", "full") if recompute == "half" else (recompute,)
+    steps = []
+    for policy in policies:
+        training = TrainingSpec(tokens=1e9, seq_len=seq, global_batch_size=lb * n,
+                                micro_batch_size=lb, recompute=policy)
+        steps.append(_step_s(load_model(name), training, hw, perf, devices=n, tp=1, pp=1,
+                             zero_stage=3))
+    return lb * seq * len(steps) / sum(steps)
+
+
 def torchtitan_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     """torchtitan FSDP2 on 64 A100: predicted vs reported tokens/s per GPU."""
     table = _table("torchtitan_fsdp2_a100")
     hw, n = load_hardware(table["hardware"]), table["settings"]["devices"]
+    return [Check(f"{name} FSDP2 on {n} A100, {rc} recompute, seq {seq}", wps,
+                  _fsdp_tokens_per_s(name, hw, n, lb, seq, rc, perf), "tokens/s/GPU",
+                  f"zero3 dp{n} mb{lb}") for name, lb, seq, rc, wps in table["rows"]]
+
+
+def ibm_fsdp_checks(perf: PerfParams = PerfParams()) -> list[Check]:
+    """IBM/PyTorch FSDP on 128 A100 and 96 H100 over one NIC per node: predicted vs
+    reported tokens/s per GPU."""
     out = []
-    for name, lb, seq, recompute, wps in table["rows"]:
-        policies = ("selective", "full") if recompute == "half" else (recompute,)
-        steps = []
-        for policy in policies:  # 'half': the mean of selective and full (see the data file)
-            training = TrainingSpec(tokens=1e9, seq_len=seq, global_batch_size=lb * n,
-                                    micro_batch_size=lb, recompute=policy)
-            steps.append(_step_s(load_model(name), training, hw, perf, devices=n, tp=1, pp=1,
-                                 zero_stage=3))
-        step = sum(steps) / len(steps)
-        out.append(Check(f"{name} FSDP2 on {n} A100, {recompute} recompute, seq {seq}", wps,
-                         lb * seq / step, "tokens/s/GPU", f"zero3 dp{n} mb{lb}"))
+    for hw_name, n, out_gb, name, lb, rc, wps in _table("ibm_fsdp_2024")["rows"]:
+        hw = _with_scale_out(load_hardware(hw_name), out_gb)
+        out.append(Check(f"{name} FSDP on {n} {hw_name} ({out_gb:g} GB/s per GPU), {rc} "
+                         "recompute, seq 4096", wps,
+                         _fsdp_tokens_per_s(name, hw, n, lb, 4096, rc, perf),
+                         "tokens/s/GPU", f"zero3 dp{n} mb{lb}"))
     return out
+
+
+def _with_scale_out(hw, gb_per_s: float):
+    fig = hw.scale_out_bandwidth_gb_per_s
+    return hw.model_copy(update={"scale_out_bandwidth_gb_per_s": fig.model_copy(
+        update={"value": gb_per_s, "source": "the published run's network, per GPU"})})
 
 
 def palm_checks(perf: PerfParams = PerfParams()) -> list[Check]:
@@ -192,7 +215,7 @@ def single_gpu_checks() -> list[Check]:
 def all_checks() -> list[Check]:
     """Every row: Megatron (calibration), Llama 3 and planner's own GPU runs (held out)."""
     return (megatron_checks() + llama3_checks() + korthikanti_checks() + torchtitan_checks()
-            + palm_checks() + single_gpu_checks())
+            + ibm_fsdp_checks() + palm_checks() + single_gpu_checks())
 
 
 def report() -> str:

@@ -37,6 +37,8 @@ class SearchSpace:
     refine: bool = True  # expand the best layouts (see refinements)
     dp_comm_overlap: bool = True  # data-parallel collectives prefetched behind compute
     tp_comm_overlap: bool = False
+    framework: int = 0  # code: index in vocab.FRAMEWORKS
+    offload: int = 0  # code: index in vocab.OFFLOADS
 
 
 @dataclass
@@ -158,7 +160,8 @@ def evaluate(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile, cols
         "devices", "tp", "pp", "cp", "ep", "dp", "zero_stage", "micro_batch_size", "recompute",
         "virtual_stages", "global_batch_size", "dp_shard", "reshard_after_forward")},
         sequence_parallel=sp.astype(np.int64), pipeline_schedule=schedule,
-        dp_comm_overlap=int(space.dp_comm_overlap), tp_comm_overlap=int(space.tp_comm_overlap))
+        dp_comm_overlap=int(space.dp_comm_overlap), tp_comm_overlap=int(space.tp_comm_overlap),
+        framework=space.framework, offload=space.offload)
     mem = memory_terms(model, training, deg, mem_defaults, params)
     fl = flops_inputs(model, training, params)
     terms = step_time_terms(model, training, deg, hw, params, fl, perf)

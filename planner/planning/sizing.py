@@ -27,7 +27,7 @@ from planner.planning.resolve import Request, parallelism_spec, training_spec
 from planner.planning.search import Candidates, SearchSpace, device_grid, search
 from planner.results import Assumption, Estimate, LayoutChoice
 from planner.units import GIB
-from planner.vocab import LAYOUT_FLAGS, OBJECTIVES, RECOMPUTE
+from planner.vocab import FRAMEWORKS, LAYOUT_FLAGS, OBJECTIVES, OFFLOADS, RECOMPUTE
 
 KINDS = ("devices", "min_devices", "deadline", "budget")
 RANK_KEY = {"time": "days", "cost": "cost_usd", "carbon": "kg_co2e"}
@@ -87,8 +87,13 @@ def search_space(req: Request, relax: bool = False) -> SearchSpace:
     schedule = req.parallel.get("pipeline_schedule")
     if relax and schedule in ("1f1b", "gpipe"):
         fixed["virtual_stages"] = 1
-    return SearchSpace(fixed=fixed, sequence_parallel=req.parallel.get("sequence_parallel"),
-                       gpipe=schedule == "gpipe")
+    par = req.parallel
+    return SearchSpace(fixed=fixed, sequence_parallel=par.get("sequence_parallel"),
+                       gpipe=schedule == "gpipe",
+                       dp_comm_overlap=par.get("dp_comm_overlap", True),
+                       tp_comm_overlap=par.get("tp_comm_overlap", False),
+                       framework=FRAMEWORKS.index(par.get("framework") or "generic"),
+                       offload=OFFLOADS.index(par.get("offload") or "none"))
 
 
 def _search(req: Request, counts: list[int], relax: bool = False) -> Candidates:
