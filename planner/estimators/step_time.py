@@ -40,18 +40,18 @@ from planner.specs.training import TrainingSpec
 class PerfParams:
     """Global constants of the performance model; each is an assumption with a source."""
 
-    gemm_efficiency_max: float = 0.75
-    gemm_half_dim: float = 192.0
-    gemm_half_tokens: float = 96.0
+    gemm_efficiency_max: float = 0.74
+    gemm_half_dim: float = 176.0
+    gemm_half_tokens: float = 80.0
     attention_efficiency: float = 0.45
-    elementwise_bytes_per_h: float = 48.0
+    elementwise_bytes_per_h: float = 40.0
     comm_efficiency: float = 0.80
     latency_intra_s: float = 5e-6
     latency_inter_s: float = 15e-6
     cp_overlap: float = 1.0
     tp_overlap_fraction: float = 0.9
     replicated_elementwise_fraction: float = 10 / 34
-    score_passes: float = 14.0
+    score_passes: float = 16.0
     reference_efficiency: float = 0.45
 
     SOURCES = {
@@ -84,7 +84,7 @@ class PerfParams:
         "own profile's expected efficiency / this (a TPU or MI300X profile with a lower "
         "published MFU gets slower GEMMs)",
         "score_passes": "unfused attention: softmax, mask and dropout read/write the s^2 "
-        "score matrix ~14 times per layer over forward and backward (Korthikanti §4.1's "
+        "score matrix ~16 times per layer over forward and backward (Korthikanti §4.1's "
         "5 a s^2 b bytes saved); calibrated on Megatron-LM Table 1 and Korthikanti Table 5",
     }
 
@@ -286,8 +286,10 @@ def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, param
     shard, replicas = lay.shard, lay.dp / lay.shard
     reshard = lay.reshard_after_forward
     total = exposed = 0.0
-    for local, n_s, stride in ((dense_local, shard * c, t),
-                               (expert_local, vmax(1, shard * c / e), t * e)):
+    groups = [(dense_local, shard * c, t)]
+    if model.moe:  # routed experts: their own shard group, dp x cp / ep ranks
+        groups.append((expert_local, vmax(1, shard * c / e), t * e))
+    for local, n_s, stride in groups:
         layer_bytes = local / per_stage
         bw, la = group_link(stride, n_s, domain, up, out, *lat)
         frac = (n_s - 1) / n_s
