@@ -148,13 +148,20 @@ def layer_activation_bytes_v(model: ModelSpec, training: TrainingSpec, lay: Degr
     """
     beta = activation_bytes_per_element(training.precision)
     replicated, sharded, fp32 = _per_token_widths(model, moe_layer)
+    # Dropout (Korthikanti §4.1): a 1-byte mask after attention and one after the MLP, in the
+    # (sequence-parallel) region TP does not split; without fused attention also the score
+    # dropout's mask (1 byte) and output (beta) per score element. Fused attention regenerates
+    # its dropout mask from the RNG state in backward and saves none (Dao et al. 2022 §3.1).
+    masks = 2 * model.d_model if training.dropout else 0
     if training.flash_attention:
         scores = 0.0
     else:
         fp32 -= 4 * model.num_heads
-        scores = beta * model.num_heads * training.seq_len * (lay.recompute == 0)
+        per_score = 2 * beta + 1 if training.dropout else beta  # softmax out [+ mask, out]
+        scores = per_score * model.num_heads * training.seq_len * (lay.recompute == 0)
     rep_div = 1 + (lay.tp - 1) * lay.sequence_parallel
-    per_token = beta * (replicated / rep_div + sharded / lay.tp) + (fp32 + scores) / lay.tp
+    per_token = beta * (replicated / rep_div + sharded / lay.tp) + masks / rep_div + \
+        (fp32 + scores) / lay.tp
     return lay.micro_batch_size * training.seq_len / lay.cp * per_token
 
 
