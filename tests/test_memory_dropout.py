@@ -55,7 +55,7 @@ def test_table2_reproduced_exactly(name, setting):
 
 
 def test_paper_selective_savings():
-    # §5 of the paper: 5as/h = 80 for GPT-3 175B, so selective recompute saves 80/114 = 70%
+    # The paper (§4.3 text): 5as/h = 80 for GPT-3 175B, so selective recompute saves 80/114 = 70%
     # of the activations; 64/98 = 65% for MT-NLG 530B.
     for name, saving in (("175B", 0.70), ("530B", 0.65)):
         a, h, layers = PAPER_MODELS[name]

@@ -85,15 +85,49 @@ def state_bytes_per_param(optimizer: str, precision: str) -> tuple[int, int, int
     return _STATE_BYTES[optimizer]
 
 
+# Recipes whose optimizer state holds an fp32 master copy of the weights (4 of its bytes).
+_HAS_MASTER = ("adamw", "adamw_8bit", "adamw_fp8", "sgd_momentum")
+
+
+def framework_state_bytes(optimizer: str, precision: str, framework: Any = 0
+                          ) -> tuple[Any, Any, Any, Any]:
+    """(weights, gradients, optimizer, gathered) bytes per parameter under a framework's
+    convention (code = index in vocab.FRAMEWORKS; a number or an array). ``gathered`` is
+    the dtype FSDP/ZeRO-3 all-gathers parameters in for compute.
+
+    - generic and deepspeed: ZeRO's accounting (Rajbhandari et al. 2020 §3: fp16/bf16
+      weights and gradients, fp32 master, m, v in the optimizer; DeepSpeed's own convention).
+    - megatron: with --bf16 the gradients accumulate and reduce in fp32 ``main_grad``
+      buffers (accumulate_allreduce_grads_in_fp32 is forced on with bf16); with --fp16 the
+      fp32 main gradients sit in the optimizer's shard. Megatron-LM's distributed-optimizer
+      docs: bf16/fp32 6 + 12/d, fp16/fp16 4 + 16/d bytes per parameter.
+    - fsdp2 (torchtitan): the sharded parameters are the fp32 masters and the sharded
+      gradients are fp32 (MixedPrecisionPolicy param_dtype=bf16, reduce_dtype=fp32), so the
+      master copy leaves the optimizer state; the unsharded compute copy is bf16.
+    """
+    w, g, o = state_bytes_per_param(optimizer, precision)
+    mixed = precision not in ("fp32", "tf32")
+    gathered = 2 if mixed else 4
+    meg_g = 4 if mixed and precision != "fp16" and g == 2 else g
+    meg_o = o + 4 if precision == "fp16" and g == 2 else o
+    master = mixed and optimizer in _HAS_MASTER
+    fs_w, fs_g, fs_o = (4, 4, o - 4) if master else (w, g, o)
+    meg, fs = framework == 1, framework == 2
+    return (w + (fs_w - w) * fs, g + (meg_g - g) * meg + (fs_g - g) * fs,
+            o + (meg_o - o) * meg + (fs_o - o) * fs, w + (gathered - w) * fs)
+
+
 def model_state_bytes(
-    num_params: Any, optimizer: str, precision: str, zero_stage: Any, shards: Any
+    num_params: Any, optimizer: str, precision: str, zero_stage: Any, shards: Any,
+    framework: Any = 0,
 ) -> tuple[Any, Any, Any]:
     """(weights, gradients, optimizer) bytes per device for ``num_params`` local parameters.
 
     ZeRO (Rajbhandari et al. 2020 §3): stage 1 shards optimizer state over ``shards``
-    data-parallel ranks, stage 2 also gradients, stage 3 also weights.
+    data-parallel ranks, stage 2 also gradients, stage 3 also weights. ``framework``: the
+    bytes per parameter of that framework's convention (framework_state_bytes).
     """
-    w, g, o = state_bytes_per_param(optimizer, precision)
+    w, g, o, _ = framework_state_bytes(optimizer, precision, framework)
 
     def per(bytes_per: int, from_stage: int) -> Any:
         sharded = zero_stage >= from_stage
@@ -107,8 +141,10 @@ def activation_bytes_per_element(precision: str) -> int:
     return 4 if precision in ("fp32", "tf32") else 2
 
 
-def _per_token_widths(model: ModelSpec, moe_layer: bool) -> tuple[float, float, float]:
-    """(replicated, TP-sharded, fp32 extra) elements a block saves per token (no recompute)."""
+def _per_token_widths(model: ModelSpec, moe_layer: bool) -> tuple[float, float, float, float]:
+    """(replicated, TP-sharded, fp32 extra, gated FFN width) elements a block saves per token
+    (no recompute); the last is the FFN width whose 4 eager SwiGLU tensors a fused kernel
+    saves as 3 (0 for a plain FFN)."""
     h, a, g = model.d_model, model.num_heads, model.kv_heads
     if model.parallel_block:  # one block input feeds the norm(s); their outputs feed both
         replicated = h + min(model.norms_per_layer, 2) * h
@@ -125,16 +161,17 @@ def _per_token_widths(model: ModelSpec, moe_layer: bool) -> tuple[float, float, 
         sharded = 2 * a * d + 2 * g * d  # Q and attention output; K and V
         if model.qk_norm != "none":
             sharded += a * d + g * d  # the QK-norms' inputs
-    per_width = 4 if model.ffn_type == "gated" else 2  # gate, act, up, product | up, act
+    gated = model.ffn_type == "gated"
+    per_width = 4 if gated else 2  # gate, act, up, product | up, act
     fp32 = 4 * a  # log-sum-exp per head of fused attention (bytes)
     if moe_layer and model.moe:
         k = model.moe.experts_per_token
-        sharded += k * (2 * h + per_width * model.moe.expert_ffn_hidden_size)  # in + out
-        sharded += per_width * model.moe.shared_width
+        width = k * model.moe.expert_ffn_hidden_size + model.moe.shared_width
+        sharded += k * 2 * h  # expert inputs + outputs
         fp32 += 4 * model.moe.num_experts  # router probabilities
     else:
-        sharded += per_width * model.ffn_hidden_size
-    return replicated, sharded, fp32
+        width = model.ffn_hidden_size
+    return replicated, sharded + per_width * width, fp32, width * gated
 
 
 def layer_activation_bytes_v(model: ModelSpec, training: TrainingSpec, lay: Degrees,
@@ -147,7 +184,10 @@ def layer_activation_bytes_v(model: ModelSpec, training: TrainingSpec, lay: Degr
     but the norm and block inputs; sequence parallelism divides those too; CP divides s.
     """
     beta = activation_bytes_per_element(training.precision)
-    replicated, sharded, fp32 = _per_token_widths(model, moe_layer)
+    replicated, sharded, fp32, gated = _per_token_widths(model, moe_layer)
+    # Megatron's fused SwiGLU (bias_swiglu_impl) saves its fc1 output (gate and up, 2f) and
+    # the fc2 input (f): 3 FFN-width tensors where eager PyTorch saves 4.
+    sharded = sharded - gated * (lay.framework == 1)
     # Dropout (Korthikanti §4.1): a 1-byte mask after attention and one after the MLP, in the
     # (sequence-parallel) region TP does not split; without fused attention also the score
     # dropout's mask (1 byte) and output (beta) per score element. Fused attention regenerates
@@ -268,11 +308,8 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount,
     else:
         shared = shared + (p.embedding + p.positions) / lay.tp
         shared = shared + (p.lm_head / lay.tp + p.final_norm) * only_stage
-    opt, prec, z = training.optimizer, training.precision, lay.zero_stage
-    # ZeRO shards over the shard group: all of dp x cp, or HSDP's dp_shard x cp
-    dense_states = model_state_bytes(shared, opt, prec, z, lay.shard * lay.cp)
-    expert_states = model_state_bytes(routed, opt, prec, z, vmax(1, lay.shard * lay.cp / lay.ep))
-    weights, grads, optim = (a + b for a, b in zip(dense_states, expert_states))
+    prec = training.precision
+    weights, grads, optim, fsdp = _state_terms(training, lay, shared, routed, largest)
 
     act_dense, act_moe = layer_acts
     one_mb = dense * act_dense + moe * act_moe
@@ -288,12 +325,6 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount,
     is_last = 1 if last else only_stage
     logits = (defaults.logits_bytes_per_element * lay.micro_batch_size * training.seq_len / lay.cp
               * model.vocab_size / lay.tp) * is_last
-    w_bytes = state_bytes_per_param(opt, prec)[0]
-    # ZeRO-3 gathers: this layer's and the prefetched next one's; without resharding after
-    # forward the stage's gathered weights stay until backward (FSDP2 reshard_after_forward)
-    z3 = (z == 3) * (lay.shard * lay.cp > 1)
-    kept = (1 - lay.reshard_after_forward) * vmax(0, (shared + routed) - 2 * largest)
-    fsdp = (2 * largest + kept) * w_bytes * z3
     accounted = weights + grads + optim + acts + logits + fsdp
     frag = defaults.fragmentation_fraction * accounted
     return {
@@ -302,6 +333,49 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount,
         "total": accounted + frag + defaults.runtime_overhead_bytes,
         "held": held * 1.0, "per_layer": rebuild,
     }
+
+
+def keeps_unsharded_across_micro_batches(lay: Degrees) -> Any:
+    """1 where FSDP2 under torch.distributed.pipelining keeps every layer's parameters
+    gathered and its gradients unsharded (no reduce-scatter) until the last micro-batch of
+    the step: the schedule sets set_reshard_after_backward(False) and
+    set_requires_gradient_sync(False) on FSDP modules (torchtitan with pp > 1). 0 elsewhere:
+    the parameters are gathered and the gradients reduce-scattered every micro-batch."""
+    shards = lay.shard * lay.cp
+    return 1 * (lay.framework == 2) * (lay.pp > 1) * (lay.micro_batches > 1) * \
+        (lay.zero_stage >= 2) * (shards > 1)
+
+
+def _state_terms(training: TrainingSpec, lay: Degrees, shared: Any, routed: Any,
+                 largest: Any) -> tuple[Any, Any, Any, Any]:
+    """(weights, gradients, optimizer, FSDP buffers) bytes on a stage holding ``shared``
+    non-expert and ``routed`` expert parameters per device; ``largest``: its largest layer.
+
+    HSDP: the states shard over the shard group (dp_shard x cp), not all of dp x cp.
+    FSDP buffers: the gathered layer and the prefetched next one (2 x largest) at the gather
+    dtype; with reshard_after_forward off, every layer of the stage stays gathered from its
+    forward to its backward (FSDP2 semantics), and under FSDP2 pipelining every layer stays
+    gathered with unsharded fp32 gradients across the micro-batches of a step.
+    Offload (ZeRO-Offload, Ren et al. 2021 §4.1; FSDP CPUOffload): optimizer states live in
+    host memory and gradients go there as each layer's are reduced (one layer's gradients
+    stay on the device as the bucket); "optimizer_params" also keeps the parameters there
+    and streams each layer's in (2 x largest at the gather dtype, as ZeRO-3).
+    """
+    opt, prec, z, fw = training.optimizer, training.precision, lay.zero_stage, lay.framework
+    shards = lay.shard * lay.cp
+    dense_states = model_state_bytes(shared, opt, prec, z, shards, fw)
+    expert_states = model_state_bytes(routed, opt, prec, z, vmax(1, shards / lay.ep), fw)
+    weights, grads, optim = (a + b for a, b in zip(dense_states, expert_states))
+    _, g_bytes, _, gathered_bytes = framework_state_bytes(opt, prec, fw)
+    accumulate = keeps_unsharded_across_micro_batches(lay)
+    all_layers = vmax(1 - lay.reshard_after_forward, accumulate)
+    on_host = 1 * (lay.offload >= 1)
+    params_on_host = 1 * (lay.offload == 2)
+    gathers = vmax(1 * (z == 3) * (shards > 1), params_on_host)
+    fsdp = gathered_bytes * vmax(2 * largest, all_layers * (shared + routed)) * gathers
+    fsdp = fsdp + largest * g_bytes * on_host
+    grads = (grads + g_bytes * (shared + routed) * accumulate) * (1 - on_host)
+    return weights * (1 - params_on_host), grads, optim * (1 - on_host), fsdp
 
 
 def memory_per_device(

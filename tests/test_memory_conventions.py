@@ -1,0 +1,167 @@
+"""HSDP, reshard_after_forward, framework conventions and offload in the memory model,
+each against a value derived by hand (docs/formulas.md §3.2; docs/performance-model.md)."""
+
+import numpy as np
+import pytest
+
+from planner.catalog.catalog import load_model
+from planner.estimators.memory import (
+    MemoryDefaults, framework_state_bytes, keeps_unsharded_across_micro_batches,
+    memory_per_device, memory_terms, model_state_bytes,
+)
+from planner.estimators.params import count_params
+from planner.estimators.vec import Degrees
+from planner.specs import ParallelismSpec, TrainingSpec
+
+GIB = 2**30
+BARE = MemoryDefaults(runtime_overhead_bytes=0, fragmentation_fraction=0,
+                      logits_bytes_per_element=0)
+
+
+def _train(**kw):
+    return TrainingSpec(**{**dict(tokens=1e12, seq_len=4096, global_batch_size=512), **kw})
+
+
+def _mem(model, training=None, **par):
+    return memory_per_device(load_model(model), training or _train(),
+                             ParallelismSpec(**par), 80 * GIB, BARE)
+
+
+def test_hsdp_shards_states_over_the_shard_group_only():
+    # llama3-8b on 64 devices, ZeRO-3 sharded within groups of 8 and replicated 8 times:
+    # each device holds 16 B x N / 8 of states (not N / 64).
+    n = count_params(load_model("llama3-8b")).total
+    full = _mem("llama3-8b", devices=64, zero_stage=3)
+    hsdp = _mem("llama3-8b", devices=64, zero_stage=3, dp_shard=8)
+    assert hsdp.weights_bytes == pytest.approx(2 * n / 8)
+    assert hsdp.gradients_bytes == pytest.approx(2 * n / 8)
+    assert hsdp.optimizer_bytes == pytest.approx(12 * n / 8)
+    assert full.optimizer_bytes == pytest.approx(12 * n / 64)
+    assert hsdp.activations_bytes == full.activations_bytes
+    # with cp, the shard group is dp_shard x cp: 4 x 2 = 8 ranks again
+    cp = _mem("llama3-8b", devices=64, zero_stage=3, cp=2, dp_shard=4)
+    assert cp.optimizer_bytes == pytest.approx(12 * n / 8)
+    # dp_shard = 1 is plain replication: no sharding and no gather buffer
+    one = _mem("llama3-8b", devices=64, zero_stage=3, dp_shard=1)
+    assert one.optimizer_bytes == pytest.approx(12 * n) and one.fsdp_buffer_bytes == 0
+
+
+def test_no_reshard_after_forward_keeps_every_layer_gathered():
+    # FSDP2 reshard_after_forward=False: all of the stage's parameters stay unsharded from
+    # forward to backward, at the gather dtype (bf16: 2 B), instead of 2 layers' worth.
+    m = load_model("llama3-8b")
+    p = count_params(m)
+    raf = _mem("llama3-8b", devices=64, zero_stage=3)
+    keep = _mem("llama3-8b", devices=64, zero_stage=3, reshard_after_forward=False)
+    assert raf.fsdp_buffer_bytes == 2 * 2 * p.dense_layer.total
+    assert keep.fsdp_buffer_bytes == pytest.approx(2 * p.total)  # 16.06 GB
+    assert keep.fsdp_buffer_bytes / 1e9 == pytest.approx(16.06, abs=0.01)
+    # ZeRO 1/2 keep whole weights anyway: no gather buffer either way
+    z1 = _mem("llama3-8b", devices=64, zero_stage=1, reshard_after_forward=False)
+    assert z1.fsdp_buffer_bytes == 0
+
+
+def test_fsdp2_pipelining_accumulates_unsharded_fp32_gradients():
+    # torchtitan with pp > 1: the pipeline schedule turns off reshard-after-backward and
+    # gradient sync until the last micro-batch, so each stage keeps its parameters gathered
+    # (bf16) and fp32 gradients unsharded across the 16 micro-batches.
+    t = _train()  # 512 sequences / (dp 32 x b 1) = 16 micro-batches
+    r = _mem("llama3-8b", t, devices=64, pp=2, zero_stage=3, framework="fsdp2")
+    n_stage = r.weights_bytes * 32 / 4  # fsdp2 keeps fp32 sharded parameters
+    assert r.fsdp_buffer_bytes == pytest.approx(2 * n_stage)
+    assert r.gradients_bytes == pytest.approx(4 * n_stage / 32 + 4 * n_stage)
+    # without a pipeline, torchtitan reduce-scatters every micro-batch: nothing extra
+    flat = _mem("llama3-8b", t, devices=64, zero_stage=3, framework="fsdp2")
+    n = count_params(load_model("llama3-8b")).total
+    assert flat.gradients_bytes == pytest.approx(4 * n / 64)
+    # one micro-batch per step: nothing to accumulate
+    one = _mem("llama3-8b", _train(global_batch_size=32), devices=64, pp=2, zero_stage=3,
+               framework="fsdp2")
+    assert one.gradients_bytes == pytest.approx(4 * (one.weights_bytes * 32 / 4) / 32)
+
+
+def test_megatron_fp32_main_grads_cost_4_gib_on_llama2_70b_tp8_pp4():
+    # Issue 12: Megatron keeps fp32 main-grads with --bf16, ~4 GiB/GPU more on Llama-2-70B
+    # at tp8 pp4 than 2 bytes/param. 69.0e9 / 32 ~ 2.16e9 local parameters x 2 B = 4.0 GiB.
+    par = dict(devices=256, tp=8, pp=4, zero_stage=1)
+    gen = _mem("llama2-70b", **par)
+    meg = _mem("llama2-70b", **par, framework="megatron")
+    assert meg.gradients_bytes == pytest.approx(2 * gen.gradients_bytes)
+    extra = (meg.gradients_bytes - gen.gradients_bytes) / GIB
+    assert extra == pytest.approx(4.0, abs=0.05)
+    # distributed optimizer, bf16 params + fp32 grads: 6 + 12/d bytes per parameter
+    n_local = gen.weights_bytes / 2
+    states = meg.weights_bytes + meg.gradients_bytes + meg.optimizer_bytes
+    assert states == pytest.approx(n_local * (6 + 12 / 8))
+
+
+def test_megatron_fused_swiglu_saves_three_ffn_width_tensors():
+    # Llama-2-70B layer, f = 28672, tp 8 + SP, s = 4096, b = 1: one FFN-width bf16 tensor
+    # less per layer = 4096 x 28672 x 2 / 8 bytes, times the 20 layers x 4 in-flight
+    # micro-batches of the first 1F1B stage.
+    par = dict(devices=256, tp=8, pp=4, zero_stage=1)
+    t = _train(recompute="none")
+    gen = _mem("llama2-70b", t, **par)
+    meg = _mem("llama2-70b", t, **par, framework="megatron")
+    per_layer = 4096 * 28672 * 2 / 8
+    assert gen.stage == meg.stage == "first" and gen.in_flight_micro_batches == 4
+    assert gen.activations_bytes - meg.activations_bytes == pytest.approx(20 * 4 * per_layer)
+
+
+def test_framework_state_bytes_by_hand():
+    # generic / deepspeed: ZeRO's 2 + 2 + 12; megatron bf16: fp32 grads (2 + 4 + 12 = 18);
+    # megatron fp16: fp32 main grads in the optimizer (2 + 2 + 16 = 20); fsdp2: fp32
+    # sharded params and grads, fp32 m, v (4 + 4 + 8 = 16) gathered in bf16.
+    assert framework_state_bytes("adamw", "bf16", 0) == (2, 2, 12, 2)
+    assert framework_state_bytes("adamw", "bf16", 3) == (2, 2, 12, 2)
+    assert framework_state_bytes("adamw", "bf16", 1) == (2, 4, 12, 2)
+    assert framework_state_bytes("adamw", "fp16", 1) == (2, 2, 16, 2)
+    assert framework_state_bytes("adamw", "fp32", 1) == (4, 4, 8, 4)
+    assert framework_state_bytes("adamw", "bf16", 2) == (4, 4, 8, 2)
+    assert framework_state_bytes("adamw_all_bf16", "bf16", 2) == (2, 2, 4, 2)
+    # Megatron distributed optimizer table: fp16 4 + 16/d
+    assert sum(model_state_bytes(1, "adamw", "fp16", 1, 8, 1)) == pytest.approx(4 + 16 / 8)
+    # arrays of framework codes, as the search passes them
+    w, g, o, gathered = framework_state_bytes("adamw", "bf16", np.array([0, 1, 2, 3]))
+    assert list(g) == [2, 4, 4, 2] and list(w) == [2, 2, 4, 2] and list(o) == [12, 12, 8, 12]
+
+
+def test_deepspeed_is_zero_accounting():
+    a = _mem("llama3-8b", devices=64, zero_stage=3)
+    b = _mem("llama3-8b", devices=64, zero_stage=3, framework="deepspeed")
+    assert a == b
+
+
+def test_offload_moves_optimizer_and_gradients_to_the_host():
+    # ZeRO-Offload: optimizer states on the host, gradients sent there as each layer's are
+    # reduced (one layer's gradients stay as the bucket); with parameters too, the device
+    # holds only the streamed layers (2 x largest layer in bf16).
+    p = count_params(load_model("llama3-8b"))
+    layer = p.dense_layer.total
+    none = _mem("llama3-8b", devices=8, zero_stage=3)
+    opt = _mem("llama3-8b", devices=8, zero_stage=3, offload="optimizer")
+    both = _mem("llama3-8b", devices=8, zero_stage=3, offload="optimizer_params")
+    assert opt.optimizer_bytes == 0 and opt.gradients_bytes == 0
+    assert opt.weights_bytes == none.weights_bytes == 2 * p.total / 8
+    assert opt.fsdp_buffer_bytes == none.fsdp_buffer_bytes + 2 * layer
+    assert both.weights_bytes == 0 and both.fsdp_buffer_bytes == opt.fsdp_buffer_bytes
+    # a single GPU (no ZeRO sharding) streams its parameters too when they are on the host
+    single = _mem("llama3-8b", devices=1, zero_stage=0, offload="optimizer_params")
+    assert single.weights_bytes == 0 and single.fsdp_buffer_bytes == 2 * 2 * layer + 2 * layer
+    assert none.activations_bytes == opt.activations_bytes
+
+
+def test_memory_terms_take_arrays_of_the_new_degrees():
+    # One call over four layouts equals four scalar calls (the search's contract).
+    m, t = load_model("llama3-8b"), _train()
+    cols = dict(devices=64, tp=1, pp=2, cp=1, ep=1, dp=32, zero_stage=3, micro_batch_size=1,
+                recompute=1, sequence_parallel=0, pipeline_schedule=0, virtual_stages=1,
+                global_batch_size=512)
+    arr = dict(dp_shard=np.array([32, 8, 32, 4]), reshard_after_forward=np.array([1, 0, 1, 1]),
+               framework=np.array([0, 1, 2, 2]), offload=np.array([0, 0, 1, 2]))
+    many = memory_terms(m, t, Degrees(**cols, **arr), BARE)["total"]
+    for i in range(4):
+        one = memory_terms(m, t, Degrees(**cols, **{k: int(v[i]) for k, v in arr.items()}),
+                           BARE)["total"]
+        assert many[i] == pytest.approx(one)
+    assert keeps_unsharded_across_micro_batches(Degrees(**cols, framework=2)) == 1
