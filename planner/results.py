@@ -67,8 +67,12 @@ class Layout(Result):
     num_micro_batches: int
     seq_len: int
     recompute: str
-    dp_shard: int = 0  # ZeRO/FSDP shard group within dp (HSDP when < dp)
+    dp_shard: int = 0  # ZeRO/FSDP shard group within dp (= dp unless HSDP); 0 when not set
     reshard_after_forward: bool = True
+    tp_comm_overlap: bool = False
+    framework: str = "generic"
+    offload: str = "none"
+    dropout: bool = False
 
 
 @dataclass(frozen=True)

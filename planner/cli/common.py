@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from planner.cli.options import RANGE, TEXT, TOKENS, BoundedInt, FiniteFloat
-from planner.vocab import OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES
+from planner.vocab import FRAMEWORKS, OFFLOADS, OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES
 
 SHAPE_FLAGS = ("layers", "d_model", "heads", "kv_heads", "head_dim", "ffn_hidden", "vocab",
                "experts", "top_k")
@@ -49,6 +49,8 @@ def training_options(f):
         click.option("--flash-attention/--no-flash-attention", default=None),
         click.option("--attention-flops", type=click.Choice(["full", "causal"]),
                      help="Count full score matrices (PaLM/Megatron MFU) or the causal half."),
+        click.option("--dropout/--no-dropout", default=None,
+                     help="Dropout on: its masks are saved for backward (default off)."),
     ])
 
 
@@ -64,6 +66,18 @@ def layout_options(f):
         click.option("--sequence-parallel/--no-sequence-parallel", default=None),
         click.option("--pipeline-schedule", type=click.Choice(SCHEDULES)),
         click.option("--virtual-stages", type=BoundedInt(min=1)),
+        click.option("--dp-shard", type=BoundedInt(min=1),
+                     help="HSDP: shard ZeRO/FSDP states within groups of N data-parallel "
+                          "ranks, replicate across them (default: all of dp)."),
+        click.option("--reshard-after-forward/--no-reshard-after-forward", default=None,
+                     help="ZeRO-3/FSDP: free gathered parameters after forward (default) "
+                          "or keep them until backward."),
+        click.option("--tp-comm-overlap/--no-tp-comm-overlap", default=None,
+                     help="Overlap tensor-parallel collectives with GEMMs."),
+        click.option("--framework", type=click.Choice(FRAMEWORKS),
+                     help="Follow a framework's conventions (gradient dtype, fused kernels)."),
+        click.option("--offload", type=click.Choice(OFFLOADS),
+                     help="Keep optimizer states (and parameters) in host memory."),
     ])
 
 

@@ -301,7 +301,9 @@ def estimate(
             global_batch_size=training.global_batch_size,
             num_micro_batches=training.global_batch_size // (par.dp * training.micro_batch_size),
             seq_len=training.seq_len, recompute=training.recompute, dp_shard=par.shard,
-            reshard_after_forward=par.reshard_after_forward),
+            reshard_after_forward=par.reshard_after_forward,
+            tp_comm_overlap=par.tp_comm_overlap, framework=par.framework,
+            offload=par.offload, dropout=training.dropout),
         flops=Flops(
             per_token=fl.model_per_token, total=fl.model_total,
             hardware_per_token=fl.hardware_per_token, hardware_total=fl.hardware_total,
@@ -354,7 +356,17 @@ def _perf_assumptions(perf: PerfParams) -> tuple[Assumption, ...]:
 
 
 _FIXED_FIELDS = (("micro_batch_size", "precision", "optimizer", "recompute", "flash_attention",
-                  "attention_flops"), ("zero_stage", "pipeline_schedule"))
+                  "attention_flops", "dropout"),
+                 ("zero_stage", "pipeline_schedule", "framework", "offload",
+                  "reshard_after_forward", "tp_comm_overlap"))
+# Where a defaulted execution choice comes from (the rest: "planner default").
+_FIXED_SOURCES = {
+    "dropout": "planner default: off, as modern LLM pre-training (Llama 3, OLMo 2); on "
+               "saves Korthikanti et al. 2022's masks",
+    "framework": "planner default: generic = ZeRO's accounting (2+2+12 B/param, eager "
+                 "SwiGLU); megatron, fsdp2, deepspeed follow theirs (docs/performance-model.md)",
+    "reshard_after_forward": "FSDP2's default (ZeRO-3 re-gathers parameters for backward)",
+}
 
 
 def _fixed_assumptions(training: TrainingSpec, par: ParallelismSpec) -> tuple[Assumption, ...]:
@@ -373,7 +385,8 @@ def _fixed_for(train_set: frozenset, par_set: frozenset, train_values: tuple,
         for f, value in zip(fields, values):
             if f not in given:
                 out.append(Assumption(name=f, value=str(value), unit="",
-                                      source="planner default", defaulted=True))
+                                      source=_FIXED_SOURCES.get(f, "planner default"),
+                                      defaulted=True))
     if "sequence_parallel" not in par_set and tp_above_one:
         out.append(Assumption(name="sequence_parallel", value="True", unit="",
                               source="planner default: on when tp > 1", defaulted=True))

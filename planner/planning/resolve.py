@@ -50,6 +50,8 @@ def spec_error(e: ValidationError, where: str) -> SpecError:
     msg = format_validation_error(e, where)
     for name, flag in FLAG.items():
         msg = msg.replace(f"{where}: {name}:", f"{flag}:")
+    # a cross-field rule on a value that has its own flag: name the flag as written
+    msg = msg.replace(f"{where}: dp_shard=", "--dp-shard ")
     return SpecError(msg)
 
 

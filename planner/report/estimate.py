@@ -28,6 +28,7 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
                    f"ZeRO-{lay.zero_stage}{_hsdp(lay)}, SP "
                    f"{'on' if lay.sequence_parallel else 'off'}, {lay.pipeline_schedule}, "
                    f"recompute {lay.recompute}"),
+        ("", _execution_line(lay)),
         *_choice_lines(e),
         ("Batch", f"{lay.global_batch_size} x {lay.seq_len} = {fmt_count(tokens_per_step)} "
                   f"tokens/step, micro-batch {lay.micro_batch_size}, "
@@ -50,6 +51,12 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
         ("Power", f"{e.energy.power_per_device_w:,.0f} W per device slot x PUE {e.energy.pue:g}; "
                   f"grid {e.carbon.grid_g_co2e_per_kwh:,.0f} g CO2e/kWh ({e.carbon.region})"),
     ]
+
+
+def _execution_line(lay) -> str:
+    onoff = {True: "on", False: "off"}
+    return (f"framework {lay.framework}, TP comm overlap {onoff[lay.tp_comm_overlap]}, "
+            f"offload {lay.offload}, dropout {onoff[lay.dropout]}")
 
 
 _FLAG = {"tp": "tp", "pp": "pp", "cp": "cp", "ep": "ep", "zero_stage": "zero",

@@ -1,0 +1,74 @@
+"""CLI flags for the execution choices: --dp-shard, --[no-]reshard-after-forward,
+--[no-]tp-comm-overlap, --framework, --offload, --[no-]dropout (estimate, plan, compare)."""
+
+import json
+
+import pytest
+
+from planner.cli import cli
+
+GIB = 2**30
+LAYOUT = ["-m", "llama3-8b", "--devices", "64", "--tp", "1", "--pp", "1", "--cp", "1",
+          "--zero", "3", "--micro-batch", "1", "--recompute", "full", "--seq-len", "4096"]
+
+
+def _estimate(runner, *flags, fmt="json"):
+    r = runner.invoke(cli, ["estimate", *LAYOUT, *flags, "--format", fmt])
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout) if fmt == "json" else r.stdout
+
+
+def test_estimate_shows_and_applies_the_choices(runner):
+    base = _estimate(runner)
+    assert base["layout"]["framework"] == "generic" and base["layout"]["dp_shard"] == 64
+    defaulted = {a["name"]: a["value"] for a in base["assumptions"] if a["defaulted"]}
+    for name in ("framework", "offload", "dropout", "reshard_after_forward",
+                 "tp_comm_overlap"):
+        assert name in defaulted, name
+    d = _estimate(runner, "--dp-shard", "8", "--framework", "fsdp2",
+                  "--no-reshard-after-forward", "--tp-comm-overlap", "--offload", "optimizer",
+                  "--dropout")
+    lay = d["layout"]
+    assert (lay["dp_shard"], lay["framework"], lay["reshard_after_forward"],
+            lay["tp_comm_overlap"], lay["offload"], lay["dropout"]) == \
+        (8, "fsdp2", False, True, "optimizer", True)
+    mem = d["memory_per_device"]
+    assert mem["optimizer_bytes"] == 0 and mem["gradients_bytes"] == 0
+    # fsdp2 keeps fp32 sharded parameters, here over a shard group of 8: 4 B x 8.03e9 / 8
+    assert mem["weights_bytes"] == pytest.approx(4 * 8.03e9 / 8, rel=0.001)
+    given = {a["name"] for a in d["assumptions"] if a["defaulted"]}
+    assert not given & {"framework", "offload", "dropout", "reshard_after_forward"}
+
+
+def test_estimate_text_and_markdown_show_the_execution_line(runner):
+    text = _estimate(runner, "--dp-shard", "8", "--framework", "megatron", fmt="table")
+    assert "ZeRO-3 (HSDP: shard 8 x 8 replicas)" in text
+    assert "framework megatron, TP comm overlap off, offload none, dropout off" in text
+    md = _estimate(runner, "--offload", "optimizer_params", fmt="markdown")
+    assert "offload optimizer_params, dropout off" in md
+
+
+@pytest.mark.parametrize("cmd", ["plan", "compare"])
+def test_plan_and_compare_take_the_flags(runner, cmd):
+    args = [cmd, "-m", "llama3-8b", "--devices", "64", "--seq-len", "4096",
+            "--framework", "megatron", "--dropout", "--no-tp-comm-overlap",
+            "--reshard-after-forward", "--offload", "none", "--format", "json"]
+    if cmd == "compare":
+        args[args.index("-m"):args.index("-m")] = ["--hardware", "h100-sxm"]
+    r = runner.invoke(cli, args)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (["--framework", "megatronn"], "Invalid value for '--framework': 'megatronn' is not one of"),
+    (["--offload", "gpu"], "Invalid value for '--offload': 'gpu' is not one of"),
+    (["--dp-shard", "0"], "Invalid value for '--dp-shard'"),
+    (["--dp-shard", "3"], "--dp-shard 3 must divide dp=64; valid dp_shard: 1, 2, 4, 8"),
+])
+def test_bad_values_are_one_clear_line(runner, flags, expected):
+    r = runner.invoke(cli, ["estimate", *LAYOUT, *flags])
+    assert r.exit_code != 0
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
