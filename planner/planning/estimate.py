@@ -387,6 +387,10 @@ def _fixed_for(train_set: frozenset, par_set: frozenset, train_values: tuple,
                 out.append(Assumption(name=f, value=str(value), unit="",
                                       source=_FIXED_SOURCES.get(f, "planner default"),
                                       defaulted=True))
+    if "dp_shard" not in par_set:
+        out.append(Assumption(name="dp_shard", value="dp (no HSDP)", unit="",
+                              source="planner default: ZeRO/FSDP shard over all of dp",
+                              defaulted=True))
     if "sequence_parallel" not in par_set and tp_above_one:
         out.append(Assumption(name="sequence_parallel", value="True", unit="",
                               source="planner default: on when tp > 1", defaulted=True))
