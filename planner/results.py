@@ -70,6 +70,7 @@ class Layout(Result):
     dp_shard: int = 0  # ZeRO/FSDP shard group within dp (= dp unless HSDP); 0 when not set
     reshard_after_forward: bool = True
     tp_comm_overlap: bool = False
+    dp_comm_overlap: bool = True
     framework: str = "generic"
     offload: str = "none"
     dropout: bool = False

@@ -1,5 +1,5 @@
 """CLI flags for the execution choices: --dp-shard, --[no-]reshard-after-forward,
---[no-]tp-comm-overlap, --framework, --offload, --[no-]dropout (estimate, plan, compare)."""
+--[no-]tp-comm-overlap, --[no-]dp-comm-overlap, --framework, --offload, --[no-]dropout (estimate, plan, compare)."""
 
 import json
 
@@ -23,12 +23,13 @@ def test_estimate_shows_and_applies_the_choices(runner):
     assert base["layout"]["framework"] == "generic" and base["layout"]["dp_shard"] == 64
     defaulted = {a["name"]: a["value"] for a in base["assumptions"] if a["defaulted"]}
     for name in ("framework", "offload", "dropout", "reshard_after_forward", "dp_shard",
-                 "tp_comm_overlap"):
+                 "tp_comm_overlap", "dp_comm_overlap"):
         assert name in defaulted, name
     d = _estimate(runner, "--dp-shard", "8", "--framework", "fsdp2",
                   "--no-reshard-after-forward", "--tp-comm-overlap", "--offload", "optimizer",
-                  "--dropout")
+                  "--dropout", "--no-dp-comm-overlap")
     lay = d["layout"]
+    assert lay["dp_comm_overlap"] is False
     assert (lay["dp_shard"], lay["framework"], lay["reshard_after_forward"],
             lay["tp_comm_overlap"], lay["offload"], lay["dropout"]) == \
         (8, "fsdp2", False, True, "optimizer", True)
@@ -43,7 +44,7 @@ def test_estimate_shows_and_applies_the_choices(runner):
 def test_estimate_text_and_markdown_show_the_execution_line(runner):
     text = _estimate(runner, "--dp-shard", "8", "--framework", "megatron", fmt="table")
     assert "ZeRO-3 (HSDP: shard 8 x 8 replicas)" in text
-    assert "framework megatron, TP comm overlap off, offload none, dropout off" in text
+    assert "framework megatron, TP comm overlap off, DP comm overlap on, offload none" in text
     md = _estimate(runner, "--offload", "optimizer_params", fmt="markdown")
     assert "offload optimizer_params, dropout off" in md
 

@@ -74,6 +74,8 @@ def layout_options(f):
                           "or keep them until backward."),
         click.option("--tp-comm-overlap/--no-tp-comm-overlap", default=None,
                      help="Overlap tensor-parallel collectives with GEMMs."),
+        click.option("--dp-comm-overlap/--no-dp-comm-overlap", default=None,
+                     help="Overlap data-parallel collectives with compute (default on)."),
         click.option("--framework", type=click.Choice(FRAMEWORKS),
                      help="Follow a framework's conventions (gradient dtype, fused kernels)."),
         click.option("--offload", type=click.Choice(OFFLOADS),

@@ -302,7 +302,8 @@ def estimate(
             num_micro_batches=training.global_batch_size // (par.dp * training.micro_batch_size),
             seq_len=training.seq_len, recompute=training.recompute, dp_shard=par.shard,
             reshard_after_forward=par.reshard_after_forward,
-            tp_comm_overlap=par.tp_comm_overlap, framework=par.framework,
+            tp_comm_overlap=par.tp_comm_overlap, dp_comm_overlap=par.dp_comm_overlap,
+            framework=par.framework,
             offload=par.offload, dropout=training.dropout),
         flops=Flops(
             per_token=fl.model_per_token, total=fl.model_total,
@@ -358,7 +359,7 @@ def _perf_assumptions(perf: PerfParams) -> tuple[Assumption, ...]:
 _FIXED_FIELDS = (("micro_batch_size", "precision", "optimizer", "recompute", "flash_attention",
                   "attention_flops", "dropout"),
                  ("zero_stage", "pipeline_schedule", "framework", "offload",
-                  "reshard_after_forward", "tp_comm_overlap"))
+                  "reshard_after_forward", "tp_comm_overlap", "dp_comm_overlap"))
 # Where a defaulted execution choice comes from (the rest: "planner default").
 _FIXED_SOURCES = {
     "dropout": "planner default: off, as modern LLM pre-training (Llama 3, OLMo 2); on "
