@@ -77,3 +77,20 @@ def test_dropout_off_is_todays_model_and_fused_attention_saves_only_two_masks():
     with_drop = layer_activation_bytes(m, TrainingSpec(**fused, dropout=True), par, False)
     without = layer_activation_bytes(m, TrainingSpec(**fused), par, False)
     assert with_drop - without == 2 * S * B * h
+
+
+def test_first_stage_total_with_embedding_dropout():
+    # Korthikanti §4.3 (Eq. 5 + the embedding dropout): with 1F1B the first stage holds
+    # s b h L / t (34 + 5as/h) for its L/p layers x p micro-batches in flight, plus the input
+    # embedding's dropout mask, s b h p / t with sequence parallelism. 175B, t = 8, p = 8.
+    from planner.estimators.memory import MemoryDefaults, memory_per_device
+
+    a, h, layers = PAPER_MODELS["175B"]
+    bare = MemoryDefaults(runtime_overhead_bytes=0, fragmentation_fraction=0,
+                          logits_bytes_per_element=0)
+    r = memory_per_device(_gpt(a, h, layers), _train(), ParallelismSpec(devices=64, tp=8, pp=8),
+                          80 * 2**30, bare)
+    sbh = S * B * h
+    assert r.stage == "first" and r.in_flight_micro_batches == 8
+    assert r.activations_bytes == pytest.approx(
+        sbh * layers / T * (34 + 5 * a * S / h) + sbh * 8 / T, rel=1e-12)

@@ -322,6 +322,8 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount,
     stored = one_mb + ((dense + moe) * block_in - one_mb) * full
     held = 1 if last else in_flight_micro_batches(lay)
     acts = stored * held + rebuild * full
+    if training.dropout and not last:  # the embedding dropout's 1-byte mask per micro-batch
+        acts = acts + held * block_in / beta  # held (Korthikanti §4.3: s b h p / t with SP)
     is_last = 1 if last else only_stage
     logits = (defaults.logits_bytes_per_element * lay.micro_batch_size * training.seq_len / lay.cp
               * model.vocab_size / lay.tp) * is_last
