@@ -165,3 +165,24 @@ def test_memory_terms_take_arrays_of_the_new_degrees():
                            BARE)["total"]
         assert many[i] == pytest.approx(one)
     assert keeps_unsharded_across_micro_batches(Degrees(**cols, framework=2)) == 1
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(tp=st.sampled_from([1, 2, 8]), pp=st.sampled_from([1, 2, 4]),
+       zero=st.sampled_from([0, 1, 2, 3]), shard_div=st.sampled_from([1, 2, 4]),
+       framework=st.sampled_from(["generic", "megatron", "fsdp2", "deepspeed"]))
+def test_properties_of_the_execution_choices(tp, pp, zero, shard_div, framework):
+    # Offloading never needs more device memory than not (one layer's gradient bucket is
+    # less than the gradients it replaces); a smaller shard group never needs less; keeping
+    # gathered parameters never needs less.
+    base = dict(devices=64, tp=tp, pp=pp, zero_stage=zero, framework=framework)
+    dp = 64 // (tp * pp)
+    total = {k: _mem("llama3-8b", **base, **kw).total_bytes for k, kw in {
+        "none": {}, "opt": {"offload": "optimizer"}, "both": {"offload": "optimizer_params"},
+        "hsdp": {"dp_shard": max(1, dp // shard_div)}, "keep": {"reshard_after_forward": False},
+    }.items()}
+    assert total["both"] <= total["opt"] <= total["none"] + 1
+    assert total["hsdp"] >= total["none"] - 1 and total["keep"] >= total["none"] - 1
