@@ -22,8 +22,8 @@ def test_estimate_shows_and_applies_the_choices(runner):
     base = _estimate(runner)
     assert base["layout"]["framework"] == "generic" and base["layout"]["dp_shard"] == 64
     defaulted = {a["name"]: a["value"] for a in base["assumptions"] if a["defaulted"]}
-    for name in ("framework", "offload", "dropout", "reshard_after_forward", "dp_shard",
-                 "tp_comm_overlap", "dp_comm_overlap"):
+    for name in ("framework", "offload", "dropout", "dp_shard", "tp_comm_overlap",
+                 "dp_comm_overlap"):
         assert name in defaulted, name
     d = _estimate(runner, "--dp-shard", "8", "--framework", "fsdp2",
                   "--no-reshard-after-forward", "--tp-comm-overlap", "--offload", "optimizer",
@@ -38,7 +38,7 @@ def test_estimate_shows_and_applies_the_choices(runner):
     # fsdp2 keeps fp32 sharded parameters, here over a shard group of 8: 4 B x 8.03e9 / 8
     assert mem["weights_bytes"] == pytest.approx(4 * 8.03e9 / 8, rel=0.001)
     given = {a["name"] for a in d["assumptions"] if a["defaulted"]}
-    assert not given & {"framework", "offload", "dropout", "reshard_after_forward", "dp_shard"}
+    assert not given & {"framework", "offload", "dropout", "dp_shard", "dp_comm_overlap"}
 
 
 def test_estimate_text_and_markdown_show_the_execution_line(runner):

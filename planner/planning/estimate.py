@@ -359,14 +359,13 @@ def _perf_assumptions(perf: PerfParams) -> tuple[Assumption, ...]:
 _FIXED_FIELDS = (("micro_batch_size", "precision", "optimizer", "recompute", "flash_attention",
                   "attention_flops", "dropout"),
                  ("zero_stage", "pipeline_schedule", "framework", "offload",
-                  "reshard_after_forward", "tp_comm_overlap", "dp_comm_overlap"))
+                  "tp_comm_overlap", "dp_comm_overlap"))
 # Where a defaulted execution choice comes from (the rest: "planner default").
 _FIXED_SOURCES = {
     "dropout": "planner default: off, as modern LLM pre-training (Llama 3, OLMo 2); on "
                "saves Korthikanti et al. 2022's masks",
     "framework": "planner default: generic = ZeRO's accounting (2+2+12 B/param, eager "
                  "SwiGLU); megatron, fsdp2, deepspeed follow theirs (docs/performance-model.md)",
-    "reshard_after_forward": "FSDP2's default (ZeRO-3 re-gathers parameters for backward)",
 }
 
 
