@@ -106,13 +106,10 @@ def framework_state_bytes(optimizer: str, precision: str, framework: Any = 0
       master copy leaves the optimizer state; the unsharded compute copy is bf16.
     """
     w, g, o = state_bytes_per_param(optimizer, precision)
-    mixed = precision not in ("fp32", "tf32")
+    mixed, meg, fs = precision not in ("fp32", "tf32"), framework == 1, framework == 2
+    meg_g, meg_o = (g, o + 4) if precision == "fp16" and g == 2 else (4 if mixed else g, o)
+    fs_w, fs_g, fs_o = (4, 4, o - 4) if mixed and optimizer in _HAS_MASTER else (w, g, o)
     gathered = 2 if mixed else 4
-    meg_g = 4 if mixed and precision != "fp16" and g == 2 else g
-    meg_o = o + 4 if precision == "fp16" and g == 2 else o
-    master = mixed and optimizer in _HAS_MASTER
-    fs_w, fs_g, fs_o = (4, 4, o - 4) if master else (w, g, o)
-    meg, fs = framework == 1, framework == 2
     return (w + (fs_w - w) * fs, g + (meg_g - g) * meg + (fs_g - g) * fs,
             o + (meg_o - o) * meg + (fs_o - o) * fs, w + (gathered - w) * fs)
 
@@ -338,11 +335,10 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount,
 
 
 def keeps_unsharded_across_micro_batches(lay: Degrees) -> Any:
-    """1 where FSDP2 under torch.distributed.pipelining keeps every layer's parameters
-    gathered and its gradients unsharded (no reduce-scatter) until the last micro-batch of
-    the step: the schedule sets set_reshard_after_backward(False) and
-    set_requires_gradient_sync(False) on FSDP modules (torchtitan with pp > 1). 0 elsewhere:
-    the parameters are gathered and the gradients reduce-scattered every micro-batch."""
+    """1 where FSDP2 under torch.distributed.pipelining (torchtitan, pp > 1) keeps every
+    layer gathered and its gradients unsharded until the step's last micro-batch (the
+    schedules call set_reshard_after_backward(False), set_requires_gradient_sync(False));
+    0 where parameters are gathered and gradients reduce-scattered every micro-batch."""
     shards = lay.shard * lay.cp
     return 1 * (lay.framework == 2) * (lay.pp > 1) * (lay.micro_batches > 1) * \
         (lay.zero_stage >= 2) * (shards > 1)
@@ -355,9 +351,8 @@ def _state_terms(training: TrainingSpec, lay: Degrees, shared: Any, routed: Any,
 
     HSDP: the states shard over the shard group (dp_shard x cp), not all of dp x cp.
     FSDP buffers: the gathered layer and the prefetched next one (2 x largest) at the gather
-    dtype; with reshard_after_forward off, every layer of the stage stays gathered from its
-    forward to its backward (FSDP2 semantics), and under FSDP2 pipelining every layer stays
-    gathered with unsharded fp32 gradients across the micro-batches of a step.
+    dtype; without reshard_after_forward every layer of the stage stays gathered from forward
+    to backward, under FSDP2 pipelining also with unsharded fp32 gradients (above).
     Offload (ZeRO-Offload, Ren et al. 2021 §4.1; FSDP CPUOffload): optimizer states live in
     host memory and gradients go there as each layer's are reduced (one layer's gradients
     stay on the device as the bucket); "optimizer_params" also keeps the parameters there
