@@ -238,3 +238,35 @@ def test_tp_comm_overlap_hides_tp_time_under_gemms():
     overlap = _terms("llama3-70b", _deg(tp=8, dp=1, sequence_parallel=1, tp_comm_overlap=1))
     hidden = min(0.9 * plain["tp_comm_total"], 0.9 * plain["compute_gemm"])
     assert overlap["tp_comm"] == pytest.approx(plain["tp_comm"] - hidden)
+
+
+def test_framework_gradient_dtype_sets_the_reduce_volume():
+    # Megatron with --bf16 reduces fp32 main_grads (4 B/param), generic bf16 gradients (2 B):
+    # ZeRO-1's reduce-scatter doubles, its bf16 parameter all-gather does not.
+    n = count_params(load_model("llama3-8b")).total
+    generic = _terms("llama3-8b", _deg(zero_stage=1))
+    megatron = _terms("llama3-8b", _deg(zero_stage=1, framework=1))
+    per_byte = 7 / 8 * n / (450e9 * 0.8)
+    assert generic["dp_comm_total"] == pytest.approx(per_byte * (2 + 2))
+    assert megatron["dp_comm_total"] == pytest.approx(per_byte * (4 + 2))
+
+
+def test_fsdp2_under_pipelining_gathers_once_per_step():
+    # torch.distributed.pipelining keeps FSDP2 layers gathered and gradients unsharded over
+    # the step's micro-batches: 16 micro-batches cost the ZeRO-3 traffic of one.
+    kw = dict(devices=16, pp=2, dp=8, zero_stage=3, global_batch_size=128)
+    generic = _terms("llama3-8b", _deg(**kw))
+    fsdp2 = _terms("llama3-8b", _deg(**kw, framework=2))
+    assert generic["dp_comm_total"] > 10 * fsdp2["dp_comm_total"]
+
+
+def test_offload_moves_the_optimizer_step_to_the_host():
+    # ZeRO-Offload: the step is CPU-Adam over the host's shards plus the host-link traffic.
+    from planner.estimators.offload import cpu_optimizer_s, offload_transfer_s
+
+    on = _terms("llama3-8b", _deg(zero_stage=1, offload=1, global_batch_size=8))
+    n = count_params(load_model("llama3-8b")).total / 8  # this device's ZeRO-1 shard
+    host = offload_transfer_s(n, 1, 1, grad_bytes=2, param_bytes=2) + cpu_optimizer_s(n, 8, 1)
+    assert on["optimizer"] == pytest.approx(host)
+    off = _terms("llama3-8b", _deg(zero_stage=1, global_batch_size=8))
+    assert on["optimizer"] > 10 * off["optimizer"]

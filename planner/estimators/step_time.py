@@ -27,8 +27,10 @@ from typing import Any
 
 from planner.estimators.flops import flash_backward_recompute_flops_per_token, training_flops
 from planner.estimators.memory import (
-    activation_bytes_per_element, routed_params, stage_layers, state_bytes_per_param,
+    activation_bytes_per_element, framework_state_bytes, keeps_unsharded_across_micro_batches,
+    routed_params, stage_layers, state_bytes_per_param,
 )
+from planner.estimators.offload import cpu_optimizer_s, offload_transfer_s
 from planner.estimators.params import ParamCount
 from planner.estimators.vec import Degrees, vmax, vmin
 from planner.specs.hardware import HardwareProfile
@@ -240,6 +242,12 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     for local, n in ((dense_local, lay.shard * c), (expert_local, vmax(1, lay.shard * c / e))):
         opt_params = opt_params + local / (1 + (n - 1) * (z >= 1))
     optimizer_s = 2 * opt_params * (w_b + g_b + o_b) / hbm
+    # Offload (ZeRO-Offload, FSDP CPUOffload): the step runs on the host's CPUs and the
+    # gradients and parameters cross the host link instead (estimators/offload.py)
+    off = lay.offload
+    host_s = offload_transfer_s(opt_params, m, off, grad_bytes=g_b, param_bytes=w_b) + \
+        cpu_optimizer_s(opt_params, hw.devices_per_node.value, off)
+    optimizer_s = optimizer_s + (host_s - optimizer_s) * (off >= 1)
 
     return {
         "compute": m * compute_mb, "tp_comm": m * tp_mb, "cp_comm": m * cp_exposed_mb,
@@ -274,9 +282,15 @@ def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, param
     only the first layer's and each layer's excess over its compute are exposed
     (docs/performance-model.md).
     """
-    w_b, g_b, _ = state_bytes_per_param(training.optimizer, training.precision)
+    # gradients reduce in the framework's dtype (fp32 under Megatron's main_grad and FSDP2's
+    # reduce_dtype); ZeRO-3 gathers weights in the compute dtype
+    _, g_b, _, w_b = framework_state_bytes(training.optimizer, training.precision,
+                                           lay.framework)
     t, p, c, e, z = lay.tp, lay.pp, lay.cp, lay.ep, lay.zero_stage
-    m = lay.micro_batches
+    # FSDP2 under pipelining keeps layers gathered and gradients unsharded across the step's
+    # micro-batches: its ZeRO-3 traffic happens once per step
+    keep = keeps_unsharded_across_micro_batches(lay)
+    m = lay.micro_batches + (1 - lay.micro_batches) * keep
     fwd_frac = 1 / (3 + (lay.recompute == 2))  # forward share of a micro-batch's compute
     f_layer = compute_mb * fwd_frac / per_stage
     b_layer = compute_mb * (1 - fwd_frac) / per_stage
