@@ -18,7 +18,7 @@ from planner.estimators.step_time import PerfParams, flops_inputs, step_seconds,
 from planner.estimators.vec import Degrees
 from planner.planning.search import SearchSpace, search
 from planner.specs import ModelSpec, TrainingSpec
-from planner.vocab import RECOMPUTE
+from planner.vocab import FRAMEWORKS, RECOMPUTE
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "validation" / "throughput.yaml"
 
@@ -135,7 +135,7 @@ def korthikanti_checks(perf: PerfParams = PerfParams()) -> list[Check]:
 
 
 def _fsdp_tokens_per_s(name: str, hw, n: int, lb: int, seq: int, recompute: str,
-                       perf: PerfParams) -> float:
+                       perf: PerfParams, framework: str = "generic") -> float:
     """Tokens/s per GPU of FSDP (ZeRO-3, tp = pp = 1) with local batch ``lb``; recompute
     'half' is the mean of planner's selective and full step times (see the data file)."""
     policies = ("selective", "full") if recompute == "half" else (recompute,)
@@ -144,7 +144,7 @@ def _fsdp_tokens_per_s(name: str, hw, n: int, lb: int, seq: int, recompute: str,
         training = TrainingSpec(tokens=1e9, seq_len=seq, global_batch_size=lb * n,
                                 micro_batch_size=lb, recompute=policy)
         steps.append(_step_s(load_model(name), training, hw, perf, devices=n, tp=1, pp=1,
-                             zero_stage=3))
+                             zero_stage=3, framework=FRAMEWORKS.index(framework)))
     return lb * seq * len(steps) / sum(steps)
 
 
@@ -153,7 +153,7 @@ def torchtitan_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     table = _table("torchtitan_fsdp2_a100")
     hw, n = load_hardware(table["hardware"]), table["settings"]["devices"]
     return [Check(f"{name} FSDP2 on {n} A100, {rc} recompute, seq {seq}", wps,
-                  _fsdp_tokens_per_s(name, hw, n, lb, seq, rc, perf), "tokens/s/GPU",
+                  _fsdp_tokens_per_s(name, hw, n, lb, seq, rc, perf, "fsdp2"), "tokens/s/GPU",
                   f"zero3 dp{n} mb{lb}") for name, lb, seq, rc, wps in table["rows"]]
 
 
