@@ -24,6 +24,7 @@ _SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15
 _COUNT_RE = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMBGTP]?)\s*$", re.I)
 
 
+MAX_INT = 10**9  # the largest shape, count or degree any spec accepts (specs/base.py)
 MAX_COUNT = 1e30  # larger than any token, FLOP, dollar or device-hour count planner is asked
 
 

@@ -70,9 +70,13 @@ def _output_path(output: str | None, ledger: Path | None) -> Path | None:
 @click.option("--extrapolate-to", type=COUNT, help="Tokens (or steps) of the full run: 2T.")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Sampling interval of the meters, seconds.")
-@click.option("--meter", type=click.Choice(["auto", "codecarbon", "cpu-time"]), default="auto",
-              show_default=True, help="auto: codecarbon when installed, else a CPU-time "
-                                      "estimate.")
+@click.option("--meter", type=click.Choice(["auto", "host", "codecarbon", "cpu-time"]),
+              default="auto", show_default=True,
+              help="auto: host (codecarbon's methods on planner's counters, hardware detected "
+                   "once per machine) when codecarbon is installed, else a CPU-time estimate; "
+                   "codecarbon: its own tracker (1-2 s to start).")
+@click.option("--redetect", is_flag=True,
+              help="Detect this machine's hardware again (the host meter caches it).")
 @ledger_option
 @click.option("--no-ledger", is_flag=True, help="Do not record the run.")
 @format_option
@@ -126,7 +130,7 @@ def _measure(gate, command: tuple[str, ...], ledger: str | None, no_ledger: bool
         price_tier=opts["price_tier"], price_per_hour=opts["price_per_hour"],
         devices=opts["devices"], model=opts["model"], tokens=opts["tokens"],
         steps=opts["steps"], extrapolate_to=opts["extrapolate_to"],
-        interval_s=opts["interval"], meter=opts["meter"])
+        interval_s=opts["interval"], meter=opts["meter"], redetect=opts["redetect"])
     session = Session(options, path)  # every input is checked here, before the command runs
     try:
         outcome = run_child(command, on_start=session.start, gate=gate)

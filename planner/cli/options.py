@@ -13,8 +13,7 @@ import math
 import click
 
 from planner.report import FORMATS
-from planner.specs.base import MAX_INT
-from planner.units import MAX_COUNT, parse_count
+from planner.units import MAX_COUNT, MAX_INT, parse_count  # not specs: pydantic is slow to load
 
 
 def _flag(param) -> str:

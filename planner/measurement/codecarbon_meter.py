@@ -104,7 +104,22 @@ def ram_method(hardware: list[Any], ram_w: float | None, ram_gb: float | None) -
                   "(about 5 W per DIMM, DIMM count from the RAM size), machine-wide")
 
 
-def _quiet_codecarbon() -> None:
+def tracker_kwargs(country_iso3: str | None, interval_s: float,
+                   gpu_ids: list[int] | None) -> dict[str, Any]:
+    """The offline tracker's arguments: machine mode, no output, no network, no token."""
+    kwargs: dict[str, Any] = {
+        "measure_power_secs": interval_s, "log_level": "error", "output_methods": [],
+        "emissions_endpoint": None, "electricitymaps_api_token": None,
+        "allow_multiple_runs": True, "tracking_mode": "machine",
+        "project_name": "planner-measure"}
+    if country_iso3:
+        kwargs["country_iso_code"] = country_iso3
+    if gpu_ids:
+        kwargs["gpu_ids"] = gpu_ids
+    return kwargs
+
+
+def quiet_codecarbon() -> None:
     """Only codecarbon's errors, on the current stderr (its import sets INFO on the stderr of
     that moment, which may be a stream that is closed by now)."""
     log = logging.getLogger("codecarbon")
@@ -130,16 +145,8 @@ class CodecarbonMeter:
         import codecarbon
 
         self.version = codecarbon.__version__
-        _quiet_codecarbon()
-        kwargs: dict[str, Any] = {
-            "measure_power_secs": self.interval_s, "log_level": "error", "output_methods": [],
-            "emissions_endpoint": None, "electricitymaps_api_token": None,
-            "allow_multiple_runs": True, "tracking_mode": "machine",
-            "project_name": "planner-measure"}
-        if self.country_iso3:
-            kwargs["country_iso_code"] = self.country_iso3
-        if self.gpu_ids:
-            kwargs["gpu_ids"] = self.gpu_ids
+        quiet_codecarbon()
+        kwargs = tracker_kwargs(self.country_iso3, self.interval_s, self.gpu_ids)
         try:
             self._tracker = _tracker_class()(**kwargs)
             # A token from a codecarbon config file would make the tracker call the network.

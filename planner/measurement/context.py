@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from planner.catalog.regions import GridFactor, country_iso3, grid_factor, world_average
 from planner.errors import SpecError
-from planner.specs import HardwareProfile
+
+if TYPE_CHECKING:  # pydantic loads only with --hardware (catalog.load_hardware)
+    from planner.specs import HardwareProfile
 
 NO_PROVIDER_PUE_SOURCE = (
     "no cloud provider in --region, so no facility overhead is added to the energy at the "
@@ -38,7 +41,8 @@ class MeasureOptions:
     steps: float | None = None  # or optimizer steps of the measured run
     extrapolate_to: float | None = None  # tokens (or steps) of the full run
     interval_s: float = 1.0  # sampling interval of the meters
-    meter: str = "auto"  # auto | codecarbon | cpu-time
+    meter: str = "auto"  # auto | host | codecarbon | cpu-time
+    redetect: bool = False  # detect the host's hardware again instead of using the cache
 
 
 @dataclass(frozen=True)
@@ -101,11 +105,14 @@ def _pue(o: MeasureOptions, grid: GridFactor) -> tuple[float, str]:
 
 
 def _price(o: MeasureOptions) -> tuple[HardwareProfile | None, float | None, str | None]:
+    if not o.hardware:
+        return None, o.price_per_hour, ("set by user (--price-per-hour)"
+                                        if o.price_per_hour is not None else None)
     from planner.catalog.catalog import load_hardware
     from planner.planning.estimate import price_quote
     from planner.specs import Assumptions
 
-    hw = load_hardware(o.hardware, o.profiles_dirs) if o.hardware else None
+    hw = load_hardware(o.hardware, o.profiles_dirs)
     if o.price_per_hour is not None:
         return hw, o.price_per_hour, "set by user (--price-per-hour)"
     if hw is None:

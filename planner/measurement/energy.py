@@ -1,7 +1,10 @@
 """Host energy meters (CPU and RAM, and GPUs when NVML is not available) behind one interface.
 
 ``HostMeter.start()`` / ``stop(duration_s)`` (readings.py) bracket the measured work and return a
-``HostReading``. Two implementations: ``CodecarbonMeter`` (codecarbon's offline tracker; see
+``HostReading``. Three implementations: ``CounterMeter`` (the default: codecarbon's methods
+on counters planner reads, with codecarbon's hardware detection cached per machine; see
+hostmeter.py),
+``CodecarbonMeter`` (codecarbon's offline tracker itself, 1-2 s to start; see
 codecarbon_meter.py) and ``CpuTimeMeter``, a clearly-labelled estimate from CPU time used when
 codecarbon is not installed or ``meter="cpu-time"`` is asked for (fast; used by tests).
 """
@@ -21,7 +24,7 @@ __all__ = ["J_PER_KWH", "HostMeter", "HostReading", "power_w", "CpuTimeMeter", "
 
 # codecarbon's fallback for an unknown CPU: 4 W per thread (core/cpu.py DEFAULT_POWER_PER_CORE).
 W_PER_BUSY_THREAD = 4.0
-METERS = ("auto", "codecarbon", "cpu-time")
+METERS = ("auto", "host", "codecarbon", "cpu-time")
 
 
 def _cpu_seconds() -> float:
@@ -64,19 +67,25 @@ def codecarbon_available() -> bool:
 
 
 def host_meter(kind: str, country_iso3: str | None, interval_s: float,
-               gpu_ids: list[int] | None) -> HostMeter:
-    """The host meter for ``kind`` (auto, codecarbon, cpu-time); SpecError if unavailable."""
+               gpu_ids: list[int] | None, redetect: bool = False) -> HostMeter:
+    """The host meter for ``kind`` (auto, host, codecarbon, cpu-time); SpecError if
+    unavailable. auto is the host meter (codecarbon's methods on planner's counters, fast)
+    when codecarbon is installed for the one-time detection, else the cpu-time estimate."""
     if kind not in METERS:
         raise SpecError(f"unknown meter '{kind}'; choose one of {', '.join(METERS)}")
     if kind == "cpu-time":
         return CpuTimeMeter()
     if not codecarbon_available():
-        if kind == "codecarbon":
-            raise SpecError("the codecarbon meter needs codecarbon: "
+        if kind in ("codecarbon", "host"):
+            raise SpecError(f"the {kind} meter needs codecarbon: "
                             "pip install 'planner[profile]' (or use --meter cpu-time)")
         return CpuTimeMeter("codecarbon is not installed: pip install 'planner[profile]'")
-    from planner.measurement.codecarbon_meter import CodecarbonMeter
-    return CodecarbonMeter(country_iso3, interval_s, gpu_ids)
+    if kind == "codecarbon":
+        from planner.measurement.codecarbon_meter import CodecarbonMeter
+        return CodecarbonMeter(country_iso3, interval_s, gpu_ids)
+    from planner.measurement.hostfacts import FactsLoader
+    from planner.measurement.hostmeter import CounterMeter
+    return CounterMeter(interval_s, FactsLoader(refresh=redetect))
 
 
 class Stopwatch:

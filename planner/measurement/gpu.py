@@ -123,9 +123,13 @@ class GpuSampler:
     """Samples power of the given GPUs every ``interval_s`` s and reads energy counters."""
 
     def __init__(self, backend: GpuBackend, devices: Sequence[GpuDevice], interval_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, since: float | None = None
+                 ) -> None:
         self.backend, self.devices, self.interval_s, self.clock = \
             backend, list(devices), interval_s, clock
+        # When the command started before NVML was ready (``since``, on ``clock``), the gap
+        # is filled with each GPU's first power reading x the gap's length, and labelled.
+        self.since = since
         self._samples: dict[int, list[tuple[float, float]]] = {d.index: [] for d in devices}
         self._start_j: dict[int, float | None] = {}
         self._stop = threading.Event()
@@ -158,19 +162,30 @@ class GpuSampler:
             self._thread.join()
         self._sample()
         end_j = {d.index: self.backend.energy_j(d.index) for d in self.devices}
-        duration = max(self.clock() - self._t0, 1e-9)
+        start = self._t0 if self.since is None else min(self.since, self._t0)
+        duration = max(self.clock() - start, 1e-9)
         return tuple(self._energy(d, end_j[d.index], duration) for d in self.devices)
+
+    def _gap(self, samples: list[tuple[float, float]]) -> tuple[float, str]:
+        """Energy in J before the first reading (command start to NVML ready), and its note."""
+        gap_s = self._t0 - self.since if self.since is not None else 0.0
+        if gap_s <= 0 or not samples:
+            return 0.0, ""
+        return gap_s * samples[0][1], (f"; the {gap_s:.3g} s between the command's start and "
+                                       "NVML's first reading at that first power reading")
 
     def _energy(self, d: GpuDevice, e1: float | None, duration_s: float) -> GpuEnergy:
         samples = self._samples[d.index]
         peak = max((p for _, p in samples), default=None)
         e0 = self._start_j.get(d.index)
+        gap_j, gap_note = self._gap(samples)
         if e0 is not None and e1 is not None and e1 >= e0:
-            joules, method = e1 - e0, Method("measured", "NVML total-energy counter")
+            joules = e1 - e0 + gap_j
+            method = Method("measured", "NVML total-energy counter" + gap_note)
         elif len(samples) >= 2:
-            joules = integrate_j(samples)
+            joules = integrate_j(samples) + gap_j
             method = Method("measured", f"NVML power readings every {self.interval_s:g} s, "
-                                        "integrated (no energy counter on this GPU)")
+                                        "integrated (no energy counter on this GPU)" + gap_note)
         else:
             return GpuEnergy(d.index, d.uuid, d.name, None, None, peak,
                              Method("failed", "NVML gave no energy or power reading"))
@@ -187,8 +202,12 @@ def gpu_component(gpus: Sequence[GpuEnergy]) -> Component:
     if not known:
         return Component(None, None, None, Method("failed", "NVML gave no reading"))
     names = sorted({g.model for g in gpus})
-    kinds = sorted({g.method.detail.split(" (")[0] for g in known})
+    kinds = sorted({g.method.detail.split(" (")[0].split("; ")[0] for g in known})
     detail = f"{' + '.join(kinds)}, {len(gpus)} GPU(s): {', '.join(names)}"
+    gap = next((g.method.detail.split("; ", 1)[1] for g in known
+                if "; the " in g.method.detail), None)
+    if gap:
+        detail += f"; {gap}"
     if len(known) < len(gpus):
         detail += f"; {len(gpus) - len(known)} GPU(s) gave no reading and are left out"
     peaks = [g.peak_power_w for g in known if g.peak_power_w is not None]

@@ -16,6 +16,8 @@ import platform
 import shlex
 import socket
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -23,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
-from planner.measurement.compare import planner_estimate
 from planner.measurement.context import MeasureOptions, resolve_context
 from planner.measurement.energy import Stopwatch, host_meter
 from planner.measurement.extrapolate import Sample, extrapolate
@@ -57,14 +58,24 @@ class Session:
         self.options = options
         self.context = resolve_context(options)
         self.ledger = Ledger.open_for_writing(ledger) if ledger is not None else None
-        self._gpu_setup(gpu_backend)
+        self.backend: GpuBackend | None = None
+        self.devices: list = []
+        self.sampler: GpuSampler | None = None
+        self.gpu_note = ""
+        self._gpu_thread: threading.Thread | None = None
+        self._gpu_given = gpu_backend
+        # codecarbon's tracker needs the visible GPUs when it is built; a test backend is
+        # instant. Otherwise NVML opens on a thread beside the command (session.start()).
+        self._gpu_now = options.meter == "codecarbon" or gpu_backend is not None
+        if self._gpu_now:
+            self._gpu_setup(gpu_backend)
         cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
         ids = [d.index for d in self.devices] if cuda is not None and self.devices else None
         self.host = host_meter(options.meter, self.context.country_iso3, options.interval_s,
-                               ids)
+                               ids, options.redetect)
         self.clock = Stopwatch()
 
-    def _gpu_setup(self, backend: GpuBackend | None) -> None:
+    def _gpu_setup(self, backend: GpuBackend | None, since: float | None = None) -> None:
         why = "test backend"
         if backend is None:
             backend, why = NvmlBackend.open()
@@ -77,15 +88,39 @@ class Session:
             self.devices = visible_devices(every, cuda)
             self.gpu_note = (f"no GPU visible: CUDA_VISIBLE_DEVICES={cuda!r} hides all "
                              f"{len(every)}" if every else "NVML found no GPU")
-        self.sampler = (GpuSampler(backend, self.devices, self.options.interval_s)
-                        if self.devices else None)
+        self.sampler = (GpuSampler(backend, self.devices, self.options.interval_s,
+                                   since=since) if self.devices else None)
+
+    def _gpu_start_late(self, since: float) -> None:
+        try:
+            self._gpu_setup(None, since)
+            if self.sampler:
+                self.sampler.start()
+        except Exception as e:  # noqa: BLE001 - a GPU meter failure must not lose the run
+            self.sampler, self.gpu_note = None, f"NVML failed: {type(e).__name__}: {e}"
 
     def start(self) -> None:
-        """Start the meters, then the clock (the host meter's set-up is not timed)."""
-        self.host.start()
-        if self.sampler:
-            self.sampler.start()
+        """Start the meters and the clock, then return at once so the command can start.
+
+        The host meter reads its cumulative counters here (about 1 ms; codecarbon's own
+        tracker, --meter codecarbon, is set up first and not timed). NVML opens on a thread
+        beside the command; the seconds before its first reading are filled in (gpu.py)."""
+        if self.options.meter == "codecarbon":
+            self.host.start()
+            if self.sampler:
+                self.sampler.start()
+            self.clock.start()
+            return
         self.clock.start()
+        self.host.start()
+        if self._gpu_now:
+            if self.sampler:
+                self.sampler.start()
+            return
+        self._gpu_thread = threading.Thread(target=self._gpu_start_late,
+                                            args=(time.monotonic(),), name="planner-gpu",
+                                            daemon=True)
+        self._gpu_thread.start()
 
     def finish(self, command: Sequence[str], command_line: str, exit_code: int | None,
                signal: str | None = None, interrupted_by: str | None = None,
@@ -116,8 +151,10 @@ class Session:
               error: str | None = None) -> RunRecord:
         """Stop the meters and build the record (nothing is written)."""
         duration = self.clock.stop()
+        host = self.host.stop(duration)  # its last counter reading: as soon as the work ends
+        if self._gpu_thread is not None:
+            self._gpu_thread.join()
         readings = self.sampler.stop() if self.sampler else None
-        host = self.host.stop(duration)
         if self.backend is not None:
             self.backend.close()
         side = GpuSide(readings if self.backend else None, len(self.devices), self.gpu_note)
@@ -146,6 +183,8 @@ class Session:
         unit, measured = ("tokens", o.tokens) if o.tokens is not None else ("steps", o.steps)
         sample = Sample(duration, cost.device_hours, energy.kwh, energy.it_kwh,
                         carbon.kg_co2e, cost.total_usd)
+        from planner.measurement.compare import planner_estimate  # planning: only here
+
         comparison = planner_estimate(o, self.context, cost.devices)
         return extrapolate(sample, unit, measured, o.extrapolate_to, comparison)
 

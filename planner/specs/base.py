@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-MAX_INT = 10**9  # the largest shape, count or degree any spec accepts
+from planner.units import MAX_INT  # the largest shape, count or degree any spec accepts
 
 
 class Spec(BaseModel):
