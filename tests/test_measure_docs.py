@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -29,5 +30,5 @@ def test_examples_run_in_order(runner, tmp_path, monkeypatch):
         assert result.exit_code == 0, (line, result.stderr)
         assert (result.stdout + result.stderr).strip(), line
     assert Path("run.json").is_file()
-    listed = runner.invoke(cli, ["runs", "list", "--format", "json"]).stdout
-    assert listed.count('"id"') == sum(line.startswith("planner measure") for line in EXAMPLES)
+    listed = json.loads(runner.invoke(cli, ["runs", "list", "--format", "json"]).stdout)
+    assert len(listed) == sum(line.startswith("planner measure") for line in EXAMPLES)

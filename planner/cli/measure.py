@@ -77,6 +77,8 @@ def _output_path(output: str | None, ledger: Path | None) -> Path | None:
                    "codecarbon: its own tracker (1-2 s to start).")
 @click.option("--redetect", is_flag=True,
               help="Detect this machine's hardware again (the host meter caches it).")
+@click.option("--job", "job", help="Job ID the run belongs to (default: the launcher's: "
+                                   "SLURM_JOB_ID, TORCHELASTIC_RUN_ID, PMIX_NAMESPACE).")
 @ledger_option
 @click.option("--no-ledger", is_flag=True, help="Do not record the run.")
 @format_option
@@ -130,7 +132,8 @@ def _measure(gate, command: tuple[str, ...], ledger: str | None, no_ledger: bool
         price_tier=opts["price_tier"], price_per_hour=opts["price_per_hour"],
         devices=opts["devices"], model=opts["model"], tokens=opts["tokens"],
         steps=opts["steps"], extrapolate_to=opts["extrapolate_to"],
-        interval_s=opts["interval"], meter=opts["meter"], redetect=opts["redetect"])
+        interval_s=opts["interval"], meter=opts["meter"], redetect=opts["redetect"],
+        job=opts["job"])
     session = Session(options, path)  # every input is checked here, before the command runs
     try:
         outcome = run_child(command, on_start=session.start, gate=gate)
@@ -221,14 +224,37 @@ def list_runs(label: str | None, limit: int | None, ledger: str | None, fmt: str
 
 
 @runs.command("show")
-@click.argument("run_id")
+@click.argument("run_id", required=False)
+@click.option("--job", help="Every record of job ID, with the job's totals.")
 @ledger_option
 @format_option
-def show_run(run_id: str, ledger: str | None, fmt: str) -> None:
-    """Show one run (by id or a unique prefix of it) in full."""
-    from planner.report.measurement import render_record
+def show_run(run_id: str | None, job: str | None, ledger: str | None, fmt: str) -> None:
+    """Show one run (by id or a unique prefix of it) in full, or a job's records."""
     led = _ledger(ledger)
+    if job is not None:
+        if run_id is not None:
+            raise click.UsageError("give a run ID or --job ID, not both")
+        from planner.report.jobs import render_job_records
+        records, summary = _job(led, job)
+        click.echo(render_job_records(records, summary.to_dict(), fmt), nl=False)
+        return
+    if run_id is None:
+        raise click.UsageError("give a run ID (see `planner runs list`) or --job ID")
+    from planner.report.measurement import render_record
     click.echo(render_record(led.get(run_id), fmt, str(led.path)), nl=False)
+
+
+def _job(led, job: str):
+    """The job's records and summary; LedgerError naming the known jobs when it has none."""
+    from planner.measurement.jobs import summarize_job
+    from planner.measurement.ledger import LedgerError
+
+    records = led.runs(job=job)
+    if not records:
+        known = sorted({(r.get("job") or {}).get("id") for r in led.runs()} - {None})
+        hint = f"; jobs in it: {', '.join(known[:10])}" if known else "; it has no job records"
+        raise LedgerError(f"no records of job '{job}' in the ledger {led.path}{hint}")
+    return records, summarize_job(job, records)
 
 
 @runs.command("export")
@@ -247,9 +273,38 @@ def export_runs(label: str | None, ledger: str | None, fmt: str) -> None:
 
 
 @runs.command("summary")
+@click.option("--job", help="One job's totals by node, without double counting.")
 @ledger_option
 @format_option
-def summary_runs(ledger: str | None, fmt: str) -> None:
-    """Total runs, time, energy, carbon and cost by label."""
+def summary_runs(job: str | None, ledger: str | None, fmt: str) -> None:
+    """Total runs, time, energy, carbon and cost by label, or one job's by node."""
+    if job is not None:
+        from planner.report.jobs import render_job_summary
+        _records, summary = _job(_ledger(ledger), job)
+        click.echo(render_job_summary(summary.to_dict(), fmt), nl=False)
+        return
     from planner.report.measurement import render_summary
     click.echo(render_summary(_ledger(ledger).summary(), fmt), nl=False)
+
+
+@runs.command("merge")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@ledger_option
+def merge_runs(sources: tuple[str, ...], ledger: str | None) -> None:
+    """Copy the runs of other ledgers (e.g. one per node) into this one, each run once.
+
+    Safe while planner measure processes write to either side: each source is read in one
+    snapshot and its runs are added in one transaction; runs already there are skipped."""
+    from planner.measurement.ledger import Ledger, ledger_path
+
+    dest = Ledger.open_for_writing(ledger_path(ledger))
+    for src in sources:
+        path = Path(src).expanduser()
+        if os.path.exists(path) and os.path.exists(dest.path) and \
+                os.path.samefile(path, dest.path):
+            raise click.BadParameter(f"'{src}' is the destination ledger", param_hint="SOURCES")
+        n = dest.merge_from(path)
+        extra = (f", {n['conflicting']} with an id already used by another run (kept as "
+                 "they were)" if n["conflicting"] else "")
+        click.echo(f"{src}: {n['added']} run(s) added, {n['already']} already in "
+                   f"{dest.path}{extra}", err=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import sys
 from pathlib import Path
 
 import click
@@ -16,6 +15,10 @@ DEFAULT_MODEL, DEFAULT_SCALE = "llama3-8b", 20e6
 # On a GPU the default fills the card (a 20M model is launch-bound and says little about
 # the step-time model): the 1B llama-style model at 4 x 2048 tokens, as in docs/validation.
 GPU_DEFAULT_MODEL, GPU_DEFAULT_SEQ_LEN, CPU_DEFAULT_SEQ_LEN = "llama3.2-1b", 2048, 256
+# (timed steps, warm-up). A CPU step of the default 20M model takes 1.5-2.5 s on a 2-core VM
+# and the probes cost about four more (FLOP count, activations, two memory steps), so 6 + 1
+# keeps the default run under 60 s there (benchmarks/validate_speed.py). GPU steps are cheap.
+CPU_STEPS, GPU_STEPS = (6, 1), (10, 2)
 
 
 def defaults_for(device: str, model: str | None, scale_to: float | None,
@@ -87,8 +90,11 @@ def _render(rep, fmt: str) -> str:
                                     f"{DEFAULT_SCALE / 1e6:.0f}M on a CPU, {GPU_DEFAULT_MODEL} "
                                     "on a GPU).")
 @click.option("--scale-to", type=COUNT, help="Shrink the model to about N parameters: 50M.")
-@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1),
+              help=f"Timed steps (default: {CPU_STEPS[0]} on a CPU, {GPU_STEPS[0]} on a GPU).")
+@click.option("--warmup", type=click.IntRange(min=0),
+              help=f"Warm-up steps before them (default: {CPU_STEPS[1]} on a CPU, "
+                   f"{GPU_STEPS[1]} on a GPU).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: cuda if present.")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16"]),
               help="Default: fp32 on CPU (bf16 matmuls are slow on many CPUs), bf16 on GPU.")
@@ -126,6 +132,9 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
     if device == "cuda" and not torch.cuda.is_available():
         raise SpecError("--device cuda: no CUDA device is visible; use --device cpu")
     dtype = dtype or ("bf16" if device == "cuda" else "fp32")
+    default_steps = GPU_STEPS if device == "cuda" else CPU_STEPS
+    steps = default_steps[0] if steps is None else steps
+    warmup = default_steps[1] if warmup is None else warmup
     model, scale_to, seq_len = defaults_for(device, model, scale_to, seq_len)
     _check_outputs(calibrate, calibration_path)
     spec = _spec(model, scale_to, device)
@@ -138,6 +147,7 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
         if out is not None:
             click.echo(render_distributed(out, fmt), nl=False)
         return
+    from planner.cli.progress import Progress
     from planner.estimators.params import count_params
     from planner.profiling.validate import RunConfig, run_validation
 
@@ -146,9 +156,9 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
                     breakdown=breakdown)
     click.echo(f"model used: {_shape_line(spec, count_params(spec).total)}", err=True)
     meter = _energy_meter(region, device) if energy else None
-    with click.progressbar(length=steps + warmup, label="training steps", file=sys.stderr,
-                           show_pos=True) as bar:
-        rep = run_validation(spec, cfg, meter, on_step=lambda i: bar.update(1))
+    with Progress(steps + warmup, warmup) as progress:
+        rep = run_validation(spec, cfg, meter, on_step=progress.step,
+                             on_phase=progress.phase)
     click.echo(_render(rep, fmt), nl=False)
     if calibrate:
         _calibrate(rep, spec, cfg, calibration_path)

@@ -43,6 +43,7 @@ class MeasureOptions:
     interval_s: float = 1.0  # sampling interval of the meters
     meter: str = "auto"  # auto | host | codecarbon | cpu-time
     redetect: bool = False  # detect the host's hardware again instead of using the cache
+    job: str | None = None  # --job ID; else the launcher's (planner/measurement/job.py)
 
 
 @dataclass(frozen=True)

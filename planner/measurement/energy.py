@@ -61,6 +61,22 @@ class CpuTimeMeter:
         return HostReading(cpu, ram, None, 0, None, "cpu-time")
 
 
+class NotMeteredHere:
+    """The host meter of a rank that does not meter: another process meters its node."""
+
+    name = "none"
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, duration_s: float) -> HostReading:
+        none = Component(None, None, None, Method("none", self.why))
+        return HostReading(none, none, None, 0, None, "none (rank record)")
+
+
 def codecarbon_available() -> bool:
     """True when codecarbon can be imported (checked without importing it)."""
     return importlib.util.find_spec("codecarbon") is not None

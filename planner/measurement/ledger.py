@@ -156,6 +156,35 @@ class Ledger:
         self._transaction(lambda db: db.execute(
             f"INSERT INTO runs ({names}) VALUES ({marks})", tuple(row.values())), should_stop)
 
+    def merge_from(self, source: Path) -> dict[str, int]:
+        """Copy every run of the ledger at ``source`` that this one lacks, in one transaction.
+
+        A run is the same run when its id is (ids are random, 48 bits): merging a ledger twice,
+        or two ledgers that share runs, adds each run once. Counts: added, already (same id,
+        same record), conflicting (same id, another record: kept as it was here)."""
+        src = Ledger(source)
+        if not source.is_file():
+            raise LedgerError(f"no run ledger at {source}")
+        with src._read() as db:
+            rows = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY rowid")]
+
+        def work(db: sqlite3.Connection) -> dict[str, int]:
+            have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            counts = {"added": 0, "already": 0, "conflicting": 0}
+            for row in rows:
+                old = db.execute("SELECT record_json FROM runs WHERE id = ?",
+                                 (row["id"],)).fetchone()
+                if old is not None:
+                    counts["already" if old[0] == row.get("record_json") else "conflicting"] += 1
+                    continue
+                cols = [c for c in row if c in have]
+                db.execute(f"INSERT INTO runs ({', '.join(cols)}) VALUES "
+                           f"({', '.join('?' for _ in cols)})", [row[c] for c in cols])
+                counts["added"] += 1
+            return counts
+
+        return self._transaction(work)
+
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection | None]:
         if not self.path.exists():
@@ -176,9 +205,15 @@ class Ledger:
         finally:
             db.close()
 
-    def runs(self, label: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Full records, oldest first (optionally one label, the newest ``limit``)."""
-        where, args = ("WHERE label = ?", [label]) if label is not None else ("", [])
+    def runs(self, label: str | None = None, limit: int | None = None,
+             job: str | None = None) -> list[dict[str, Any]]:
+        """Full records, oldest first (optionally one label or job, the newest ``limit``)."""
+        conds, args = [], []
+        for column, value in (("label", label), ("job_id", job)):
+            if value is not None:
+                conds.append(f"{column} = ?")
+                args.append(value)
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
         sql = f"SELECT * FROM runs {where} ORDER BY started_at DESC, rowid DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
@@ -240,7 +275,15 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
         "device_hours": cost["device_hours"], "methods_json": json.dumps(energy["methods"]),
         "extrapolation_json": json.dumps(rec["extrapolation"]),
         "record_json": json.dumps(rec), "schema_version": schema.CURRENT_VERSION,
+        **_job_columns(rec.get("job")),
     }
+
+
+def _job_columns(job: dict[str, Any] | None) -> dict[str, Any]:
+    if not job:
+        return {"job_id": None, "job_node": None, "job_rank": None, "meters_node": None}
+    return {"job_id": job["id"], "job_node": job["node"], "job_rank": job["rank"],
+            "meters_node": int(bool(job["meters_node"]))}
 
 
 def _record(row: sqlite3.Row) -> dict[str, Any]:

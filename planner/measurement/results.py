@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from planner.measurement.job import JobInfo
 from planner.results import Result
 
 MethodKind = Literal["measured", "estimated", "none", "failed"]
@@ -170,3 +171,4 @@ class RunRecord(Result):
     cost: CostReport
     extrapolation: Extrapolation | None
     versions: dict[str, str | None]
+    job: JobInfo | None = None  # the job, node and rank (planner/measurement/job.py)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 V1_TABLE = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -57,7 +57,20 @@ def _to_v2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)")
 
 
-MIGRATIONS = {1: _to_v1, 2: _to_v2}
+# Columns added by version 3: the job a run belongs to (planner/measurement/job.py).
+V3_COLUMNS = (("job_id", "TEXT"), ("job_node", "TEXT"), ("job_rank", "INTEGER"),
+              ("meters_node", "INTEGER"))
+
+
+def _to_v3(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    for name, sql_type in V3_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}")
+    db.execute("CREATE INDEX IF NOT EXISTS runs_job ON runs(job_id)")
+
+
+MIGRATIONS = {1: _to_v1, 2: _to_v2, 3: _to_v3}
 
 
 def migrate(db: sqlite3.Connection) -> int:

@@ -26,8 +26,9 @@ from typing import Any
 
 from planner.errors import PlannerError
 from planner.measurement.context import MeasureOptions, resolve_context
-from planner.measurement.energy import Stopwatch, host_meter
+from planner.measurement.energy import NotMeteredHere, Stopwatch, host_meter
 from planner.measurement.extrapolate import Sample, extrapolate
+from planner.measurement.job import detect_job
 from planner.measurement.gpu import GpuBackend, GpuSampler, NvmlBackend, visible_devices
 from planner.measurement.ledger import Ledger, LedgerError
 from planner.measurement.record import (
@@ -57,6 +58,7 @@ class Session:
                  gpu_backend: GpuBackend | None = None) -> None:
         self.options = options
         self.context = resolve_context(options)
+        self.job = detect_job(os.environ, options.job)
         self.ledger = Ledger.open_for_writing(ledger) if ledger is not None else None
         self.backend: GpuBackend | None = None
         self.devices: list = []
@@ -64,6 +66,9 @@ class Session:
         self.gpu_note = ""
         self._gpu_thread: threading.Thread | None = None
         self._gpu_given = gpu_backend
+        if self.job is not None and not self.job.meters_node:
+            self._rank_record_setup()
+            return
         # codecarbon's tracker needs the visible GPUs when it is built; a test backend is
         # instant. Otherwise NVML opens on a thread beside the command (session.start()).
         self._gpu_now = options.meter == "codecarbon" or gpu_backend is not None
@@ -73,6 +78,15 @@ class Session:
         ids = [d.index for d in self.devices] if cuda is not None and self.devices else None
         self.host = host_meter(options.meter, self.context.country_iso3, options.interval_s,
                                ids, options.redetect)
+        self.clock = Stopwatch()
+
+    def _rank_record_setup(self) -> None:
+        """A rank that does not meter: its node's local rank 0 does (no double counting)."""
+        why = (f"not metered by this rank: local rank 0 of node {self.job.node} meters "
+               f"the node for job {self.job.id}")
+        self.host = NotMeteredHere(why)
+        self.gpu_note = why
+        self._gpu_now = True
         self.clock = Stopwatch()
 
     def _gpu_setup(self, backend: GpuBackend | None, since: float | None = None) -> None:
@@ -158,11 +172,16 @@ class Session:
         if self.backend is not None:
             self.backend.close()
         side = GpuSide(readings if self.backend else None, len(self.devices), self.gpu_note)
-        gpu, gpu_count = gpu_part(host, side)
+        rank_only = isinstance(self.host, NotMeteredHere)
+        gpu, gpu_count = (host.cpu, 0) if rank_only else gpu_part(host, side)
         meter = host.meter + (" + NVML" if readings else "")
         energy = energy_report(host, gpu, readings or (), self.context.pue, meter)
         carbon = carbon_report(energy, self.context, host.codecarbon_kg_co2e)
         cost = cost_report(self.options, self.context, gpu_count, duration)
+        if rank_only:  # the node's devices are billed once, on the metering record
+            cost = CostReport(None, cost.usd_per_device_hour, 0, None, cost.hardware,
+                              cost.price_source, self.host.why.replace("metered", "billed")
+                              .replace("meters", "bills"))
         complete = exit_code in (0, None) and interrupted_by is None and error is None
         record = RunRecord(
             id=uuid.uuid4().hex[:12], label=self.options.label, command=tuple(command),
@@ -172,7 +191,7 @@ class Session:
             interrupted_by=interrupted_by, complete=complete, error=error, energy=energy,
             carbon=carbon, cost=cost, extrapolation=self._extrapolation(duration, energy,
                                                                         carbon, cost),
-            versions=self._versions(host.meter))
+            versions=self._versions(host.meter), job=self.job)
         return record
 
     def _extrapolation(self, duration: float, energy: EnergyReport, carbon: CarbonReport,

@@ -67,11 +67,13 @@ def predicted_step(spec: ModelSpec, t: TrainingSpec,
 
 
 def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
-                   on_step: Callable[[int], None] | None = None) -> ValidationReport:
+                   on_step: Callable[[int], None] | None = None,
+                   on_phase: Callable[[str], None] | None = None) -> ValidationReport:
     """Measure one configuration and return predicted vs measured for every quantity.
 
     ``energy`` is an optional meter with start() and stop() -> (kWh or None, method,
-    seconds metered); profiling.energy.ValidationEnergyMeter is the real one.
+    seconds metered); profiling.energy.ValidationEnergyMeter is the real one. ``on_phase``
+    hears what is being measured next ("counting FLOPs", ...); ``on_step`` each step.
     """
     import torch
 
@@ -79,6 +81,8 @@ def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
     from planner.profiling.model import build_model
     from planner.profiling.shrink import check_cpu_size
 
+    phase = on_phase or (lambda _text: None)
+    phase("building the model")
     torch.manual_seed(cfg.seed)
     dtype = torch.float32 if cfg.dtype == "fp32" else torch.bfloat16
     check_cpu_size(spec, cfg.device)  # before anything is allocated
@@ -98,6 +102,8 @@ def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
         opt.step()
         opt.zero_grad(set_to_none=False)  # persistent grad buffers, as Megatron/DDP keep
 
+    phase("loading the GPU's hardware profile" if cuda else
+          "measuring this CPU's matmul peak and memory bandwidth")
     hw, device_name, peak_method = _hardware(cfg, dtype)
     rep = ValidationReport(
         device=cfg.device, device_name=device_name, torch_version=torch.__version__,
@@ -107,7 +113,7 @@ def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
         optimizer="torch AdamW " + ("fused" if cuda else "for-loop"))
     try:
         _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_method,
-                 energy, on_step)
+                 energy, (on_step, phase))
     except KeyboardInterrupt:
         rep.interrupted = True
         rep.flags.append("interrupted: the quantities above were measured before Ctrl-C")
@@ -115,14 +121,18 @@ def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
 
 
 def _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_method, energy,
-             on_step) -> None:
+             hooks) -> None:
     from planner.profiling import probes
+    from planner.profiling.quiet import native_stderr_filtered
+
+    on_step, phase = hooks
 
     p = count_params(spec)
     q = rep.quantities
     q.append(Quantity("params", p.total, sum(x.numel() for x in model.parameters()), "params",
                       "sum of numel() over model.parameters()", TOLERANCE["params"]))
     tokens_per_step = cfg.micro_batch_size * cfg.seq_len
+    phase("counting FLOPs (one step under FlopCounterMode)")
     counted = probes.count_flops(model, tokens, targets)
     # A fused attention backward recomputes QK^T: counted, but not a model FLOP.
     recompute = (flash_backward_recompute_flops_per_token(spec, t) * tokens_per_step
@@ -135,12 +145,15 @@ def _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_meth
                       TOLERANCE["flops_per_step"]))
     flops_meas = counted.total - recompute  # model FLOPs, for MFU
     par = ParallelismSpec(devices=1, zero_stage=0)
+    phase("measuring saved activations")
     q.append(Quantity("activation_bytes", saved_activation_bytes(spec, t, par),
                       probes.saved_activation_bytes(model, tokens, targets), "bytes",
                       "autograd saved_tensors_hooks, deduplicated by storage",
                       TOLERANCE["activation_bytes"]))
+    phase("measuring peak memory (one step, then one profiled step)")
     step()  # creates the optimizer state so the peak below includes it
-    peak_meas, mem_method = probes.peak_step_memory(step, model, opt, cfg.device)
+    with native_stderr_filtered():  # kineto's "USDT: ... profiler_start" lines
+        peak_meas, mem_method = probes.peak_step_memory(step, model, opt, cfg.device)
     # Tensors only: no runtime overhead or allocator slack, which the allocator's peak and
     # the CPU profiler's events leave out too.
     accounted = memory_per_device(spec, t, par, hw.memory_bytes, MemoryDefaults(0.0, 0.0))
@@ -152,6 +165,7 @@ def _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_meth
         used, how = probes.device_memory_peak()
         q.append(Quantity("device_memory_bytes", full.total_bytes, used, "bytes", how,
                           TOLERANCE["device_memory_bytes"]))
+    phase("timing steps")
     _timed(rep, spec, t, hw, cfg, step, energy, on_step, flops_meas, peak_method)
 
 
@@ -229,8 +243,10 @@ def _breakdown(rep, cfg: RunConfig, step, terms: dict) -> None:
     """Time per step by part (GEMM, attention, memory-bound, optimizer), profiled, beside
     the model's terms: informational rows that say which part a step-time error is in."""
     from planner.profiling.breakdown import measure_parts
+    from planner.profiling.quiet import native_stderr_filtered
 
-    parts = measure_parts(step, cfg.device)
+    with native_stderr_filtered():
+        parts = measure_parts(step, cfg.device)
     how = ("torch.profiler CUDA kernel time, sorted by kernel name" if cfg.device != "cpu"
            else "torch.profiler ATen operator self time, sorted by operator name")
     for part, term in _BREAKDOWN:

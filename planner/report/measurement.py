@@ -76,12 +76,27 @@ def _components(energy: dict[str, Any]) -> str:
     return render_rows(rows, cols, "table") + "\n" + "\n".join(notes) + "\n"
 
 
+def _job(j: dict[str, Any]) -> str:
+    """'42 (slurm): node 0, rank 1 (local 1) of 6; not metered here: ...'."""
+    rank = "" if j.get("rank") is None else f", rank {j['rank']}"
+    if j.get("local_rank") is not None:
+        rank += f" (local {j['local_rank']})"
+    if j.get("world_size"):
+        rank += f" of {j['world_size']}"
+    role = ("meters this node" if j.get("meters_node") else
+            "rank record: local rank 0 meters this node")
+    return (f"{j.get('id')} ({j.get('scheduler')}): node {j.get('node')}{rank}; {role} "
+            f"(from {j.get('source')}); totals: planner runs summary --job {j.get('id')}")
+
+
 def _lines(rec: dict[str, Any]) -> list[tuple[str, str]]:
     e, c, k = rec.get("energy") or {}, rec.get("carbon") or {}, rec.get("cost") or {}
     label = f' "{rec["label"]}"' if rec.get("label") else ""
     lines = [("run", f"{rec.get('id')}{label}: {_status(rec)}"),
              ("command", rec.get("command_line") or "n/a"),
              ("started", f"{rec.get('started_at')} on {rec.get('host', 'n/a')}")]
+    if rec.get("job"):
+        lines.append(("job", _job(rec["job"])))
     if e.get("pue") is not None:
         energy = (f"{fmt_energy(e.get('kwh'))} = {fmt_energy(e.get('it_kwh'))} at the meters "
                   f"x PUE {e['pue']:.2f}")
