@@ -73,6 +73,20 @@ def test_cpu_load_energy_per_interval_by_hand():
     assert r.ram.method.kind == "estimated"
 
 
+def test_process_share_of_the_machine_wide_cpu_energy():
+    # The machine was busy 10 CPU-seconds over the run; the command used 4 of them.
+    meter = CounterMeter(1e6, Given(FACTS), read_cpu=Script([(0.0, 0.0), (10.0, 20.0)]),
+                         clock=Script([0.0, 10.0]), read_own=Script([100.0, 104.0]))
+    meter.start()
+    r = meter.stop(10.0)
+    assert r.cpu_share == pytest.approx(0.4)
+    assert "the command's processes used 40% of the machine's busy CPU time" in \
+        r.cpu.method.detail
+    # machine-wide: 10 s x 100 W x (0.1 + 0.9 x 0.5^3) = 212.5 J; its share 85 J
+    assert r.cpu.kwh == pytest.approx(212.5 / 3.6e6)
+    assert "process-share estimate 85 J" in r.cpu.method.detail
+
+
 def test_constant_mode_is_half_tdp():
     facts = HostFacts(**{**FACTS.__dict__, "cpu_mode": "constant"})
     meter = CounterMeter(1e6, Given(facts), read_cpu=Script([(0, 0), (5, 5)]),

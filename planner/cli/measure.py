@@ -135,6 +135,7 @@ def _measure(gate, command: tuple[str, ...], ledger: str | None, no_ledger: bool
         interval_s=opts["interval"], meter=opts["meter"], redetect=opts["redetect"],
         job=opts["job"])
     session = Session(options, path)  # every input is checked here, before the command runs
+    session.root_pid = lambda: gate.proc.pid if gate.proc is not None else None
     try:
         outcome = run_child(command, on_start=session.start, gate=gate)
     except CommandError as e:

@@ -1,10 +1,16 @@
-"""GPU energy from NVML, sampled on a thread, for the GPUs the command can see.
+"""GPU energy from NVML or amdsmi, sampled on a thread, for the GPUs the command uses.
 
 ``GpuBackend`` is the small interface the sampler needs; ``NvmlBackend`` implements it with
-``pynvml`` (package nvidia-ml-py, installed with codecarbon) and tests use a fake. Energy per
-GPU comes from NVML's total-energy counter (mJ, Volta and later) when the GPU has one, else
-from its power readings (mW) integrated over time with the trapezoid rule. Both are device-level
-readings: they include anything else running on the same GPU.
+``pynvml`` (package nvidia-ml-py, installed with codecarbon), ``AmdSmiBackend`` (gpu_amd.py)
+with AMD's ``amdsmi``, and tests use fakes. Energy per GPU comes from the driver's energy
+counter (NVML's total energy, Volta and later; amdsmi's energy accumulator) when the GPU has
+one, else from its power readings integrated over time with the trapezoid rule. Both are
+device-level readings: they include anything else running on the same GPU.
+
+Which GPUs are the command's (``attribute``): those its visibility variables leave it
+(CUDA_VISIBLE_DEVICES; ROCR_VISIBLE_DEVICES then HIP_VISIBLE_DEVICES on AMD) when one is set;
+else, where the driver lists processes per GPU, the GPUs it saw the command's processes on;
+else every GPU on the machine, said so (on a shared node, set the visibility variable).
 """
 
 from __future__ import annotations
@@ -28,10 +34,14 @@ class GpuDevice:
     index: int
     uuid: str
     name: str
+    vendor: str = "nvidia"  # nvidia | amd: which visibility variables apply
 
 
 class GpuBackend(Protocol):
-    """What the sampler reads; power in W, the energy counter in J (None when unsupported)."""
+    """What the sampler reads; power in W, the energy counter in J (None when unsupported).
+
+    Optional: ``label`` ("NVML", "amdsmi") and ``process_ids(index)`` -> the PIDs with a
+    context on that GPU, None when the driver cannot say."""
 
     def devices(self) -> list[GpuDevice]: ...
 
@@ -44,6 +54,8 @@ class GpuBackend(Protocol):
 
 class NvmlBackend:
     """``GpuBackend`` over pynvml. ``open()`` returns (backend or None, why not)."""
+
+    label = "NVML"
 
     def __init__(self, nvml) -> None:
         self._nvml = nvml
@@ -84,9 +96,41 @@ class NvmlBackend:
         except self._nvml.NVMLError:  # NotSupported before Volta
             return None
 
+    def process_ids(self, index: int) -> set[int] | None:
+        """PIDs with a compute or graphics context on the GPU (None: not supported)."""
+        nv, h = self._nvml, self._handles[index]
+        pids: set[int] = set()
+        try:
+            for fn in (nv.nvmlDeviceGetComputeRunningProcesses,
+                       nv.nvmlDeviceGetGraphicsRunningProcesses):
+                pids.update(p.pid for p in fn(h))
+        except (nv.NVMLError, AttributeError):
+            return None
+        return pids
+
     def close(self) -> None:
         with contextlib.suppress(self._nvml.NVMLError):
             self._nvml.nvmlShutdown()
+
+
+def visibility(devices: Sequence[GpuDevice], env) -> tuple[list[GpuDevice], str | None]:
+    """The GPUs the visibility variables leave, and which variables did (None: none set).
+
+    NVIDIA: CUDA_VISIBLE_DEVICES. AMD: ROCR_VISIBLE_DEVICES first (the runtime's), then
+    HIP_VISIBLE_DEVICES (or CUDA_VISIBLE_DEVICES, which HIP also reads) indexes into what it
+    left, as the ROCm runtime applies them."""
+    amd = any(d.vendor == "amd" for d in devices)
+    names = (("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES") if amd
+             else ("CUDA_VISIBLE_DEVICES",))
+    chosen, used = list(devices), []
+    for name in names:
+        value = env.get(name)
+        if value is None or (name == "CUDA_VISIBLE_DEVICES" and amd and
+                             "HIP_VISIBLE_DEVICES" in env):
+            continue
+        chosen = visible_devices(chosen, value)
+        used.append(f"{name}={value!r}")
+    return chosen, ", ".join(used) or None
 
 
 def visible_devices(devices: Sequence[GpuDevice], cuda_visible: str | None) -> list[GpuDevice]:
@@ -114,6 +158,33 @@ def visible_devices(devices: Sequence[GpuDevice], cuda_visible: str | None) -> l
     return chosen
 
 
+def process_tree(root: int) -> set[int]:
+    """``root`` and its descendants, from /proc (just ``root`` where /proc is missing)."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return {root}
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    tree, todo = {root}, [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in tree:
+                tree.add(child)
+                todo.append(child)
+    return tree
+
+
 def integrate_j(samples: Sequence[tuple[float, float]]) -> float:
     """Energy in J from (time s, power W) samples, trapezoid rule."""
     return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in pairwise(samples))
@@ -130,6 +201,11 @@ class GpuSampler:
         # When the command started before NVML was ready (``since``, on ``clock``), the gap
         # is filled with each GPU's first power reading x the gap's length, and labelled.
         self.since = since
+        self.label = getattr(backend, "label", "NVML")
+        # The command's processes (set by the session once it has started), and per GPU
+        # whether the driver's process list ever showed one of them (None: no list).
+        self.pids: Callable[[], set[int]] | None = None
+        self.used: dict[int, bool | None] = {d.index: None for d in devices}
         self._samples: dict[int, list[tuple[float, float]]] = {d.index: [] for d in devices}
         self._start_j: dict[int, float | None] = {}
         self._stop = threading.Event()
@@ -142,6 +218,17 @@ class GpuSampler:
             p = self.backend.power_w(d.index)
             if p is not None:
                 self._samples[d.index].append((t, p))
+        self._processes()
+
+    def _processes(self) -> None:
+        listing = getattr(self.backend, "process_ids", None)
+        ours = self.pids() if self.pids is not None else set()
+        if listing is None or not ours:
+            return
+        for d in self.devices:
+            on_gpu = listing(d.index)
+            if on_gpu is not None:
+                self.used[d.index] = bool(self.used[d.index]) or bool(on_gpu & ours)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -152,7 +239,7 @@ class GpuSampler:
         self._t0 = self.clock()
         self._start_j = {d.index: self.backend.energy_j(d.index) for d in self.devices}
         self._sample()
-        self._thread = threading.Thread(target=self._loop, name="planner-nvml", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="planner-gpu", daemon=True)
         self._thread.start()
 
     def stop(self) -> tuple[GpuEnergy, ...]:
@@ -172,7 +259,8 @@ class GpuSampler:
         if gap_s <= 0 or not samples:
             return 0.0, ""
         return gap_s * samples[0][1], (f"; the {gap_s:.3g} s between the command's start and "
-                                       "NVML's first reading at that first power reading")
+                                       f"{self.label}'s first reading at that first power "
+                                       "reading")
 
     def _energy(self, d: GpuDevice, e1: float | None, duration_s: float) -> GpuEnergy:
         samples = self._samples[d.index]
@@ -181,26 +269,46 @@ class GpuSampler:
         gap_j, gap_note = self._gap(samples)
         if e0 is not None and e1 is not None and e1 >= e0:
             joules = e1 - e0 + gap_j
-            method = Method("measured", "NVML total-energy counter" + gap_note)
+            counter = ("NVML total-energy counter" if self.label == "NVML" else
+                       f"{self.label} energy counter")
+            method = Method("measured", counter + gap_note)
         elif len(samples) >= 2:
             joules = integrate_j(samples) + gap_j
-            method = Method("measured", f"NVML power readings every {self.interval_s:g} s, "
+            method = Method("measured", f"{self.label} power readings every "
+                                        f"{self.interval_s:g} s, "
                                         "integrated (no energy counter on this GPU)" + gap_note)
         else:
             return GpuEnergy(d.index, d.uuid, d.name, None, None, peak,
-                             Method("failed", "NVML gave no energy or power reading"))
+                             Method("failed", f"{self.label} gave no energy or power "
+                                               "reading"))
         return GpuEnergy(d.index, d.uuid, d.name, joules / J_PER_KWH, joules / duration_s,
                          peak, method)
 
 
-def gpu_component(gpus: Sequence[GpuEnergy]) -> Component:
+def attribute(gpus: Sequence[GpuEnergy], by_env: str | None,
+              used: dict[int, bool | None], total: int) -> tuple[tuple[GpuEnergy, ...], str]:
+    """The GPUs counted as the command's, and how they were chosen (see module docstring)."""
+    if by_env is not None:
+        return tuple(gpus), f"the {len(gpus)} of {total} GPU(s) visible to it ({by_env})"
+    mine = [g for g in gpus if used.get(g.index)]
+    listed = any(v is not None for v in used.values())
+    if mine:
+        return tuple(mine), (f"the {len(mine)} of {total} GPU(s) the driver listed its "
+                             "processes on")
+    why = ("the driver listed none of its processes (a CPU-only command, or a PID namespace "
+           "that hides them)" if listed else "no process list")
+    return tuple(gpus), (f"all {total} GPU(s) on the machine: no visibility variable and "
+                         f"{why}; on a shared node set CUDA_VISIBLE_DEVICES")
+
+
+def gpu_component(gpus: Sequence[GpuEnergy], attribution: str | None = None) -> Component:
     """All visible GPUs as one component: summed kWh and average W, one method label.
 
     The peak is the sum of per-GPU peaks, an upper bound of the simultaneous peak.
     """
     known = [g for g in gpus if g.kwh is not None]
     if not known:
-        return Component(None, None, None, Method("failed", "NVML gave no reading"))
+        return Component(None, None, None, Method("failed", "the GPU meter gave no reading"))
     names = sorted({g.model for g in gpus})
     kinds = sorted({g.method.detail.split(" (")[0].split("; ")[0] for g in known})
     detail = f"{' + '.join(kinds)}, {len(gpus)} GPU(s): {', '.join(names)}"
@@ -210,6 +318,8 @@ def gpu_component(gpus: Sequence[GpuEnergy]) -> Component:
         detail += f"; {gap}"
     if len(known) < len(gpus):
         detail += f"; {len(gpus) - len(known)} GPU(s) gave no reading and are left out"
+    if attribution:
+        detail += f"; counted: {attribution}"
     peaks = [g.peak_power_w for g in known if g.peak_power_w is not None]
     return Component(sum(g.kwh for g in known), sum(g.avg_power_w or 0.0 for g in known),
                      sum(peaks) if peaks else None, Method("measured", detail))

@@ -31,14 +31,21 @@ from planner.measurement.readings import J_PER_KWH, HostReading, power_w
 from planner.measurement.results import Component, Method
 
 CONSTANT_SHARE = 0.5  # codecarbon's CONSUMPTION_PERCENTAGE_CONSTANT
+CLOCK_TICKS = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and its waited-for children (the measured command)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def cpu_times() -> tuple[float, float]:
-    """Machine-wide (busy, total) CPU time in s (ticks on Linux), as codecarbon counts them:
+    """Machine-wide (busy, total) CPU time in s, as codecarbon counts them:
     total excludes guest time (already in user/nice), busy = total - idle - iowait."""
     try:
         with open("/proc/stat", encoding="ascii") as f:
-            fields = [float(x) for x in f.readline().split()[1:]]
+            fields = [float(x) / CLOCK_TICKS for x in f.readline().split()[1:]]
     except (OSError, ValueError):
         import psutil
 
@@ -118,15 +125,19 @@ class CounterMeter:
 
     def __init__(self, interval_s: float, loader: FactsLoader | None = None,
                  read_cpu: Callable[[], tuple[float, float]] = cpu_times,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 read_own: Callable[[], float] = own_cpu_seconds) -> None:
         self.interval_s, self.read_cpu, self.clock = interval_s, read_cpu, clock
+        self.read_own = read_own
         self.loader = loader or FactsLoader()
         self.rapl: RaplCounters | None = None
         self._samples: list[tuple[float, float, float, float]] = []  # t, busy, total, rapl J
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._own0 = 0.0
 
     def start(self) -> None:
+        self._own0 = self.read_own()
         rapl_dir = self.loader.rapl_dir
         rapl = RaplCounters(rapl_dir)
         self.rapl = rapl if rapl.files else None
@@ -158,12 +169,27 @@ class CounterMeter:
             failed = Component(None, None, None, Method("failed", why))
             return HostReading(failed, failed, None, 0, None, "planner host meter")
         note = f"hardware detected by {facts.detected_by} on {facts.detected_at[:10]}"
+        share = self.process_share()
         cpu = self._cpu(facts, span, note)
+        if share is not None and cpu.kwh is not None:
+            detail = (f"{cpu.method.detail}; the command's processes used {share:.0%} of the "
+                      f"machine's busy CPU time (process-share estimate "
+                      f"{cpu.kwh * share * J_PER_KWH:.3g} J, in energy.cpu_process_share)")
+            cpu = Component(cpu.kwh, cpu.avg_power_w, cpu.peak_power_w,
+                            Method(cpu.method.kind, detail))
         ram_kwh = facts.ram_w * duration_s / J_PER_KWH if facts.ram_w is not None else None
         ram = Component(ram_kwh, facts.ram_w, facts.ram_w, Method(
             "estimated" if ram_kwh is not None else "failed", f"{facts.ram_detail}; {note}"))
         meter = f"planner host meter ({facts.detected_by}'s methods; {self.loader.source})"
-        return HostReading(cpu, ram, None, 0, None, meter)
+        return HostReading(cpu, ram, None, 0, None, meter, share)
+
+    def process_share(self) -> float | None:
+        """The command's share (0..1) of the machine's busy CPU time over the run."""
+        busy = self._samples[-1][1] - self._samples[0][1]
+        own = self.read_own() - self._own0
+        if busy <= 0:
+            return None
+        return min(max(own / busy, 0.0), 1.0)
 
     def _cpu(self, facts: HostFacts, span: float, note: str) -> Component:
         pairs = list(pairwise(self._samples))

@@ -25,6 +25,7 @@ class HostReading:
     gpu_count: int  # GPUs the meter itself found (0 when it does not look)
     codecarbon_kg_co2e: float | None
     meter: str  # e.g. "codecarbon 3.3.2"
+    cpu_share: float | None = None  # the command's share of the machine's busy CPU time
 
 
 class HostMeter(Protocol):

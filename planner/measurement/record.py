@@ -33,12 +33,13 @@ class GpuSide:
     readings: tuple[GpuEnergy, ...] | None  # None: NVML did not run
     visible: int  # GPUs visible to the command (NVML)
     note: str  # why NVML did not run or nothing was visible
+    attribution: str | None = None  # which GPUs were counted as the command's, and why
 
 
 def gpu_part(host: HostReading, side: GpuSide) -> tuple[Component, int]:
     """The GPU component and the GPU count: NVML first, then the host meter's own figure."""
     if side.readings:
-        return gpu_component(side.readings), side.visible
+        return gpu_component(side.readings, side.attribution), side.visible
     if side.readings is None and host.gpu is not None:
         return host.gpu, host.gpu_count
     return Component(0.0, None, None, Method("none", side.note)), 0
@@ -57,7 +58,7 @@ def energy_report(host: HostReading, gpu: Component, gpus: Sequence[GpuEnergy],
         kwh=None if it_kwh is None else it_kwh * pue, it_kwh=it_kwh,
         cpu_kwh=host.cpu.kwh, gpu_kwh=gpu.kwh, ram_kwh=host.ram.kwh, pue=pue,
         methods={k: parts[k].method for k in COMPONENTS}, avg_power_w=avg, peak_power_w=peak,
-        gpus=tuple(gpus), meter=meter)
+        gpus=tuple(gpus), meter=meter, cpu_process_share=host.cpu_share)
 
 
 def carbon_report(energy: EnergyReport, ctx: RunContext,

@@ -74,6 +74,9 @@ class EnergyReport(Result):
     peak_power_w: dict[str, float | None]
     gpus: tuple[GpuEnergy, ...]
     meter: str  # e.g. "codecarbon 3.3.2 (machine-wide) + NVML"
+    # The command's share (0..1) of the machine's busy CPU time: cpu_kwh x this is the
+    # process-share estimate (cpu_kwh itself is machine-wide). None where not known.
+    cpu_process_share: float | None = None
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,15 @@ from planner.errors import PlannerError
 from planner.measurement.context import MeasureOptions, resolve_context
 from planner.measurement.energy import NotMeteredHere, Stopwatch, host_meter
 from planner.measurement.extrapolate import Sample, extrapolate
+from planner.measurement.gpu_open import open_backend
 from planner.measurement.job import detect_job
-from planner.measurement.gpu import GpuBackend, GpuSampler, NvmlBackend, visible_devices
+from planner.measurement.gpu import (
+    GpuBackend,
+    GpuSampler,
+    attribute,
+    process_tree,
+    visibility,
+)
 from planner.measurement.ledger import Ledger, LedgerError
 from planner.measurement.record import (
     GpuSide,
@@ -66,6 +73,7 @@ class Session:
         self.gpu_note = ""
         self._gpu_thread: threading.Thread | None = None
         self._gpu_given = gpu_backend
+        self.root_pid: Callable[[], int | None] | None = None  # the command's PID, once known
         if self.job is not None and not self.job.meters_node:
             self._rank_record_setup()
             return
@@ -92,18 +100,28 @@ class Session:
     def _gpu_setup(self, backend: GpuBackend | None, since: float | None = None) -> None:
         why = "test backend"
         if backend is None:
-            backend, why = NvmlBackend.open()
+            backend, why = open_backend()
         self.backend = backend
         self.devices = []
-        self.gpu_note = f"no NVIDIA GPU found ({why})"
+        self.gpu_by_env: str | None = None
+        self.gpu_total = 0
+        self.gpu_note = f"no GPU found ({why})"
         if backend is not None:
             every = backend.devices()
-            cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
-            self.devices = visible_devices(every, cuda)
-            self.gpu_note = (f"no GPU visible: CUDA_VISIBLE_DEVICES={cuda!r} hides all "
-                             f"{len(every)}" if every else "NVML found no GPU")
+            self.gpu_total = len(every)
+            self.devices, self.gpu_by_env = visibility(every, os.environ)
+            label = getattr(backend, "label", "NVML")
+            self.gpu_note = (f"no GPU visible: {self.gpu_by_env} hides all {len(every)}"
+                             if every else f"{label} found no GPU")
         self.sampler = (GpuSampler(backend, self.devices, self.options.interval_s,
                                    since=since) if self.devices else None)
+        if self.sampler is not None:
+            self.sampler.pids = self._command_pids
+
+    def _command_pids(self) -> set[int]:
+        """The measured command's processes: its tree (a command) or this process (a block)."""
+        root = self.root_pid() if self.root_pid is not None else os.getpid()
+        return process_tree(root) if root else set()
 
     def _gpu_start_late(self, since: float) -> None:
         try:
@@ -111,7 +129,7 @@ class Session:
             if self.sampler:
                 self.sampler.start()
         except Exception as e:  # noqa: BLE001 - a GPU meter failure must not lose the run
-            self.sampler, self.gpu_note = None, f"NVML failed: {type(e).__name__}: {e}"
+            self.sampler, self.gpu_note = None, f"GPU meter failed: {type(e).__name__}: {e}"
 
     def start(self) -> None:
         """Start the meters and the clock, then return at once so the command can start.
@@ -171,10 +189,15 @@ class Session:
         readings = self.sampler.stop() if self.sampler else None
         if self.backend is not None:
             self.backend.close()
-        side = GpuSide(readings if self.backend else None, len(self.devices), self.gpu_note)
+        attribution = None
+        if readings:
+            readings, attribution = attribute(readings, self.gpu_by_env, self.sampler.used,
+                                              self.gpu_total)
+        side = GpuSide(readings if self.backend else None, len(readings or ()),
+                       self.gpu_note, attribution)
         rank_only = isinstance(self.host, NotMeteredHere)
         gpu, gpu_count = (host.cpu, 0) if rank_only else gpu_part(host, side)
-        meter = host.meter + (" + NVML" if readings else "")
+        meter = host.meter + (f" + {self.sampler.label}" if readings else "")
         energy = energy_report(host, gpu, readings or (), self.context.pue, meter)
         carbon = carbon_report(energy, self.context, host.codecarbon_kg_co2e)
         cost = cost_report(self.options, self.context, gpu_count, duration)
