@@ -55,6 +55,12 @@ def _output_path(output: str | None, ledger: Path | None) -> Path | None:
 @click.option("--region", "-r", help="FR, US-VA, aws:us-east-1, gcp:europe-west4, ...")
 @click.option("--grid", "grid_g", type=click.FloatRange(min=0),
               help="Grid intensity, g CO2e/kWh (overrides --region's).")
+@click.option("--grid-hourly", type=click.Path(dir_okay=False),
+              help="Hourly grid intensity CSV (time, g CO2e/kWh) for the run's hours.")
+@click.option("--grid-live", type=click.Choice(["electricitymaps"]),
+              help="Ask ElectricityMaps for the run's hours (token: $ELECTRICITYMAPS_TOKEN; "
+                   "the only network call planner measure makes, and only with this).")
+@click.option("--grid-zone", help="ElectricityMaps zone (default: the --region country).")
 @click.option("--pue", type=click.FloatRange(min=1, max=3),
               help="Facility PUE (default: the cloud provider's, else 1.0).")
 @click.option("--hardware", help="Accelerator profile for the price (and the estimate).")
@@ -133,7 +139,8 @@ def _measure(gate, command: tuple[str, ...], ledger: str | None, no_ledger: bool
         devices=opts["devices"], model=opts["model"], tokens=opts["tokens"],
         steps=opts["steps"], extrapolate_to=opts["extrapolate_to"],
         interval_s=opts["interval"], meter=opts["meter"], redetect=opts["redetect"],
-        job=opts["job"])
+        job=opts["job"], grid_hourly=opts["grid_hourly"], grid_live=opts["grid_live"],
+        grid_zone=opts["grid_zone"])
     session = Session(options, path)  # every input is checked here, before the command runs
     session.root_pid = lambda: gate.proc.pid if gate.proc is not None else None
     try:
@@ -188,6 +195,9 @@ def _record(session, gate, command, outcome, fmt: str, out_path: Path | None,
     if written and not problems:
         state = "complete" if record.complete else "incomplete"
         click.echo(f"planner measure: run {record.id} ({state}) written to {out_path}",
+                   err=True)
+    if getattr(session, "grid_note", None):
+        click.echo(f"planner measure: hourly grid figures not used: {session.grid_note}",
                    err=True)
     if problems:  # one line: what failed, where the record is, the command's exit code
         where = save_fallback(data)

@@ -44,6 +44,9 @@ class MeasureOptions:
     meter: str = "auto"  # auto | host | codecarbon | cpu-time
     redetect: bool = False  # detect the host's hardware again instead of using the cache
     job: str | None = None  # --job ID; else the launcher's (planner/measurement/job.py)
+    grid_hourly: str | None = None  # hourly g CO2e/kWh CSV (planner/measurement/grid_live.py)
+    grid_live: str | None = None  # "electricitymaps" (token in $ELECTRICITYMAPS_TOKEN)
+    grid_zone: str | None = None  # the provider's zone, default the --region country
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ def check_options(o: MeasureOptions) -> None:
     if o.model and o.extrapolate_to is None:
         raise SpecError("--model is used only for the planner estimate beside an "
                         "extrapolation: add --extrapolate-to N (with --tokens), or drop --model")
+    if o.grid_g_co2e_per_kwh is not None and (o.grid_hourly or o.grid_live):
+        raise SpecError("give --grid (one figure) or --grid-hourly/--grid-live, not both")
     if o.price_tier and not o.hardware:
         raise SpecError("--price-tier needs --hardware (or give --price-per-hour)")
     if o.pue is not None and not 1.0 <= o.pue <= 3.0:

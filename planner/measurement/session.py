@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from planner.measurement.context import MeasureOptions, resolve_context
 from planner.measurement.energy import NotMeteredHere, Stopwatch, host_meter
 from planner.measurement.extrapolate import Sample, extrapolate
 from planner.measurement.gpu_open import open_backend
+from planner.measurement.grid_live import live_grid
 from planner.measurement.job import detect_job
 from planner.measurement.gpu import (
     GpuBackend,
@@ -66,6 +68,9 @@ class Session:
         self.options = options
         self.context = resolve_context(options)
         self.job = detect_job(os.environ, options.job)
+        self.live = live_grid(options.grid_hourly, options.grid_live, options.grid_zone,
+                              options.region, os.environ)
+        self.grid_note: str | None = None  # why the hourly figures were not used
         self.ledger = Ledger.open_for_writing(ledger) if ledger is not None else None
         self.backend: GpuBackend | None = None
         self.devices: list = []
@@ -199,7 +204,7 @@ class Session:
         gpu, gpu_count = (host.cpu, 0) if rank_only else gpu_part(host, side)
         meter = host.meter + (f" + {self.sampler.label}" if readings else "")
         energy = energy_report(host, gpu, readings or (), self.context.pue, meter)
-        carbon = carbon_report(energy, self.context, host.codecarbon_kg_co2e)
+        carbon = carbon_report(energy, self._grid_context(), host.codecarbon_kg_co2e)
         cost = cost_report(self.options, self.context, gpu_count, duration)
         if rank_only:  # the node's devices are billed once, on the metering record
             cost = CostReport(None, cost.usd_per_device_hour, 0, None, cost.hardware,
@@ -216,6 +221,17 @@ class Session:
                                                                         carbon, cost),
             versions=self._versions(host.meter), job=self.job)
         return record
+
+    def _grid_context(self):
+        """The context with the run's hourly intensity, when asked for and available."""
+        if self.live is None:
+            return self.context
+        g, how = self.live.intensity(self.clock.started_at, self.clock.ended_at)
+        if g is None:
+            self.grid_note = f"{how}; used {self.context.grid_source}"
+            return replace(self.context, grid_source=f"{self.context.grid_source} "
+                                                     f"(hourly figures not used: {how})")
+        return replace(self.context, grid_g_co2e_per_kwh=g, grid_source=how)
 
     def _extrapolation(self, duration: float, energy: EnergyReport, carbon: CarbonReport,
                        cost: CostReport) -> Extrapolation | None:
