@@ -250,3 +250,46 @@ def test_explicit_job_on_the_command_line(tmp_path, runner, monkeypatch):
                             "--format", "json"])
     data = json.loads(s.stdout)
     assert data["records"] == 1 and data["complete"] and data["missing_nodes"] == []
+
+
+def _with_x(rec, measured=1e6, target=1e9, hours=2.0, devices=8):
+    rec["cost"].update(device_hours=hours, devices=devices)
+    rec["extrapolation"] = {"unit": "tokens", "measured": measured, "target": target,
+                            "scale": target / measured, "inputs": None}
+    return rec
+
+
+def test_job_extrapolation_scales_the_whole_job():
+    recs = [_with_x(_rec("a0", "0", 0, 0, True, 0, 100, 0.5, nodes=2, world=2)),
+            _with_x(_rec("b0", "1", 1, 0, True, 0, 120, 0.7, nodes=2, world=2))]
+    s = summarize_job("J", recs)
+    x = s.extrapolation
+    assert x.scale == 1000 and x.planner_estimate is None  # no --model/--hardware given
+    # wall clock: the longest node (120 s) x 1000; energy (0.5 + 0.7 kWh) x 1000;
+    # device-hours (2 + 2) x 1000; cost ($1 + $1) x 1000
+    assert x.projected.duration_s == pytest.approx(120_000)
+    assert x.projected.energy_kwh == pytest.approx(1200)
+    assert x.projected.device_hours == pytest.approx(4000)
+    assert x.projected.cost_usd == pytest.approx(2000)
+    recs[1]["extrapolation"]["target"] = 5e9
+    s = summarize_job("J", recs)
+    assert s.extrapolation is None and any("not all given the same" in n for n in s.notes)
+
+
+def test_job_extrapolation_beside_the_plan_for_all_its_devices(tmp_path, runner):
+    led = tmp_path / "l.sqlite"
+    for node in (0, 1):
+        env = _env(tmp_path, node, 0, job="x2")
+        env.update(SLURM_NTASKS="2", SLURM_JOB_NUM_NODES="2", SLURM_PROCID=str(node))
+        r = subprocess.run([sys.executable, "-m", "planner", "measure", "--meter", "cpu-time",
+                            "--ledger", str(led), "--devices", "8", "--tokens", "50M",
+                            "--extrapolate-to", "2T", "--model", "llama3-8b", "--hardware",
+                            "h100-sxm", "--", "true"], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    s = json.loads(runner.invoke(cli, ["runs", "summary", "--job", "x2", "--ledger", str(led),
+                                       "--format", "json"]).stdout)
+    est = s["extrapolation"]["planner_estimate"]
+    assert est["available"] and est["devices"] == 16  # the job's 2 x 8, not one node's 8
+    assert s["extrapolation"]["projected"]["energy_kwh"] == pytest.approx(s["kwh"] * 40_000)
+    text = runner.invoke(cli, ["runs", "summary", "--job", "x2", "--ledger", str(led)]).stdout
+    assert "planner estimate: llama3-8b on 16 x h100-sxm" in text

@@ -28,11 +28,16 @@ def planner_estimate(o: MeasureOptions, ctx: RunContext,
     if o.tokens is None:
         return _unavailable("the planner's estimate needs tokens: --steps cannot be turned "
                             "into tokens without the batch and sequence length", o, devices)
+    return estimate_for(o, ctx.pue, devices)
+
+
+def estimate_for(o: MeasureOptions, pue: float, devices: int | None) -> EstimateComparison:
+    """``planner estimate`` for ``o.extrapolate_to`` tokens on ``devices`` at ``pue``."""
     try:
         from planner.planning.answer import estimate_plan
         est = estimate_plan(
             model=o.model, hardware=o.hardware, devices=devices or None, tokens=o.extrapolate_to,
-            region=o.region, profiles_dirs=o.profiles_dirs, pue=ctx.pue,
+            region=o.region, profiles_dirs=o.profiles_dirs, pue=pue,
             grid_g_co2e_per_kwh=o.grid_g_co2e_per_kwh, price_tier=o.price_tier,
             price_usd_per_device_hour=o.price_per_hour)
     except PlannerError as e:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from planner.measurement.results import Extrapolation
 from planner.results import Result
 
 METHOD = ("host energy once per node and GPU energy once per device (UUID) in each attempt "
@@ -49,6 +50,8 @@ class NodeTotal(Result):
     cost_usd: float | None
     complete: bool
     note: str | None
+    devices: int | None = None  # billed devices of the node (its metering record's)
+    device_hours: float | None = None  # summed over attempts
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class JobSummary(Result):
     complete: bool  # every node metered, every record complete, no rank missing
     method: str
     notes: tuple[str, ...]
+    # The job's sample scaled to the full run, beside planner estimate for all its devices
+    # (when every metering record was given the same --tokens and --extrapolate-to).
+    extrapolation: Extrapolation | None = None
 
 
 def _t(text: str | None) -> float:
@@ -135,6 +141,7 @@ def node_total(node: str, records: list[dict[str, Any]]) -> NodeTotal:
     ranks = tuple(sorted({r["job"]["rank"] for r in records if r["job"]["rank"] is not None}))
     meters = [r for r in records if r["job"]["meters_node"]]
     total, host, gpu, cost, duration = _Sum(), None, None, None, None
+    hours, devices_billed = None, None
     devices: set[str] = set()
     attempts = _attempts(meters)
     for attempt in attempts:
@@ -154,6 +161,10 @@ def node_total(node: str, records: list[dict[str, Any]]) -> NodeTotal:
         costs = [r["cost"]["total_usd"] for r in attempt if r["cost"].get("total_usd") is not None]
         cost = _add(cost, max(costs) if costs else None)
         duration = _add(duration, max(r["duration_s"] or 0.0 for r in attempt))
+        dh = [r["cost"]["device_hours"] for r in attempt if r["cost"].get("device_hours")]
+        hours = _add(hours, max(dh) if dh else None)
+        devs = [r["cost"]["devices"] for r in attempt if r["cost"].get("devices")]
+        devices_billed = max([devices_billed or 0, *devs]) or None
     note = None
     if not meters:
         note = "no metering record: the node's local rank 0 was lost or never ran"
@@ -161,7 +172,8 @@ def node_total(node: str, records: list[dict[str, Any]]) -> NodeTotal:
         note = f"{len(attempts)} attempts (restarts) added"
     return NodeTotal(node, ranks, len(records), len(meters), len(attempts), duration, host, gpu,
                      len(devices), total.it, total.kwh, total.kg, cost,
-                     all(r["complete"] for r in records) and bool(meters), note)
+                     all(r["complete"] for r in records) and bool(meters), note,
+                     devices_billed, hours)
 
 
 def _node_key(node: str) -> tuple[int, int | str]:
@@ -199,10 +211,56 @@ def summarize_job(job_id: str, records: Sequence[dict[str, Any]]) -> JobSummary:
         notes.append(f"{len(incomplete)} record(s) incomplete (crashed or interrupted): "
                      + ", ".join(sorted(incomplete)[:5]))
     scheds = {r["job"]["scheduler"] for r in mine}
+    x, x_note = job_extrapolation(mine, nodes, total)
+    if x_note:
+        notes.append(x_note)
     return JobSummary(
         job=job_id, scheduler=scheds.pop() if len(scheds) == 1 else None, records=len(mine),
         nodes=nodes, nodes_expected=expected, missing_nodes=tuple(sorted(set(missing),
                                                                          key=_node_key)),
         ranks_seen=len(seen), world_size=world, missing_ranks=missing_ranks, **total,
         complete=not missing and not missing_ranks and not incomplete and bool(nodes),
-        method=METHOD, notes=tuple(notes))
+        method=METHOD, notes=tuple(notes), extrapolation=x)
+
+
+def job_extrapolation(records: list[dict[str, Any]], nodes: tuple[NodeTotal, ...],
+                      total: dict[str, float | None]) -> tuple[Extrapolation | None, str | None]:
+    """The whole job's sample (wall clock = its longest node, device-hours and energy summed)
+    scaled by the target / measured its records agree on, beside ``planner estimate`` for the
+    job's devices; (None, why) when the records were not all given the same scale."""
+    from planner.measurement.extrapolate import Sample, extrapolate
+
+    xs = [r.get("extrapolation") for r in records if r["job"]["meters_node"]]
+    if not any(xs):
+        return None, None
+    keys = {(x["unit"], x["measured"], x["target"]) if x else None for x in xs}
+    if len(keys) != 1 or None in keys:
+        return None, ("no job extrapolation: the metering records were not all given the same "
+                      "--tokens/--steps and --extrapolate-to (give every node the job's totals)")
+    unit, measured, target = keys.pop()
+    durations = [n.duration_s for n in nodes if n.duration_s is not None]
+    hours = [n.device_hours for n in nodes if n.device_hours is not None]
+    sample = Sample(max(durations, default=0.0), sum(hours) if hours else None, total["kwh"],
+                    total["it_kwh"], total["kg_co2e"], total["cost_usd"])
+    devices = sum(n.devices or 0 for n in nodes) or None
+    x = extrapolate(sample, unit, measured, target,
+                    _estimate(xs[0], unit, measured, target, devices))
+    return x, None
+
+
+def _estimate(x: dict[str, Any], unit: str, measured: float, target: float,
+              devices: int | None):
+    """``planner estimate`` for the job's devices with the inputs its records were given."""
+    inputs = x.get("inputs") or {}
+    if unit != "tokens" or not (inputs.get("model") and inputs.get("hardware")):
+        return None
+    from planner.measurement.compare import estimate_for
+    from planner.measurement.context import MeasureOptions
+
+    o = MeasureOptions(model=inputs["model"], hardware=inputs["hardware"],
+                       region=inputs.get("region"), tokens=measured, extrapolate_to=target,
+                       grid_g_co2e_per_kwh=inputs.get("grid_g_co2e_per_kwh"),
+                       price_tier=inputs.get("price_tier"),
+                       price_per_hour=inputs.get("price_per_hour"),
+                       profiles_dirs=tuple(inputs.get("profiles_dirs") or ()))
+    return estimate_for(o, inputs.get("pue") or 1.0, devices)

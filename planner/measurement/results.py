@@ -149,6 +149,9 @@ class Extrapolation(Result):
     assumption: str
     projected: Projection
     planner_estimate: EstimateComparison | None
+    # What the planner estimate was asked with (model, hardware, region, pue, grid, price),
+    # so a job's records can be extrapolated together (jobs.py); None in older records.
+    inputs: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -244,7 +244,12 @@ class Session:
         from planner.measurement.compare import planner_estimate  # planning: only here
 
         comparison = planner_estimate(o, self.context, cost.devices)
-        return extrapolate(sample, unit, measured, o.extrapolate_to, comparison)
+        x = extrapolate(sample, unit, measured, o.extrapolate_to, comparison)
+        inputs = {"model": o.model, "hardware": o.hardware, "region": o.region,
+                  "pue": self.context.pue, "grid_g_co2e_per_kwh": o.grid_g_co2e_per_kwh,
+                  "price_tier": o.price_tier, "price_per_hour": o.price_per_hour,
+                  "profiles_dirs": list(o.profiles_dirs)}
+        return replace(x, inputs=inputs)
 
     @staticmethod
     def _versions(meter: str) -> dict[str, str | None]:

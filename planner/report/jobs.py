@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from planner.report.measurement import _extrapolation as extrapolation_text
 from planner.report.measurement import fmt_carbon, fmt_energy, fmt_usd, run_row
 from planner.report.tabular import dumps_json, render_rows
 
@@ -52,7 +53,8 @@ def render_job_summary(summary: dict[str, Any], fmt: str) -> str:
     table = render_rows(rows, NODE_COLUMNS, fmt)
     if fmt == "csv":
         return table
-    return table + "\n" + _footer(summary)
+    x = summary.get("extrapolation")
+    return table + "\n" + _footer(summary) + ("\n" + extrapolation_text(x) if x else "")
 
 
 def render_job_records(records: Sequence[dict[str, Any]], summary: dict[str, Any],
