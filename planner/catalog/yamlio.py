@@ -9,12 +9,15 @@ import difflib
 import functools
 import typing
 
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pydantic loads when a spec is validated, not to read a YAML file
+    from pydantic import BaseModel, ValidationError
 
 from planner.catalog import parse_cache
 from planner.errors import SpecError
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 # Limits on what planner reads (docs/errors.md): a model, profile or scenario file is a few
@@ -279,6 +282,8 @@ def _field_names(model: type[BaseModel] | None, seen: set | None = None) -> set[
     if model in seen:
         return set()
     seen.add(model)
+    from pydantic import BaseModel
+
     names = set(model.model_fields)
     for f in model.model_fields.values():
         for arg in (*typing.get_args(f.annotation), f.annotation):
@@ -297,6 +302,8 @@ def _suggest(field: str, model: type[BaseModel] | None) -> str:
 
 def load_spec(model: type[M], path: Path) -> M:
     """Read a YAML file into a spec, raising SpecError that names file, line and field."""
+    from pydantic import ValidationError
+
     data, _ = read_yaml(path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping of keys at the top level")
@@ -309,6 +316,8 @@ def load_spec(model: type[M], path: Path) -> M:
 
 def validate_spec(model: type[M], data: dict, where: str, annotated: Any = None) -> M:
     """Validate a dict into a spec; errors name ``where`` and the field."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data)
     except ValidationError as e:
