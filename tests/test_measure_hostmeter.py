@@ -238,3 +238,14 @@ def test_measure_cli_uses_the_cached_host_meter(tmp_path, monkeypatch, runner):
     assert rec["energy"]["meter"].startswith("planner host meter (codecarbon 9.9's methods; cache")
     assert rec["energy"]["methods"]["cpu"]["kind"] == "estimated"
     assert rec["energy"]["ram_kwh"] == pytest.approx(20.0 * rec["duration_s"] / 3.6e6)
+
+
+def test_auto_is_the_host_meter_on_linux_and_codecarbon_elsewhere(monkeypatch):
+    pytest.importorskip("codecarbon")
+    from planner.measurement import energy
+
+    monkeypatch.setattr(energy.sys, "platform", "linux")
+    assert energy.host_meter("auto", None, 1.0, None).name == "host"
+    monkeypatch.setattr(energy.sys, "platform", "darwin")
+    assert energy.host_meter("auto", None, 1.0, None).name == "codecarbon"
+    assert energy.host_meter("host", None, 1.0, None).name == "host"  # asked for: given

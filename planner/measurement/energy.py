@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import time
 
 from planner.errors import SpecError
@@ -86,7 +87,8 @@ def host_meter(kind: str, country_iso3: str | None, interval_s: float,
                gpu_ids: list[int] | None, redetect: bool = False) -> HostMeter:
     """The host meter for ``kind`` (auto, host, codecarbon, cpu-time); SpecError if
     unavailable. auto is the host meter (codecarbon's methods on planner's counters, fast)
-    when codecarbon is installed for the one-time detection, else the cpu-time estimate."""
+    on Linux when codecarbon is installed for the one-time detection, codecarbon's tracker
+    on other systems, else the cpu-time estimate."""
     if kind not in METERS:
         raise SpecError(f"unknown meter '{kind}'; choose one of {', '.join(METERS)}")
     if kind == "cpu-time":
@@ -96,7 +98,9 @@ def host_meter(kind: str, country_iso3: str | None, interval_s: float,
             raise SpecError(f"the {kind} meter needs codecarbon: "
                             "pip install 'planner[profile]' (or use --meter cpu-time)")
         return CpuTimeMeter("codecarbon is not installed: pip install 'planner[profile]'")
-    if kind == "codecarbon":
+    # The host meter reads Linux counters (/proc/stat, RAPL); elsewhere codecarbon's own
+    # tracker reads what that platform has (powermetrics, the Windows EMI).
+    if kind == "codecarbon" or (kind == "auto" and not sys.platform.startswith("linux")):
         from planner.measurement.codecarbon_meter import CodecarbonMeter
         return CodecarbonMeter(country_iso3, interval_s, gpu_ids)
     from planner.measurement.hostfacts import FactsLoader
