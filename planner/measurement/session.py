@@ -17,7 +17,6 @@ import shlex
 import socket
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -148,14 +147,14 @@ class Session:
                 self.sampler.start()
             self.clock.start()
             return
+        if self._gpu_now and self.sampler:  # already set up (a test backend): no gap
+            self.sampler.start()
         self.clock.start()
         self.host.start()
         if self._gpu_now:
-            if self.sampler:
-                self.sampler.start()
             return
         self._gpu_thread = threading.Thread(target=self._gpu_start_late,
-                                            args=(time.monotonic(),), name="planner-gpu",
+                                            args=(self.clock.t0,), name="planner-gpu",
                                             daemon=True)
         self._gpu_thread.start()
 
