@@ -1,0 +1,371 @@
+"""`planner serve`: size an inference deployment — replicas x (tp, pp) per replica, the batch
+that meets the latency targets, devices for the load, $ / Wh / g CO2e per million tokens.
+
+    >>> ans = serve("llama3-70b", ["h100-sxm"], 1000, 500, load=("rate", 20.0), tpot_s=0.04)
+
+Model, hardware, price, power, PUE and grid resolve exactly as every command resolves them
+(`resolve.apply_shape`, the catalog, `estimate.outcome_inputs`): one question, one answer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from planner.catalog.catalog import load_hardware, load_model
+from planner.catalog.regions import grid_factor
+from planner.errors import InfeasibleError, SpecError
+from planner.estimators.params import count_params
+from planner.estimators.serving import (
+    KV_PRECISIONS, WEIGHT_PRECISIONS, Layout, ServeConfig, ServePerf, peak_for,
+)
+from planner.planning.estimate import _Ledger, memory_defaults_for, outcome_inputs, price_quote
+from planner.planning.resolve import _validate, apply_shape
+from planner.planning.serve_point import (
+    ENGINE_SOURCES, EngineSettings, Point, largest_batch, replica_memory, steady_state,
+)
+from planner.results import Assumption, ModelSummary
+from planner.results_serving import (
+    ServeAnswer, ServeCost, ServeOption, Spread, StepParts,
+)
+from planner.specs import Assumptions, HardwareProfile, ModelSpec
+
+LOAD_KINDS = ("rate", "tokens_per_day", "concurrency")
+SECONDS_PER_DAY = 86400.0
+
+
+@dataclass
+class ServeQuestion:
+    """A serving question, resolved: specs loaded, defaults filled and listed."""
+
+    model: ModelSpec
+    hardware: list[HardwareProfile]
+    lengths: tuple[int, int]  # (input tokens, output tokens) per request
+    precision: str
+    kv_precision: str
+    load: tuple[str, float] | None
+    targets: tuple[float | None, float | None]  # (ttft p50 s, tpot s)
+    devices: int | None
+    tp: int | None
+    pp: int | None
+    engine: EngineSettings
+    assumptions: Assumptions
+    grid: Any
+    notes: list[Assumption] = field(default_factory=list)
+    perf: ServePerf = ServePerf()
+
+
+def resolve_serve(model, hardware: list[str], input_tokens: int, output_tokens: int,
+                  precision: str = "bf16", kv_precision: str | None = None,
+                  load: tuple[str, float] | None = None, ttft_s: float | None = None,
+                  tpot_s: float | None = None, devices: int | None = None,
+                  tp: int | None = None, pp: int | None = None,
+                  max_batch: int | None = -1, region: str | None = None,
+                  profiles_dirs: tuple[str, ...] = (), shape: dict | None = None,
+                  **assumption_options) -> ServeQuestion:
+    """Load the model and hardware and fill every default (each recorded in ``notes``)."""
+    if precision not in WEIGHT_PRECISIONS:
+        raise SpecError(f"--precision: '{precision}' is not a serving precision; use one of "
+                        f"{', '.join(WEIGHT_PRECISIONS)}")
+    notes: list[Assumption] = []
+    if model is None and not any((shape or {}).values()):
+        raise SpecError("planner serve needs --model NAME (a preset, YAML file or HF "
+                        "config.json) or the shape flags of a custom model")
+    spec = model if isinstance(model, ModelSpec) else (load_model(model) if model else None)
+    spec = apply_shape(spec, shape or {})
+    hws = [load_hardware(h, tuple(profiles_dirs)) for h in hardware]
+    if input_tokens < 1 or output_tokens < 1:
+        raise SpecError("--input-tokens and --output-tokens must be at least 1")
+    if input_tokens + output_tokens > spec.max_seq_len:
+        raise InfeasibleError(
+            f"--input-tokens {input_tokens} + --output-tokens {output_tokens} = "
+            f"{input_tokens + output_tokens:,} tokens exceeds {spec.name}'s context of "
+            f"{spec.max_seq_len:,}; give at most {spec.max_seq_len:,} in all (or a model "
+            "file with a longer max_seq_len)")
+    if load is not None and not load[1] > 0:
+        flag = "--" + load[0].replace("_", "-")
+        raise SpecError(f"{flag}: {load[1]:g} is no load; give a value above 0 (or leave it "
+                        "out to size one replica)")
+    if kv_precision is None:
+        kv_precision = "bf16" if precision in ("fp8", "int8", "int4", "fp4") else precision
+        notes.append(_note("kv_precision", kv_precision, "", "engine default: KV cache in "
+                           "the activation dtype (vLLM kv_cache_dtype='auto')"))
+    if kv_precision not in KV_PRECISIONS:
+        raise SpecError(f"--kv-precision: '{kv_precision}' is not one of "
+                        f"{', '.join(KV_PRECISIONS)}")
+    user = _validate(Assumptions, {k: v for k, v in assumption_options.items()
+                                   if v is not None}, "assumptions")
+    engine = EngineSettings(runtime_bytes=memory_defaults_for(user).runtime_overhead_bytes)
+    if max_batch != -1:
+        engine = EngineSettings(max_batch=max_batch, runtime_bytes=engine.runtime_bytes)
+    for name, source in ENGINE_SOURCES.items():
+        value = getattr(engine, name)
+        notes.append(_note(name, value, "", source) if name != "max_batch" or max_batch == -1
+                     else Assumption(name, value, "sequences", "set by user", False))
+    grid = grid_factor(region) if region else None
+    return ServeQuestion(spec, hws, (input_tokens, output_tokens), precision, kv_precision,
+                         load, (ttft_s, tpot_s), devices, tp, pp, engine, user, grid, notes)
+
+
+def _note(name: str, value, unit: str, source: str) -> Assumption:
+    return Assumption(name=name, value=value, unit=unit, source=source, defaulted=True)
+
+
+def candidate_layouts(model: ModelSpec, hw: HardwareProfile, q: ServeQuestion) -> list[Layout]:
+    """Replica layouts to try: tp a power of two inside the scale-up domain dividing the
+    heads, pp in 1, 2, 4, 8 (<= layers); at most --devices devices; --tp / --pp fix them."""
+    domain = int(hw.scale_up_domain_devices.value)
+    tps = [t for t in (1, 2, 4, 8, 16, 32, 64, 72) if t <= domain and model.num_heads % t == 0]
+    pps = [p for p in (1, 2, 4, 8) if p <= model.num_layers]
+    out = [Layout(t, p) for p in pps for t in tps
+           if (q.tp is None or t == q.tp) and (q.pp is None or p == q.pp)
+           and (q.devices is None or t * p <= q.devices)]
+    if q.tp is not None and not any(lay.tp == q.tp for lay in out):
+        out += [Layout(q.tp, q.pp or 1)] if q.devices is None or \
+            q.tp * (q.pp or 1) <= q.devices else []
+    return out
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    layout: Layout
+    batch: int
+    limited_by: str
+    point: Point
+    replicas: int
+    memory: Any
+
+    @property
+    def devices(self) -> int:
+        return self.replicas * self.layout.devices
+
+
+def _replicas(q: ServeQuestion, lay: Layout, p: Point) -> int:
+    if q.devices is not None:
+        return max(1, q.devices // lay.devices)
+    if q.load is None:
+        return 1
+    kind, value = q.load
+    inp, out = q.lengths
+    if kind == "concurrency":
+        return math.ceil(value / p.batch)
+    rate = value if kind == "rate" else value / SECONDS_PER_DAY / (inp + out)
+    return math.ceil(rate / (p.output_tokens_per_s / out))
+
+
+def _evaluate(q: ServeQuestion, hw: HardwareProfile, lay: Layout, reasons: dict):
+    cfg = ServeConfig(q.precision, q.kv_precision, lay)
+    mem = replica_memory(q.model, hw, cfg, sum(q.lengths), q.engine)
+    if mem.max_sequences < 1:
+        reasons.setdefault("memory", []).append((lay, mem))
+        return None
+    cap = mem.max_sequences if q.engine.max_batch is None else \
+        min(mem.max_sequences, q.engine.max_batch)
+    batch, limit = largest_batch(q.model, hw, cfg, q.lengths, cap, q.targets, q.perf)
+    if batch == 0:
+        best = steady_state(q.model, hw, cfg, q.lengths, 1, q.perf)
+        reasons.setdefault(limit, []).append((lay, best))
+        return None
+    if limit == "cap":
+        limit = "memory" if cap == mem.max_sequences else "max_batch"
+    p = steady_state(q.model, hw, cfg, q.lengths, batch, q.perf)
+    return _Candidate(lay, batch, limit, p, _replicas(q, lay, p), mem)
+
+
+def _rank_key(q: ServeQuestion, c: _Candidate):
+    per_device = c.point.output_tokens_per_s / c.layout.devices
+    if q.devices is not None:  # best deployment on N devices: most tokens/s in all
+        return (-c.replicas * c.point.output_tokens_per_s, c.layout.devices)
+    if q.load is not None:  # fewest devices for the load
+        return (c.devices, -per_device)
+    return (-per_device, c.layout.devices)  # one replica: cheapest per token
+
+
+def best_option(q: ServeQuestion, hw: HardwareProfile) -> tuple[_Candidate, int, int]:
+    """(the best candidate on this hardware, layouts searched, layouts that answered)."""
+    if peak_for(hw, q.precision) is None:
+        have = [p for p in WEIGHT_PRECISIONS if peak_for(hw, p) is not None]
+        raise SpecError(f"--precision {q.precision}: {hw.name} has no {q.precision} compute "
+                        f"path in its profile; it serves {', '.join(have)}")
+    layouts = candidate_layouts(q.model, hw, q)
+    reasons: dict[str, list] = {}
+    found = [c for c in (_evaluate(q, hw, lay, reasons) for lay in layouts) if c is not None]
+    if not found:
+        raise InfeasibleError(_no_layout_message(q, hw, layouts, reasons))
+    found.sort(key=lambda c: _rank_key(q, c))
+    return found[0], len(layouts), len(found)
+
+
+def _no_layout_message(q: ServeQuestion, hw: HardwareProfile, layouts: list[Layout],
+                       reasons: dict) -> str:
+    inp, out = q.lengths
+    where = f"{q.model.name} at {q.precision} on {hw.name}"
+    if not layouts:
+        return (f"{where}: no layout with --tp {q.tp} --pp {q.pp} within --devices "
+                f"{q.devices}; tp must divide {q.model.num_heads} heads and be at most "
+                f"{int(hw.scale_up_domain_devices.value)}")
+    timed = reasons.get("tpot", []) + reasons.get("ttft", [])
+    if timed:
+        ttft_max, tpot_max = q.targets
+        tpot = min(p.tpot_s for _, p in timed)
+        ttft = min(p.ttft_s for _, p in timed)
+        lay = min(timed, key=lambda r: r[1].tpot_s)[0]
+        if "tpot" in reasons and tpot > (tpot_max or math.inf):
+            return (f"--tpot {tpot_max * 1e3:g}ms: no layout of {where} meets it; the "
+                    f"fastest is {tpot * 1e3:.1f} ms per token (tp {lay.tp} x pp {lay.pp}, "
+                    f"batch 1); give --tpot {math.ceil(tpot * 1e3)}ms or more, a lower "
+                    "--precision, or faster hardware")
+        return (f"--ttft-p50 {ttft_max:g}s: no layout of {where} meets it for "
+                f"{inp:,} input tokens; the fastest is {ttft:.3g} s; give --ttft-p50 "
+                f"{ttft:.3g}s or more, or fewer --input-tokens")
+    mems = reasons.get("memory", [])
+    lay, mem = max(mems, key=lambda r: r[1].max_context_tokens)
+    if mem.kv_free_bytes <= 0:
+        return (f"{where} does not fit: the weights take {mem.weights_bytes / 2**30:.1f} GiB "
+                f"per device even at tp {lay.tp} x pp {lay.pp} ({mem.usable_bytes / 2**30:.1f}"
+                f" GiB usable); try --precision fp8 or int4, or more --devices")
+    return (f"--input-tokens {inp} + --output-tokens {out}: a context of {inp + out:,} "
+            f"tokens does not fit {where}; the most that fits is "
+            f"{int(mem.max_context_tokens):,} tokens (tp {lay.tp} x pp {lay.pp}); try "
+            "--kv-precision fp8, a lower --precision or more --devices")
+
+
+def serve(model, hardware: list[str], input_tokens: int, output_tokens: int,
+          **options) -> ServeAnswer:
+    """The serving answer on each hardware (see `resolve_serve` for the options)."""
+    q = resolve_serve(model, hardware, input_tokens, output_tokens, **options)
+    return answer(q)
+
+
+def answer(q: ServeQuestion) -> ServeAnswer:
+    """Search each hardware's layouts for the question and explain the result."""
+    led = _Ledger(q.assumptions)
+    options = []
+    for i, hw in enumerate(q.hardware):
+        sub = _Ledger(q.assumptions)
+        inp = outcome_inputs(hw, q.assumptions, q.grid, sub)
+        if i == 0:
+            led.items.extend(sub.items)
+        best, searched, fitting = best_option(q, hw)
+        options.append(_option(q, hw, best, inp, searched, fitting))
+    perf_notes = [_note("hbm_efficiency", "/".join(f"{x:g}" for x in q.perf.hbm_efficiency),
+                        "best/expected/worst", ServePerf.SOURCE),
+                  _note("gemm_efficiency", "/".join(f"{x:g}" for x in q.perf.gemm_efficiency),
+                        "best/expected/worst", ServePerf.SOURCE),
+                  _note("step_overhead_s", q.perf.step_overhead_s, "s", ServePerf.SOURCE),
+                  _note("allreduce_latency_s", q.perf.allreduce_latency_s, "s",
+                        "NCCL small-message all-reduce on NVLink, ~5-10 us (nccl-tests)"),
+                  _note("ttft", "prefill + half an iteration", "", "p50 with requests "
+                        "admitted on arrival (no queueing): docs/commands/serve.md")]
+    p = count_params(q.model)
+    summary = ModelSummary(
+        name=q.model.name, params_total=p.total, params_active=p.active,
+        matmul_params_active=p.matmul_active, num_layers=q.model.num_layers,
+        d_model=q.model.d_model, attention=q.model.attention_kind, moe=q.model.is_moe,
+        source_url=q.model.source_url)
+    return ServeAnswer(
+        model=summary, input_tokens=q.lengths[0], output_tokens=q.lengths[1],
+        load=_load_dict(q), targets={"ttft_p50_s": q.targets[0], "tpot_s": q.targets[1]},
+        question=_question(q), options=options,
+        assumptions=[*q.notes, *led.items, *perf_notes], warnings=_warnings(q, options))
+
+
+def _load_dict(q: ServeQuestion) -> dict:
+    if q.devices is not None:
+        return {"kind": "devices", "value": q.devices}
+    if q.load is None:
+        return {"kind": "none", "value": None}
+    return {"kind": q.load[0], "value": q.load[1]}
+
+
+def _question(q: ServeQuestion) -> str:
+    if q.devices is not None:
+        return f"the best deployment on {q.devices} devices"
+    if q.load is None:
+        return "one replica at the batch that meets the targets (cheapest per token)"
+    kind, v = q.load
+    what = {"rate": f"{v:g} requests/s", "tokens_per_day": f"{v:,.0f} tokens/day",
+            "concurrency": f"{v:,.0f} concurrent requests"}[kind]
+    return f"the fewest devices that serve {what}"
+
+
+def _warnings(q: ServeQuestion, options: list[ServeOption]) -> list[str]:
+    out = []
+    if q.targets == (None, None):
+        out.append("no --tpot or --ttft-p50 given: the batch is as large as memory and "
+                   "max_batch allow, so latency is whatever that batch gives")
+    for o in options:
+        if o.utilization < 0.5 and q.load is not None:
+            out.append(f"{o.hardware}: the load uses {o.utilization:.0%} of "
+                       f"{o.replicas} replica(s); cost per token includes the idle share")
+    return out
+
+
+def _spread(q: ServeQuestion, hw: HardwareProfile, cfg: ServeConfig, batch: int):
+    pts = [steady_state(q.model, hw, cfg, q.lengths, batch, q.perf, case) for case in (0, 1, 2)]
+    return (Spread(*(p.ttft_s for p in pts)), Spread(*(p.tpot_s for p in pts)))
+
+
+def _option(q: ServeQuestion, hw: HardwareProfile, c: _Candidate, inp, searched: int,
+            fitting: int) -> ServeOption:
+    cfg = ServeConfig(q.precision, q.kv_precision, c.layout)
+    ttft, tpot = _spread(q, hw, cfg, c.batch)
+    it = c.point.iteration
+    n_in, n_out = q.lengths
+    out_tps = c.point.output_tokens_per_s
+    in_tps = out_tps * n_in / n_out
+    util = _utilization(q, c)
+    money = _costs(q, hw, c, inp, out_tps, in_tps, util)
+    fleet_w = inp.power_w * inp.pue * c.devices
+    tokens_s = (out_tps + in_tps) * c.replicas * util
+    wh_per_m = fleet_w / tokens_s * 1e6 / 3600.0
+    step = StepParts(iteration_s=it.total_s, weights_s=it.weights_s, kv_s=it.kv_s,
+                     decode_compute_s=it.decode_compute_s, prefill_s=it.prefill_s,
+                     comm_s=it.comm_s, overhead_s=it.overhead_s,
+                     bound="memory" if it.weights_s + it.kv_s >= it.decode_compute_s
+                     else "compute")
+    return ServeOption(
+        hardware=hw.name, precision=q.precision, kv_precision=q.kv_precision,
+        tp=c.layout.tp, pp=c.layout.pp, ep=1, devices_per_replica=c.layout.devices,
+        replicas=c.replicas, devices=c.devices, batch=c.batch, limited_by=c.limited_by,
+        ttft_s=ttft, tpot_s=tpot, output_tokens_per_s_per_replica=out_tps,
+        output_tokens_per_s_per_device=out_tps / c.layout.devices,
+        input_tokens_per_s_per_replica=in_tps, requests_per_s_per_replica=out_tps / n_out,
+        utilization=util, memory=c.memory, step=step, costs=money,
+        energy_wh_per_m_tokens=wh_per_m,
+        g_co2e_per_m_tokens=wh_per_m / 1000.0 * inp.grid_g_co2e_per_kwh,
+        power_per_device_w=inp.power_w, layouts_searched=searched, layouts_fitting=fitting)
+
+
+def _utilization(q: ServeQuestion, c: _Candidate) -> float:
+    """The load's share of the fleet's capacity (1 when sized for no load or for devices)."""
+    if q.load is None or q.devices is not None:
+        return 1.0
+    kind, value = q.load
+    inp, out = q.lengths
+    if kind == "concurrency":
+        return value / (c.replicas * c.batch)
+    rate = value if kind == "rate" else value / SECONDS_PER_DAY / (inp + out)
+    return rate / (c.replicas * c.point.output_tokens_per_s / out)
+
+
+def _costs(q: ServeQuestion, hw: HardwareProfile, c: _Candidate, inp, out_tps: float,
+           in_tps: float, util: float) -> list[ServeCost]:
+    """$ per million tokens for the chosen tier, then the profile's other tiers. An
+    iteration's cost splits between input and output by its prefill and decode time."""
+    it = c.point.iteration
+    share_in = it.prefill_s / it.total_s
+    tiers = [(inp.tier, inp.price_usd_per_device_hour)]
+    if q.assumptions.price_usd_per_device_hour is None:
+        tiers += [(t, price_quote(hw, q.assumptions.model_copy(update={"price_tier": t}))[0])
+                  for t in hw.price_tiers if t != inp.tier]
+    out = []
+    for tier, price in tiers:
+        usd_s = price * c.layout.devices / 3600.0 / util
+        out.append(ServeCost(
+            tier=tier, usd_per_device_hour=price,
+            usd_per_m_input_tokens=usd_s * share_in / in_tps * 1e6,
+            usd_per_m_output_tokens=usd_s * (1 - share_in) / out_tps * 1e6,
+            usd_per_m_tokens=usd_s / (in_tps + out_tps) * 1e6))
+    return out
