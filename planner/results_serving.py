@@ -32,7 +32,8 @@ class ServeMemory(Result):
     kv_bytes_per_token: float  # one token over all layers (before sharding, no window)
     kv_bytes_per_sequence: float  # per device, one sequence at input + output tokens
     max_sequences: int  # sequences whose KV fits at once
-    max_context_tokens: float  # longest single context that fits (inf: windowed)
+    max_context_tokens: float | None  # longest single context that fits (None: no limit,
+    # every layer windowed)
 
 
 @dataclass(frozen=True)

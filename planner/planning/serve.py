@@ -220,7 +220,7 @@ def _no_layout_message(q: ServeQuestion, hw: HardwareProfile, layouts: list[Layo
                 f"{inp:,} input tokens; the fastest is {ttft:.3g} s; give --ttft-p50 "
                 f"{ttft:.3g}s or more, or fewer --input-tokens")
     mems = reasons.get("memory", [])
-    lay, mem = max(mems, key=lambda r: r[1].max_context_tokens)
+    lay, mem = max(mems, key=lambda r: r[1].kv_free_bytes)
     if mem.kv_free_bytes <= 0:
         return (f"{where} does not fit: the weights take {mem.weights_bytes / 2**30:.1f} GiB "
                 f"per device even at tp {lay.tp} x pp {lay.pp} ({mem.usable_bytes / 2**30:.1f}"

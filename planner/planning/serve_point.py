@@ -87,7 +87,8 @@ def replica_memory(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig,
         capacity_bytes=hw.memory_bytes, usable_bytes=usable, weights_bytes=weights,
         workspace_bytes=work, runtime_bytes=engine.runtime_bytes, kv_free_bytes=free,
         kv_bytes_per_token=kv_bytes_per_token(model, cfg.kv_precision),
-        kv_bytes_per_sequence=per_seq, max_sequences=max_seqs, max_context_tokens=max_ctx)
+        kv_bytes_per_sequence=per_seq, max_sequences=max_seqs,
+        max_context_tokens=None if math.isinf(max_ctx) else max_ctx)
 
 
 @dataclass(frozen=True)
