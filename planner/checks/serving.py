@@ -64,3 +64,18 @@ def serving_checks(perf: ServePerf = ServePerf()) -> list[ServeCheck]:
 def median_abs_error_pct(checks: list[ServeCheck], role: str) -> float:
     """Median |error| over the rows of one role (fit or held_out), in percent."""
     return statistics.median(abs(c.error_pct) for c in checks if c.role == role)
+
+
+def report(checks: list[ServeCheck] | None = None) -> str:
+    """The markdown table of every row (docs/validation.md holds it; a test keeps it current)."""
+    checks = serving_checks() if checks is None else checks
+    lines = ["| model | hardware | tp | input/output | role | reported tok/s | predicted | "
+             "error | batch |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in checks:
+        lines.append(f"| {c.model} | {c.hardware} | {c.tp} | {c.input_tokens}/"
+                     f"{c.output_tokens} | {c.role} | {c.reported:,.0f} | {c.predicted:,.0f} | "
+                     f"{c.error_pct:+.0f}% | {c.batch} |")
+    lines.append(f"\nMedian absolute error: rows that set the constants (fit) "
+                 f"{median_abs_error_pct(checks, 'fit'):.1f}%, held-out rows "
+                 f"{median_abs_error_pct(checks, 'held_out'):.1f}%.")
+    return "\n".join(lines) + "\n"

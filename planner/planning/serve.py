@@ -222,9 +222,13 @@ def _no_layout_message(q: ServeQuestion, hw: HardwareProfile, layouts: list[Layo
     mems = reasons.get("memory", [])
     lay, mem = max(mems, key=lambda r: r[1].kv_free_bytes)
     if mem.kv_free_bytes <= 0:
+        room = mem.usable_bytes - mem.workspace_bytes - mem.runtime_bytes
+        need = mem.weights_bytes * lay.devices / room if room > 0 else math.inf
+        fewest = f"needs at least {2 ** math.ceil(math.log2(need)):,} devices at this " \
+            "precision; " if math.isfinite(need) else ""
         return (f"{where} does not fit: the weights take {mem.weights_bytes / 2**30:.1f} GiB "
-                f"per device even at tp {lay.tp} x pp {lay.pp} ({mem.usable_bytes / 2**30:.1f}"
-                f" GiB usable); try --precision fp8 or int4, or more --devices")
+                f"per device at tp {lay.tp} x pp {lay.pp} ({mem.usable_bytes / 2**30:.1f} GiB "
+                f"usable); it {fewest}try --precision fp8 or int4, or more --devices")
     return (f"--input-tokens {inp} + --output-tokens {out}: a context of {inp + out:,} "
             f"tokens does not fit {where}; the most that fits is "
             f"{int(mem.max_context_tokens):,} tokens (tp {lay.tp} x pp {lay.pp}); try "
