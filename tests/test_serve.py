@@ -167,3 +167,15 @@ def test_published_serving_benchmarks_within_tolerance():
     assert median_abs_error_pct(checks, "held_out") <= 15.0
     assert median_abs_error_pct(checks, "fit") <= 10.0
     assert max(abs(c.error_pct) for c in checks) <= 60.0
+
+
+def test_validation_serving_table_is_current():
+    from pathlib import Path
+
+    from planner.checks.serving import report
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "validation.md").read_text()
+    section = text.split("## Serving: `planner serve` against published throughput")[1]
+    for row in report().splitlines():
+        assert row in section, f"docs/validation.md serving table is stale: {row}"
+    assert "**Rows that set a constant**: the 20 `llama3-8b`" in section

@@ -50,7 +50,7 @@ def compare_rows(ans: ServeAnswer, fmt: str) -> list[dict]:
     return rows
 
 
-def _memory_line(o: ServeOption) -> str:
+def _memory_line(o: ServeOption, tokens: int) -> str:
     m = o.memory
     ctx = "no limit (every layer windowed)" if m.max_context_tokens is None else \
         f"{m.max_context_tokens:,.0f} tokens"
@@ -58,7 +58,7 @@ def _memory_line(o: ServeOption) -> str:
             f"runtime {gib(m.runtime_bytes)}, KV cache {gib(m.kv_free_bytes)} of "
             f"{gib(m.usable_bytes)} usable ({gib(m.capacity_bytes)}); "
             f"{m.kv_bytes_per_token / 1024:,.0f} KiB/token, {m.max_sequences:,} sequences of "
-            f"{'this length' if o.batch else ''} fit, longest single context {ctx}")
+            f"{tokens:,} tokens fit, KV room for one context of {ctx}")
 
 
 def _step_line(o: ServeOption) -> str:
@@ -76,7 +76,7 @@ def _option_lines(o: ServeOption, ans: ServeAnswer) -> list[tuple[str, str]]:
                     f"sequences (limited by {o.limited_by})"),
         ("Fleet", f"{o.replicas} replica(s) = {o.devices} devices, load at "
                   f"{o.utilization:.0%} of capacity"),
-        ("Memory", _memory_line(o)),
+        ("Memory", _memory_line(o, ans.input_tokens + ans.output_tokens)),
         ("Step", _step_line(o)),
         ("Latency", f"TTFT p50 {_range_ms(o.ttft_s)} ms, TPOT {_range_ms(o.tpot_s)} ms "
                     "(expected, best-worst)"),
