@@ -179,3 +179,24 @@ def test_validation_serving_table_is_current():
     for row in report().splitlines():
         assert row in section, f"docs/validation.md serving table is stale: {row}"
     assert "**Rows that set a constant**: the 20 `llama3-8b`" in section
+
+
+def test_scenario_serving_block(runner):
+    d = _json(runner, ["run", "llama3-70b-15t"])
+    serving = d["serving"]
+    assert [o["hardware"] for o in serving["options"]] == \
+        [c["hardware"] for c in d["scenario"]["hardware"]]
+    assert serving["load"] == {"kind": "tokens_per_day", "value": 2e9}
+    assert all(o["tpot_s"]["expected"] <= 0.040 for o in serving["options"])
+    res = runner.invoke(cli, ["run", "llama3-70b-15t"])
+    assert "Serving: the fewest devices that serve 2,000,000,000 tokens/day" in res.stdout
+
+
+def test_serving_settings_take_one_load():
+    from pydantic import ValidationError
+
+    from planner.specs.serving import ServingSettings
+
+    assert ServingSettings(tokens_per_day="2B").load() == ("tokens_per_day", 2e9)
+    with pytest.raises(ValidationError, match="at most one of"):
+        ServingSettings(rate_per_s=2, concurrency=4)

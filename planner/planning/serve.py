@@ -373,3 +373,37 @@ def _costs(q: ServeQuestion, hw: HardwareProfile, c: _Candidate, inp, out_tps: f
             usd_per_m_output_tokens=usd_s * (1 - share_in) / out_tps * 1e6,
             usd_per_m_tokens=usd_s / (in_tps + out_tps) * 1e6))
     return out
+
+
+def serve_candidates(model, settings, candidates, assumptions: dict,
+                     profiles_dirs: tuple[str, ...] = ()) -> tuple[ServeAnswer | None, list[str]]:
+    """A scenario's `serving:` block on each candidate hardware (its own region and price):
+    one ServeAnswer with a row per candidate that can serve, and a warning per one that
+    cannot (as `planner compare` leaves out an option)."""
+    answers, skipped = [], []
+    for i, cand in enumerate(candidates):
+        opts = dict(assumptions)
+        if cand.price_tier:
+            opts["price_tier"] = cand.price_tier
+        if cand.price_usd_per_device_hour:
+            opts["price_usd_per_device_hour"] = cand.price_usd_per_device_hour
+        try:
+            answers.append(serve(
+                model, [cand.hardware], settings.input_tokens, settings.output_tokens,
+                precision=settings.precision, kv_precision=settings.kv_precision,
+                load=settings.load(),
+                ttft_s=None if settings.ttft_p50_ms is None else settings.ttft_p50_ms / 1e3,
+                tpot_s=None if settings.tpot_ms is None else settings.tpot_ms / 1e3,
+                max_batch=-1 if settings.max_batch is None else settings.max_batch,
+                region=cand.region, profiles_dirs=profiles_dirs, **opts))
+        except (InfeasibleError, SpecError) as e:  # no layout, or no path for the precision
+            skipped.append(f"serving on hardware[{i}] ({cand.hardware}): {e}")
+    if not answers:
+        return None, skipped
+    first = answers[0]
+    merged = ServeAnswer(
+        model=first.model, input_tokens=first.input_tokens, output_tokens=first.output_tokens,
+        load=first.load, targets=first.targets, question=first.question,
+        options=[o for a in answers for o in a.options], assumptions=first.assumptions,
+        warnings=[w for a in answers for w in a.warnings])
+    return merged, skipped

@@ -206,3 +206,11 @@ def plot_serve(ans: ServeAnswer, path: str) -> None:
     fig.tight_layout()
     save(fig, path)
     plt.close(fig)
+
+
+def render_serving_rows(ans: ServeAnswer, fmt: str) -> str:
+    """A scenario's serving block: the question and one row per hardware (table/markdown)."""
+    head = f"{'## ' if fmt == 'markdown' else ''}Serving: {ans.question}\n"
+    if fmt == "table":
+        head = "\n" + head
+    return head + "\n" + render_rows(compare_rows(ans, fmt), COMPARE_COLUMNS, fmt)
