@@ -200,3 +200,25 @@ def test_serving_settings_take_one_load():
     assert ServingSettings(tokens_per_day="2B").load() == ("tokens_per_day", 2e9)
     with pytest.raises(ValidationError, match="at most one of"):
         ServingSettings(rate_per_s=2, concurrency=4)
+
+
+def test_validate_serve_times_prefill_and_decode(runner):
+    pytest.importorskip("torch")
+    res = runner.invoke(cli, ["validate", "--serve", "--scale-to", "2M", "--steps", "1",
+                              "--warmup", "0", "--format", "json"])
+    assert res.exit_code == 0, res.stderr
+    d = json.loads(res.stdout)
+    names = [q["name"] for q in d["quantities"]]
+    assert names == ["prefill_s b=1 s=128", "prefill_s b=1 s=512", "prefill_s b=8 s=128",
+                     "prefill_s b=8 s=512", "decode_step_s b=1 ctx=128",
+                     "decode_step_s b=1 ctx=512", "decode_step_s b=8 ctx=128",
+                     "decode_step_s b=8 ctx=512"]
+    assert all(q["predicted"] > 0 and q["measured"] > 0 for q in d["quantities"])
+    assert "measured" in d["hardware_basis"] and "GB/s" in d["hardware_basis"]
+
+
+def test_validate_serve_rejects_mla(runner):
+    pytest.importorskip("torch")
+    res = runner.invoke(cli, ["validate", "--serve", "--model", "deepseek-v2-lite",
+                              "--scale-to", "2M", "--steps", "1"])
+    assert res.exit_code == 1 and "not a pre-norm MHA/GQA/MQA model" in res.stderr

@@ -23,12 +23,13 @@ from planner.specs.model import ModelSpec
 # 2024 §3; GPTQ, Frantar et al. 2023: group size 128); fp8 and int8 are W8A8.
 INT4_GROUP_SIZE = 128
 SCALE_BYTES = 2
-WEIGHT_PRECISIONS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
-KV_PRECISIONS = ("bf16", "fp16", "fp8", "int8")
-_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
+WEIGHT_PRECISIONS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "fp32")
+KV_PRECISIONS = ("bf16", "fp16", "fp8", "int8", "fp32")
+_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5,
+          "fp32": 4.0}
 # The profile peak a precision's GEMMs run at (int4 weight-only dequantises to bf16).
 COMPUTE_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8",
-                     "int4": "bf16", "fp4": "fp4"}
+                     "int4": "bf16", "fp4": "fp4", "fp32": "fp32"}
 FP4_GROUP_SIZE = 16  # NVFP4: one fp8 scale per 16 weights (NVIDIA Blackwell NVFP4 format)
 
 
@@ -50,7 +51,8 @@ def kv_bytes_per_element(kv_precision: str) -> float:
 @dataclass(frozen=True)
 class WeightBytes:
     """Serving weight bytes: transformer layers at the serving precision, embedding and LM
-    head in 16-bit (AWQ/GPTQ and vLLM's fp8 leave them unquantised), norms in 16-bit."""
+    head in 16-bit (AWQ/GPTQ and vLLM's fp8 leave them unquantised), norms in 16-bit
+    (everything in 32-bit for an fp32 model, as `planner validate --serve` runs on a CPU)."""
 
     layers_bytes: float  # all layers' matrices (all experts)
     layers_other_bytes: float  # norms, biases, router: 16-bit
@@ -71,9 +73,10 @@ def serving_weight_bytes(model: ModelSpec, precision: str,
     layer_mm = p.matmul_total - p.vocab_times_width
     other = p.layers_total - layer_mm + p.final_norm
     w = weight_bytes_per_param(precision)
-    return WeightBytes(layers_bytes=layer_mm * w, layers_other_bytes=other * 2.0,
-                       embedding_bytes=(p.embedding + p.positions) * 2.0,
-                       lm_head_bytes=p.lm_head * 2.0, expert_bytes=p.expert_matmul * w)
+    rest = 4.0 if precision == "fp32" else 2.0
+    return WeightBytes(layers_bytes=layer_mm * w, layers_other_bytes=other * rest,
+                       embedding_bytes=(p.embedding + p.positions) * rest,
+                       lm_head_bytes=p.lm_head * rest, expert_bytes=p.expert_matmul * w)
 
 
 def kv_elements_per_token_per_layer(model: ModelSpec) -> int:
@@ -256,19 +259,22 @@ def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, batc
 
 
 def prefill_time_s(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig,
-                   prompt_tokens: float, perf: ServePerf = ServePerf(), case: int = 1) -> float:
-    """Seconds to prefill one prompt alone: compute (causal attention over the prompt) or the
-    weight read, whichever is larger, plus the TP all-reduces of the prompt's activations."""
+                   prompt_tokens: float, perf: ServePerf = ServePerf(), case: int = 1,
+                   prompts: int = 1) -> float:
+    """Seconds to prefill ``prompts`` prompts together (one alone by default): compute
+    (causal attention over each prompt) or the weight read, whichever is larger, plus the
+    TP all-reduces of the prompts' activations."""
     params = count_params(model)
     tp = cfg.layout.tp
     wb = serving_weight_bytes(model, cfg.precision, params)
     peak = peak_for(hw, cfg.precision)
     assert peak is not None, "caller checks the precision path"
-    flops = forward_flops(model, params, prompt_tokens, (prompt_tokens + 1) / 2) / tp
+    tokens = prompts * prompt_tokens
+    flops = forward_flops(model, params, tokens, (prompt_tokens + 1) / 2) / tp
     compute = flops / (peak * perf.gemm_efficiency[case])
     bw = hw.hbm_bandwidth_tb_per_s.value * 1e12 * perf.hbm_efficiency[case]
-    memory = weight_bytes_read_per_device(model, wb, tp, prompt_tokens) / bw
-    comm = 2 * model.num_layers * allreduce_s(prompt_tokens * model.d_model * 2.0, tp, hw, perf)
+    memory = weight_bytes_read_per_device(model, wb, tp, tokens) / bw
+    comm = 2 * model.num_layers * allreduce_s(tokens * model.d_model * 2.0, tp, hw, perf)
     return max(compute, memory) + comm + (cfg.layout.pp - 1) * perf.p2p_latency_s + \
         perf.step_overhead_s
 
