@@ -58,6 +58,8 @@ class StepParts(Result):
     prefill_s: float
     comm_s: float
     overhead_s: float
+    draft_s: float  # speculative decoding's draft steps (0 when off)
+    tokens_per_step: float  # output tokens a sequence gains per iteration (1 without drafts)
     bound: str  # "memory" or "compute": which side of the decode roofline wins
 
 

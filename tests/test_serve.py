@@ -222,3 +222,43 @@ def test_validate_serve_rejects_mla(runner):
     res = runner.invoke(cli, ["validate", "--serve", "--model", "deepseek-v2-lite",
                               "--scale-to", "2M", "--steps", "1"])
     assert res.exit_code == 1 and "not a pre-norm MHA/GQA/MQA model" in res.stderr
+
+
+def test_speculative_decoding_option():
+    from planner.estimators.serving import accepted_tokens_per_step
+
+    # Leviathan et al. 2023, Eq. 1: (1 - a^(k+1)) / (1 - a); k = 3, a = 0.7 -> 2.533
+    assert accepted_tokens_per_step(3, 0.7) == pytest.approx((1 - 0.7**4) / 0.3)
+    assert accepted_tokens_per_step(3, 1.0) == 4 and accepted_tokens_per_step(3, 0.0) == 1
+    base = serve("llama3-70b", ["h100-sxm"], 1000, 500, precision="fp8", tp=4).options[0]
+    spec = serve("llama3-70b", ["h100-sxm"], 1000, 500, precision="fp8", tp=4,
+                 speculative=(3, 0.7), max_batch=base.batch).options[0]
+    assert spec.step.tokens_per_step == pytest.approx(accepted_tokens_per_step(3, 0.7))
+    assert spec.tpot_s.expected == pytest.approx(spec.step.iteration_s / spec.step.tokens_per_step)
+    assert spec.step.draft_s > 0 and spec.tpot_s.expected < base.tpot_s.expected
+    names = {a.name: a for a in serve("llama3-8b", ["h100-sxm"], 100, 100,
+                                      speculative=(2, 0.5)).assumptions}
+    assert not names["speculative_acceptance"].defaulted and names["draft_cost"].defaulted
+
+
+def test_prefix_caching_option():
+    base = serve("llama3-8b", ["h100-sxm"], 4000, 200, tp=1, max_batch=64).options[0]
+    hit = serve("llama3-8b", ["h100-sxm"], 4000, 200, tp=1, max_batch=64,
+                prefix_hit_rate=0.75).options[0]
+    # 1,000 fresh tokens per prompt, each attending over the 3,000 cached and, causally, its
+    # own 1,000 (3,500.5 keys on average), against 4,000 tokens over 2,000.5 keys
+    from planner.estimators.params import count_params
+
+    m = load_model("llama3-8b")
+    n2, attn = 2 * count_params(m).matmul_active, 2 * m.num_heads * 256 * m.num_layers
+    ratio = 1000 * (n2 + attn * 3500.5) / (4000 * (n2 + attn * 2000.5))
+    assert hit.step.prefill_s == pytest.approx(base.step.prefill_s * ratio)
+    assert hit.ttft_s.expected < base.ttft_s.expected
+    assert hit.memory.max_sequences == base.memory.max_sequences  # KV still counted
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--speculative", "3"], "K:ACCEPT"), (["--prefix-hit-rate", "1"], "--prefix-hit-rate")])
+def test_option_mistakes_are_one_line(runner, args, needle):
+    res = runner.invoke(cli, ["serve", "--model", "llama3-8b", *args])
+    assert res.exit_code == 2 and needle in res.stderr and len(res.stderr.splitlines()) == 1

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from planner.catalog.catalog import load_hardware, load_model, preset_paths
 from planner.estimators.params import count_params
 from planner.estimators.serving import (
-    Layout, ServeConfig, experts_touched, iteration_time, kv_bytes_per_token, kv_cache_bytes,
+    Layout, ServeConfig, StepLoad, experts_touched, iteration_time, kv_bytes_per_token, kv_cache_bytes,
     kv_elements_per_token_per_layer, max_context_tokens, min_bytes_per_decode_step,
     serving_weight_bytes, weight_bytes_per_param,
 )
@@ -154,7 +154,7 @@ def test_no_decode_rate_beats_hbm_bandwidth(name, hw, tp, pp, batch, ctx, precis
                                             prefill):
     model, prof = load_model(name), load_hardware(hw)
     cfg = ServeConfig(precision, kv, Layout(tp, pp))
-    it = iteration_time(model, prof, cfg, batch, ctx, prefill)
+    it = iteration_time(model, prof, cfg, StepLoad(batch, ctx, prefill))
     floor_s = min_bytes_per_decode_step(model, cfg, batch, ctx) / (
         prof.hbm_bandwidth_tb_per_s.value * 1e12)
     assert it.total_s >= floor_s

@@ -54,6 +54,21 @@ class Rate(click.ParamType):
         return rate
 
 
+class Speculative(click.ParamType):
+    """K:ACCEPT — draft tokens per step and the acceptance rate of each: 3:0.7."""
+
+    name = "k:accept"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        m = re.fullmatch(r"(\d+)\s*:\s*" + _NUM, str(value).strip())
+        if not m or int(m.group(1)) < 1 or not 0 <= float(m.group(2)) <= 1:
+            self.fail(f"'{value}': give K:ACCEPT, K >= 1 draft tokens and an acceptance rate "
+                      "in [0, 1], e.g. 3:0.7", param, ctx)
+        return int(m.group(1)), float(m.group(2))
+
+
 PRECISIONS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
 
 
@@ -90,13 +105,18 @@ PRECISIONS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
 @click.option("--price-tier", type=TEXT, help="Price tier in the profile (on_demand, spot...).")
 @click.option("--price-per-hour", type=FiniteFloat(min=0, min_open=True),
               help="Your own USD per device-hour.")
+@click.option("--prefix-hit-rate", type=FiniteFloat(min=0, max=1, max_open=True),
+              help="Option: share of prompt tokens found in the prefix cache (0.5).")
+@click.option("--speculative", type=Speculative(),
+              help="Option: speculative decoding, K draft tokens accepted at rate A: 3:0.7.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Write $ per million output tokens vs TPOT (.png or .svg).")
 @format_option
 def serve_cmd(model, hardware_list, profiles_dirs, input_tokens, output_tokens, rate,
               tokens_per_day, concurrency, devices, tp, pp, ttft, tpot, precision,
               kv_precision, max_batch, region, grid_g, pue, power_fraction, price_tier,
-              price_per_hour, plot_path, fmt, **shape_opts) -> None:
+              price_per_hour, prefix_hit_rate, speculative, plot_path, fmt,
+              **shape_opts) -> None:
     """Size inference: replicas x (tp, pp), the batch meeting --tpot / --ttft-p50, devices
     for the load (--rate, --tokens-per-day or --concurrency), TTFT and TPOT, tokens/s,
     $ per million input and output tokens per price tier, Wh and g CO2e per million tokens.
@@ -125,7 +145,8 @@ def serve_cmd(model, hardware_list, profiles_dirs, input_tokens, output_tokens, 
                 max_batch=-1 if max_batch is None else max_batch, region=region,
                 profiles_dirs=profiles_dirs, shape=shape_opts, grid_g_co2e_per_kwh=grid_g,
                 pue=pue, power_fraction=power_fraction, price_tier=price_tier,
-                price_usd_per_device_hour=price_per_hour)
+                price_usd_per_device_hour=price_per_hour, prefix_hit_rate=prefix_hit_rate,
+                speculative=speculative)
     if plot_path:
         plot_serve(ans, plot_path)
     click.echo(render_serve(ans, fmt), nl=False)

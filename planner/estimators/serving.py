@@ -123,16 +123,17 @@ class ServePerf:
     """Serving performance constants (low case = the optimistic end). Set on the rows of
     planner/data/validation/serving_trtllm.yaml marked `role: fit`; see docs/validation.md."""
 
-    hbm_efficiency: tuple[float, float, float] = (0.85, 0.75, 0.65)  # best, expected, worst
-    gemm_efficiency: tuple[float, float, float] = (0.75, 0.60, 0.45)  # decode/prefill GEMMs
+    hbm_efficiency: tuple[float, float, float] = (0.90, 0.80, 0.70)  # best, expected, worst
+    gemm_efficiency: tuple[float, float, float] = (0.70, 0.55, 0.40)  # decode/prefill GEMMs
     allreduce_latency_s: float = 8e-6  # per all-reduce, small messages on NVLink
     link_efficiency: float = 0.7  # achieved fraction of the scale-up bandwidth
     step_overhead_s: float = 2e-3  # scheduler, sampling, launch per iteration
     p2p_latency_s: float = 20e-6  # per pipeline-stage hand-off
 
-    SOURCE = ("expected values fitted on TensorRT-LLM's published Llama 3.1 8B rows (grid "
-              "search, median |error| 6.5%; planner/data/validation/serving_trtllm.yaml, role: "
-              "fit; docs/validation.md); best/worst cases +-0.10 (HBM) and +-0.15 (GEMM)")
+    SOURCE = ("expected values fitted on TensorRT-LLM's published Llama 3.1 8B rows "
+              "(planner/data/validation/serving_trtllm.yaml, role: fit): a grid search, the "
+              "lowest mean error among fits within 0.5 points of the best median (7.6%); "
+              "best/worst cases +-0.10 (HBM) and +-0.15 (GEMM)")
 
 
 @dataclass(frozen=True)
@@ -219,23 +220,36 @@ class IterationTime:
     prefill_s: float  # compute of the prefill tokens the iteration carries
     comm_s: float  # TP all-reduces and PP hand-offs
     overhead_s: float
+    draft_s: float = 0.0  # speculative decoding: the draft model's steps
 
     @property
     def decode_s(self) -> float:
-        """The decode part: roofline max + communication + overhead."""
+        """The decode part: roofline max + communication + overhead (+ drafting)."""
         return max(self.weights_s + self.kv_s, self.decode_compute_s) + self.comm_s + \
-            self.overhead_s
+            self.overhead_s + self.draft_s
 
     @property
     def total_s(self) -> float:
         return self.decode_s + self.prefill_s
 
 
-def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, batch: float,
-                   context_tokens: float, prefill_tokens: float = 0.0,
+@dataclass(frozen=True)
+class StepLoad:
+    """What one engine iteration carries: ``batch`` sequences decoding at a mean context,
+    each running ``query_tokens`` tokens (k + 1 when speculative decoding verifies k drafts),
+    and ``prefill_tokens`` of chunked prefill attending over ``prefill_context_tokens`` keys
+    on average (default: a causal prompt of that many tokens, (n + 1) / 2)."""
+
+    batch: float
+    context_tokens: float
+    prefill_tokens: float = 0.0
+    prefill_context_tokens: float | None = None
+    query_tokens: int = 1
+
+
+def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, load: StepLoad,
                    perf: ServePerf = ServePerf(), case: int = 1) -> IterationTime:
-    """Time of one iteration decoding ``batch`` sequences at a mean context, carrying
-    ``prefill_tokens`` of chunked prefill (case 0 best, 1 expected, 2 worst)."""
+    """Time of one engine iteration (case 0 best, 1 expected, 2 worst)."""
     params = count_params(model)
     tp, pp = cfg.layout.tp, cfg.layout.pp
     wb = serving_weight_bytes(model, cfg.precision, params)
@@ -243,12 +257,15 @@ def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, batc
     assert peak is not None, "caller checks the precision path"
     bw = hw.hbm_bandwidth_tb_per_s.value * 1e12 * perf.hbm_efficiency[case]
     eff = perf.gemm_efficiency[case]
-    w_read = weight_bytes_read_per_device(model, wb, tp, batch + prefill_tokens)
-    kv_read = batch * kv_cache_bytes(model, context_tokens, cfg.kv_precision) / \
+    decode_tokens = load.batch * load.query_tokens
+    pf, pf_ctx = load.prefill_tokens, load.prefill_context_tokens
+    pf_ctx = (pf + 1) / 2 if pf_ctx is None else pf_ctx
+    w_read = weight_bytes_read_per_device(model, wb, tp, decode_tokens + pf)
+    kv_read = load.batch * kv_cache_bytes(model, load.context_tokens, cfg.kv_precision) / \
         kv_shards(model, tp)
-    dec_flops = forward_flops(model, params, batch, context_tokens) / tp
-    pf_flops = forward_flops(model, params, prefill_tokens, (prefill_tokens + 1) / 2) / tp
-    act = (batch + prefill_tokens) * model.d_model * 2.0  # bf16 activations
+    dec_flops = forward_flops(model, params, decode_tokens, load.context_tokens) / tp
+    pf_flops = forward_flops(model, params, pf, pf_ctx) / tp
+    act = (decode_tokens + pf) * model.d_model * 2.0  # bf16 activations
     comm = 2 * model.num_layers * allreduce_s(act, tp, hw, perf) + (pp - 1) * perf.p2p_latency_s
     # pp stages run one after another for a batch (no micro-batch overlap): the sum of the
     # stage times equals the whole model's reads and FLOPs on one stage's tp devices.
@@ -256,6 +273,14 @@ def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, batc
                          decode_compute_s=dec_flops / (peak * eff),
                          prefill_s=pf_flops / (peak * eff), comm_s=comm,
                          overhead_s=perf.step_overhead_s)
+
+
+def accepted_tokens_per_step(draft_tokens: int, acceptance: float) -> float:
+    """Expected tokens a speculative step yields with k drafts each accepted with
+    probability a: (1 - a^(k+1)) / (1 - a) (Leviathan et al. 2023, Eq. 1)."""
+    if acceptance >= 1.0:
+        return draft_tokens + 1.0
+    return (1.0 - acceptance ** (draft_tokens + 1)) / (1.0 - acceptance)
 
 
 def prefill_time_s(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig,

@@ -23,7 +23,8 @@ from planner.estimators.serving import (
 from planner.planning.estimate import _Ledger, memory_defaults_for, outcome_inputs, price_quote
 from planner.planning.resolve import _validate, apply_shape
 from planner.planning.serve_point import (
-    ENGINE_SOURCES, EngineSettings, Point, largest_batch, replica_memory, steady_state,
+    DRAFT_COST_SOURCE, ENGINE_SOURCES, EngineSettings, Options, Point, largest_batch,
+    replica_memory, steady_state,
 )
 from planner.results import Assumption, ModelSummary
 from planner.results_serving import (
@@ -54,6 +55,7 @@ class ServeQuestion:
     grid: Any
     notes: list[Assumption] = field(default_factory=list)
     perf: ServePerf = ServePerf()
+    opts: Options = Options()
 
 
 def resolve_serve(model, hardware: list[str], input_tokens: int, output_tokens: int,
@@ -63,8 +65,12 @@ def resolve_serve(model, hardware: list[str], input_tokens: int, output_tokens: 
                   tp: int | None = None, pp: int | None = None,
                   max_batch: int | None = -1, region: str | None = None,
                   profiles_dirs: tuple[str, ...] = (), shape: dict | None = None,
+                  prefix_hit_rate: float | None = None,
+                  speculative: tuple[int, float] | None = None,
                   **assumption_options) -> ServeQuestion:
-    """Load the model and hardware and fill every default (each recorded in ``notes``)."""
+    """Load the model and hardware and fill every default (each recorded in ``notes``).
+    ``prefix_hit_rate`` and ``speculative`` = (draft tokens, acceptance) are stated options,
+    off unless given."""
     if precision not in WEIGHT_PRECISIONS:
         raise SpecError(f"--precision: '{precision}' is not a serving precision; use one of "
                         f"{', '.join(WEIGHT_PRECISIONS)}")
@@ -104,8 +110,35 @@ def resolve_serve(model, hardware: list[str], input_tokens: int, output_tokens: 
         notes.append(_note(name, value, "", source) if name != "max_batch" or max_batch == -1
                      else Assumption(name, value, "sequences", "set by user", False))
     grid = grid_factor(region) if region else None
+    opts = _options(prefix_hit_rate, speculative, notes)
     return ServeQuestion(spec, hws, (input_tokens, output_tokens), precision, kv_precision,
-                         load, (ttft_s, tpot_s), devices, tp, pp, engine, user, grid, notes)
+                         load, (ttft_s, tpot_s), devices, tp, pp, engine, user, grid, notes,
+                         opts=opts)
+
+
+def _options(hit: float | None, spec: tuple[int, float] | None,
+             notes: list[Assumption]) -> Options:
+    """The stated options, checked and listed (each is the user's)."""
+    if hit is not None and not 0.0 <= hit < 1.0:
+        raise SpecError(f"--prefix-hit-rate: {hit:g} is not a fraction in [0, 1); give e.g. 0.5")
+    if spec is not None and (spec[0] < 1 or not 0.0 <= spec[1] <= 1.0):
+        raise SpecError(f"--speculative: {spec[0]}:{spec[1]:g}: give K:ACCEPT with K >= 1 draft "
+                        "tokens and an acceptance rate in [0, 1], e.g. 3:0.7")
+    opts = Options(prefix_hit_rate=hit or 0.0, draft_tokens=spec[0] if spec else 0,
+                   acceptance=spec[1] if spec else 0.0)
+    if hit is not None:
+        notes.append(Assumption("prefix_hit_rate", hit, "fraction of prompt tokens",
+                                "set by user: those tokens skip prefill (their KV blocks "
+                                "are still counted per sequence)", False))
+    if spec is not None:
+        notes.append(Assumption("speculative_draft_tokens", spec[0], "tokens", "set by user",
+                                False))
+        notes.append(Assumption("speculative_acceptance", spec[1], "per draft token",
+                                "set by user; tokens per step (1 - a^(k+1)) / (1 - a), "
+                                "Leviathan et al. 2023", False))
+        notes.append(_note("draft_cost", opts.draft_cost, "x target iteration per draft",
+                           DRAFT_COST_SOURCE))
+    return opts
 
 
 def _note(name: str, value, unit: str, source: str) -> Assumption:
@@ -162,14 +195,14 @@ def _evaluate(q: ServeQuestion, hw: HardwareProfile, lay: Layout, reasons: dict)
         return None
     cap = mem.max_sequences if q.engine.max_batch is None else \
         min(mem.max_sequences, q.engine.max_batch)
-    batch, limit = largest_batch(q.model, hw, cfg, q.lengths, cap, q.targets, q.perf)
+    batch, limit = largest_batch(q.model, hw, cfg, q.lengths, cap, q.targets, q.perf, q.opts)
     if batch == 0:
-        best = steady_state(q.model, hw, cfg, q.lengths, 1, q.perf)
+        best = steady_state(q.model, hw, cfg, q.lengths, 1, q.perf, opts=q.opts)
         reasons.setdefault(limit, []).append((lay, best))
         return None
     if limit == "cap":
         limit = "memory" if cap == mem.max_sequences else "max_batch"
-    p = steady_state(q.model, hw, cfg, q.lengths, batch, q.perf)
+    p = steady_state(q.model, hw, cfg, q.lengths, batch, q.perf, opts=q.opts)
     return _Candidate(lay, batch, limit, p, _replicas(q, lay, p), mem)
 
 
@@ -307,7 +340,8 @@ def _warnings(q: ServeQuestion, options: list[ServeOption]) -> list[str]:
 
 
 def _spread(q: ServeQuestion, hw: HardwareProfile, cfg: ServeConfig, batch: int):
-    pts = [steady_state(q.model, hw, cfg, q.lengths, batch, q.perf, case) for case in (0, 1, 2)]
+    pts = [steady_state(q.model, hw, cfg, q.lengths, batch, q.perf, case, q.opts)
+           for case in (0, 1, 2)]
     return (Spread(*(p.ttft_s for p in pts)), Spread(*(p.tpot_s for p in pts)))
 
 
@@ -326,8 +360,8 @@ def _option(q: ServeQuestion, hw: HardwareProfile, c: _Candidate, inp, searched:
     wh_per_m = fleet_w / tokens_s * 1e6 / 3600.0
     step = StepParts(iteration_s=it.total_s, weights_s=it.weights_s, kv_s=it.kv_s,
                      decode_compute_s=it.decode_compute_s, prefill_s=it.prefill_s,
-                     comm_s=it.comm_s, overhead_s=it.overhead_s,
-                     bound="memory" if it.weights_s + it.kv_s >= it.decode_compute_s
+                     comm_s=it.comm_s, overhead_s=it.overhead_s, draft_s=it.draft_s,
+                     tokens_per_step=c.point.tokens_per_step, bound="memory" if it.weights_s + it.kv_s >= it.decode_compute_s
                      else "compute")
     return ServeOption(
         hardware=hw.name, precision=q.precision, kv_precision=q.kv_precision,

@@ -14,12 +14,13 @@ finished ones, batch x input/output prompt tokens on average. So
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from planner.estimators.params import count_params
 from planner.estimators.serving import (
-    IterationTime, ServeConfig, ServePerf, iteration_time, kv_bytes_per_token,
-    kv_cache_bytes, kv_shards, max_context_tokens, prefill_time_s, serving_weight_bytes,
+    IterationTime, ServeConfig, ServePerf, StepLoad, accepted_tokens_per_step, iteration_time,
+    kv_bytes_per_token, kv_cache_bytes, kv_shards, max_context_tokens, prefill_time_s,
+    serving_weight_bytes,
 )
 from planner.results_serving import ServeMemory
 from planner.specs.hardware import HardwareProfile
@@ -92,43 +93,70 @@ def replica_memory(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig,
 
 
 @dataclass(frozen=True)
+class Options:
+    """Stated serving options, off by default: prefix caching and speculative decoding."""
+
+    prefix_hit_rate: float = 0.0  # fraction of prompt tokens found in the prefix cache
+    draft_tokens: int = 0  # speculative decoding: k drafts verified per step (0 = off)
+    acceptance: float = 0.0  # probability each draft token is accepted
+    draft_cost: float = 0.05  # one draft token's time / one target decode iteration
+
+
+DRAFT_COST_SOURCE = ("a one-layer draft head (EAGLE, Li et al. 2024; DeepSeek-V3 MTP) costs "
+                     "about 1/L of the target's step; 0.05 of an iteration per draft token")
+
+
+@dataclass(frozen=True)
 class Point:
     """The steady state of one replica at one batch, in one case (0 best, 1, 2 worst)."""
 
     batch: int
     iteration: IterationTime
     ttft_s: float
+    tokens_per_step: float = 1.0  # output tokens each sequence gains per iteration
 
     @property
     def tpot_s(self) -> float:
-        return self.iteration.total_s
+        return self.iteration.total_s / self.tokens_per_step
 
     @property
     def output_tokens_per_s(self) -> float:
-        return self.batch / self.iteration.total_s
+        return self.batch * self.tokens_per_step / self.iteration.total_s
 
 
 def steady_state(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, lengths: tuple,
-                 batch: int, perf: ServePerf = ServePerf(), case: int = 1) -> Point:
+                 batch: int, perf: ServePerf = ServePerf(), case: int = 1,
+                 opts: Options = Options()) -> Point:
     """The replica's iteration, TPOT and TTFT with ``batch`` sequences in flight; lengths =
-    (input tokens, output tokens)."""
+    (input tokens, output tokens). Prefix-cache hits skip that share of each prompt's
+    prefill; speculative decoding verifies k drafts per step and yields
+    accepted_tokens_per_step of them."""
     inp, out = lengths
     ctx = inp + out / 2.0
-    it = iteration_time(model, hw, cfg, batch, ctx, batch * inp / out, perf, case)
-    ttft = prefill_time_s(model, hw, cfg, inp, perf, case) + it.total_s / 2.0
-    return Point(batch, it, ttft)
+    fresh = inp * (1.0 - opts.prefix_hit_rate)
+    k = opts.draft_tokens
+    gain = accepted_tokens_per_step(k, opts.acceptance) if k else 1.0
+    # each fresh prompt token attends over the cached prefix and, causally, its own part
+    pf_ctx = inp - fresh + (fresh + 1) / 2.0
+    load = StepLoad(batch, ctx, batch * fresh * gain / out, pf_ctx, k + 1)
+    it = iteration_time(model, hw, cfg, load, perf, case)
+    if k:
+        plain = iteration_time(model, hw, cfg, StepLoad(batch, ctx), perf, case)
+        it = replace(it, draft_s=k * opts.draft_cost * plain.decode_s)
+    ttft = prefill_time_s(model, hw, cfg, max(fresh, 1.0), perf, case) + it.total_s / 2.0
+    return Point(batch, it, ttft, gain)
 
 
 def largest_batch(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, lengths: tuple,
                   cap: int, targets: tuple[float | None, float | None],
-                  perf: ServePerf = ServePerf()) -> tuple[int, str]:
+                  perf: ServePerf = ServePerf(), opts: Options = Options()) -> tuple[int, str]:
     """(largest batch <= cap meeting (ttft, tpot) in the expected case, what limits it);
     batch 0 when even one sequence misses a target. TPOT and TTFT grow with the batch, so
     a bisection finds it."""
     ttft_max, tpot_max = targets
 
     def meets(b: int) -> str | None:
-        p = steady_state(model, hw, cfg, lengths, b, perf)
+        p = steady_state(model, hw, cfg, lengths, b, perf, opts=opts)
         if tpot_max is not None and p.tpot_s > tpot_max:
             return "tpot"
         if ttft_max is not None and p.ttft_s > ttft_max:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from planner.errors import SpecError
 from planner.estimators.serving import (
-    Layout, ServeConfig, ServePerf, iteration_time, prefill_time_s,
+    Layout, ServeConfig, ServePerf, StepLoad, iteration_time, prefill_time_s,
 )
 from planner.profiling import probes
 from planner.profiling.model import build_model, rope
@@ -124,7 +124,7 @@ def run_serve_bench(spec: ModelSpec, hw: HardwareProfile, cfg: ServeBenchConfig,
         for ctx in cfg.contexts:
             step = decode_step_fn(lm, spec, b, ctx, cfg.device, dtype)
             times = probes.time_steps(step, cfg.steps, cfg.warmup, cfg.device)
-            pred = iteration_time(spec, hw, scfg, b, ctx, 0.0, perf).total_s
+            pred = iteration_time(spec, hw, scfg, StepLoad(b, ctx), perf).total_s
             report.quantities.append(_quantity(f"decode_step_s b={b} ctx={ctx}", pred, times,
                                                cfg.device))
     return report

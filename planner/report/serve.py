@@ -63,10 +63,12 @@ def _memory_line(o: ServeOption, tokens: int) -> str:
 
 def _step_line(o: ServeOption) -> str:
     s = o.step
+    draft = f" + drafts {_ms(s.draft_s)}" if s.draft_s else ""
+    gain = f"; {s.tokens_per_step:.2f} tokens per step" if s.tokens_per_step != 1 else ""
     return (f"{_ms(s.iteration_s)} ms = max(weights {_ms(s.weights_s)} + KV {_ms(s.kv_s)}, "
             f"compute {_ms(s.decode_compute_s)}) + comm {_ms(s.comm_s)} + overhead "
-            f"{_ms(s.overhead_s)} + prefill chunks {_ms(s.prefill_s)} ms ({s.bound}-bound "
-            "decode)")
+            f"{_ms(s.overhead_s)}{draft} + prefill chunks {_ms(s.prefill_s)} ms ({s.bound}-"
+            f"bound decode{gain})")
 
 
 def _option_lines(o: ServeOption, ans: ServeAnswer) -> list[tuple[str, str]]:
