@@ -162,11 +162,16 @@ def test_published_serving_benchmarks_within_tolerance():
 
     checks = serving_checks()
     assert {c.role for c in checks} == {"fit", "held_out"}
-    assert sum(c.role == "held_out" for c in checks) == 40
-    # held-out: Llama 3.3 70B and Llama 3.1 405B, never used to set a constant
+    assert sum(c.role == "held_out" for c in checks) == 42
+    # held-out: Llama 3.3 70B and Llama 3.1 405B on TensorRT-LLM, 405B on vLLM / MI300X;
+    # never used to set a constant
     assert median_abs_error_pct(checks, "held_out") <= 15.0
     assert median_abs_error_pct(checks, "fit") <= 10.0
-    assert max(abs(c.error_pct) for c in checks) <= 60.0
+    trt = [c for c in checks if "TensorRT-LLM" in c.source]
+    assert max(abs(c.error_pct) for c in trt) <= 60.0
+    # vLLM on MI300X (Oct 2024) reached about half of what the profile's peaks allow
+    amd = [c for c in checks if c.hardware == "mi300x"]
+    assert len(amd) == 2 and all(c.error_pct > 50 for c in amd)
 
 
 def test_validation_serving_table_is_current():
@@ -179,6 +184,7 @@ def test_validation_serving_table_is_current():
     for row in report().splitlines():
         assert row in section, f"docs/validation.md serving table is stale: {row}"
     assert "**Rows that set a constant**: the 20 `llama3-8b`" in section
+    assert "**Held-out rows**: the 40 `llama3-70b`" in section and "MI300X" in section
 
 
 def test_scenario_serving_block(runner):

@@ -53,7 +53,8 @@ def _predict(table: dict, row: dict, perf: ServePerf) -> ServeCheck:
     o = answer(q).options[0]
     return ServeCheck(row["model"], row["hardware"], row["tp"], row["input_tokens"],
                       row["output_tokens"], row["role"], row["output_tokens_per_s"],
-                      o.output_tokens_per_s_per_replica, o.batch, table["source"])
+                      o.output_tokens_per_s_per_replica, o.batch,
+                      f"{table['engine']}: {table['source']}")
 
 
 def serving_checks(perf: ServePerf = ServePerf()) -> list[ServeCheck]:
@@ -69,10 +70,11 @@ def median_abs_error_pct(checks: list[ServeCheck], role: str) -> float:
 def report(checks: list[ServeCheck] | None = None) -> str:
     """The markdown table of every row (docs/validation.md holds it; a test keeps it current)."""
     checks = serving_checks() if checks is None else checks
-    lines = ["| model | hardware | tp | input/output | role | reported tok/s | predicted | "
-             "error | batch |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| engine | model | hardware | tp | input/output | role | reported tok/s | "
+             "predicted | error | batch |", "|---|---|---|---|---|---|---|---|---|---|"]
     for c in checks:
-        lines.append(f"| {c.model} | {c.hardware} | {c.tp} | {c.input_tokens}/"
+        engine = "TensorRT-LLM" if "TensorRT-LLM" in c.source else "vLLM"
+        lines.append(f"| {engine} | {c.model} | {c.hardware} | {c.tp} | {c.input_tokens}/"
                      f"{c.output_tokens} | {c.role} | {c.reported:,.0f} | {c.predicted:,.0f} | "
                      f"{c.error_pct:+.0f}% | {c.batch} |")
     lines.append(f"\nMedian absolute error: rows that set the constants (fit) "
