@@ -268,3 +268,13 @@ def test_prefix_caching_option():
 def test_option_mistakes_are_one_line(runner, args, needle):
     res = runner.invoke(cli, ["serve", "--model", "llama3-8b", *args])
     assert res.exit_code == 2 and needle in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def test_scenario_report_shows_serving(runner, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "r.html"
+    res = runner.invoke(cli, ["run", "llama3-70b-15t", "--report", str(out)])
+    assert res.exit_code == 0, res.stderr
+    text = out.read_text()
+    assert "Serving: the fewest devices that serve 2,000,000,000 tokens/day" in text
+    assert "usd_per_m_output" in (tmp_path / "r.md").read_text()
