@@ -74,13 +74,13 @@ PRECISIONS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
 
 @click.command("serve")
 @model_options
-@click.option("--hardware", "-H", "hardware_list", type=TEXT, default="h100-sxm",
-              show_default=True, help="Profile, or comma-separated profiles to compare.")
+@click.option("--hardware", "-H", "hardware_list", type=TEXT,
+              help="Profile, or comma-separated profiles to compare (default h100-sxm).")
 @profiles_option
-@click.option("--input-tokens", type=BoundedInt(min=1), default=1000, show_default=True,
-              help="Prompt tokens per request.")
-@click.option("--output-tokens", type=BoundedInt(min=1), default=500, show_default=True,
-              help="Generated tokens per request.")
+@click.option("--input-tokens", type=BoundedInt(min=1),
+              help="Prompt tokens per request (default 1000, listed and warned).")
+@click.option("--output-tokens", type=BoundedInt(min=1),
+              help="Generated tokens per request (default 500, listed and warned).")
 @click.option("--rate", type=Rate(), help="Load: requests per second (20/s, 1200/min).")
 @click.option("--tokens-per-day", type=COUNT,
               help="Load: input + output tokens per day (2B).")
@@ -134,8 +134,9 @@ def serve_cmd(model, hardware_list, profiles_dirs, input_tokens, output_tokens, 
     if loads and devices is not None:
         raise SpecError("--devices N asks for the best deployment on N devices; leave out "
                         f"--{loads[0][0].replace('_', '-')} (or --devices)")
-    names = [h.strip() for h in hardware_list.split(",") if h.strip()]
-    if not names:
+    names = None if hardware_list is None else \
+        [h.strip() for h in hardware_list.split(",") if h.strip()]
+    if names == []:
         raise SpecError("--hardware needs at least one profile name")
     if plot_path and not plot_path.endswith((".png", ".svg")):
         raise SpecError(f"--plot '{plot_path}': use a .png or .svg file name")

@@ -21,6 +21,7 @@ from planner.estimators.serving import (
     KV_PRECISIONS, WEIGHT_PRECISIONS, Layout, ServeConfig, ServePerf, peak_for,
 )
 from planner.planning.estimate import _Ledger, memory_defaults_for, outcome_inputs
+from planner.planning import defaults
 from planner.planning.resolve import _validate, apply_shape
 from planner.planning.serve_point import (
     DRAFT_COST_SOURCE, ENGINE_SOURCES, EngineSettings, Options, Point, largest_batch,
@@ -57,7 +58,13 @@ class ServeQuestion:
     opts: Options = Options()
 
 
-def resolve_serve(model, hardware: list[str], input_tokens: int, output_tokens: int,
+DEFAULT_LENGTHS = (1000, 500)
+LENGTHS_SOURCE = ("planner default: a chat turn of 1,000 prompt and 500 generated tokens "
+                  "(between TensorRT-LLM's published 1000/1000 and 500/2000 benchmark shapes)")
+
+
+def resolve_serve(model, hardware: list[str] | None, input_tokens: int | None = None,
+                  output_tokens: int | None = None,
                   precision: str = "bf16", kv_precision: str | None = None,
                   load: tuple[str, float] | None = None, ttft_s: float | None = None,
                   tpot_s: float | None = None, devices: int | None = None,
@@ -79,7 +86,17 @@ def resolve_serve(model, hardware: list[str], input_tokens: int, output_tokens: 
                         "config.json) or the shape flags of a custom model")
     spec = model if isinstance(model, ModelSpec) else (load_model(model) if model else None)
     spec = apply_shape(spec, shape or {})
+    if not hardware:
+        name, note = defaults.default_hardware()
+        hardware = [name]
+        notes.append(note)
     hws = [load_hardware(h, tuple(profiles_dirs)) for h in hardware]
+    for i, (name, given) in enumerate((("input_tokens", input_tokens),
+                                       ("output_tokens", output_tokens))):
+        if given is None:
+            notes.append(_note(name, DEFAULT_LENGTHS[i], "tokens", LENGTHS_SOURCE))
+    input_tokens = DEFAULT_LENGTHS[0] if input_tokens is None else input_tokens
+    output_tokens = DEFAULT_LENGTHS[1] if output_tokens is None else output_tokens
     if input_tokens < 1 or output_tokens < 1:
         raise SpecError("--input-tokens and --output-tokens must be at least 1")
     if input_tokens + output_tokens > spec.max_seq_len:
@@ -328,6 +345,10 @@ def _question(q: ServeQuestion) -> str:
 
 def _warnings(q: ServeQuestion, options: list[ServeOption]) -> list[str]:
     out = []
+    if any(n.name in ("input_tokens", "output_tokens") for n in q.notes):
+        out.append(f"--input-tokens/--output-tokens not given: {q.lengths[0]:,} + "
+                   f"{q.lengths[1]:,} tokens per request (a chat turn); every answer scales "
+                   "with them, so give your own")
     if q.targets == (None, None):
         out.append("no --tpot or --ttft-p50 given: the batch is as large as memory and "
                    "max_batch allow, so latency is whatever that batch gives")

@@ -25,8 +25,10 @@ KVPrecision = Literal["bf16", "fp16", "fp8", "int8"]
 class ServingSettings(Spec):
     """Serving the scenario's model on each candidate hardware."""
 
-    input_tokens: PositiveWhole = Field(1000, description="Prompt tokens per request.")
-    output_tokens: PositiveWhole = Field(500, description="Generated tokens per request.")
+    input_tokens: PositiveWhole | None = Field(
+        None, description="Prompt tokens per request (default 1000, listed in the output).")
+    output_tokens: PositiveWhole | None = Field(
+        None, description="Generated tokens per request (default 500, listed in the output).")
     rate_per_s: PositiveFloat | None = Field(None, description="Load: requests per second.")
     tokens_per_day: PositiveFloat | None = Field(
         None, description="Load: input + output tokens per day (2B).")
