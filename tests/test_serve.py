@@ -278,3 +278,18 @@ def test_scenario_report_shows_serving(runner, tmp_path):
     text = out.read_text()
     assert "Serving: the fewest devices that serve 2,000,000,000 tokens/day" in text
     assert "usd_per_m_output" in (tmp_path / "r.md").read_text()
+
+
+def test_serve_imports_no_torch_numpy_or_matplotlib():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom planner.cli import cli\n"
+            "try:\n    cli(['serve', '--model', 'llama3-70b', '--hardware', 'h100-sxm,h200',"
+            " '--rate', '5/s'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'codecarbon')"
+            " if m in sys.modules), file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.stderr.strip().splitlines()[-1] == "[]", res.stderr
+    assert "h200" in res.stdout
