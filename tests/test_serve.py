@@ -293,3 +293,12 @@ def test_serve_imports_no_torch_numpy_or_matplotlib():
                          timeout=120)
     assert res.stderr.strip().splitlines()[-1] == "[]", res.stderr
     assert "h200" in res.stdout
+
+
+def test_fixed_layout_is_checked(runner):
+    res = runner.invoke(cli, ["serve", "--model", "llama3-70b", "--tp", "3"])
+    assert res.exit_code == 1 and "use one of 1, 2, 4, 8" in res.stderr
+    res = runner.invoke(cli, ["serve", "--model", "llama3-70b", "--pp", "81"])
+    assert res.exit_code == 1 and "at most 80 stages" in res.stderr
+    d = _json(runner, ["serve", "--model", "llama3-70b", "--tp", "4", "--pp", "3"])
+    assert (d["options"][0]["tp"], d["options"][0]["pp"]) == (4, 3)

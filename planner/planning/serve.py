@@ -166,13 +166,17 @@ def candidate_layouts(model: ModelSpec, hw: HardwareProfile, q: ServeQuestion) -
     heads, pp in 1, 2, 4, 8 (<= layers); at most --devices devices; --tp / --pp fix them."""
     domain = int(hw.scale_up_domain_devices.value)
     tps = [t for t in (1, 2, 4, 8, 16, 32, 64, 72) if t <= domain and model.num_heads % t == 0]
-    pps = [p for p in (1, 2, 4, 8) if p <= model.num_layers]
+    if q.pp is not None and q.pp > model.num_layers:
+        raise SpecError(f"--pp {q.pp}: {model.name} has {model.num_layers} layers; give at "
+                        f"most {model.num_layers} stages")
+    pps = [q.pp] if q.pp is not None else [p for p in (1, 2, 4, 8) if p <= model.num_layers]
     out = [Layout(t, p) for p in pps for t in tps
            if (q.tp is None or t == q.tp) and (q.pp is None or p == q.pp)
            and (q.devices is None or t * p <= q.devices)]
-    if q.tp is not None and not any(lay.tp == q.tp for lay in out):
-        out += [Layout(q.tp, q.pp or 1)] if q.devices is None or \
-            q.tp * (q.pp or 1) <= q.devices else []
+    if q.tp is not None and q.tp not in tps:
+        raise SpecError(f"--tp {q.tp}: a replica's tp must divide {model.name}'s "
+                        f"{model.num_heads} heads and stay inside {hw.name}'s scale-up domain "
+                        f"of {domain}; use one of {', '.join(map(str, tps))}")
     return out
 
 
