@@ -50,6 +50,7 @@ def test_docs_have_a_page_per_command_with_examples():
         "estimate": "planner estimate", "plan": "planner plan", "compare": "planner compare",
         "budget": "planner budget", "run": "planner run", "backtest": "planner backtest",
         "validate": "planner validate", "models-hardware-regions": "planner models list",
+        "serve": "planner serve",
     }
     for page, command in expected.items():
         text = (DOCS / "commands" / f"{page}.md").read_text()

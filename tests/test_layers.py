@@ -9,7 +9,7 @@ PKG = Path(__file__).resolve().parent.parent / "planner"
 # bottom -> top; a module may import its own layer and any layer before it
 LAYERS = [
     {"errors", "units", "vocab", "fileio"},
-    {"specs", "results"},
+    {"specs", "results", "results_serving"},
     {"estimators", "catalog"},
     {"planning"},
     {"measurement"},

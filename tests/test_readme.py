@@ -32,7 +32,7 @@ COMMANDS = _commands("bash")
 
 def test_readme_has_an_example_of_every_task():
     for cmd in ("estimate", "plan", "compare", "budget", "measure", "validate", "backtest",
-                "run"):
+                "run", "serve"):
         assert any(line.split()[1] == cmd for line in COMMANDS), cmd
 
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "calibration": ("planner.cli.validate", "calibration_group"),
     "measure": ("planner.cli.measure", "measure_cmd"),
     "runs": ("planner.cli.measure", "runs"),
+    "serve": ("planner.cli.serve", "serve_cmd"),
 }
 
 

@@ -130,6 +130,10 @@ def _run(scenario, profiles_dirs, report_path, md_path, fmt, written: list) -> N
     click.echo(text + ("\n" if fmt != "csv" else "") + (scenario_answer(result) + "\n"
                                                           if fmt in ("table", "markdown") else ""),
                nl=False)
+    if result.extra.get("serving") is not None and fmt in ("table", "markdown"):
+        from planner.report.serve import render_serving_rows
+
+        click.echo(render_serving_rows(result.extra["serving"], fmt), nl=False)
 
 
 @click.command("budget")

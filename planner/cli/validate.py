@@ -117,13 +117,15 @@ def _render(rep, fmt: str) -> str:
 @click.option("--calibration", "calibration_path", type=click.Path(dir_okay=False),
               help="Calibration file (default $PLANNER_CALIBRATION or "
                    "~/.config/planner/calibration.json).")
+@click.option("--serve", is_flag=True,
+              help="Time prefill and decode steps instead of training (planner serve's model).")
 @click.option("--distributed", is_flag=True, help="Run under torchrun: data-parallel check.")
 @click.option("--strategy", type=click.Choice(["ddp", "fsdp"]), default="ddp",
               show_default=True, help="With --distributed.")
 @format_option
 def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq_len, hardware,
-                 compile_, breakdown, region, energy, max_error, calibrate, calibration_path, distributed, strategy,
-                 fmt) -> None:
+                 compile_, breakdown, region, energy, max_error, calibrate, calibration_path, serve,
+                 distributed, strategy, fmt) -> None:
     """Train a real model a few steps and compare every estimate with the measurement."""
     from planner.profiling import require_torch
 
@@ -138,6 +140,10 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
     model, scale_to, seq_len = defaults_for(device, model, scale_to, seq_len)
     _check_outputs(calibrate, calibration_path)
     spec = _spec(model, scale_to, device)
+    if serve:
+        from planner.cli.validate_serve import validate_serve
+
+        return validate_serve(spec, device, dtype, steps, warmup, hardware, fmt)
     if distributed:
         from planner.profiling.distributed import run_distributed
 

@@ -50,8 +50,11 @@ class ScenarioResult:
     warnings: list[str] = field(default_factory=list)  # candidates left out, and why
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario.model_dump(mode="json", exclude_none=True),
-                "plans": [p.to_dict() for p in self.plans], "questions": self.questions}
+        out = {"scenario": self.scenario.model_dump(mode="json", exclude_none=True),
+               "plans": [p.to_dict() for p in self.plans], "questions": self.questions}
+        if self.extra.get("serving") is not None:
+            out["serving"] = self.extra["serving"].to_dict()
+        return out
 
 
 def _question(sc: Scenario, i: int) -> Question:
@@ -115,7 +118,19 @@ def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) 
         questions.append(q.describe())
     if not plans:
         raise InfeasibleError(f"{path}: no hardware option can answer it; " + "; ".join(skipped))
-    return ScenarioResult(sc, path, plans, questions, warnings=skipped)
+    result = ScenarioResult(sc, path, plans, questions, warnings=skipped)
+    if sc.serving is not None:
+        from planner.planning.serve import serve_candidates
+
+        try:
+            served, skipped_serving = serve_candidates(
+                model, sc.serving, sc.hardware, sc.assumptions.model_dump(exclude_none=True),
+                profiles_dirs)
+        except PlannerError as e:
+            raise SpecError(f"{_where(path, ('serving',))}: serving: {e}") from None
+        result.extra["serving"] = served
+        result.warnings.extend(skipped_serving)
+    return result
 
 
 def _where(path: Path, key: tuple) -> str:

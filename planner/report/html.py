@@ -69,9 +69,34 @@ def _validation_rows(checks) -> list[dict]:
 def sections(result, figures: dict[str, str], backtest,
              checks=()) -> list[tuple[str, str, Any]]:
     """(title, kind, content) for every part of the report, shared by HTML and markdown."""
-    sc = result.scenario
     bt_rows, bt_note = _backtest_section(backtest)
     best = result.plans[0]
+    return [*_main_sections(result, figures), *_serving_section(result),
+            ("How far to trust this: backtest against published runs", "table+note",
+             (bt_rows, list(bt_rows[0]) if bt_rows else [], bt_note)),
+            ("How far to trust this: throughput model against published and measured runs",
+             "table", (_validation_rows(checks), ["run", "layout", "reported", "predicted",
+                                                  "error"])),
+            (f"Assumptions of the {best.hardware.name} plan (every number and its source)",
+             "table", (_assumption_rows(best), ["assumption", "value", "unit", "from",
+                                                "source"])),
+            ("Assumptions of the other plans", "details",
+             [(p.hardware.name, _assumption_rows(p)) for p in result.plans[1:]])]
+
+
+def _serving_section(result) -> list[tuple[str, str, Any]]:
+    """The scenario's serving block, when it has one (`planner serve` on each candidate)."""
+    served = result.extra.get("serving")
+    if served is None:
+        return []
+    from planner.report.serve import COMPARE_COLUMNS, compare_rows as serve_rows
+
+    return [(f"Serving: {served.question}", "table",
+             (serve_rows(served, "table"), COMPARE_COLUMNS))]
+
+
+def _main_sections(result, figures: dict[str, str]) -> list[tuple[str, str, Any]]:
+    sc = result.scenario
     return [
         ("The question", "text", sc.question + (f" {sc.description}" if sc.description else "")),
         ("The answer", "answer", scenario_answer(result)),
@@ -84,14 +109,6 @@ def sections(result, figures: dict[str, str], backtest,
         ("Cost, energy and carbon", "figure", (figures["breakdown"], "Cost with its range; "
          "energy split into IT load and facility overhead (PUE); operational carbon from the "
          "grid and embodied carbon amortised over the devices' lifetime, where known.")),
-        ("How far to trust this: backtest against published runs", "table+note",
-         (bt_rows, list(bt_rows[0]) if bt_rows else [], bt_note)),
-        ("How far to trust this: throughput model against published and measured runs", "table",
-         (_validation_rows(checks), ["run", "layout", "reported", "predicted", "error"])),
-        (f"Assumptions of the {best.hardware.name} plan (every number and its source)",
-         "table", (_assumption_rows(best), ["assumption", "value", "unit", "from", "source"])),
-        ("Assumptions of the other plans", "details",
-         [(p.hardware.name, _assumption_rows(p)) for p in result.plans[1:]]),
     ]
 
 

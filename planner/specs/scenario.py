@@ -11,6 +11,7 @@ from pydantic import Field, PositiveFloat, field_validator, model_validator
 
 from planner.specs.base import Name, PositiveWhole, Spec
 from planner.specs.model import ModelSpec
+from planner.specs.serving import ServingSettings
 from planner.specs.training import Assumptions
 from planner.vocab import Objective, Optimizer, Precision, Recompute
 from planner.units import parse_count
@@ -95,3 +96,5 @@ class Scenario(Spec):
     hardware: list[Candidate] = Field(min_length=1)
     constraints: Constraints = Constraints()
     assumptions: Assumptions = Assumptions()
+    serving: ServingSettings | None = Field(
+        None, description="Also size serving the model on each candidate (planner serve).")
