@@ -155,10 +155,28 @@ class Cost(Result):
 
 @dataclass(frozen=True)
 class Energy(Result):
-    kwh: float  # facility energy (IT x PUE)
-    it_kwh: float
-    power_per_device_w: float  # accelerator average + host share, before PUE
+    kwh: float  # energy in `scope` (facility by default: server x PUE)
+    it_kwh: float  # server scope: accelerators + hosts, before PUE
+    power_per_device_w: float  # W per device in `scope`, before PUE
     pue: float
+    scope: str = "facility"  # accelerator | server | facility (docs/assumptions.md)
+    accelerator_kwh: float | None = None  # the accelerators alone (TDP x measured fraction)
+    facility_kwh: float | None = None  # server x PUE: what a provider meters
+
+
+@dataclass(frozen=True)
+class Reliability(Result):
+    """The failure model's expected case: checkpoints, interruptions, restarts."""
+
+    checkpoint_bytes: float  # weights + optimizer state, one copy
+    checkpoint_write_s: float  # bytes / storage bandwidth: the stall per checkpoint
+    storage_gb_per_s: float  # aggregate write bandwidth
+    checkpoint_interval_s: float  # Young/Daly optimum
+    interruptions_per_device_hour: float
+    mean_time_between_interruptions_h: float  # for the whole job
+    restart_s: float  # from interruption to training again
+    interruptions: float  # expected over the run
+    model_goodput: float  # what the failure model gives (the user may have fixed goodput)
 
 
 @dataclass(frozen=True)
@@ -168,6 +186,7 @@ class Carbon(Result):
     pue: float
     region: str
     embodied_kg_co2e: float | None  # amortised manufacturing carbon, reported separately
+    scope: str = "facility"  # the energy scope it counts (Energy.scope)
 
 
 @dataclass(frozen=True)
@@ -221,3 +240,4 @@ class Estimate(Result):
     assumptions: list[Assumption]
     warnings: list[str]
     layout_choice: LayoutChoice | None = None  # None: every degree was given
+    reliability: Reliability | None = None  # checkpoints and interruptions (expected case)

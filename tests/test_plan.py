@@ -45,10 +45,13 @@ def test_numbers_compose(est70):
     # efficiency is the performance model's HFU for this layout
     assert e.throughput.hfu == pytest.approx(e.step.predicted_hfu)
     secs = e.flops.hardware_total / (2048 * 989.4e12 * e.throughput.hfu)
-    assert e.time.wall_clock_days == pytest.approx(secs / 0.90 / 86400)
+    assert e.time.wall_clock_days == pytest.approx(secs / e.time.goodput / 86400)
+    assert e.time.goodput == pytest.approx(e.reliability.model_goodput)
     assert e.time.device_hours == pytest.approx(e.time.wall_clock_hours * 2048)
     assert e.cost.total_usd == pytest.approx(e.time.device_hours * e.cost.usd_per_device_hour)
-    assert e.energy.kwh == pytest.approx(e.time.device_hours * (700 + 575) / 1000 * 1.15)
+    # facility scope: (0.90 x 700 W TDP + 0.535 x 575 W nameplate host) x PUE 1.15
+    assert e.energy.kwh == pytest.approx(e.time.device_hours * (630 + 307.5) / 1000 * 1.15)
+    assert e.energy.scope == e.carbon.scope == "facility"
     assert e.carbon.kg_co2e == pytest.approx(e.energy.kwh * e.carbon.grid_g_co2e_per_kwh / 1000)
     assert e.throughput.mfu == pytest.approx(e.throughput.hfu * e.flops.total /
                                              e.flops.hardware_total)

@@ -74,6 +74,14 @@ STORAGE_SOURCE = (
     "2 TB/s sustained for 16,384 GPUs (Llama 3's Tectonic store, Dubey et al. 2024 §3.3.1) "
     "= 0.122 GB/s per device, scaled with the device count; the write stalls training "
     "(no asynchronous checkpointing assumed)")
+# Spot / preemptible capacity adds preemptions. AWS's Spot Instance Advisor buckets instance
+# types by the share interrupted in a month (<5%, 5-10%, 10-15%, 15-20%, >20%); large GPU
+# instances usually sit in the top one. Per 8-GPU instance-month (730 h): 5% / 20% / 40%.
+SPOT_PREEMPTION_CASES = tuple(f / (730 * 8) for f in (0.05, 0.20, 0.40))
+SPOT_SOURCE = (
+    "spot preemptions per device-hour: 5% / 20% / 40% of 8-GPU instances interrupted per "
+    "month (AWS Spot Instance Advisor's buckets; GPU instances usually >20%), each costing a "
+    "restart and the work since the last checkpoint")
 MIN_GOODPUT = 0.05  # a floor so that a hopeless case stays a (very large) finite number
 
 

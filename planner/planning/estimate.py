@@ -8,6 +8,7 @@ from functools import lru_cache
 from planner.catalog.regions import GridFactor
 from planner.errors import SpecError
 from planner.estimators import outcome as oc
+from planner.estimators import power as pw
 from planner.estimators.flops import training_flops
 from planner.estimators.layout import check_layout
 from planner.estimators.memory import (
@@ -18,6 +19,7 @@ from planner.estimators.step_time import (
     COMPONENTS, DEFAULT_PERF, PerfParams, flops_inputs, step_seconds, step_time_terms,
 )
 from planner.estimators.vec import Degrees
+from planner.planning import reliability as rel
 from planner.results import (
     Assumption, Carbon, Cost, Energy, Estimate, Flops, HardwareSummary, Layout, LayoutChoice,
     Memory,
@@ -28,11 +30,6 @@ from planner.units import GIB, HOURS_PER_DAY, SECONDS_PER_HOUR, TERA
 
 PERF = DEFAULT_PERF
 EMBODIED_LIFETIME_SOURCE = "LLMCarbon (Faiz et al. 2024) amortises over 5 years"
-POWER_FRACTION_SOURCE = (
-    "TDP upper bound, as in Meta's Llama model cards and the ML CO2 Impact calculator "
-    "(Lacoste et al. 2019); busy 1-3B training drew 0.93-0.98 of TDP on an H100 and an H200 "
-    "(NVML, docs/validation/2026-11-23-h100.md), less when the GPU waits on the host"
-)
 
 
 @dataclass(frozen=True)
@@ -87,20 +84,21 @@ def _spread_source(name: str, low: float, expected: float, high: float, source: 
             f"{low}/{expected}/{high}: {source}")
 
 
-def _cases(effs: tuple[float, ...], devices: int, led: _Ledger) -> dict[str, _Case]:
+def _cases(effs: tuple[float, ...], devices: int, led: _Ledger,
+           ckpt_bytes: float) -> dict[str, _Case]:
     eff_low, eff_exp, eff_high = effs
-    g_low, g_exp, g_high = goodput_cases(devices, led.user)
-    led.take("goodput_low", g_low, "fraction", oc.GOODPUT_SOURCE)
-    led.take("goodput_expected", g_exp, "fraction", oc.GOODPUT_SOURCE)
-    led.take("goodput_high", g_high, "fraction", oc.GOODPUT_SOURCE)
+    g_low, g_exp, g_high = goodput_cases(devices, led.user, ckpt_bytes)
+    led.take("goodput_low", g_low, "fraction", rel.FAILURE_MODEL_SOURCE)
+    led.take("goodput_expected", g_exp, "fraction", rel.FAILURE_MODEL_SOURCE)
+    led.take("goodput_high", g_high, "fraction", rel.FAILURE_MODEL_SOURCE)
     return {"low": _Case(eff_high, g_high), "expected": _Case(eff_exp, g_exp),
             "high": _Case(eff_low, g_low)}
 
 
-def goodput_cases(devices, user: Assumptions) -> tuple:
-    """(low, expected, high) goodput: the user's, else the default for this many devices
-    (numbers or arrays of device counts)."""
-    d = oc.default_goodput(devices)
+def goodput_cases(devices, user: Assumptions, ckpt_bytes: float) -> tuple:
+    """(low, expected, high) goodput: the user's, else the failure model's for this many
+    devices and this checkpoint (numbers or arrays of device counts)."""
+    d = rel.model_goodput(devices, user, ckpt_bytes)
     given = (user.goodput_low, user.goodput_expected, user.goodput_high)
     g = tuple(d[i] if v is None else v for i, v in enumerate(given))
     if any(v is not None for v in given) and isinstance(devices, int) and \
@@ -122,12 +120,13 @@ def price_quote(hw: HardwareProfile, user: Assumptions) -> tuple[float, str, str
             f"{quote.provider}, {quote.date} ({quote.confidence}): {quote.source}")
 
 
-def device_power_w(hw: HardwareProfile, user: Assumptions) -> float:
-    """Average W per device slot before PUE (accelerator share of TDP + host share)."""
-    frac = 1.0 if user.power_fraction is None else user.power_fraction
-    host = hw.host_power_w_per_device.value if user.host_power_w_per_device is None \
-        else user.host_power_w_per_device
-    return oc.device_power_w(hw.tdp_w.value, frac, host)
+def device_power_w(hw: HardwareProfile, user: Assumptions) -> tuple[float, float]:
+    """(accelerator, host) average W per device slot, before PUE: TDP x the measured fraction,
+    and the host's nameplate share x its measured load (docs/assumptions.md, Power)."""
+    frac = pw.ACCELERATOR_FRACTION if user.power_fraction is None else user.power_fraction
+    host = pw.host_power_w(hw.host_power_w_per_device.value, pw.HOST_LOAD_FRACTION) \
+        if user.host_power_w_per_device is None else user.host_power_w_per_device
+    return pw.accelerator_power_w(hw.tdp_w.value, frac), host
 
 
 @dataclass(frozen=True)
@@ -137,10 +136,18 @@ class OutcomeInputs:
     price_usd_per_device_hour: float
     tier: str
     provider: str
-    power_w: float  # per device slot, before PUE
-    pue: float
+    power_w: float  # per device slot in `scope`, before PUE
+    pue: float  # the facility's
     grid_g_co2e_per_kwh: float
     region: str
+    scope: str = pw.DEFAULT_SCOPE  # which power the energy figures count
+    accelerator_w: float = 0.0
+    server_w: float = 0.0
+
+    @property
+    def energy_pue(self) -> float:
+        """The PUE the scope's energy carries (1 unless facility)."""
+        return pw.scope_pue(self.scope, self.pue)
 
 
 def outcome_inputs(hw: HardwareProfile, user: Assumptions, grid: GridFactor | None,
@@ -155,16 +162,23 @@ def outcome_inputs(hw: HardwareProfile, user: Assumptions, grid: GridFactor | No
         led.take("price_tier", tier, "", "default tier", user.price_tier)
         led.items.append(Assumption(name="price_usd_per_device_hour", value=price,
                                     unit="USD/device-hour", defaulted=True, source=source))
-    led.take("power_fraction", 1.0, "x TDP", POWER_FRACTION_SOURCE)
-    led.take("host_power_w_per_device", hw.host_power_w_per_device.value, "W",
-             f"{hw.name} profile: {hw.host_power_w_per_device.source}")
+    led.take("power_fraction", pw.ACCELERATOR_FRACTION, "x TDP",
+             pw.ACCELERATOR_FRACTION_SOURCE)
+    acc_w, host_w = device_power_w(hw, user)
+    led.take("host_power_w_per_device", host_w, "W",
+             f"{hw.name} nameplate share {hw.host_power_w_per_device.value:g} W x "
+             f"{pw.HOST_LOAD_FRACTION:.3f}: {pw.HOST_LOAD_SOURCE}")
+    scope = led.take("power_scope", pw.DEFAULT_SCOPE, "",
+                     "the facility energy a provider meters (accelerator: the chips alone; "
+                     "server: + hosts; facility: x PUE)")
     if grid is None:
         from planner.catalog.regions import world_average
         grid = world_average()
     pue = led.take("pue", grid.pue, "", f"{grid.region}: {grid.pue_source}")
     g = led.take("grid_g_co2e_per_kwh", grid.g_co2e_per_kwh, "g CO2e/kWh",
                  f"{grid.location}: {grid.intensity_source}")
-    return OutcomeInputs(price, tier, provider, device_power_w(hw, user), pue, g, grid.region)
+    return OutcomeInputs(price, tier, provider, pw.scope_power_w(scope, acc_w, host_w), pue, g,
+                         grid.region, scope, acc_w, acc_w + host_w)
 
 
 def outcome_values(hw_flops_total, devices, peak_flops_per_s: float, efficiency, goodput,
@@ -176,7 +190,7 @@ def outcome_values(hw_flops_total, devices, peak_flops_per_s: float, efficiency,
     secs = oc.compute_seconds(hw_flops_total, devices, peak_flops_per_s, efficiency)
     wall_h = oc.wall_clock_hours(secs, goodput)
     dev_h = wall_h * devices
-    _, kwh = oc.energy_kwh(dev_h, inp.power_w, inp.pue)
+    _, kwh = oc.energy_kwh(dev_h, inp.power_w, inp.energy_pue)
     return {"days": wall_h / HOURS_PER_DAY, "device_hours": dev_h,
             "cost_usd": oc.cost_usd(dev_h, inp.price_usd_per_device_hour),
             "energy_kwh": kwh, "kg_co2e": oc.carbon_kg(kwh, inp.grid_g_co2e_per_kwh)}
@@ -266,7 +280,8 @@ def estimate(
     step_s = step_seconds(terms)
     tokens_step = training.global_batch_size * training.seq_len
     predicted_hfu = fl.hardware_per_token * tokens_step / (step_s * par.devices * peak)
-    cases = _cases(_efficiencies(hw, predicted_hfu, led), par.devices, led)
+    ckpt = rel.checkpoint_bytes_for(params.total, training)
+    cases = _cases(_efficiencies(hw, predicted_hfu, led), par.devices, led, ckpt)
     inp, mem_defaults, lifetime, fixed_items = _resolved_inputs(hw, assumptions, grid)
     led.items.extend(fixed_items)
     mem = memory_per_device(model, training, par, hw.memory_bytes, mem_defaults, lay, params)
@@ -277,12 +292,13 @@ def estimate(
             for k, c in cases.items()}
     exp, case = outs["expected"], cases["expected"]
     emb = hw.embodied_kg_co2e_per_device
-    it_kwh, _ = oc.energy_kwh(exp.device_hours, power_w, pue)
+    it_kwh, fac_kwh = oc.energy_kwh(exp.device_hours, inp.server_w, pue)
     steps = training.tokens / (training.global_batch_size * training.seq_len)
     compute_h = exp.wall_clock_days * HOURS_PER_DAY * case.goodput
     hfu = case.efficiency
     mfu = hfu * fl.model_per_token / fl.hardware_per_token
     tok_s = training.tokens / (compute_h * SECONDS_PER_HOUR)
+    reliab, rel_notes = rel.reliability(par.devices, assumptions, ckpt, case.goodput, compute_h)
     return Estimate(
         model=ModelSummary(
             name=model.name, params_total=params.total, params_active=params.active,
@@ -334,16 +350,19 @@ def estimate(
             steps=steps, step_time_s=compute_h * SECONDS_PER_HOUR / steps),
         cost=Cost(total_usd=exp.cost_usd, usd_per_device_hour=price, tier=tier,
                   provider=provider),
-        energy=Energy(kwh=exp.energy_kwh, it_kwh=it_kwh, power_per_device_w=power_w, pue=pue),
+        energy=Energy(kwh=exp.energy_kwh, it_kwh=it_kwh, power_per_device_w=power_w, pue=pue,
+                      scope=inp.scope, accelerator_kwh=exp.device_hours * inp.accelerator_w / 1e3,
+                      facility_kwh=fac_kwh),
         carbon=Carbon(
             kg_co2e=exp.kg_co2e, grid_g_co2e_per_kwh=g, pue=pue, region=inp.region,
+            scope=inp.scope,
             embodied_kg_co2e=(oc.embodied_kg(exp.device_hours, emb.value, lifetime)
                               if emb else None)),
         range=Range(low=outs["low"], expected=exp, high=outs["high"]),
-        assumptions=[*notes, *led.items, *_perf_assumptions(perf),
+        assumptions=[*notes, *led.items, *rel_notes, *_perf_assumptions(perf),
                      *_fixed_assumptions(training, par)],
         warnings=[*warnings, *_warnings(model, training, par, mem)],
-        layout_choice=choice,
+        layout_choice=choice, reliability=reliab,
     )
 
 

@@ -20,9 +20,11 @@ import numpy as np
 
 from planner.errors import InfeasibleError, SpecError
 from planner.estimators.layout import check_layout
+from planner.estimators.params import count_params
 from planner.planning.estimate import (
     goodput_cases, memory_defaults_for, outcome_inputs, outcome_values,
 )
+from planner.planning.reliability import checkpoint_bytes_for
 from planner.planning.resolve import Request, parallelism_spec, training_spec
 from planner.planning.search import Candidates, SearchSpace, device_grid, search
 from planner.results import Assumption, Estimate, LayoutChoice
@@ -112,7 +114,9 @@ def outcomes(req: Request, c: Candidates) -> dict[str, np.ndarray]:
     eff = (a["hw_flops_per_token"] * tokens_step / (a["step_s"] * a["devices"] * peak)
            if req.assumptions.efficiency is None else
            np.full(len(c), req.assumptions.efficiency.expected))
-    goodput = np.asarray(goodput_cases(a["devices"], req.assumptions)[1]) * np.ones(len(c))
+    goodput = np.asarray(goodput_cases(a["devices"], req.assumptions,
+                                       checkpoint_bytes_for(count_params(req.model).total, t))[1]) \
+        * np.ones(len(c))
     inp = outcome_inputs(req.hw, req.assumptions, req.grid)
     return outcome_values(a["hw_flops_per_token"] * req.tokens, a["devices"], peak, eff,
                           goodput, inp)

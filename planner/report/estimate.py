@@ -48,8 +48,8 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
                        f"{th.mfu:.1%}, HFU {th.hfu:.1%}, {th.tokens_per_s_per_device:,.0f} "
                        f"tokens/s per device, step {e.time.step_time_s:.2f} s"),
         ("Step", _step_line(e)),
-        ("Power", f"{e.energy.power_per_device_w:,.0f} W per device slot x PUE {e.energy.pue:g}; "
-                  f"grid {e.carbon.grid_g_co2e_per_kwh:,.0f} g CO2e/kWh ({e.carbon.region})"),
+        ("Power", _power_line(e)),
+        *_reliability_lines(e),
     ]
 
 
@@ -58,6 +58,32 @@ def _execution_line(lay) -> str:
     return (f"framework {lay.framework}, TP comm overlap {onoff[lay.tp_comm_overlap]}, "
             f"DP comm overlap {onoff[lay.dp_comm_overlap]}, "
             f"offload {lay.offload}, dropout {onoff[lay.dropout]}")
+
+
+def _power_line(e: Estimate) -> str:
+    en = e.energy
+    pue = f" x PUE {en.pue:g}" if en.scope == "facility" else ""
+    return (f"{en.power_per_device_w:,.0f} W per device slot ({en.scope} scope){pue}; grid "
+            f"{e.carbon.grid_g_co2e_per_kwh:,.0f} g CO2e/kWh ({e.carbon.region})")
+
+
+def _duration(s: float) -> str:
+    return f"{s:,.1f} s" if s < 120 else f"{s / 60:,.1f} min" if s < 7200 else \
+        f"{s / 3600:,.1f} h" if s < 172_800 else f"{s / 86_400:,.1f} days"
+
+
+def _reliability_lines(e: Estimate) -> list[tuple[str, str]]:
+    r = e.reliability
+    if r is None:
+        return []
+    return [("Checkpoint", f"{r.checkpoint_bytes / 1e9:,.0f} GB (weights + optimizer state), "
+                           f"written in {_duration(r.checkpoint_write_s)} at "
+                           f"{r.storage_gb_per_s:,.4g} GB/s aggregate, every "
+                           f"{_duration(r.checkpoint_interval_s)} (Young/Daly)"),
+            ("Failures", f"{r.interruptions:,.1f} interruptions expected, one every "
+                         f"{_duration(r.mean_time_between_interruptions_h * 3600)}, "
+                         f"{_duration(r.restart_s)} to restart each: goodput "
+                         f"{r.model_goodput:.3f}")]
 
 
 _FLAG = {"tp": "tp", "pp": "pp", "cp": "cp", "ep": "ep", "zero_stage": "zero",
@@ -119,8 +145,8 @@ def _range_rows(e: Estimate) -> list[dict]:
         row("device-hours", lambda o: fmt_count(o.device_hours)),
         row(f"cost ({e.cost.tier}, ${e.cost.usd_per_device_hour:g}/h)",
             lambda o: _money(o.cost_usd)),
-        row("energy", lambda o: _energy(o.energy_kwh)),
-        row("carbon CO2e", lambda o: _carbon(o.kg_co2e)),
+        row(f"energy ({e.energy.scope})", lambda o: _energy(o.energy_kwh)),
+        row(f"carbon CO2e ({e.carbon.scope})", lambda o: _carbon(o.kg_co2e)),
     ]
     return rows
 

@@ -135,6 +135,14 @@ class Assumptions(Spec):
     price_tier: Name | None = None
     price_usd_per_device_hour: float | None = Field(None, gt=0)
     embodied_lifetime_years: float | None = Field(None, gt=0)
+    failure_rate_per_device_hour: float | None = Field(
+        None, ge=0, le=0.1, description="Job interruptions per device-hour (all kinds).")
+    restart_minutes: float | None = Field(
+        None, ge=0, le=1440, description="Minutes from an interruption to training again.")
+    storage_gb_per_s: float | None = Field(
+        None, gt=0, description="Aggregate checkpoint write bandwidth, GB/s.")
+    power_scope: Literal["accelerator", "server", "facility"] | None = Field(
+        None, description="Scope of the energy and carbon figures (default facility).")
 
 
 def _divisors(n: int) -> list[int]:

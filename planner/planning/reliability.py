@@ -1,0 +1,74 @@
+"""The failure model's inputs for one request, each a user value or a sourced default, and
+the Reliability block `estimate` prints (docs/assumptions.md, Goodput)."""
+
+from __future__ import annotations
+
+from planner.estimators import goodput as gp
+from planner.estimators.memory import state_bytes_per_param
+from planner.results import Assumption, Reliability
+from planner.specs import Assumptions, TrainingSpec
+from planner.units import GB, SECONDS_PER_HOUR
+
+FAILURE_MODEL_SOURCE = (
+    "failure model (docs/formulas.md §7.2): interruptions per device-hour x devices, a restart "
+    "and half a checkpoint period lost per interruption, the Young/Daly interval between "
+    "checkpoints")
+
+
+def checkpoint_bytes_for(params_total: float, training: TrainingSpec) -> float:
+    """One checkpoint's bytes: weights + optimizer state for the training recipe."""
+    w, _, o = state_bytes_per_param(training.optimizer, training.precision)
+    return gp.checkpoint_bytes(params_total, w, o)
+
+
+def failure_cases(user: Assumptions) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(interruption rates, restart seconds), each low to high: the user's (the same in every
+    case) or the defaults; a spot price tier adds its preemptions."""
+    rates = gp.RATE_CASES if user.failure_rate_per_device_hour is None else \
+        (user.failure_rate_per_device_hour,) * 3
+    if user.price_tier == "spot":
+        rates = tuple(r + s for r, s in zip(rates, gp.SPOT_PREEMPTION_CASES))
+    restarts = gp.RESTART_S_CASES if user.restart_minutes is None else \
+        (user.restart_minutes * 60.0,) * 3
+    return rates, restarts
+
+
+def _storage(user: Assumptions) -> float | None:
+    return None if user.storage_gb_per_s is None else user.storage_gb_per_s * GB
+
+
+def model_goodput(devices, user: Assumptions, ckpt_bytes: float) -> tuple:
+    """(low, expected, high) goodput from the failure model (numbers or arrays of devices)."""
+    rates, restarts = failure_cases(user)
+    cases = gp.goodput_cases(devices, ckpt_bytes, rates, restarts, _storage(user))
+    return tuple(c.goodput for c in cases)
+
+
+def reliability(devices: int, user: Assumptions, ckpt_bytes: float,
+                goodput_expected: float, compute_hours: float) -> tuple[Reliability, list]:
+    """The expected case's checkpoint, interval and interruptions, and the assumptions behind
+    them (rates, restart, storage; listed even when the user fixed goodput)."""
+    rates, restarts = failure_cases(user)
+    storage = _storage(user)
+    c = gp.goodput_case(devices, ckpt_bytes, rates[1], restarts[1], storage)
+    wall_h = compute_hours / goodput_expected
+    bw = storage if storage is not None else devices * gp.STORAGE_BYTES_PER_S_PER_DEVICE
+    user_rate = user.failure_rate_per_device_hour is not None
+    spot = " + " + gp.SPOT_SOURCE if user.price_tier == "spot" else ""
+    notes = [
+        Assumption("failure_rate_per_device_hour", "/".join(f"{r:.3g}" for r in rates),
+                   "low/expected/high per device-hour", ("set by user" if user_rate else
+                                                         gp.RATE_SOURCE) + spot, not user_rate),
+        Assumption("restart_minutes", "/".join(f"{s / 60:g}" for s in restarts),
+                   "low/expected/high", "set by user" if user.restart_minutes is not None
+                   else gp.RESTART_SOURCE, user.restart_minutes is None),
+        Assumption("storage_gb_per_s", bw / GB, "GB/s aggregate",
+                   "set by user" if storage is not None else gp.STORAGE_SOURCE,
+                   storage is None),
+    ]
+    return Reliability(
+        checkpoint_bytes=ckpt_bytes, checkpoint_write_s=c.write_s, storage_gb_per_s=bw / GB,
+        checkpoint_interval_s=c.interval_s, interruptions_per_device_hour=rates[1],
+        mean_time_between_interruptions_h=c.mtbi_s / SECONDS_PER_HOUR,
+        restart_s=restarts[1], interruptions=gp.interruptions(wall_h * devices, rates[1]),
+        model_goodput=c.goodput), notes
