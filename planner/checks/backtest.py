@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
@@ -56,6 +56,10 @@ class BacktestRun(Spec):
         None, description="W per device in the source's own energy arithmetic.")
     reported_pue: float | None = Field(None, ge=1, le=3)
     reported_grid_g_co2e_per_kwh: float | None = Field(None, ge=0, le=2000)
+    energy_scope: Literal["accelerator", "server"] | None = Field(
+        None, description="What the source's power counts: the accelerators alone (a TDP "
+        "figure) or measured system power with hosts; the prediction uses planner's power in "
+        "the same scope x the source's PUE.")
     reported_cost_usd: PositiveFloat | None = None
     price_usd_per_device_hour: PositiveFloat | None = Field(
         None, description="The price the reported cost was computed with.")
@@ -73,6 +77,9 @@ class BacktestRun(Spec):
         given = [f for f in _BASIS if getattr(self, f) is not None]
         if given and len(given) < len(_BASIS):
             raise ValueError(f"give all of {', '.join(_BASIS)} or none (got {', '.join(given)})")
+        if bool(given) != (self.energy_scope is not None):
+            raise ValueError("energy_scope goes with reported_power_w, PUE and grid: give all "
+                             "or none")
         known = INPUT_FIELDS + REPORTED_FIELDS
         for key in (*self.quotes, *self.derived):
             if key not in known:
@@ -133,11 +140,12 @@ class BacktestRow(Result):
     error_pct: float
     error_pct_half_devices: float | None  # only for assumed device counts: at n/2 and 2n
     error_pct_double_devices: float | None
-    reported_within_range: bool
+    reported_within_range: bool  # assumed device counts: inside the range on n/2, n or 2n
+    energy_scope: str | None  # accelerator | server: the scope the energy rows compare
     predicted_mfu: float
     goodput: float
     implied_mfu: float  # model FLOPs / (reported device-hours x peak): end-to-end
-    predicted_power_w: float  # the planner's accelerator + host W per device, before PUE
+    predicted_power_w: float  # the planner's W per device in energy_scope, before PUE
     reported_power_w: float | None
     pue: float | None
     grid_g_co2e_per_kwh: float | None
@@ -169,6 +177,8 @@ class BacktestResult:
     num_summary_runs: int
     arithmetic_median_abs_error_pct: float | None
     arithmetic_max_abs_error_pct: float | None
+    coverage: float | None = None  # share of counted runs whose reported hours are in range
+    energy_median_abs_error_pct: float | None = None  # energy rows, in matching scopes
 
     def to_dict(self) -> dict[str, Any]:
         """The `planner backtest --format json` object."""
@@ -176,7 +186,8 @@ class BacktestResult:
                 "median_abs_error_pct": self.median_abs_error_pct,
                 "max_abs_error_pct": self.max_abs_error_pct,
                 "median_error_pct": self.median_error_pct, "worst_run": self.worst_run,
-                "num_summary_runs": self.num_summary_runs,
+                "num_summary_runs": self.num_summary_runs, "coverage": self.coverage,
+                "energy_median_abs_error_pct": self.energy_median_abs_error_pct,
                 "carbon_arithmetic": {
                     "median_abs_error_pct": self.arithmetic_median_abs_error_pct,
                     "max_abs_error_pct": self.arithmetic_max_abs_error_pct}}
@@ -210,12 +221,21 @@ def _estimate(run: BacktestRun, devices: int | None = None):
         raise SpecError(f"backtest run '{run.id}' on {n} devices: {e}") from None
 
 
-def _error_at(run: BacktestRun, devices: int) -> float | None:
-    """The device-hour error on another device count (None if the model does not fit)."""
+def _estimate_at(run: BacktestRun, devices: int):
+    """The best plan on another device count (None if the model does not fit there)."""
     try:
-        return _error_pct(_estimate(run, devices).time.device_hours, run.reported_device_hours)
+        return _estimate(run, devices)
     except SpecError:
         return None
+
+
+def _inside(e, reported: float) -> bool:
+    return e is not None and e.range.low.device_hours <= reported <= e.range.high.device_hours
+
+
+def _scope_kwh(e, scope: str | None) -> float:
+    """The estimate's expected energy in a scope, before PUE (kWh)."""
+    return e.energy.accelerator_kwh if scope == "accelerator" else e.energy.it_kwh
 
 
 def _arithmetic(run: BacktestRun) -> tuple[float | None, float | None]:
@@ -237,12 +257,19 @@ def predict(run: BacktestRun) -> BacktestRow:
     implied = e.flops.total / (run.reported_device_hours * SECONDS_PER_HOUR
                                * e.hardware.peak_tflops * TERA)
     basis = run.has_carbon_basis
-    energy = e.energy.kwh / 1e3 if basis and run.reported_energy_mwh else None
-    carbon = e.carbon.kg_co2e / 1e3 if basis and run.reported_tco2e else None
+    scope_mwh = _scope_kwh(e, run.energy_scope) * (run.reported_pue or 1.0) / 1e3
+    energy = scope_mwh if basis and run.reported_energy_mwh else None
+    carbon = (scope_mwh * (run.reported_grid_g_co2e_per_kwh or 0.0) / 1e3
+              if basis and run.reported_tco2e else None)
+    power_w = _scope_kwh(e, run.energy_scope or "server") * 1e3 / hours
     cost = e.cost.total_usd if run.reported_cost_usd else None
     a_mwh, a_t = _arithmetic(run)
-    half, double = ((_error_at(run, max(1, run.devices // 2)), _error_at(run, run.devices * 2))
-                    if run.devices_assumed else (None, None))
+    others = ([_estimate_at(run, max(1, run.devices // 2)), _estimate_at(run, run.devices * 2)]
+              if run.devices_assumed else [])
+    half, double = (tuple(None if o is None else _error_pct(o.time.device_hours,
+                                                            run.reported_device_hours)
+                          for o in others) if others else (None, None))
+    inside = any(_inside(x, run.reported_device_hours) for x in (e, *others))
     return BacktestRow(
         id=run.id, name=run.name, model=run.model, hardware=run.hardware, devices=run.devices,
         devices_assumed=run.devices_assumed, tokens=run.tokens, in_summary=run.in_summary,
@@ -253,9 +280,9 @@ def predict(run: BacktestRun) -> BacktestRow:
         predicted_device_hours_high=high, reported_device_hours=run.reported_device_hours,
         error_pct=_error_pct(hours, run.reported_device_hours),  # type: ignore[arg-type]
         error_pct_half_devices=half, error_pct_double_devices=double,
-        reported_within_range=low <= run.reported_device_hours <= high,
+        reported_within_range=inside, energy_scope=run.energy_scope,
         predicted_mfu=e.throughput.mfu, goodput=e.time.goodput, implied_mfu=implied,
-        predicted_power_w=e.energy.power_per_device_w, reported_power_w=run.reported_power_w,
+        predicted_power_w=power_w, reported_power_w=run.reported_power_w,
         pue=run.reported_pue, grid_g_co2e_per_kwh=run.reported_grid_g_co2e_per_kwh,
         predicted_energy_mwh=energy, reported_energy_mwh=run.reported_energy_mwh,
         energy_error_pct=_error_pct(energy, run.reported_energy_mwh),
@@ -282,11 +309,14 @@ def summarize(rows: Sequence[BacktestRow]) -> BacktestResult:
     worst_row = max(counted, key=lambda r: abs(r.error_pct)) if counted else None
     a_med, a_max = _stats([r.arithmetic_error_pct for r in rows
                            if r.arithmetic_error_pct is not None])
+    e_med, _ = _stats([r.energy_error_pct for r in counted if r.energy_error_pct is not None])
     return BacktestResult(
         rows=tuple(rows), median_abs_error_pct=med, max_abs_error_pct=worst,
         median_error_pct=statistics.median(r.error_pct for r in counted) if counted else None,
         worst_run=worst_row.id if worst_row else None, num_summary_runs=len(counted),
-        arithmetic_median_abs_error_pct=a_med, arithmetic_max_abs_error_pct=a_max)
+        arithmetic_median_abs_error_pct=a_med, arithmetic_max_abs_error_pct=a_max,
+        coverage=(sum(r.reported_within_range for r in counted) / len(counted)
+                  if counted else None), energy_median_abs_error_pct=e_med)
 
 
 def run_backtest(path: Path | None = None, ids: Sequence[str] = ()) -> BacktestResult:

@@ -24,6 +24,13 @@ def summary(result: BacktestResult) -> str:
     text = (f"Device-hours over {runs}: median absolute error "
             f"{result.median_abs_error_pct:.0f}%, worst {result.max_abs_error_pct:.0f}% "
             f"({result.worst_run}); median signed error {result.median_error_pct:+.0f}%.")
+    if result.coverage is not None:
+        inside = sum(r.reported_within_range for r in result.rows if r.in_summary)
+        text += (f" Coverage: {inside} of {result.num_summary_runs} reported inside their "
+                 f"low-high range ({result.coverage:.0%}).")
+    if result.energy_median_abs_error_pct is not None:
+        text += (f" Energy in matching scopes: median {result.energy_median_abs_error_pct:.0f}%"
+                 " off.")
     if left_out:
         text += f" Shown but not counted: {', '.join(left_out)}."
     if result.arithmetic_max_abs_error_pct is not None:
@@ -54,6 +61,7 @@ def _display_row(r: BacktestRow) -> dict[str, str]:
         "predicted device-h": fmt_count(r.predicted_device_hours),
         "range": f"{fmt_count(r.predicted_device_hours_low)}-"
                  f"{fmt_count(r.predicted_device_hours_high)}",
+        "inside": "yes" if r.reported_within_range else "no",
         "reported device-h": fmt_count(r.reported_device_hours),
         "error": _pct(r.error_pct),
         "error at 1/2x, 2x devices": (f"{_pct(r.error_pct_half_devices)}, "
@@ -67,8 +75,14 @@ def _display_row(r: BacktestRow) -> dict[str, str]:
 def _detail_rows(r: BacktestRow) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     grid = f"PUE {r.pue:g} x {r.grid_g_co2e_per_kwh:g} g/kWh" if r.pue is not None else ""
-    plan = f"planner {r.predicted_power_w:.0f} W/device x {grid}"
+    plan = f"planner {r.energy_scope} {r.predicted_power_w:.0f} W/device x {grid}"
     src = f"reported hours x {r.reported_power_w:g} W x {grid}" if r.reported_power_w else ""
+    if r.reported_power_w is not None:
+        out.append({"run": r.id, "quantity": f"power per device ({r.energy_scope})",
+                    "basis": f"planner {r.energy_scope} scope, before PUE",
+                    "predicted": f"{r.predicted_power_w:.0f} W",
+                    "reported": f"{r.reported_power_w:g} W",
+                    "error": _pct(100 * (r.predicted_power_w / r.reported_power_w - 1))})
     for name, basis, pred, rep, err, unit in (
             ("energy", plan, r.predicted_energy_mwh, r.reported_energy_mwh,
              r.energy_error_pct, "MWh"),
