@@ -48,8 +48,11 @@ def test_embodied_bloom_rate():
 
 
 def test_goodput_defaults_ordered_and_shrink_with_scale():
-    small, mid, large = (oc.default_goodput(n) for n in (8, 512, 16384))
+    # the failure model's cases (planner/planning/reliability.py), on a 70B checkpoint
+    from planner.planning.reliability import model_goodput
+    from planner.specs import Assumptions
+    small, mid, large = (model_goodput(n, Assumptions(), 70e9 * 14) for n in (8, 512, 16384))
     for lo, ex, hi in (small, mid, large):
         assert 0 < lo <= ex <= hi <= 1
     assert small[1] >= mid[1] >= large[1]
-    assert large[1] == 0.90  # Llama 3: "higher than 90% effective training time"
+    assert large[1] > 0.90  # Llama 3: "higher than 90% effective training time"

@@ -175,7 +175,7 @@ def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region,
         return
     from planner.planning.budget import answer_budget
     from planner.catalog.catalog import load_hardware
-    from planner.estimators.outcome import GOODPUT_SOURCE, default_goodput
+    from planner.planning.reliability import FAILURE_MODEL_SOURCE, goodput_for_compute
     from planner.planning.estimate import price_quote
     from planner.results import Assumption
     from planner.specs import Assumptions
@@ -208,11 +208,13 @@ def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region,
     for _ in range(2):  # the default goodput depends on the device count, which depends on hours
         hours = (flops / (3600 * peak * eff[1] * g)) if flops else (device_hours or usd / price)
         n = devices or max(1, math.ceil(hours / (deadline_days * 24) / node)) * node
-        g = goodput or default_goodput(n)[1]
+        g = goodput or goodput_for_compute(n, hours * 3600 * peak * eff[1] * g, Assumptions(
+            price_tier=price_tier))
     hours = (flops / (3600 * peak * eff[1] * g)) if flops else (device_hours or usd / price)
     devices = n
     notes.append(Assumption(name="goodput", value=g, unit="fraction", defaulted=goodput is None,
-                            source=GOODPUT_SOURCE if goodput is None else "set by user"))
+                            source=FAILURE_MODEL_SOURCE + " (checkpoint of the compute-optimal model)"
+                            if goodput is None else "set by user"))
     ans = answer_budget(hw, precision, hours, usd, price, tuple(eff), g, devices,
                         tokens_per_param, notes)
     click.echo(_render_budget(ans, fmt), nl=False)

@@ -72,3 +72,11 @@ def reliability(devices: int, user: Assumptions, ckpt_bytes: float,
         mean_time_between_interruptions_h=c.mtbi_s / SECONDS_PER_HOUR,
         restart_s=restarts[1], interruptions=gp.interruptions(wall_h * devices, rates[1]),
         model_goodput=c.goodput), notes
+
+
+def goodput_for_compute(devices: int, useful_flops: float, user: Assumptions) -> float:
+    """Expected goodput when only the compute is known (`planner budget` without a model): the
+    failure model with the checkpoint of the Chinchilla-optimal model for that compute
+    (C = 6ND, D = 20N, so N = sqrt(C / 120); AdamW mixed precision, 14 bytes a parameter)."""
+    params = (useful_flops / 120.0) ** 0.5
+    return model_goodput(devices, user, gp.checkpoint_bytes(params, 2, 12))[1]
