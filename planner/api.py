@@ -34,12 +34,12 @@ def estimate(model=None, hardware: str | None = None, devices: int | None = None
 def plan(model=None, hardware: str | None = None, tokens=None, region: str | None = None,
          devices: int | None = None, deadline_days: float | None = None,
          budget_usd: float | None = None, max_devices: int = 65536, objective: str = "time",
-         top: int = 10, **options: Any):
+         top: int = 10, confidence: str = "expected", **options: Any):
     """`planner plan`: answer one sizing question (default: the fewest devices) -> PlanResult."""
     from planner.planning.resolve import resolve
     from planner.planning.sizing import answer, question
 
-    q = question(devices, deadline_days, budget_usd, max_devices, objective)
+    q = question(devices, deadline_days, budget_usd, max_devices, objective, confidence)
     return answer(resolve(model, hardware, tokens, region, **options), q, top)
 
 

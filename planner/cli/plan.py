@@ -25,17 +25,22 @@ def _question_options(f):
         click.option("--objective", type=click.Choice(["time", "cost", "carbon"]),
                      default="time", show_default=True,
                      help="How to rank layouts that answer the question."),
+        click.option("--confidence", type=click.Choice(["expected", "high"]),
+                     default="expected", show_default=True,
+                     help="Meet --deadline-days / --budget-usd in the expected case or in the "
+                          "worst (high) case of the range."),
     ]):
         f = opt(f)
     return f
 
 
-def _question(devices, min_devices, deadline_days, budget_usd, max_devices, objective):
+def _question(devices, min_devices, deadline_days, budget_usd, max_devices, objective,
+              confidence="expected"):
     from planner.planning.sizing import question
 
     if min_devices and (devices or deadline_days or budget_usd):
         raise SpecError("ask one question at a time: --min-devices with another question")
-    return question(devices, deadline_days, budget_usd, max_devices, objective)
+    return question(devices, deadline_days, budget_usd, max_devices, objective, confidence)
 
 
 @click.command("plan")
@@ -50,7 +55,7 @@ def _question(devices, min_devices, deadline_days, budget_usd, max_devices, obje
               help="How many layouts to list.")
 @format_option
 def plan_cmd(model, hardware, profiles_dirs, devices, min_devices, deadline_days, budget_usd,
-             max_devices, objective, tokens, region, top, fmt, **opts) -> None:
+             max_devices, objective, confidence, tokens, region, top, fmt, **opts) -> None:
     """Search every valid layout and answer a sizing question.
 
     Give one of --devices, --min-devices, --deadline-days or --budget-usd (default:
@@ -60,7 +65,8 @@ def plan_cmd(model, hardware, profiles_dirs, devices, min_devices, deadline_days
     from planner.report.plan import render_plan
     from planner.planning.sizing import answer
 
-    q = _question(devices, min_devices, deadline_days, budget_usd, max_devices, objective)
+    q = _question(devices, min_devices, deadline_days, budget_usd, max_devices, objective,
+                  confidence)
     shape, options = split_cli_options(opts)
     req = resolve(model, hardware, tokens, region, profiles_dirs, shape, **options)
     click.echo(render_plan(answer(req, q, top), fmt), nl=False)
@@ -79,14 +85,15 @@ def plan_cmd(model, hardware, profiles_dirs, devices, min_devices, deadline_days
               help="Write cost vs time with ranges and the Pareto front (.png or .svg).")
 @format_option
 def compare_cmd(model, hardware_list, profiles_dirs, devices, min_devices, deadline_days,
-                budget_usd, max_devices, objective, tokens, region, plot_path, fmt,
+                budget_usd, max_devices, objective, confidence, tokens, region, plot_path, fmt,
                 **opts) -> None:
     """The best plan on each hardware for the same job, side by side."""
     from planner.planning.resolve import resolve
     from planner.report.plan import render_compare
     from planner.planning.sizing import answer
 
-    q = _question(devices, min_devices, deadline_days, budget_usd, max_devices, objective)
+    q = _question(devices, min_devices, deadline_days, budget_usd, max_devices, objective,
+                  confidence)
     names = [h.strip() for h in hardware_list.split(",") if h.strip()]
     if not names:
         raise SpecError("--hardware needs at least one profile name")

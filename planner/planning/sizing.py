@@ -43,20 +43,22 @@ class Question:
     value: float | None = None  # devices, days or USD
     max_devices: int = 65536
     objective: str = "time"
+    confidence: str = "expected"  # meet a deadline or budget in the expected or worst case
 
     def describe(self) -> str:
         if self.kind == "devices":
             return f"the best layout on {self.value:g} device" + ("s" if self.value != 1 else "")
+        worst = " in the worst case" if self.confidence == "high" else ""
         if self.kind == "deadline":
-            return f"the fewest devices that finish within {self.value:g} days"
+            return f"the fewest devices that finish within {self.value:g} days{worst}"
         if self.kind == "budget":
-            return f"the fastest plan within ${self.value:,.0f}"
+            return f"the fastest plan within ${self.value:,.0f}{worst}"
         return "the fewest devices that can train the model"
 
 
 def question(devices: int | None = None, deadline_days: float | None = None,
              budget_usd: float | None = None, max_devices: int = 65536,
-             objective: str = "time") -> Question:
+             objective: str = "time", confidence: str = "expected") -> Question:
     """The one question asked (default: the fewest devices); more than one is an error."""
     asked = [(k, v, f) for k, v, f in (("devices", devices, "--devices"),
                                        ("deadline", deadline_days, "--deadline-days"),
@@ -66,7 +68,11 @@ def question(devices: int | None = None, deadline_days: float | None = None,
     if devices and devices > max_devices:
         raise SpecError(f"--devices {devices} exceeds --max-devices {max_devices}")
     kind, value, _ = asked[0] if asked else ("min_devices", None, "")
-    return Question(kind, value, max_devices, objective)
+    if confidence not in ("expected", "high"):
+        raise SpecError(f"--confidence '{confidence}': valid: expected, high")
+    if confidence == "high" and kind not in ("deadline", "budget"):
+        raise SpecError("--confidence high needs --deadline-days or --budget-usd")
+    return Question(kind, value, max_devices, objective, confidence)
 
 
 @dataclass(frozen=True)
@@ -76,11 +82,14 @@ class PlanResult:
     candidates: list[dict[str, Any]]
     rejected: dict[str, int]
     searched: int
+    constraint: dict[str, Any] | None = None  # deadline/budget: value and met, by case
+    confidence: str = "expected"
 
     def to_dict(self) -> dict[str, Any]:
         return {"question": self.question, "best": self.best.to_dict(),
                 "candidates": self.candidates, "rejected": self.rejected,
-                "searched": self.searched}
+                "searched": self.searched, "constraint": self.constraint,
+                "confidence": self.confidence}
 
 
 def search_space(req: Request, relax: bool = False) -> SearchSpace:
@@ -122,7 +131,8 @@ def outcomes(req: Request, c: Candidates) -> dict[str, np.ndarray]:
                           goodput, inp)
 
 
-def _select(q: Question, c: Candidates, out: dict[str, np.ndarray], hw_name: str) -> np.ndarray:
+def _select(q: Question, c: Candidates, out: dict[str, np.ndarray], hw_name: str,
+            case: str = "") -> np.ndarray:
     """Indices of the candidates that answer the question (before ranking)."""
     n = c.arrays["devices"]
     if q.kind in ("devices", "min_devices"):
@@ -133,14 +143,14 @@ def _select(q: Question, c: Candidates, out: dict[str, np.ndarray], hw_name: str
             i = int(out["days"].argmin())
             raise InfeasibleError(
                 f"no plan on at most {q.max_devices} x {hw_name} finishes within "
-                f"{q.value:g} days; the fastest takes {out['days'][i]:.1f} days on "
+                f"{q.value:g} days{case}; the fastest takes {out['days'][i]:.1f} days on "
                 f"{int(n[i])} devices (raise --max-devices or the deadline)")
         return np.nonzero(ok & (n == n[ok].min()))[0]
     ok = out["cost_usd"] <= q.value
     if not ok.any():
         i = int(out["cost_usd"].argmin())
         raise InfeasibleError(
-            f"no plan on {hw_name} fits a budget of ${q.value:,.0f}; the cheapest costs "
+            f"no plan on {hw_name} fits a budget of ${q.value:,.0f}{case}; the cheapest costs "
             f"${out['cost_usd'][i]:,.0f} on {int(n[i])} devices ({out['days'][i]:.1f} days)")
     return np.nonzero(ok)[0]
 
@@ -230,7 +240,12 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     if not len(cands):
         raise InfeasibleError(no_fit_message(req, q, counts, cands))
     out = outcomes(req, cands)
-    idx = _select(q, cands, out, req.hw.name)
+    if q.confidence == "high":  # the constraint must hold in the worst case
+        from planner.planning.confidence import worst_case_outcomes
+        idx = _select(q, cands, worst_case_outcomes(req, cands, training), req.hw.name,
+                      " in the worst case")
+    else:
+        idx = _select(q, cands, out, req.hw.name)
     key = RANK_KEY[q.objective] if q.kind != "budget" else "days"
     # ties (same step time) go to the layout with the most memory headroom
     order = idx[np.lexsort((cands.arrays["memory_bytes"][idx], out["days"][idx],
@@ -247,7 +262,12 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     best = estimate_at(req, rows[0], choice, note=Assumption(
         name="question", value=q.describe(), unit="", defaulted=False,
         source=f"layout search over {cands.searched:,} candidates, ranked by {q.objective}"))
-    return PlanResult(q.describe(), best, rows[:top], cands.rejected, cands.searched)
+    con = None
+    if q.kind in ("deadline", "budget"):
+        from planner.planning.confidence import constraint_cases
+        con = constraint_cases(q.kind, q.value, best)
+    return PlanResult(q.describe(), best, rows[:top], cands.rejected, cands.searched, con,
+                      q.confidence)
 
 
 def _row_from(arrays_row: dict[str, Any]) -> dict[str, Any]:

@@ -39,12 +39,45 @@ def render_plan(result, fmt: str) -> str:
         return render_rows(rows, CANDIDATE_COLUMNS, "csv")
     heading = "## " if fmt == "markdown" else ""
     parts = [f"{heading}Question: {result.question} (searched {result.searched:,} layouts)\n",
+             *_constraint_line(result),
              render_estimate(result.best, fmt),
              f"\n{heading}Top layouts\n",
              render_rows(rows, CANDIDATE_COLUMNS, fmt),
              f"\n{heading}Rejected\n",
              render_rows(rejected, ["reason", "layouts"], fmt)]
     return "\n".join(p.rstrip("\n") for p in parts) + "\n"
+
+
+_CASES = {"low": "best", "expected": "expected", "high": "worst"}
+
+
+def describe_constraint(con: dict, confidence: str) -> str:
+    """'Deadline 60 days: met in the best (46.2 days) and expected (52.7 days) cases, not in
+    the worst (73.5 days). Planned for the expected case (...).'"""
+    days = con["kind"] == "deadline"
+    unit = (lambda v: f"{v:,.1f} days") if days else _money
+    label = f"Deadline {con['limit']:g} days" if days else f"Budget {_money(con['limit'])}"
+
+    def cases(met: bool) -> str:
+        names = [f"{_CASES[k]} ({unit(v)})" for k, v in con["values"].items()
+                 if con["met"][k] == met]
+        joined = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        return joined + (" cases" if len(names) > 1 else " case")
+
+    text = f"{label}: met in the {cases(True)}" if any(con["met"].values()) else \
+        f"{label}: met in no case"
+    if not all(con["met"].values()):
+        text += f", not in the {cases(False)}"
+    if confidence == "high":
+        return text + ". Planned for the worst case (--confidence high)."
+    return text + (". Planned for the expected case; --confidence high plans for the worst."
+                   if not con["met"]["high"] else ". Planned for the expected case.")
+
+
+def _constraint_line(result) -> list[str]:
+    if getattr(result, "constraint", None) is None:
+        return []
+    return [describe_constraint(result.constraint, result.confidence) + "\n"]
 
 
 def compare_rows(estimates: list) -> list[dict]:
