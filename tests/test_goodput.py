@@ -81,3 +81,60 @@ def test_goodput_falls_with_devices(devices, ckpt):
     one = gp.goodput_cases(devices, ckpt, storage_bytes_per_s=1e12)[1].goodput
     two = gp.goodput_cases(devices * 2, ckpt, storage_bytes_per_s=1e12)[1].goodput
     assert gp.MIN_GOODPUT <= two <= one <= 1.0
+
+
+# -- wired into estimate ---------------------------------------------------------------------
+
+def _est(**kw):
+    import planner
+    return planner.estimate(model="llama3-8b", hardware="h100-sxm", devices=64, tokens="1T",
+                            seq_len=8192, global_batch_size=512, tp=1, pp=1, cp=1, ep=1,
+                            zero_stage=2, micro_batch_size=1, recompute="none",
+                            virtual_stages=1, **kw)
+
+
+def test_estimate_shows_checkpoint_and_failures():
+    e = _est()
+    r = e.reliability
+    # llama3-8b: 8.03B x (2 + 12) bytes; 64 x 0.122 GB/s = 7.8 GB/s
+    assert r.checkpoint_bytes == pytest.approx(e.model.params_total * 14)
+    assert r.checkpoint_write_s == pytest.approx(r.checkpoint_bytes / (64 * 2e12 / 16_384))
+    assert r.interruptions == pytest.approx(gp.RATE_EXPECTED * e.time.device_hours)
+    assert e.time.goodput == pytest.approx(r.model_goodput)
+    names = {a.name for a in e.assumptions}
+    assert {"failure_rate_per_device_hour", "restart_minutes", "storage_gb_per_s",
+            "goodput_expected", "power_scope"} <= names
+
+
+def test_failure_flags_move_goodput():
+    base, flaky = _est(), _est(failure_rate_per_device_hour=1.3e-4, restart_minutes=60,
+                               storage_gb_per_s=1.0)
+    assert flaky.time.goodput < base.time.goodput
+    assert flaky.reliability.checkpoint_write_s == pytest.approx(
+        base.reliability.checkpoint_bytes / 1e9)
+    # the user's rate is used in every case
+    assert flaky.range.low.goodput == pytest.approx(flaky.range.high.goodput, rel=0.05)
+
+
+def test_spot_adds_preemptions():
+    # --price-tier spot: 20% of 8-GPU instances a month = 3.4e-5 per device-hour on top
+    on_demand, spot = _est(), _est(price_tier="spot")
+    assert spot.reliability.interruptions_per_device_hour == pytest.approx(
+        gp.RATE_EXPECTED + 0.20 / (730 * 8))
+    assert spot.time.goodput < on_demand.time.goodput
+    assert spot.time.device_hours > on_demand.time.device_hours
+    assert any("spot preemptions" in a.source for a in spot.assumptions)
+
+
+def test_user_goodput_still_shows_the_failure_model():
+    e = _est(goodput_expected=0.9)
+    assert e.time.goodput == 0.9 and e.reliability.model_goodput > 0.99
+
+
+def test_cli_table_prints_checkpoint_line(runner):
+    from planner.cli import cli
+    out = runner.invoke(cli, ["estimate", "--model", "llama3-8b", "--devices", "64",
+                              "--tokens", "1T", "--storage-gb-per-s", "10"]).stdout
+    line = next(x for x in out.splitlines() if x.startswith("Checkpoint"))
+    assert "112 GB (weights + optimizer state)" in line and "at 10 GB/s aggregate" in line
+    assert any(x.startswith("Failures") and "goodput" in x for x in out.splitlines())

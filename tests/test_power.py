@@ -43,3 +43,21 @@ def test_scopes_nest():
     assert pw.scope_pue("server", 1.2) == pw.scope_pue("accelerator", 1.2) == 1.0
     # the server's average is well below the nameplate 1,275 W an H100 slot was charged
     assert s < 700 + 575
+
+
+def test_estimate_energy_in_each_scope():
+    import planner
+    kw = dict(model="llama3-8b", hardware="h100-sxm", devices=64, tokens="1T", seq_len=8192,
+              global_batch_size=512, tp=1, pp=1, cp=1, ep=1, zero_stage=2, micro_batch_size=1,
+              recompute="none", virtual_stages=1, pue=1.2)
+    fac = planner.estimate(**kw)
+    acc = planner.estimate(**kw, power_scope="accelerator")
+    srv = planner.estimate(**kw, power_scope="server")
+    h = fac.time.device_hours
+    assert acc.time.device_hours == h
+    assert acc.energy.kwh == pytest.approx(h * 630 / 1e3) == pytest.approx(fac.energy.accelerator_kwh)
+    assert srv.energy.kwh == pytest.approx(h * (630 + 307.5) / 1e3) == pytest.approx(fac.energy.it_kwh)
+    assert fac.energy.kwh == pytest.approx(srv.energy.kwh * 1.2) == pytest.approx(fac.energy.facility_kwh)
+    assert (acc.energy.scope, srv.energy.scope, fac.energy.scope) == ("accelerator", "server", "facility")
+    assert acc.carbon.kg_co2e == pytest.approx(acc.energy.kwh * acc.carbon.grid_g_co2e_per_kwh / 1e3)
+    assert acc.carbon.scope == "accelerator"

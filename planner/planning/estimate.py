@@ -101,6 +101,14 @@ def goodput_cases(devices, user: Assumptions, ckpt_bytes: float) -> tuple:
     d = rel.model_goodput(devices, user, ckpt_bytes)
     given = (user.goodput_low, user.goodput_expected, user.goodput_high)
     g = tuple(d[i] if v is None else v for i, v in enumerate(given))
+    if user.goodput_expected is not None:  # a given expected bounds the defaulted cases
+        e = user.goodput_expected
+        lo, hi = g[0], g[2]
+        if user.goodput_low is None:
+            lo = lo * (lo <= e) + e * (lo > e)
+        if user.goodput_high is None:
+            hi = hi * (hi >= e) + e * (hi < e)
+        g = (lo, e, hi)
     if any(v is not None for v in given) and isinstance(devices, int) and \
             not g[0] <= g[1] <= g[2]:
         raise SpecError(f"--goodput: need low <= expected <= high, got {g[0]}, {g[1]}, {g[2]}")
