@@ -49,6 +49,7 @@ class HardwareSummary(Result):
     precision: str
     peak_tflops: float
     memory_bytes: float
+    validation: str = "scaled"  # measured | published runs | scaled (from published figures)
 
 
 @dataclass(frozen=True)

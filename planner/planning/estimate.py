@@ -315,7 +315,8 @@ def estimate(
             source_url=model.source_url),
         hardware=HardwareSummary(
             name=hw.name, display_name=hw.display_name, precision=training.precision,
-            peak_tflops=peak / TERA, memory_bytes=hw.memory_bytes),
+            peak_tflops=peak / TERA, memory_bytes=hw.memory_bytes,
+            validation=hw.validation.basis.replace("_", " ") if hw.validation else "scaled"),
         tokens=training.tokens,
         layout=Layout(
             devices=par.devices, dp=par.dp, tp=par.tp, pp=par.pp, cp=par.cp, ep=par.ep,

@@ -95,6 +95,7 @@ def compare_rows(estimates: list) -> list[dict]:
             "cost": f"{_money(r.expected.cost_usd)} ({_money(r.low.cost_usd)}-"
                     f"{_money(r.high.cost_usd)})",
             "usd_per_hour": e.cost.usd_per_device_hour,
+            "validated": e.hardware.validation,
             "energy": _energy(r.expected.energy_kwh),
             "carbon": f"{_carbon(r.expected.kg_co2e)} ({_carbon(r.low.kg_co2e)}-"
                       f"{_carbon(r.high.kg_co2e)})",
@@ -111,9 +112,12 @@ def render_compare(estimates: list, fmt: str, question: str) -> str:
         flat = [flatten({k: v for k, v in e.to_dict().items() if k != "assumptions"})
                 for e in estimates]
         return render_rows(flat, list(flat[0]) if flat else [], "csv")
-    cols = ["hardware", "devices", "layout", "mfu", "days", "device_hours", "cost",
+    cols = ["hardware", "validated", "devices", "layout", "mfu", "days", "device_hours", "cost",
             "usd_per_hour", "energy", "carbon"]
     head = f"{'## ' if fmt == 'markdown' else ''}{question}\n\n"
     note = ("\nRanges: best case (high efficiency, high goodput) to worst case. Prices are each "
-            "profile's default tier; see `planner hardware show NAME`.\n")
+            "profile's default tier; see `planner hardware show NAME`. validated: measured (this "
+            "project ran it, docs/validation/), published runs (its efficiency checked against "
+            "published training runs), scaled (datasheet figures and an efficiency scaled "
+            f"from other hardware). Energy and carbon: {estimates[0].energy.scope} scope.\n")
     return head + render_rows(compare_rows(estimates), cols, fmt) + note

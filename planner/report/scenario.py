@@ -27,7 +27,13 @@ def scenario_answer(result: ScenarioResult) -> str:
             f"({best.carbon.region}), training {best.model.name} "
             f"({fmt_count(best.model.params_total)} parameters) on "
             f"{fmt_count(best.tokens)} tokens.")
-    if len(ranked) > 1:
+    fastest = min(plans, key=lambda e: e.time.wall_clock_days)
+    if sc.constraints.objective != "time" and fastest is not best:
+        text += (f" The fastest is {fastest.hardware.name} "
+                 f"({duration(fastest.range.expected.wall_clock_days)}, "
+                 f"{money(fastest.range.expected.cost_usd)}).")
+    if len(ranked) > 1 and ranked[1] is not fastest or \
+            sc.constraints.objective == "time" and len(ranked) > 1:
         nxt = ranked[1]
         text += (f" Next is {nxt.hardware.name} ({plural(nxt.layout.devices, 'device')}, "
                  f"{duration(nxt.range.expected.wall_clock_days)}, "

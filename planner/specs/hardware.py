@@ -69,6 +69,16 @@ class EfficiencyRange(Spec):
         return self
 
 
+class Validation(Spec):
+    """What this profile's numbers were checked against (absent: datasheet figures and an
+    efficiency scaled from other hardware, checked against nothing)."""
+
+    basis: Literal["measured", "published_runs"] = Field(
+        description="measured: this project ran it (docs/validation/); published_runs: "
+        "published training runs on this hardware set or checked its efficiency.")
+    source: str = Field(min_length=3, description="Which runs, where.")
+
+
 # Figures that divide or scale everything downstream: zero would be a ZeroDivisionError or a
 # silent "does not fit", so each must be > 0. tdp_w, host power and embodied carbon may be 0
 # (unknown: the profile then predicts no energy for the device; see profiling/cpu_profile.py).
@@ -116,6 +126,9 @@ class HardwareProfile(Spec):
     embodied_kg_co2e_per_device: Figure | None = None
     prices: list[PriceQuote] = Field(min_length=1)
     efficiency: EfficiencyRange
+    validation: Validation | None = Field(
+        None, description="What the profile was validated against; none: scaled from "
+        "published figures only.")
     notes: str | None = None
 
     @field_validator(*POSITIVE_FIGURES)

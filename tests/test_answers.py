@@ -1,0 +1,70 @@
+"""Answers a user would accept (issue 13): headroom among near-ties, a --min-devices answer
+that trains for years says so, compare says which profiles were validated, and a scenario
+names the option its objective asks for."""
+
+import json
+
+import numpy as np
+import pytest
+
+from planner.cli import cli
+from planner.planning.sizing import NEAR_BEST, headroom_order
+
+
+def test_headroom_rule_by_hand():
+    # three layouts: the fastest at 78 GiB, one 0.5% slower at 65 GiB, one 3% slower at 40 GiB
+    days = np.array([100.0, 100.5, 103.0])
+    memory = np.array([78.0, 65.0, 40.0])
+    order = headroom_order(np.arange(3), days, days, memory)
+    assert order.tolist() == [1, 0, 2]  # within 1%: most headroom first; then by time
+    assert NEAR_BEST == 0.01
+
+
+def test_405b_plan_prefers_headroom(runner):
+    # issue 13: the 405B on 16,384 H100 picked 78.4 of 80 GiB over a layout as fast with 65.
+    out = json.loads(runner.invoke(cli, [
+        "plan", "--model", "llama3.1-405b", "--hardware", "h100-sxm", "--tokens", "15T",
+        "--seq-len", "8192", "--global-batch", "2048", "--devices", "16384", "--top", "50",
+        "--format", "json"]).stdout)
+    best, cands = out["best"], out["candidates"]
+    fastest = min(c["days"] for c in cands)
+    assert best["range"]["expected"]["wall_clock_days"] <= fastest * 1.01
+    near = [c for c in cands if c["days"] <= fastest * 1.01]
+    assert best["memory_per_device"]["total_bytes"] / 2**30 == pytest.approx(
+        min(c["memory_gib"] for c in near), abs=0.06)
+    assert best["memory_per_device"]["total_bytes"] < 0.9 * 80 * 2**30
+
+
+def test_min_devices_that_train_for_years_say_so(runner):
+    result = runner.invoke(cli, ["plan", "--model", "llama3-70b", "--hardware", "h100-sxm",
+                                 "--tokens", "15T", "--global-batch", "2048", "--min-devices",
+                                 "--format", "json"])
+    best = json.loads(result.stdout)["best"]
+    years = best["range"]["expected"]["wall_clock_days"] / 365.25
+    assert years > 1
+    w = best["warnings"][0]
+    assert w.startswith(f"the fewest devices that fit ({best['layout']['devices']}) train for "
+                        f"{years:,.1f} years; ")
+    n90 = int(w.split("; ")[1].split()[0].replace(",", ""))
+    check = json.loads(runner.invoke(cli, [
+        "plan", "--model", "llama3-70b", "--hardware", "h100-sxm", "--tokens", "15T",
+        "--global-batch", "2048", "--deadline-days", "90", "--format", "json"]).stdout)
+    assert check["best"]["layout"]["devices"] == n90
+
+
+def test_compare_says_which_profiles_are_validated(runner):
+    out = runner.invoke(cli, ["compare", "--model", "llama3-8b", "--tokens", "1T",
+                              "--hardware", "h100-sxm,a100-80gb,b200", "--devices", "64"]).stdout
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[4:7]}
+    assert rows == {"h100-sxm": "measured", "a100-80gb": "published", "b200": "scaled"}
+    assert "validated: measured (this project ran it" in out
+
+
+def test_scenario_names_the_option_its_objective_asks_for(runner):
+    out = json.loads(runner.invoke(cli, ["run", "llama3-70b-15t", "--format", "json"]).stdout)
+    text = runner.invoke(cli, ["run", "llama3-70b-15t"]).stdout
+    cheapest = min(out["plans"], key=lambda p: p["cost"]["total_usd"])
+    fastest = min(out["plans"], key=lambda p: p["time"]["wall_clock_days"])
+    assert f"the cheapest is {cheapest['hardware']['name']}:" in text
+    if fastest is not cheapest:
+        assert f"The fastest is {fastest['hardware']['name']} (" in text
