@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from planner.planning.estimate import goodput_cases, outcome_inputs, outcome_values
+from planner.planning.ranges import worst_efficiency
 from planner.planning.reliability import checkpoint_bytes_for
 from planner.estimators.params import count_params
 
@@ -27,7 +28,7 @@ def worst_case_outcomes(req, c, training) -> dict[str, np.ndarray]:
         prof = req.hw.efficiency
         predicted = a["hw_flops_per_token"] * a["global_batch_size"] * training.seq_len / (
             a["step_s"] * a["devices"] * peak)
-        eff = predicted * prof.low / prof.expected
+        eff = worst_efficiency(predicted, prof.low, prof.expected)
     else:
         eff = np.full(len(c), user.efficiency.low)
     ckpt = checkpoint_bytes_for(count_params(req.model).total, training)

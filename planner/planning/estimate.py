@@ -20,6 +20,7 @@ from planner.estimators.step_time import (
 )
 from planner.estimators.vec import Degrees
 from planner.planning import reliability as rel
+from planner.planning.ranges import WORST_CASE_RULE, worst_efficiency
 from planner.results import (
     Assumption, Carbon, Cost, Energy, Estimate, Flops, HardwareSummary, Layout, LayoutChoice,
     Memory,
@@ -65,7 +66,7 @@ def _efficiencies(hw: HardwareProfile, predicted: float, led: _Ledger) -> tuple[
                                         defaulted=False))
         return eff.low, eff.expected, eff.high
     prof = hw.efficiency
-    lo = predicted * prof.low / prof.expected
+    lo = worst_efficiency(predicted, prof.low, prof.expected)
     hi = min(1.0, predicted * prof.high / prof.expected)
     led.items.append(Assumption(
         name="efficiency_expected", value=predicted, unit="fraction of peak", defaulted=True,
@@ -81,7 +82,7 @@ def _efficiencies(hw: HardwareProfile, predicted: float, led: _Ledger) -> tuple[
 @lru_cache(maxsize=64)
 def _spread_source(name: str, low: float, expected: float, high: float, source: str) -> str:
     return (f"prediction x the relative spread of the {name} profile range "
-            f"{low}/{expected}/{high}: {source}")
+            f"{low}/{expected}/{high} ({WORST_CASE_RULE}): {source}")
 
 
 def _cases(effs: tuple[float, ...], devices: int, led: _Ledger,
