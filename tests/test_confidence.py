@@ -70,3 +70,17 @@ def test_confidence_needs_a_constraint(runner_module):
     assert result.exit_code == 1
     assert result.stderr.strip().endswith(
         "--confidence high needs --deadline-days or --budget-usd")
+
+
+def test_plot_draws_the_deadline_and_budget():
+    pytest.importorskip("matplotlib")
+    import planner
+    from planner.report.plot import compare_figure, pyplot
+
+    est = planner.estimate(model="llama3-8b", hardware="h100-sxm", devices=64, tokens="1T")
+    fig = compare_figure([est], "t", deadline_days=30, budget_usd=3e5)
+    lines = {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata()))
+             for ln in fig.axes[0].lines}
+    assert lines["deadline: 30 days"][0] == [30, 30]
+    assert next(v for k, v in lines.items() if k.startswith("budget:"))[1] == [0.3, 0.3]
+    pyplot().close(fig)

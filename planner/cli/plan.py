@@ -115,5 +115,5 @@ def compare_cmd(model, hardware_list, profiles_dirs, devices, min_devices, deadl
 
         if not plot_path.endswith((".png", ".svg")):
             raise SpecError(f"--plot '{plot_path}': use a .png or .svg file name")
-        plot_compare(best, plot_path, title)
+        plot_compare(best, plot_path, title, deadline_days, budget_usd)
     click.echo(render_compare(best, fmt, title), nl=False)

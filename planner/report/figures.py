@@ -77,7 +77,9 @@ def breakdown_figure(plans: list):
 def scenario_figures(result) -> dict[str, str]:
     """All report figures as data URIs."""
     return {
-        "compare": png_data_uri(compare_figure(result.plans, result.scenario.title)),
+        "compare": png_data_uri(compare_figure(
+            result.plans, result.scenario.title, result.scenario.constraints.deadline_days,
+            result.scenario.constraints.budget_usd)),
         "memory": png_data_uri(memory_figure(result.plans)),
         "breakdown": png_data_uri(breakdown_figure(result.plans)),
     }

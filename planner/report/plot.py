@@ -43,15 +43,19 @@ def save(fig, path: str) -> None:
         fig.savefig(tmp, format=fmt)
 
 
-def plot_compare(estimates: list, path: str, title: str) -> None:
+def plot_compare(estimates: list, path: str, title: str,
+                 deadline_days: float | None = None, budget_usd: float | None = None) -> None:
     """Write a PNG or SVG: wall-clock days vs cost, error bars from the ranges."""
-    fig = compare_figure(estimates, title)
+    fig = compare_figure(estimates, title, deadline_days, budget_usd)
     save(fig, path)
     pyplot().close(fig)
 
 
-def compare_figure(estimates: list, title: str):
-    """Cost against wall-clock days per option, ranges as error bars, Pareto front marked."""
+def compare_figure(estimates: list, title: str, deadline_days: float | None = None,
+                   budget_usd: float | None = None):
+    """Cost against wall-clock days per option, ranges as error bars, Pareto front marked;
+    the deadline (a vertical line) and the budget (a horizontal one) when the question has
+    them, so a bar crossing the line is an option that misses it in its worst case."""
     plt = pyplot()
 
     pts = [(e.range.expected.wall_clock_days, e.range.expected.cost_usd) for e in estimates]
@@ -74,6 +78,12 @@ def compare_figure(estimates: list, title: str):
         line = sorted(pts[i] for i in front)
         ax.plot([p[0] for p in line], [p[1] / 1e6 for p in line], "--", color="black",
                 linewidth=1, label="Pareto front: no option is both faster and cheaper")
+    if deadline_days:
+        ax.axvline(deadline_days, color="firebrick", linestyle=":", linewidth=1.5,
+                   label=f"deadline: {deadline_days:g} days")
+    if budget_usd:
+        ax.axhline(budget_usd / 1e6, color="firebrick", linestyle="-.", linewidth=1.5,
+                   label=plain(f"budget: ${budget_usd / 1e6:,.1f}M"))
     ax.set_xlabel("wall-clock days (bars: best to worst case)")
     ax.set_ylabel("cost, million USD (bars: best to worst case)")
     ax.set_title(plain(title), fontsize=11)
