@@ -211,6 +211,16 @@ class Range(Result):
 
 
 @dataclass(frozen=True)
+class QuantityRanges(Result):
+    """Best / expected / worst of the per-step quantities (the range's efficiency cases)."""
+
+    mfu: tuple[float, float, float]  # (worst, expected, best) model FLOPs utilisation
+    step_time_s: tuple[float, float, float]  # (best, expected, worst)
+    memory_bytes: tuple[float, float, float]  # (low, expected, high) per device
+    memory_source: str
+
+
+@dataclass(frozen=True)
 class LayoutChoice(Result):
     """How the layout was decided: which degrees the user gave and which a search chose."""
 
@@ -242,3 +252,4 @@ class Estimate(Result):
     warnings: list[str]
     layout_choice: LayoutChoice | None = None  # None: every degree was given
     reliability: Reliability | None = None  # checkpoints and interruptions (expected case)
+    ranges: QuantityRanges | None = None  # MFU, step time and memory, low to high

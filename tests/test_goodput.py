@@ -138,3 +138,16 @@ def test_cli_table_prints_checkpoint_line(runner):
     line = next(x for x in out.splitlines() if x.startswith("Checkpoint"))
     assert "112 GB (weights + optimizer state)" in line and "at 10 GB/s aggregate" in line
     assert any(x.startswith("Failures") and "goodput" in x for x in out.splitlines())
+
+
+def test_mfu_step_time_and_memory_carry_ranges():
+    e = _est()
+    q = e.ranges
+    assert q.mfu[0] < q.mfu[1] < q.mfu[2] and q.mfu[1] == pytest.approx(e.throughput.mfu)
+    assert q.step_time_s[0] < q.step_time_s[1] < q.step_time_s[2]
+    assert q.step_time_s[1] == pytest.approx(e.time.step_time_s)
+    # the cases are the range's own: worst step time x worst efficiency = expected x expected
+    assert q.step_time_s[2] * e.range.high.efficiency == pytest.approx(
+        q.step_time_s[1] * e.range.expected.efficiency)
+    assert q.memory_bytes == pytest.approx(tuple(e.memory_per_device.total_bytes * f
+                                                 for f in (0.95, 1.0, 1.05)))

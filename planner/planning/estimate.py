@@ -20,7 +20,7 @@ from planner.estimators.step_time import (
 )
 from planner.estimators.vec import Degrees
 from planner.planning import reliability as rel
-from planner.planning.ranges import WORST_CASE_RULE, worst_efficiency
+from planner.planning.ranges import WORST_CASE_RULE, quantity_ranges, worst_efficiency
 from planner.results import (
     Assumption, Carbon, Cost, Energy, Estimate, Flops, HardwareSummary, Layout, LayoutChoice,
     Memory,
@@ -308,6 +308,8 @@ def estimate(
     mfu = hfu * fl.model_per_token / fl.hardware_per_token
     tok_s = training.tokens / (compute_h * SECONDS_PER_HOUR)
     reliab, rel_notes = rel.reliability(par.devices, assumptions, ckpt, case.goodput, compute_h)
+    spans = quantity_ranges((cases["high"].efficiency, hfu, cases["low"].efficiency), mfu,
+                            compute_h * SECONDS_PER_HOUR / steps, mem.total_bytes)
     return Estimate(
         model=ModelSummary(
             name=model.name, params_total=params.total, params_active=params.active,
@@ -372,7 +374,7 @@ def estimate(
         assumptions=[*notes, *led.items, *rel_notes, *_perf_assumptions(perf),
                      *_fixed_assumptions(training, par)],
         warnings=[*warnings, *_warnings(model, training, par, mem)],
-        layout_choice=choice, reliability=reliab,
+        layout_choice=choice, reliability=reliab, ranges=spans,
     )
 
 

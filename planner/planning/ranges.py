@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from planner.results import QuantityRanges
+
+# Peak memory came within 2% of the prediction for 1-3B models on one H100
+# (docs/validation/2026-11-23-h100.md); multi-device layouts are not measured: +-5% assumed.
+MEMORY_SPREAD = 0.05
+MEMORY_SOURCE = ("+-5% assumed: peak memory within 2% on one H100 for 1-3B models "
+                 "(docs/validation/2026-11-23-h100.md); multi-device layouts not measured")
+
 WORST_CASE_RULE = (
     "worst case: the lower of the prediction x the profile's relative low and the profile's "
     "published low (a run can do as badly as the worst published run on the hardware, "
@@ -12,3 +20,16 @@ def worst_efficiency(predicted, low: float, expected: float):
     """min(predicted x low / expected, low), for numbers and arrays alike."""
     rel = predicted * low / expected
     return rel * (rel <= low) + low * (rel > low)
+
+
+def quantity_ranges(effs: tuple[float, float, float], mfu_expected: float, step_s: float,
+                    memory_bytes: float) -> QuantityRanges:
+    """MFU and step time scale with the efficiency cases (low, expected, high); memory by
+    MEMORY_SPREAD."""
+    lo, exp, hi = effs
+    return QuantityRanges(
+        mfu=(mfu_expected * lo / exp, mfu_expected, mfu_expected * hi / exp),
+        step_time_s=(step_s * exp / hi, step_s, step_s * exp / lo),
+        memory_bytes=(memory_bytes * (1 - MEMORY_SPREAD), memory_bytes,
+                      memory_bytes * (1 + MEMORY_SPREAD)),
+        memory_source=MEMORY_SOURCE)

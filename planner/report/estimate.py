@@ -139,7 +139,7 @@ def _range_rows(e: Estimate) -> list[dict]:
     def row(label, fn):
         return {"": label, **{k: fn(v) for k, v in cases.items()}}
 
-    rows = [
+    rows = [*_quantity_rows(e),
         row("efficiency x goodput", lambda o: f"{o.efficiency:.2f} x {o.goodput:.2f}"),
         row("wall clock", lambda o: f"{o.wall_clock_days:,.1f} days"),
         row("device-hours", lambda o: fmt_count(o.device_hours)),
@@ -149,6 +149,21 @@ def _range_rows(e: Estimate) -> list[dict]:
         row(f"carbon CO2e ({e.carbon.scope})", lambda o: _carbon(o.kg_co2e)),
     ]
     return rows
+
+
+def _quantity_rows(e: Estimate) -> list[dict]:
+    q = e.ranges
+    if q is None:
+        return []
+    mfu_worst, mfu_exp, mfu_best = q.mfu
+    return [
+        {"": "MFU", "low": f"{mfu_best:.1%}", "expected": f"{mfu_exp:.1%}",
+         "high": f"{mfu_worst:.1%}"},
+        {"": "step time", **{k: f"{v:.3g} s" for k, v in
+                             zip(("low", "expected", "high"), q.step_time_s)}},
+        {"": "memory per device (+-5%)", **{k: _gib(v) for k, v in
+                                           zip(("low", "expected", "high"), q.memory_bytes)}},
+    ]
 
 
 def _assumption_rows(e: Estimate) -> list[dict]:
