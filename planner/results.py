@@ -214,9 +214,9 @@ class Range(Result):
 class QuantityRanges(Result):
     """Best / expected / worst of the per-step quantities (the range's efficiency cases)."""
 
-    mfu: tuple[float, float, float]  # (worst, expected, best) model FLOPs utilisation
-    step_time_s: tuple[float, float, float]  # (best, expected, worst)
-    memory_bytes: tuple[float, float, float]  # (low, expected, high) per device
+    mfu: list[float]  # [worst, expected, best] model FLOPs utilisation
+    step_time_s: list[float]  # [best, expected, worst]
+    memory_bytes: list[float]  # [low, expected, high] per device
     memory_source: str
 
 

@@ -149,5 +149,5 @@ def test_mfu_step_time_and_memory_carry_ranges():
     # the cases are the range's own: worst step time x worst efficiency = expected x expected
     assert q.step_time_s[2] * e.range.high.efficiency == pytest.approx(
         q.step_time_s[1] * e.range.expected.efficiency)
-    assert q.memory_bytes == pytest.approx(tuple(e.memory_per_device.total_bytes * f
-                                                 for f in (0.95, 1.0, 1.05)))
+    assert q.memory_bytes == pytest.approx([e.memory_per_device.total_bytes * f
+                                            for f in (0.95, 1.0, 1.05)])

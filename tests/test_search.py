@@ -98,8 +98,14 @@ def test_devices_question_returns_an_estimate_for_that_layout(req70):
     # the plan's numbers are exactly estimate()'s for the chosen layout
     assert r.best.time.wall_clock_days == pytest.approx(r.candidates[0]["days"], rel=1e-9)
     assert r.best.cost.total_usd == pytest.approx(r.candidates[0]["cost_usd"], rel=1e-9)
+    # the headroom rule (issue 13): layouts within 1% of the fastest first, most headroom
+    # first; the rest by time
     days = [c["days"] for c in r.candidates]
-    assert days == sorted(days)
+    near = [c for c in r.candidates if c["days"] <= min(days) * 1.01]
+    assert r.candidates[:len(near)] == near
+    assert [c["memory_gib"] for c in near] == sorted(c["memory_gib"] for c in near)
+    rest = days[len(near):]
+    assert rest == sorted(rest)
 
 
 def test_min_devices(req70):

@@ -28,8 +28,8 @@ def quantity_ranges(effs: tuple[float, float, float], mfu_expected: float, step_
     MEMORY_SPREAD."""
     lo, exp, hi = effs
     return QuantityRanges(
-        mfu=(mfu_expected * lo / exp, mfu_expected, mfu_expected * hi / exp),
-        step_time_s=(step_s * exp / hi, step_s, step_s * exp / lo),
-        memory_bytes=(memory_bytes * (1 - MEMORY_SPREAD), memory_bytes,
-                      memory_bytes * (1 + MEMORY_SPREAD)),
+        mfu=[mfu_expected * lo / exp, mfu_expected, mfu_expected * hi / exp],
+        step_time_s=[step_s * exp / hi, step_s, step_s * exp / lo],
+        memory_bytes=[memory_bytes * (1 - MEMORY_SPREAD), memory_bytes,
+                      memory_bytes * (1 + MEMORY_SPREAD)],
         memory_source=MEMORY_SOURCE)
