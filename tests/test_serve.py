@@ -64,7 +64,9 @@ def test_costs_energy_and_carbon_by_hand():
     pue = next(a.value for a in ans.assumptions if a.name == "pue")
     grid = next(a.value for a in ans.assumptions if a.name == "grid_g_co2e_per_kwh")
     hw = load_hardware("h100-sxm")
-    watts = (hw.tdp_w.value + hw.host_power_w_per_device.value) * pue * o.devices
+    # facility scope (issue 13): 0.90 x TDP + the host's nameplate share x 0.535, x PUE
+    watts = (0.9 * hw.tdp_w.value + hw.host_power_w_per_device.value * 307.5 / 575) * pue \
+        * o.devices
     assert o.energy_wh_per_m_tokens == pytest.approx(watts / (in_tps + out_tps) * 1e6 / 3600)
     assert o.g_co2e_per_m_tokens == pytest.approx(o.energy_wh_per_m_tokens / 1000 * grid)
 

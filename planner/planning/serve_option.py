@@ -33,7 +33,7 @@ def option(q: ServeQuestion, hw: HardwareProfile, c: _Candidate, inp, searched: 
     in_tps = out_tps * n_in / n_out
     util = _utilization(q, c)
     money = _costs(q, hw, c, inp, out_tps, in_tps, util)
-    fleet_w = inp.power_w * inp.pue * c.devices
+    fleet_w = inp.power_w * inp.energy_pue * c.devices  # the scope's power (PUE: facility)
     tokens_s = (out_tps + in_tps) * c.replicas * util
     wh_per_m = fleet_w / tokens_s * 1e6 / 3600.0
     step = StepParts(iteration_s=it.total_s, weights_s=it.weights_s, kv_s=it.kv_s,
