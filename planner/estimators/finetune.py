@@ -199,3 +199,47 @@ def _bias_params(model: ModelSpec, ft: FinetuneSpec, targets: tuple[str, ...]) -
     if ft.lora_bias == "all" and model.norm_type == "layernorm" and model.norm_bias:
         total += model.d_model * (model.norms_per_layer * model.num_layers + 1)
     return total
+
+
+# bitsandbytes' NF4 kernels: CUDA (NVIDIA), ROCm (AMD), Intel XPU/Gaudi backends
+# (bitsandbytes docs, "Installation: multi-backend"); none for TPU or Trainium.
+NF4_VENDORS = ("NVIDIA", "AMD", "Intel")
+
+
+def check_finetune(model: ModelSpec, precision: str, hw_name: str, vendor: str,
+                   supported: list[str], ft: FinetuneSpec | None) -> None:
+    """Raise SpecError (one line) when a recipe cannot run: targets the model lacks, QLoRA
+    without a 16-bit compute dtype on the device, or on a device without NF4 kernels."""
+    if ft is None:
+        return
+    if ft.uses_lora:
+        resolve_targets(model, ft.lora_targets)
+    if ft.mode != "qlora":
+        return
+    if vendor not in NF4_VENDORS:
+        raise SpecError(f"--finetune qlora: {hw_name} ({vendor}) has no bitsandbytes NF4 "
+                        f"kernels; QLoRA runs on {', '.join(NF4_VENDORS)} devices (or use "
+                        "--finetune lora)")
+    sixteen = [p for p in ("bf16", "fp16") if p in supported]
+    if precision not in ("bf16", "fp16") or precision not in supported:
+        raise SpecError(f"--finetune qlora computes in bf16 or fp16 (bnb_4bit_compute_dtype); "
+                        f"--precision {precision} is not valid on {hw_name}; valid: "
+                        f"{', '.join(sixteen) or 'none (no 16-bit peak on this device)'}")
+
+
+def finetune_summary(model: ModelSpec, ft: FinetuneSpec | None) -> dict:
+    """The ModelSummary fields of a recipe: its one-line name, trainable and frozen counts."""
+    if ft is None:
+        return {}
+    t = trainable_params(model, ft)
+    if ft.mode == "partial":
+        what = f"partial: last {t.trainable_layers} of {model.num_layers} blocks"
+    elif ft.uses_lora:
+        what = f"{ft.mode} r{ft.lora_rank} on {','.join(resolve_targets(model, ft.lora_targets))}"
+    else:
+        what = "full"
+    extras = [n for n, on in (("embeddings", ft.train_embeddings),
+                              ("lm_head", ft.train_lm_head)) if on]
+    if extras and ft.mode != "full":
+        what += " + " + ",".join(extras) + " trained in full"
+    return {"finetune": what, "params_trainable": t.trainable, "params_frozen": t.frozen}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from planner.estimators.finetune_flops import finetune_flops
 from planner.estimators.params import ParamCount, count_params
 from planner.specs.model import ModelSpec
 from planner.specs.training import TrainingSpec
@@ -87,6 +88,11 @@ def training_flops(
     p = params or count_params(model)
     attn_fwd = attention_forward_flops_per_token(model, training.seq_len,
                                                  training.attention_flops)
+    if training.finetune is not None and training.finetune.mode != "full":
+        ft = finetune_flops(model, training, p, attn_fwd)
+        return FlopsEstimate(ft.model_per_token, ft.hardware_per_token,
+                             2.0 * p.matmul_active + attn_fwd, ft.attention_per_token,
+                             training.tokens)
     model_tok = 6.0 * p.matmul_active + 3.0 * attn_fwd
     if training.recompute == "none":
         extra = 0.0

@@ -64,6 +64,10 @@ class FinetuneSpec(Spec):
                                 "(peft modules_to_save: a trainable copy).")
     trainable_layers: Whole | None = Field(
         None, description="partial: how many of the last blocks train (the rest are frozen).")
+    adapter_precision: Literal["fp32", "bf16"] | None = Field(
+        None, description="Dtype of the LoRA weights and gradients; default fp32 for lora "
+        "(peft casts adapters up: autocast_adapter_dtype=True), bf16 for qlora (as the QLoRA "
+        "reference code, qlora.py, casts them).")
     quant_block_size: PositiveWhole = Field(NF4_BLOCK_SIZE, description="NF4 block size "
                                             "(qlora; bitsandbytes default 64).")
     double_quant: bool = Field(True, description="qlora: 8-bit quantised block scales.")
@@ -89,6 +93,12 @@ class FinetuneSpec(Spec):
     @property
     def uses_lora(self) -> bool:
         return self.mode in ("lora", "qlora")
+
+    @property
+    def adapter_bytes(self) -> int:
+        """Bytes per LoRA weight (and gradient): adapter_precision, or its default."""
+        precision = self.adapter_precision or ("bf16" if self.mode == "qlora" else "fp32")
+        return 2 if precision == "bf16" else 4
 
     @property
     def lora_scaling(self) -> float:

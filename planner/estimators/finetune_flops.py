@@ -1,0 +1,67 @@
+"""FLOPs of fine-tuning (docs/formulas.md §2.12). One multiply-accumulate = 2 FLOPs.
+
+A frozen Linear still runs its forward (2 N) and, when anything before it trains, its
+input-gradient backward (2 N), but no weight gradient: LoRA = 4 N_mm + 6 N_adapter + 3 A
+per token against full training's 6 N_mm + 3 A (A = attention forward FLOPs). Partial
+fine-tuning of the last n of L blocks runs no backward through the frozen blocks before
+them: 2 N_mm + A forward, then 4 n/L N_layers + 2 n/L A back, plus the head's input gradient
+(and weight gradient when it trains). Dequantisation (QLoRA) is memory traffic, not FLOPs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.estimators.finetune import resolve_targets, trainable_params
+from planner.estimators.params import ParamCount
+from planner.specs.model import ModelSpec
+from planner.specs.training import TrainingSpec
+
+
+@dataclass(frozen=True)
+class FinetuneFlops:
+    """Per-token FLOPs of a fine-tuning recipe (no recomputation, then with it)."""
+
+    model_per_token: float
+    hardware_per_token: float
+    attention_per_token: float  # the score/value part of model_per_token
+    grad_fraction: float  # share of the blocks back-propagated through
+
+
+def adapter_forward_flops_per_token(model: ModelSpec, training: TrainingSpec) -> float:
+    """Forward FLOPs of the LoRA branches per token: x A then (x A) B on every targeted Linear
+    (2 r (in + out) = 2 x its adapter parameters); an embedding adapter is a lookup of A
+    and one r x h matmul."""
+    ft = training.finetune
+    t = trainable_params(model, ft)
+    targets = resolve_targets(model, ft.lora_targets)
+    embed = 2 * ft.lora_rank * model.d_model if "embed_tokens" in targets else 0
+    emb_adapter = ft.lora_rank * (model.vocab_size + model.d_model) * ("embed_tokens" in targets)
+    return 2.0 * (t.adapters - emb_adapter) + embed
+
+
+def finetune_flops(model: ModelSpec, training: TrainingSpec, p: ParamCount,
+                   attn_fwd: float) -> FinetuneFlops:
+    """Model and hardware FLOPs per token of a partial, LoRA or QLoRA recipe (``attn_fwd``:
+    the attention forward FLOPs per token over all layers)."""
+    ft = training.finetune
+    n_mm, n_layers, head = p.matmul_active, p.layers_matmul_active, p.vocab_times_width
+    rc = training.recompute
+    if ft.mode == "partial":
+        frac = min(ft.trainable_layers or 0, model.num_layers) / model.num_layers
+        head_bwd = 2.0 * head * (frac > 0) + 2.0 * head * ft.train_lm_head
+        attention = attn_fwd * (1 + 2 * frac)
+        model_tok = 2.0 * n_mm + 4.0 * n_layers * frac + head_bwd + attention
+        adapters = 0.0
+    else:
+        frac = 1.0
+        adapters = adapter_forward_flops_per_token(model, training)
+        head_w = 2.0 * head * ft.train_lm_head  # the trainable copy's weight gradient
+        attention = 3.0 * attn_fwd
+        model_tok = 4.0 * n_mm + 3.0 * adapters + head_w + attention
+    extra = 0.0
+    if rc == "selective":
+        extra = attn_fwd * frac
+    elif rc == "full":
+        extra = (2.0 * n_layers + attn_fwd) * frac + adapters
+    return FinetuneFlops(model_tok, model_tok + extra, attention, frac)
