@@ -220,3 +220,51 @@ def trainable_params_local(model: ModelSpec, training: TrainingSpec, dense_local
     if ft is None or ft.mode == "full":
         return dense_local, expert_local
     return trainable_params(model, ft).trainable / model_shards, 0.0 * expert_local
+
+
+def frozen_edge_activation_bytes(model: ModelSpec, training: TrainingSpec,
+                                 tokens: float) -> float:
+    """Bytes a recipe saves less at the model's two ends, for ``tokens`` tokens of one
+    micro-batch on one device (no TP): a frozen head keeps no copy of its input (the final
+    norm's output); before the first adapter nothing needs a gradient, so the first block's
+    norm does not save its input (the embedding output), and when none of its q, k, v has
+    an adapter its attention saves nothing (Q, K, V, softmax statistics), nor, without one on
+    o either, the attention output and the second norm's input."""
+    ft = training.finetune
+    if ft is None or ft.mode == "full":
+        return 0.0
+    from planner.estimators.memory import activation_bytes_per_element
+
+    beta = activation_bytes_per_element(training.precision)
+    h = model.d_model
+    targets = set(resolve_targets(model, ft.lora_targets)) if ft.uses_lora else set()
+    saved = 0.0
+    if "lm_head" not in targets and not ft.train_lm_head:
+        saved += h * beta
+    if ft.uses_lora and not ft.train_embeddings and "embed_tokens" not in targets and \
+            not model.mla and not model.parallel_block:
+        saved += h * beta  # the first norm's input
+        if not targets & {"q_proj", "k_proj", "v_proj"}:  # attention records nothing
+            a, g, d = model.num_heads, model.kv_heads, model.d_head
+            width = a * d + 2 * g * d  # Q, K, V (the norm output: finetune_widths)
+            if model.qk_norm != "none":
+                width += a * d + g * d
+            if "o_proj" not in targets:  # nor does o, nor the second norm, and the FFN
+                width += a * d + h + _first_ffn_unsaved(model, targets)
+            saved += width * beta + 4 * a
+    return saved * tokens
+
+
+def _first_ffn_unsaved(model: ModelSpec, targets: set[str]) -> int:
+    """Elements per token the first block's dense FFN does not save when its input needs no
+    gradient: only the products whose other factor has an adapter upstream are kept (gated:
+    act(gate) * up keeps act(gate) for up's gradient, gate and up for gate's)."""
+    if model.layer_is_moe()[0]:
+        return 0
+    f = model.ffn_hidden_size
+    gate, up = "gate_proj" in targets, "up_proj" in targets
+    if model.ffn_type != "gated":
+        return 0 if up else f  # up's output (act's is down's input: finetune_widths)
+    if gate and up:
+        return 0
+    return f if gate else (2 * f if up else 3 * f)

@@ -265,7 +265,8 @@ def saved_activation_bytes(model: ModelSpec, training: TrainingSpec,
     final = 2 * tokens * model.d_model * beta / (par.tp if par.sp else 1)
     loss = 4 * tokens * model.vocab_size / par.tp
     grad = ftm.grad_layer_fraction(model, training, lay, model.num_layers, last=False)
-    return (p.num_dense_layers * dense + p.num_moe_layers * moe) * grad + final + loss
+    edges = ftm.frozen_edge_activation_bytes(model, training, tokens) if par.tp == 1 else 0.0
+    return (p.num_dense_layers * dense + p.num_moe_layers * moe) * grad + final + loss - edges
 
 
 def routed_params(p: ParamCount, model: ModelSpec) -> float:
