@@ -21,6 +21,18 @@ def test_llama2_7b_lora_q_v_matches_the_widely_printed_peft_line():
     assert t.frozen == count_params(load_model("llama2-7b")).total
 
 
+@pytest.mark.parametrize("rank,targets,trainable,total", [
+    # print_trainable_parameters() lines for meta-llama/Llama-2-7b-hf printed across the peft
+    # tracker and tutorials: r=8 on all seven projections; r=16 on q_proj, v_proj.
+    (8, "q,k,v,o,gate,up,down", 19_988_480, 6_758_404_096),
+    (16, "q,v", 8_388_608, 6_746_804_224),
+])
+def test_llama2_7b_more_published_peft_lines(rank, targets, trainable, total):
+    t = trainable_params(load_model("llama2-7b"),
+                         FinetuneSpec(mode="lora", lora_rank=rank, lora_targets=targets))
+    assert (t.trainable, t.total) == (trainable, total)
+
+
 def test_llama3_8b_lora_all_linear_by_hand():
     m = load_model("llama3-8b")  # h 4096, kv 8 x 128, f 14336, 32 layers
     t = trainable_params(m, FinetuneSpec(mode="lora", lora_rank=16, lora_targets="all-linear"))

@@ -152,3 +152,29 @@ def test_finetune_bad_input_is_one_line(args, needle):
     r = CliRunner().invoke(cli, ["estimate", "--model", "llama3-8b", *args])
     assert r.exit_code in (1, 2) and needle in r.output, r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("recipe", [["--finetune", "lora", "--lora-targets", "all-linear"],
+                                    ["--finetune", "partial", "--trainable-layers", "4"]])
+def test_one_answer_estimate_and_plan_devices(recipe):
+    """A fine-tune asked by estimate and by plan --devices N gets the same layout and days."""
+    job = ["--model", "llama3-8b", "--hardware", "l40s", "--tokens", "100M", *recipe]
+    est = json.loads(_run(["estimate", *job, "--devices", "4", "--format", "json"]))
+    best = json.loads(_run(["plan", *job, "--devices", "4", "--format", "json"]))["best"]
+    assert est["layout"] == best["layout"]
+    for k in ("wall_clock_days", "cost_usd", "kg_co2e"):
+        assert est["range"]["expected"][k] == pytest.approx(best["range"]["expected"][k],
+                                                            rel=1e-9)
+    assert est["model"]["params_trainable"] == best["model"]["params_trainable"]
+
+
+def test_partial_and_lora_cost_less_than_full():
+    def mem_time(recipe):
+        d = json.loads(_run(["estimate", "--model", "llama3-8b", "--hardware", "h100-sxm",
+                             "--devices", "1", "--tokens", "10M", "--tp", "1", "--pp", "1",
+                             "--cp", "1", "--zero", "0", "--micro-batch", "1", "--recompute",
+                             "full", "--no-fit-check", *recipe, "--format", "json"]))
+        return d["memory_per_device"]["total_bytes"], d["flops"]["hardware_total"]
+    full, lora = mem_time(["--finetune", "full"]), mem_time(["--finetune", "lora"])
+    part = mem_time(["--finetune", "partial", "--trainable-layers", "8"])
+    assert lora[0] < part[0] < full[0] and lora[1] < full[1] and part[1] < full[1]
