@@ -172,3 +172,22 @@ def test_interleaved_moe_layers():
     with pytest.raises(ValidationError, match="layers are 0..5"):
         _windowed(moe={"num_experts": 4, "experts_per_token": 1, "expert_ffn_hidden_size": 32,
                        "moe_layers": (1, 6)})
+
+
+def test_lora_counts_are_linear_in_rank_and_additive_over_targets():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    names = ["q", "k", "v", "o", "gate", "up", "down", "lm_head"]
+    model = load_model("qwen3-8b")
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.integers(1, 512), st.sets(st.sampled_from(names), min_size=1))
+    def check(rank, targets):
+        def adapters(r, t):
+            return trainable_params(model, FinetuneSpec(mode="lora", lora_rank=r,
+                                                        lora_targets=",".join(sorted(t)))).adapters
+        assert adapters(rank, targets) == rank * adapters(1, targets)
+        assert adapters(rank, targets) == sum(adapters(rank, {t}) for t in targets)
+
+    check()
