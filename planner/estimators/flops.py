@@ -39,8 +39,11 @@ def attention_forward_flops_per_token(model: ModelSpec, seq_len: int,
                                       convention: str = "full") -> float:
     """QK^T and (softmax)V FLOPs per token per forward over all layers:
     2*a*(d_qk + d_v) * sum over layers of the keys a query attends to (each layer's window)."""
-    keys = sum(keys_per_query(seq_len, kind, window, convention)
-               for kind, window in zip(_kinds(model), model.layer_attention_windows()))
+    if model.layer_types is None:  # full attention everywhere (the common case, fast)
+        keys = effective_context(seq_len, convention) * model.num_layers
+    else:
+        keys = sum(keys_per_query(seq_len, kind, window, convention)
+                   for kind, window in zip(model.layer_types, model.layer_attention_windows()))
     return 2.0 * model.num_heads * (model.qk_dim + model.v_dim) * keys
 
 
