@@ -211,9 +211,3 @@ class ModelSpec(Spec):
     def v_dim(self) -> int:
         """Per-head dim of values."""
         return self.mla.v_head_dim if self.mla else self.d_head
-
-    def layer_attention_windows(self) -> tuple[int | None, ...]:
-        """Per layer, the tokens its attention sees: None = full attention, an int = a
-        sliding window or chunk of that many tokens (the contract with issue 15, which
-        fills it from the config; until then every layer is full attention)."""
-        return (None,) * self.num_layers
