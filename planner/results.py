@@ -40,6 +40,10 @@ class ModelSummary(Result):
     attention: str
     moe: bool
     source_url: str | None
+    # fine-tuning: what trains and what is frozen (None when every weight trains from scratch)
+    finetune: str | None = None  # e.g. "lora r16 on q_proj,v_proj"
+    params_trainable: int | None = None  # peft's "trainable params"
+    params_frozen: int | None = None  # base parameters that do not train
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class Memory(Result):
     fits: bool
     stage: str
     in_flight_micro_batches: int
+    dequant_workspace_bytes: float = 0.0  # QLoRA: one weight dequantised at a time
 
 
 @dataclass(frozen=True)

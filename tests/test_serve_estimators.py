@@ -62,7 +62,11 @@ def test_every_preset_kv_bytes_match_the_formula(name):
     else:
         per_layer = 2 * (m.num_kv_heads or m.num_heads) * (m.head_dim or m.d_model // m.num_heads)
     assert kv_bytes_per_token(m, "bf16") == per_layer * m.num_layers * 2
-    assert kv_cache_bytes(m, 1000, "bf16") == 1000 * kv_bytes_per_token(m, "bf16")
+    # a windowed layer caches at most its window of tokens (issue 15's layer_attention_windows)
+    per_layer_bytes = per_layer * 2
+    assert kv_cache_bytes(m, 1000, "bf16") == sum(
+        per_layer_bytes * (1000 if w is None else min(1000, w))
+        for w in m.layer_attention_windows())
 
 
 def test_mqa_stores_one_head():

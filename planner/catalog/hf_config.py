@@ -2,7 +2,8 @@
 
 Each ``model_type`` is mapped the way transformers builds it; an absent key takes the default of
 that type's transformers ``*Config`` (Gemma is tied, Mistral has 8 KV heads, Falcon inherits
-``tie_word_embeddings=True``...). Run-time keys (RoPE, dropout, token ids, windows) are ignored.
+``tie_word_embeddings=True``...). Run-time keys (RoPE, dropout, token ids) are ignored; attention windows are read where the type
+has them per layer (gemma3_text, llama4_text, gpt_oss: planner/catalog/hf_models_recent.py).
 Shape keys (width, depth, heads, FFN width, vocabulary) are required, never silently defaulted.
 """
 
@@ -274,6 +275,9 @@ _BUILDERS: dict[str, Callable[[_Config], dict[str, Any]]] = {
     "qwen3": lambda c: _biased(c, kv_default=32, max_pos=32768, head_dim_default=128,
                                qk_norm="per_head"),
 }
+from planner.catalog.hf_models_recent import BUILDERS as _RECENT  # noqa: E402 (uses the above)
+
+_BUILDERS.update(_RECENT)
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_BUILDERS))
 
 

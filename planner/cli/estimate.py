@@ -7,6 +7,7 @@ import click
 from planner.cli.common import (
     assumption_options, layout_options, model_options, split_cli_options, training_options,
 )
+from planner.cli.finetune_options import finetune_options
 from planner.cli.options import format_option, profiles_option
 
 
@@ -16,6 +17,7 @@ from planner.cli.options import format_option, profiles_option
 @profiles_option
 @click.option("--devices", "-n", type=click.IntRange(min=1), help="Number of devices.")
 @training_options
+@finetune_options
 @layout_options
 @assumption_options
 @click.option("--alternatives", type=click.IntRange(min=0), default=0,

@@ -7,6 +7,7 @@ import click
 from planner.cli.common import (
     assumption_options, layout_options, model_options, split_cli_options, training_options,
 )
+from planner.cli.finetune_options import finetune_options
 from planner.cli.options import COUNT, format_option, profiles_option
 from planner.errors import InfeasibleError, SpecError
 
@@ -49,6 +50,7 @@ def _question(devices, min_devices, deadline_days, budget_usd, max_devices, obje
 @profiles_option
 @_question_options
 @training_options
+@finetune_options
 @layout_options
 @assumption_options
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
@@ -79,6 +81,7 @@ def plan_cmd(model, hardware, profiles_dirs, devices, min_devices, deadline_days
 @profiles_option
 @_question_options
 @training_options
+@finetune_options
 @layout_options
 @assumption_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),

@@ -122,10 +122,17 @@ def _render(rep, fmt: str) -> str:
 @click.option("--distributed", is_flag=True, help="Run under torchrun: data-parallel check.")
 @click.option("--strategy", type=click.Choice(["ddp", "fsdp"]), default="ddp",
               show_default=True, help="With --distributed.")
+@click.option("--finetune", type=click.Choice(["full", "partial", "lora", "qlora"]),
+              help="Fine-tune instead: lora wraps the model with peft (qlora needs a GPU).")
+@click.option("--lora-rank", type=click.IntRange(min=1), help="LoRA rank (default 16).")
+@click.option("--lora-targets", help="peft module names or q,k,v,o,gate,up,down (default q,v).")
+@click.option("--trainable-layers", type=click.IntRange(min=0),
+              help="partial: how many of the last blocks train.")
 @format_option
 def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq_len, hardware,
                  compile_, breakdown, region, energy, max_error, calibrate, calibration_path, serve,
-                 distributed, strategy, fmt) -> None:
+                 distributed, strategy, finetune, lora_rank, lora_targets, trainable_layers,
+                 fmt) -> None:
     """Train a real model a few steps and compare every estimate with the measurement."""
     from planner.profiling import require_torch
 
@@ -144,6 +151,11 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
         from planner.cli.validate_serve import validate_serve
 
         return validate_serve(spec, device, dtype, steps, warmup, hardware, fmt)
+    ft = _finetune(spec, finetune, lora_rank, lora_targets, trainable_layers, distributed,
+                   calibrate)
+    if ft is not None and ft.mode == "qlora" and device != "cuda":
+        raise SpecError("--finetune qlora: validate builds NF4 weights with bitsandbytes on a "
+                        "CUDA GPU only; use --finetune lora on this machine")
     if distributed:
         from planner.profiling.distributed import run_distributed
 
@@ -159,7 +171,7 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
 
     cfg = RunConfig(steps=steps, warmup=warmup, micro_batch_size=micro_batch, seq_len=seq_len,
                     device=device, dtype=dtype, hardware=hardware, compile=compile_,
-                    breakdown=breakdown)
+                    breakdown=breakdown, finetune=ft)
     click.echo(f"model used: {_shape_line(spec, count_params(spec).total)}", err=True)
     meter = _energy_meter(region, device) if energy else None
     with Progress(steps + warmup, warmup) as progress:
@@ -169,6 +181,25 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
     if calibrate:
         _calibrate(rep, spec, cfg, calibration_path)
     _check_max_error(rep, max_error)
+
+
+def _finetune(spec, mode, rank, targets, layers, distributed: bool, calibrate: bool):
+    """The recipe to validate (None: training from scratch), checked against the model."""
+    from planner.estimators.finetune import resolve_targets
+    from planner.planning.finetune import finetune_spec
+
+    opts = {k: v for k, v in (("finetune", mode), ("lora_rank", rank),
+                              ("lora_targets", targets), ("trainable_layers", layers))
+            if v is not None}
+    ft = finetune_spec(opts)
+    if ft is None:
+        return None
+    if distributed or calibrate:
+        raise SpecError(f"--finetune with {'--distributed' if distributed else '--calibrate'} "
+                        "is not supported; validate a fine-tune on one device without it")
+    if ft.uses_lora:
+        resolve_targets(spec, ft.lora_targets)
+    return ft
 
 
 def _energy_meter(region: str | None, device: str):

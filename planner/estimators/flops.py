@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from planner.estimators.finetune_flops import finetune_flops
 from planner.estimators.params import ParamCount, count_params
 from planner.specs.model import ModelSpec
 from planner.specs.training import TrainingSpec
@@ -34,9 +35,16 @@ class FlopsEstimate:
         return self.hardware_per_token * self.tokens
 
 
-def attention_forward_flops_per_token(model: ModelSpec, context_len: float) -> float:
-    """QK^T and (softmax)V FLOPs per token per forward over all layers: 2*a*s*(d_qk + d_v)*L."""
-    return 2.0 * model.num_heads * context_len * (model.qk_dim + model.v_dim) * model.num_layers
+def attention_forward_flops_per_token(model: ModelSpec, seq_len: int,
+                                      convention: str = "full") -> float:
+    """QK^T and (softmax)V FLOPs per token per forward over all layers:
+    2*a*(d_qk + d_v) * sum over layers of the keys a query attends to (each layer's window)."""
+    if model.layer_types is None:  # full attention everywhere (the common case, fast)
+        keys = effective_context(seq_len, convention) * model.num_layers
+    else:
+        keys = sum(keys_per_query(seq_len, kind, window, convention)
+                   for kind, window in zip(model.layer_types, model.layer_attention_windows()))
+    return 2.0 * model.num_heads * (model.qk_dim + model.v_dim) * keys
 
 
 def flash_backward_recompute_flops_per_token(model: ModelSpec, training: TrainingSpec) -> float:
@@ -45,8 +53,8 @@ def flash_backward_recompute_flops_per_token(model: ModelSpec, training: Trainin
     hardware_per_token, which counts framework recomputation only (§2.8)."""
     if not training.flash_attention:
         return 0.0
-    s_eff = effective_context(training.seq_len, training.attention_flops)
-    return 2.0 * model.num_heads * s_eff * model.qk_dim * model.num_layers
+    fwd = attention_forward_flops_per_token(model, training.seq_len, training.attention_flops)
+    return fwd * model.qk_dim / (model.qk_dim + model.v_dim)
 
 
 def effective_context(seq_len: int, convention: str) -> float:
@@ -54,13 +62,40 @@ def effective_context(seq_len: int, convention: str) -> float:
     return float(seq_len) if convention == "full" else (seq_len + 1) / 2.0
 
 
+def _kinds(model: ModelSpec) -> tuple[str, ...]:
+    return model.layer_types or ("full_attention",) * model.num_layers
+
+
+def keys_per_query(seq_len: int, kind: str, window: int | None, convention: str) -> float:
+    """Keys a query attends to in one layer, averaged over the sequence.
+
+    Full attention: effective_context. A sliding window of w keys: w under the full
+    convention (the s of full attention becomes w), and under causal the exact average of
+    min(i+1, w) over positions i. A chunk of c tokens (Llama 4 chunked attention): c, or the
+    causal average of (i mod c) + 1."""
+    if window is None or window >= seq_len:
+        return effective_context(seq_len, convention)
+    if convention == "full":
+        return float(window)
+    w, s = window, seq_len
+    if kind == "chunked_attention":
+        full, rest = divmod(s, w)
+        return (full * w * (w + 1) / 2 + rest * (rest + 1) / 2) / s
+    return (w * (w + 1) / 2 + (s - w) * w) / s
+
+
 def training_flops(
     model: ModelSpec, training: TrainingSpec, params: ParamCount | None = None
 ) -> FlopsEstimate:
     """Model and hardware FLOPs for a training run (docs/formulas.md §2.1, §2.8)."""
     p = params or count_params(model)
-    s_eff = effective_context(training.seq_len, training.attention_flops)
-    attn_fwd = attention_forward_flops_per_token(model, s_eff)
+    attn_fwd = attention_forward_flops_per_token(model, training.seq_len,
+                                                 training.attention_flops)
+    if training.finetune is not None and training.finetune.mode != "full":
+        ft = finetune_flops(model, training, p, attn_fwd)
+        return FlopsEstimate(ft.model_per_token, ft.hardware_per_token,
+                             2.0 * p.matmul_active + attn_fwd, ft.attention_per_token,
+                             training.tokens)
     model_tok = 6.0 * p.matmul_active + 3.0 * attn_fwd
     if training.recompute == "none":
         extra = 0.0
@@ -80,6 +115,13 @@ def training_flops(
 def decode_flops_per_token(model: ModelSpec, context_len: int) -> float:
     """Forward FLOPs to generate one token at a given context (docs/formulas.md §2.11)."""
     p = count_params(model)
-    return 2.0 * p.matmul_active + 2.0 * model.num_heads * context_len * (
-        model.qk_dim + model.v_dim
-    ) * model.num_layers
+    keys = sum(context_len if w is None else min(context_len, _window_keys(k, w, context_len))
+               for k, w in zip(_kinds(model), model.layer_attention_windows()))
+    return 2.0 * p.matmul_active + 2.0 * model.num_heads * keys * (model.qk_dim + model.v_dim)
+
+
+def _window_keys(kind: str, window: int, context_len: int) -> int:
+    """Keys the newest token attends to: the window, or its position inside its chunk."""
+    if kind == "chunked_attention":
+        return context_len % window or window
+    return window

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from planner.errors import SpecError
+from planner.estimators.finetune import check_finetune
 from planner.specs.hardware import HardwareProfile
 from planner.specs.model import ModelSpec
 from planner.specs.training import ParallelismSpec, TrainingSpec
@@ -44,6 +45,8 @@ def check_layout(
             f"global_batch_size={training.global_batch_size} must be a multiple of "
             f"dp x micro_batch_size = {par.dp} x {training.micro_batch_size} = {per_step}"
         )
+    check_finetune(model, training.precision, hw.name, hw.vendor, hw.supported_precisions,
+                   training.finetune)
     if hw.peak_flops_per_s(training.precision) is None:
         raise SpecError(f"{hw.name} has no {training.precision} peak; valid precisions: "
                         f"{', '.join(hw.supported_precisions)}")

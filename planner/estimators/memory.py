@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from planner.estimators import finetune_memory as ftm
 from planner.estimators.params import ParamCount, count_params
 from planner.estimators.vec import Degrees, vmax, vmin
 from planner.specs.model import ModelSpec
@@ -59,6 +60,7 @@ class MemoryBreakdown:
     stage: str  # "only", "first" or "last": the stage the numbers describe
     in_flight_micro_batches: int
     activations_per_layer_bytes: float
+    dequant_workspace_bytes: float = 0.0  # QLoRA: one weight dequantised at a time
 
     @property
     def total_bytes(self) -> float:
@@ -66,6 +68,7 @@ class MemoryBreakdown:
             self.weights_bytes + self.gradients_bytes + self.optimizer_bytes
             + self.activations_bytes + self.logits_bytes + self.fsdp_buffer_bytes
             + self.runtime_overhead_bytes + self.fragmentation_bytes
+            + self.dequant_workspace_bytes
         )
 
     @property
@@ -182,6 +185,9 @@ def layer_activation_bytes_v(model: ModelSpec, training: TrainingSpec, lay: Degr
     """
     beta = activation_bytes_per_element(training.precision)
     replicated, sharded, fp32, gated = _per_token_widths(model, moe_layer)
+    if training.finetune is not None:
+        replicated, sharded = ftm.finetune_widths(model, training.finetune, moe_layer,
+                                                  replicated, sharded)
     # Megatron's fused SwiGLU (bias_swiglu_impl) saves its fc1 output (gate and up, 2f) and
     # the fc2 input (f): 3 FFN-width tensors where eager PyTorch saves 4.
     sharded = sharded - gated * (lay.framework == 1)
@@ -258,7 +264,9 @@ def saved_activation_bytes(model: ModelSpec, training: TrainingSpec,
     beta = activation_bytes_per_element(training.precision)
     final = 2 * tokens * model.d_model * beta / (par.tp if par.sp else 1)
     loss = 4 * tokens * model.vocab_size / par.tp
-    return p.num_dense_layers * dense + p.num_moe_layers * moe + final + loss
+    grad = ftm.grad_layer_fraction(model, training, lay, model.num_layers, last=False)
+    edges = ftm.frozen_edge_activation_bytes(model, training, tokens) if par.tp == 1 else 0.0
+    return (p.num_dense_layers * dense + p.num_moe_layers * moe) * grad + final + loss - edges
 
 
 def routed_params(p: ParamCount, model: ModelSpec) -> float:
@@ -307,28 +315,33 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount,
         shared = shared + (p.lm_head / lay.tp + p.final_norm) * only_stage
     prec = training.precision
     weights, grads, optim, fsdp = _state_terms(training, lay, shared, routed, largest)
+    if training.finetune is not None and training.finetune.mode != "full":
+        weights, grads, optim = ftm.finetune_states(model, training, lay, p, per,
+                                                    shared + routed, last)
 
     act_dense, act_moe = layer_acts
-    one_mb = dense * act_dense + moe * act_moe
+    grad = ftm.grad_layer_fraction(model, training, lay, per, last)  # 1 but for partial
+    one_mb = (dense * act_dense + moe * act_moe) * grad
     # Full recompute keeps each block's input and rebuilds one block during backward.
     beta = activation_bytes_per_element(prec)
     block_in = lay.micro_batch_size * training.seq_len / lay.cp * model.d_model * beta / \
         (1 + (lay.tp - 1) * lay.sequence_parallel)
     rebuild = vmax(act_dense * (dense > 0), act_moe * (moe > 0))
     full = lay.recompute == 2
-    stored = one_mb + ((dense + moe) * block_in - one_mb) * full
+    stored = one_mb + ((dense + moe) * block_in * grad - one_mb) * full
     held = 1 if last else in_flight_micro_batches(lay)
-    acts = stored * held + rebuild * full
+    acts = stored * held + rebuild * full * (grad > 0)
     if training.dropout and not last:  # the embedding dropout's 1-byte mask per micro-batch
         acts = acts + held * block_in / beta  # held (Korthikanti §4.3: s b h p / t with SP)
     is_last = 1 if last else only_stage
     logits = (defaults.logits_bytes_per_element * lay.micro_batch_size * training.seq_len / lay.cp
               * model.vocab_size / lay.tp) * is_last
-    accounted = weights + grads + optim + acts + logits + fsdp
+    workspace = ftm.dequant_workspace_bytes(model, training, lay)  # QLoRA
+    accounted = weights + grads + optim + acts + logits + fsdp + workspace
     frag = defaults.fragmentation_fraction * accounted
     return {
         "weights": weights, "gradients": grads, "optimizer": optim, "activations": acts,
-        "logits": logits, "fsdp": fsdp, "fragmentation": frag,
+        "logits": logits, "fsdp": fsdp, "fragmentation": frag, "workspace": workspace,
         "total": accounted + frag + defaults.runtime_overhead_bytes,
         "held": held * 1.0, "per_layer": rebuild,
     }
@@ -396,5 +409,5 @@ def memory_per_device(
         runtime_overhead_bytes=defaults.runtime_overhead_bytes,
         fragmentation_bytes=t["fragmentation"], capacity_bytes=capacity_bytes, stage=stage,
         in_flight_micro_batches=int(round(t["held"])) if stage != "last" else 1,
-        activations_per_layer_bytes=t["per_layer"],
+        activations_per_layer_bytes=t["per_layer"], dequant_workspace_bytes=t["workspace"],
     )

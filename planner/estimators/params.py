@@ -131,6 +131,8 @@ def _attention_params(model: ModelSpec) -> tuple[int, int]:
         extra += 2 * d
     elif model.qk_norm == "full":
         extra += a * d + g * d
+    if model.attention_sinks:  # gpt-oss: one learned sink logit per head
+        extra += a
     return mm + extra, mm
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from planner.estimators.finetune_memory import dequant_bytes_per_pass, trainable_params_local
 from planner.estimators.flops import flash_backward_recompute_flops_per_token, training_flops
 from planner.estimators.memory import (
     activation_bytes_per_element, framework_state_bytes, keeps_unsharded_across_micro_batches,
@@ -193,6 +194,9 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
         per_layer_tp = per_layer_tp + perf.score_passes * model.num_heads * s * beta / t
     ew_bytes = per_layer_tp * tokens_mb * per_stage * (1 + rc_full / 3)
     ew_bytes = ew_bytes + 16 * model.vocab_size * tokens_mb / t
+    # QLoRA: each forward and backward (and a full recompute) dequantises every NF4 weight
+    ew_bytes = ew_bytes + (2 + rc_full) * dequant_bytes_per_pass(model, training.finetune) * \
+        per_stage / (L * t)
     compute_mb = gemm_s + attn_s + ew_bytes / hbm
 
     domain = hw.scale_up_domain_devices.value
@@ -237,9 +241,12 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     routed = routed_params(params, model)
     dense_local = (params.total - routed) / (t * p)  # owned before ZeRO sharding
     expert_local = routed / (t * p * e)
+    # gradients and optimizer: trainable parameters only (all of them but when fine-tuning)
+    grad_dense, grad_expert = trainable_params_local(model, training, dense_local,
+                                                     expert_local, t * p)
     z = lay.zero_stage
     opt_params = 0.0
-    for local, n in ((dense_local, lay.shard * c), (expert_local, vmax(1, lay.shard * c / e))):
+    for local, n in ((grad_dense, lay.shard * c), (grad_expert, vmax(1, lay.shard * c / e))):
         opt_params = opt_params + local / (1 + (n - 1) * (z >= 1))
     optimizer_s = 2 * opt_params * (w_b + g_b + o_b) / hbm
     # Offload (ZeRO-Offload, FSDP CPUOffload): the step runs on the host's CPUs and the
@@ -297,21 +304,24 @@ def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, param
     routed = routed_params(params, model)
     dense_local = (params.total - routed) / (t * p)
     expert_local = routed / (t * p * e)
+    # fine-tuning: gradients (and ZeRO 1-2's updated parameters) of trainable ones only
+    trained = trainable_params_local(model, training, dense_local, expert_local, t * p)
     shard, replicas = lay.shard, lay.dp / lay.shard
     reshard = lay.reshard_after_forward
     total = exposed = 0.0
-    groups = [(dense_local, shard * c, t)]
+    groups = [(dense_local, trained[0], shard * c, t)]
     if model.moe:  # routed experts: their own shard group, dp x cp / ep ranks
-        groups.append((expert_local, vmax(1, shard * c / e), t * e))
-    for local, n_s, stride in groups:
-        layer_bytes = local / per_stage
+        groups.append((expert_local, trained[1], vmax(1, shard * c / e), t * e))
+    for local, train, n_s, stride in groups:
+        layer_bytes, train_bytes = local / per_stage, train / per_stage
         bw, la = group_link(stride, n_s, domain, up, out, *lat)
         frac = (n_s - 1) / n_s
         gather = collective_seconds(layer_bytes * w_b, frac, n_s, bw, la, n_s - 1)
-        reduce = collective_seconds(layer_bytes * g_b, frac * (1 + (z == 0)), n_s, bw, la,
+        updated = collective_seconds(train_bytes * w_b, frac, n_s, bw, la, n_s - 1)
+        reduce = collective_seconds(train_bytes * g_b, frac * (1 + (z == 0)), n_s, bw, la,
                                     (n_s - 1) * (1 + (z == 0)))
         r_bw, r_la = group_link(stride * n_s, replicas, domain, up, out, *lat)
-        across = collective_seconds(layer_bytes * g_b / n_s, 2 * (replicas - 1) / replicas,
+        across = collective_seconds(train_bytes * g_b / n_s, 2 * (replicas - 1) / replicas,
                                     replicas, r_bw, r_la, 2 * (replicas - 1)) * (z >= 1)
         z3 = z == 3
         # ZeRO 3: every micro-batch, gathers in forward and backward and the reduce-scatter
@@ -321,9 +331,9 @@ def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, param
         z3_exposed = m * (_overlapped(fwd_comm, f_layer, per_stage) +
                           _overlapped(bwd_comm, b_layer, per_stage))
         # ZeRO 0-2: one reduction in the last backward, one gather in the next forward
-        low_total = per_stage * (reduce + gather * (z >= 1))
+        low_total = per_stage * (reduce + updated * (z >= 1))
         low_exposed = _overlapped(reduce, b_layer, per_stage) + \
-            _overlapped(gather, f_layer, per_stage) * (z >= 1)
+            _overlapped(updated, f_layer, per_stage) * (z >= 1)
         across_total = per_stage * across
         total = total + z3_total + (low_total - z3_total) * (1 - z3) + across_total
         exposed = exposed + z3_exposed + (low_exposed - z3_exposed) * (1 - z3) + \
@@ -337,9 +347,12 @@ def flops_inputs(model: ModelSpec, training: TrainingSpec, params: ParamCount) -
     fl = training_flops(model, training, params)
     k = model.moe.experts_per_token if model.moe else 0
     expert = params.expert_matmul * k * params.num_moe_layers  # routed-expert weights used
+    ft = training.finetune
+    grad = 1.0 if ft is None or ft.mode != "partial" else \
+        min(ft.trainable_layers or 0, model.num_layers) / model.num_layers
     return {"model": fl.model_per_token, "attention_fwd": fl.attention_per_token / 3,
             "attention_recompute": flash_backward_recompute_flops_per_token(model, training),
-            "layers_matmul": params.layers_matmul_active, "expert_matmul": expert}
+            "layers_matmul": params.layers_matmul_active * grad, "expert_matmul": expert}
 
 
 COMPONENTS = ("compute", "tp_comm", "cp_comm", "ep_comm", "pp_comm", "bubble", "dp_comm",

@@ -14,6 +14,7 @@ from planner.estimators.layout import check_layout
 from planner.estimators.memory import (
     MemoryDefaults, memory_per_device,
 )
+from planner.estimators.finetune import finetune_summary
 from planner.estimators.params import count_params
 from planner.estimators.step_time import (
     COMPONENTS, DEFAULT_PERF, PerfParams, flops_inputs, step_seconds, step_time_terms,
@@ -315,7 +316,7 @@ def estimate(
             name=model.name, params_total=params.total, params_active=params.active,
             matmul_params_active=params.matmul_active, num_layers=model.num_layers,
             d_model=model.d_model, attention=model.attention_kind, moe=model.is_moe,
-            source_url=model.source_url),
+            source_url=model.source_url, **finetune_summary(model, training.finetune)),
         hardware=HardwareSummary(
             name=hw.name, display_name=hw.display_name, precision=training.precision,
             peak_tflops=peak / TERA, memory_bytes=hw.memory_bytes,
@@ -344,7 +345,7 @@ def estimate(
                 "weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes",
                 "logits_bytes", "fsdp_buffer_bytes", "runtime_overhead_bytes",
                 "fragmentation_bytes", "total_bytes", "capacity_bytes", "headroom_bytes",
-                "fits", "stage", "in_flight_micro_batches")}),
+                "fits", "stage", "in_flight_micro_batches", "dequant_workspace_bytes")}),
         throughput=Throughput(
             tflops_per_device=hfu * peak / TERA, model_tflops_per_device=mfu * peak / TERA,
             mfu=mfu, hfu=hfu, tokens_per_s_per_device=tok_s / par.devices, tokens_per_s=tok_s),

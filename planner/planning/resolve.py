@@ -21,7 +21,7 @@ from planner.catalog.regions import GridFactor, grid_factor
 from planner.catalog.yamlio import format_validation_error
 from planner.errors import SpecError
 from planner.estimators.params import count_params
-from planner.planning import defaults
+from planner.planning import defaults, finetune
 from planner.results import Assumption
 from planner.specs import (
     Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec,
@@ -160,6 +160,7 @@ def resolve(
     With no model and no shape, the built-in plan (`defaults.BUILTIN_PLAN`) fills the rest.
     """
     notes: list[Assumption] = []
+    ft_opts = finetune.pop_finetune(options)
     if model is None and not any((shape or {}).values()):
         notes.append(defaults.builtin_plan_note())
         plan = defaults.BUILTIN_PLAN
@@ -176,16 +177,27 @@ def resolve(
         notes.append(note)
     hw = load_hardware(hardware, tuple(profiles_dirs))
     params = count_params(spec).total
-    if tokens is None:
+    ft = finetune.finetune_spec(ft_opts)
+    if tokens is None and ft is None:
         tokens, note = defaults.default_tokens(params)
         notes.append(note)
-    else:
+    elif tokens is not None:
         tokens = _count(tokens)
     split = _split_options(options)
     train = split["training"]
+    if ft is not None:  # a fine-tune's own defaults, and its dataset in tokens
+        notes += finetune.finetune_defaults(ft, train, spec.max_seq_len)
+        tokens, more = finetune.dataset_tokens(tokens, ft_opts.get("samples"),
+                                               ft_opts.get("epochs"), train["seq_len"])
+        notes += more + finetune.recipe_notes(ft)
     if train.get("seq_len") is None:
         train["seq_len"], note = defaults.default_seq_len(spec.max_seq_len)
         notes.append(note)
+    if ft is None and ("epochs" in ft_opts or "samples" in ft_opts):
+        tokens, more = finetune.dataset_tokens(None if "samples" in ft_opts else tokens,
+                                               ft_opts.get("samples"), ft_opts.get("epochs"),
+                                               train["seq_len"])
+        notes += more
     batch_given = train.get("global_batch_size") is not None
     if not batch_given:
         train["global_batch_size"], note = defaults.default_global_batch(params, train["seq_len"])

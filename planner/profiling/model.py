@@ -263,9 +263,7 @@ class DecoderLM(nn.Module):
         self.embed = nn.Embedding(V, h)
         self.pos = nn.Embedding(spec.max_seq_len, h) \
             if spec.position_embedding == "learned" else None
-        dense = spec.num_dense_ffn_layers
-        self.blocks = nn.ModuleList(Block(spec, moe=i >= dense) if spec.moe else
-                                    Block(spec, moe=False) for i in range(spec.num_layers))
+        self.blocks = nn.ModuleList(Block(spec, moe=moe) for moe in spec.layer_is_moe())
         self.norm = make_norm(spec, h)
         self.head = None if spec.tie_embeddings else nn.Linear(h, V, bias=spec.lm_head_bias)
         self.head_bias = nn.Parameter(torch.zeros(V)) \

@@ -29,6 +29,10 @@ def _candidate(spec: ModelSpec, heads: int, layers: int, vocab: int) -> ModelSpe
                 "learned" else spec.max_seq_len)
     if spec.num_kv_heads:
         data["num_kv_heads"] = max(1, heads * spec.kv_heads // spec.num_heads)
+    # The torch model attends to every key and has no sink logits: a shrunk model is built
+    # with full attention, so its analytic counts and FLOPs describe what runs.
+    data.update(layer_types=None, sliding_window=None, attention_chunk_size=None,
+                attention_sinks=False)
     if spec.moe:
         e = spec.moe
         dense_share = e.num_dense_layers / spec.num_layers
@@ -38,6 +42,10 @@ def _candidate(spec: ModelSpec, heads: int, layers: int, vocab: int) -> ModelSpe
                            width(e.shared_expert_ffn_hidden_size)
                            if e.shared_expert_ffn_hidden_size else None),
                        "num_dense_layers": min(layers - 1, round(dense_share * layers))}
+        if e.moe_layers is not None:  # the interleaving, sampled at the new depth
+            was = spec.layer_is_moe()
+            pattern = [i for i in range(layers) if was[i * spec.num_layers // layers]]
+            data["moe"].update(num_dense_layers=0, moe_layers=pattern or [layers - 1])
     if spec.mla:
         m = spec.mla
         rank = lambda r: max(16, int(round(r * scale / 16)) * 16) if r else 0  # noqa: E731

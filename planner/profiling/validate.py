@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from planner.estimators.finetune import trainable_params
+from planner.estimators.finetune_flops import leading_frozen_savings_per_token
 from planner.estimators.flops import flash_backward_recompute_flops_per_token, training_flops
 from planner.estimators.memory import MemoryDefaults, memory_per_device, saved_activation_bytes
 from planner.estimators.params import count_params
@@ -14,6 +16,7 @@ from planner.estimators.step_time import (
 from planner.estimators.vec import Degrees
 from planner.profiling.report import Quantity, ValidationReport
 from planner.specs import HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec
+from planner.specs.finetune import FinetuneSpec
 
 # Verdict thresholds: exact counts, then the accuracy each model aims for.
 TOLERANCE = {"params": 0.0, "flops_per_step": 0.0, "activation_bytes": 1.0,
@@ -38,6 +41,7 @@ class RunConfig:
     seed: int = 0
     compile: bool = False  # time a torch.compile'd step (counts and probes stay eager)
     breakdown: bool = False  # also profile the step's time by the model's compute parts
+    finetune: FinetuneSpec | None = None  # full, partial or lora (peft) instead of training
 
 
 def profile_for_gpu(device_name: str) -> str | None:
@@ -46,12 +50,15 @@ def profile_for_gpu(device_name: str) -> str | None:
 
 
 def training_spec(cfg: RunConfig) -> TrainingSpec:
-    """What the run does, in estimator terms: torch AdamW keeps its state in the param dtype."""
+    """What the run does, in estimator terms: torch AdamW keeps its state in the param dtype
+    (LoRA adapters are fp32 under peft's autocast, so their moments are fp32 too)."""
+    lora = cfg.finetune is not None and cfg.finetune.uses_lora
+    optimizer = "adamw" if cfg.dtype == "fp32" else (
+        "adamw_pure_bf16" if lora else "adamw_all_bf16")
     return TrainingSpec(tokens=cfg.micro_batch_size * cfg.seq_len, seq_len=cfg.seq_len,
                         global_batch_size=cfg.micro_batch_size,
                         micro_batch_size=cfg.micro_batch_size, precision=cfg.dtype,
-                        optimizer="adamw" if cfg.dtype == "fp32" else "adamw_all_bf16",
-                        recompute="none")
+                        optimizer=optimizer, recompute="none", finetune=cfg.finetune)
 
 
 def predicted_step(spec: ModelSpec, t: TrainingSpec,
@@ -78,6 +85,7 @@ def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
     import torch
 
     from planner.profiling import probes
+    from planner.profiling.finetune import apply_finetune
     from planner.profiling.model import build_model
     from planner.profiling.shrink import check_cpu_size
 
@@ -86,12 +94,14 @@ def run_validation(spec: ModelSpec, cfg: RunConfig, energy=None,
     torch.manual_seed(cfg.seed)
     dtype = torch.float32 if cfg.dtype == "fp32" else torch.bfloat16
     check_cpu_size(spec, cfg.device)  # before anything is allocated
-    model = build_model(spec, cfg.device, dtype)
+    model = apply_finetune(build_model(spec, cfg.device, dtype), spec, cfg.finetune,
+                           cfg.device)
+    trained = [p for p in model.parameters() if p.requires_grad]
     cuda = cfg.device.startswith("cuda")
     # fused AdamW on a GPU (what training scripts use: one kernel, no temporaries); on a CPU
     # the per-tensor loop, whose temporaries are one parameter at a time.
-    opt = (torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True) if cuda else
-           torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False))
+    opt = (torch.optim.AdamW(trained, lr=1e-4, fused=True) if cuda else
+           torch.optim.AdamW(trained, lr=1e-4, foreach=False))
     tokens, targets = probes.make_batch(spec.vocab_size, cfg.micro_batch_size, cfg.seq_len,
                                         cfg.device, cfg.seed)
     t = training_spec(cfg)
@@ -129,8 +139,17 @@ def _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_meth
 
     p = count_params(spec)
     q = rep.quantities
-    q.append(Quantity("params", p.total, sum(x.numel() for x in model.parameters()), "params",
+    total = p.total
+    if cfg.finetune is not None:
+        tp = trainable_params(spec, cfg.finetune)
+        total = tp.total
+    q.append(Quantity("params", total, sum(x.numel() for x in model.parameters()), "params",
                       "sum of numel() over model.parameters()", TOLERANCE["params"]))
+    if cfg.finetune is not None:
+        q.append(Quantity("trainable_params", tp.trainable,
+                          sum(x.numel() for x in model.parameters() if x.requires_grad),
+                          "params", "numel() of the parameters with requires_grad (peft's "
+                          "trainable params)", TOLERANCE["params"]))
     tokens_per_step = cfg.micro_batch_size * cfg.seq_len
     phase("counting FLOPs (one step under FlopCounterMode)")
     counted = probes.count_flops(model, tokens, targets)
@@ -138,6 +157,10 @@ def _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_meth
     recompute = (flash_backward_recompute_flops_per_token(spec, t) * tokens_per_step
                  if counted.fused_attention_backward else 0.0)
     flops_pred = training_flops(spec, t).model_per_token * tokens_per_step + recompute
+    if cfg.finetune is not None:  # the backend counted may skip what fused kernels compute
+        flops_pred += tokens_per_step * (
+            leading_frozen_savings_per_token(spec, t, t.flash_attention) -
+            leading_frozen_savings_per_token(spec, t, counted.fused_attention_backward))
     q.append(Quantity("flops_per_step", flops_pred, counted.total, "FLOPs",
                       "torch FlopCounterMode, forward + backward, " +
                       ("fused attention kernels (+ their QK^T recompute)" if recompute

@@ -19,9 +19,15 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
     tokens_per_step = lay.global_batch_size * lay.seq_len
     fits = "fits" if mem.fits else "DOES NOT FIT"
     free = "free" if mem.fits else "over"
+    tuned = [] if m.finetune is None else [
+        ("Fine-tune", f"{m.finetune}: {fmt_count(m.params_trainable)} trainable, "
+                      f"{fmt_count(m.params_frozen)} frozen")]
+    workspace = f", dequantisation {_gib(mem.dequant_workspace_bytes)}" \
+        if mem.dequant_workspace_bytes else ""
     return [
         ("Model", f"{m.name}: {fmt_count(m.params_total)} params{active}, {m.attention}, "
                   f"{m.num_layers} layers, d_model {m.d_model}"),
+        *tuned,
         ("Hardware", f"{lay.devices} x {e.hardware.name} ({e.hardware.display_name}), "
                      f"{e.hardware.precision} peak {e.hardware.peak_tflops:g} TFLOP/s"),
         ("Layout", f"dp {lay.dp} x tp {lay.tp} x pp {lay.pp} x cp {lay.cp} (ep {lay.ep}), "
@@ -43,7 +49,7 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
              f" ({mem.in_flight_micro_batches} micro-batch(es) in flight), logits "
              f"{_gib(mem.logits_bytes)}, FSDP buffers {_gib(mem.fsdp_buffer_bytes)}, "
              f"runtime {_gib(mem.runtime_overhead_bytes)}, fragmentation "
-             f"{_gib(mem.fragmentation_bytes)}"),
+             f"{_gib(mem.fragmentation_bytes)}{workspace}"),
         ("Throughput", f"{th.tflops_per_device:.0f} TFLOP/s per device executed, MFU "
                        f"{th.mfu:.1%}, HFU {th.hfu:.1%}, {th.tokens_per_s_per_device:,.0f} "
                        f"tokens/s per device, step {e.time.step_time_s:.2f} s"),

@@ -8,6 +8,10 @@ from pydantic import Field, model_validator
 
 from planner.specs.base import Name, PositiveWhole, Spec, Whole
 
+# Per-layer attention, as transformers' ``layer_types`` spells it (Gemma 3, gpt-oss, Llama 4).
+ATTENTION_KINDS = ("full_attention", "sliding_attention", "chunked_attention")
+AttentionKind = Literal[ATTENTION_KINDS]
+
 
 class MoESpec(Spec):
     """Mixture-of-experts FFN settings (Mixtral, DeepSeek-V3 style)."""
@@ -25,6 +29,10 @@ class MoESpec(Spec):
         0, description="Leading layers with a dense FFN of width ffn_hidden_size."
     )
     router_bias: bool = Field(False, description="Router has a per-expert bias (DeepSeek-V3).")
+    moe_layers: tuple[Whole, ...] | None = Field(
+        None, description="0-based indices of the MoE layers when dense and MoE layers "
+        "interleave (Llama 4 moe_layers, Qwen3-MoE mlp_only_layers); None = every layer after "
+        "the num_dense_layers leading ones.")
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -33,6 +41,12 @@ class MoESpec(Spec):
                 f"experts_per_token={self.experts_per_token} exceeds "
                 f"num_experts={self.num_experts}"
             )
+        if self.moe_layers is not None:
+            if self.num_dense_layers:
+                raise ValueError("give moe_layers or num_dense_layers, not both")
+            if list(self.moe_layers) != sorted(set(self.moe_layers)) or not self.moe_layers:
+                raise ValueError("moe_layers must list distinct layer indices in increasing "
+                                 f"order (got {list(self.moe_layers)[:8]})")
         return self
 
     @property
@@ -88,6 +102,15 @@ class ModelSpec(Spec):
     max_seq_len: PositiveWhole = Field(description="Context length the model was built for.")
     tie_embeddings: bool = Field(False, description="LM head shares the input embedding.")
     vocab_size: PositiveWhole = Field(description="Rows of the embedding matrix (padded).")
+    layer_types: tuple[AttentionKind, ...] | None = Field(
+        None, description="Attention of each layer (full_attention, sliding_attention, "
+        "chunked_attention); None = full attention everywhere.")
+    sliding_window: PositiveWhole | None = Field(
+        None, description="Keys a sliding_attention layer sees (the query's own included).")
+    attention_chunk_size: PositiveWhole | None = Field(
+        None, description="Tokens per chunk of a chunked_attention layer (Llama 4).")
+    attention_sinks: bool = Field(False, description="A learned sink logit per head "
+                                  "(gpt-oss): num_heads parameters per layer.")
     moe: MoESpec | None = None
     mla: MLASpec | None = None
 
@@ -106,7 +129,41 @@ class ModelSpec(Spec):
                 f"moe.num_dense_layers={self.moe.num_dense_layers} exceeds "
                 f"num_layers={self.num_layers}"
             )
+        if self.moe and self.moe.moe_layers and self.moe.moe_layers[-1] >= self.num_layers:
+            raise ValueError(f"moe.moe_layers has layer {self.moe.moe_layers[-1]}; layers are "
+                             f"0..{self.num_layers - 1}")
+        self._check_layer_types()
         return self
+
+    def _check_layer_types(self) -> None:
+        kinds = self.layer_types
+        if kinds is None:
+            return
+        if len(kinds) != self.num_layers:
+            raise ValueError(f"layer_types has {len(kinds)} entries; num_layers={self.num_layers}"
+                             " needs one per layer")
+        if "sliding_attention" in kinds and self.sliding_window is None:
+            raise ValueError("sliding_attention layers need sliding_window (tokens)")
+        if "chunked_attention" in kinds and self.attention_chunk_size is None:
+            raise ValueError("chunked_attention layers need attention_chunk_size (tokens)")
+
+    def layer_attention_windows(self) -> tuple[int | None, ...]:
+        """Per layer: None = full (causal) attention; an int = the sliding window or the
+        chunk size, in tokens, that bounds the keys a query attends to."""
+        kinds = self.layer_types or ("full_attention",) * self.num_layers
+        size = {"full_attention": None, "sliding_attention": self.sliding_window,
+                "chunked_attention": self.attention_chunk_size}
+        return tuple(size[k] for k in kinds)
+
+    def layer_is_moe(self) -> tuple[bool, ...]:
+        """Per layer: whether its FFN is a mixture of experts."""
+        if not self.moe:
+            return (False,) * self.num_layers
+        if self.moe.moe_layers is not None:
+            moe = set(self.moe.moe_layers)
+            return tuple(i in moe for i in range(self.num_layers))
+        k = self.moe.num_dense_layers
+        return tuple(i >= k for i in range(self.num_layers))
 
     # -- derived shape -------------------------------------------------------------------
     @property
@@ -122,6 +179,8 @@ class ModelSpec(Spec):
     @property
     def num_moe_layers(self) -> int:
         """Layers whose FFN is a mixture of experts."""
+        if self.moe and self.moe.moe_layers is not None:
+            return len(self.moe.moe_layers)
         return self.num_layers - self.moe.num_dense_layers if self.moe else 0
 
     @property
@@ -152,9 +211,3 @@ class ModelSpec(Spec):
     def v_dim(self) -> int:
         """Per-head dim of values."""
         return self.mla.v_head_dim if self.mla else self.d_head
-
-    def layer_attention_windows(self) -> tuple[int | None, ...]:
-        """Per layer, the tokens its attention sees: None = full attention, an int = a
-        sliding window or chunk of that many tokens (the contract with issue 15, which
-        fills it from the config; until then every layer is full attention)."""
-        return (None,) * self.num_layers

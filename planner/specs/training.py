@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from planner.specs.base import Name, PositiveWhole, Spec
+from planner.specs.finetune import FinetuneSpec
 from planner.specs.hardware import EfficiencyRange
 from planner.vocab import (
     Framework, Offload, Optimizer, Precision, Recompute, Schedule, ZeroStage,
@@ -33,6 +34,9 @@ class TrainingSpec(Spec):
         "without fused attention): its masks are saved for backward (Korthikanti et al. 2022 "
         "Table 2). Modern LLM pre-training uses none."
     )
+    finetune: FinetuneSpec | None = Field(
+        None, description="Fine-tuning recipe (full, partial, lora, qlora); None = training "
+        "every weight from scratch, as full fine-tuning does.")
 
 
 class ParallelismSpec(Spec):

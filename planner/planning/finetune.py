@@ -1,0 +1,136 @@
+"""Fine-tuning questions: the recipe from plain options, the dataset as tokens or samples x
+sequence length x epochs, and the defaults a fine-tune fills differently from pre-training
+(each recorded as an Assumption). `resolve` is the only caller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from planner.catalog.yamlio import format_validation_error
+from planner.errors import SpecError
+from planner.results import Assumption
+from planner.specs.finetune import FinetuneSpec
+
+FINETUNE_KEYS = ("finetune", "lora_rank", "lora_alpha", "lora_targets", "lora_bias",
+                 "trainable_layers", "train_embeddings", "train_lm_head", "epochs", "samples")
+# spec field -> CLI flag, for one-line errors
+FLAGS = {"mode": "--finetune", "lora_rank": "--lora-rank", "lora_alpha": "--lora-alpha",
+         "lora_targets": "--lora-targets", "lora_bias": "--lora-bias",
+         "trainable_layers": "--trainable-layers"}
+
+DEFAULT_SEQ_LEN = 1024
+SEQ_LEN_SOURCE = ("TRL SFTConfig's max_length default (1024 tokens); fine-tuning sets are "
+                  "instructions and chats, far shorter than a model's context")
+DEFAULT_GLOBAL_BATCH = 16
+BATCH_SOURCE = ("the QLoRA reference recipe (artidoro/qlora qlora.py: per-device batch 1 x "
+                "16 accumulation steps; the Guanaco scripts 4 x 4)")
+DEFAULT_SAMPLES = 52_002
+SAMPLES_SOURCE = "one epoch of Alpaca's 52,002 instructions (Taori et al. 2023)"
+MODE_OPTIMIZER = {"qlora": "adamw_8bit"}  # paged 8-bit AdamW
+
+
+def pop_finetune(options: dict[str, Any]) -> dict[str, Any]:
+    """The fine-tuning options, removed from ``options`` (None values dropped)."""
+    return {k: v for k in FINETUNE_KEYS if (v := options.pop(k, None)) is not None}
+
+
+def finetune_spec(opts: dict[str, Any]) -> FinetuneSpec | None:
+    """The recipe from plain options (``finetune`` = mode name, a dict or a FinetuneSpec);
+    recipe options without --finetune are an error naming the flag."""
+    mode = opts.get("finetune")
+    fields = {k: v for k, v in opts.items() if k not in ("finetune", "epochs", "samples")}
+    if mode is None:
+        if fields:
+            flag = FLAGS.get(next(iter(fields)), "--" + next(iter(fields)).replace("_", "-"))
+            raise SpecError(f"{flag} needs --finetune full|partial|lora|qlora")
+        return None
+    if isinstance(mode, FinetuneSpec):
+        return mode.model_copy(update=fields) if fields else mode
+    data = dict(mode) if isinstance(mode, dict) else {"mode": mode}
+    data.update(fields)
+    if data.get("mode") == "partial" and data.get("trainable_layers") is None:
+        raise SpecError("--finetune partial needs --trainable-layers N (the last N blocks "
+                        "that train; the rest stay frozen)")
+    try:
+        return FinetuneSpec.model_validate(data)
+    except ValidationError as e:
+        msg = format_validation_error(e, "finetune")
+        for name, flag in FLAGS.items():
+            msg = msg.replace(f"finetune: {name}:", f"{flag}:")
+        raise SpecError(msg) from None
+
+
+def _note(name: str, value, unit: str, source: str, defaulted: bool = True) -> Assumption:
+    return Assumption(name=name, value=value, unit=unit, source=source, defaulted=defaulted)
+
+
+def dataset_tokens(tokens: float | None, samples: float | None, epochs: float | None,
+                   seq_len: int) -> tuple[float, list[Assumption]]:
+    """Tokens processed: (tokens, or samples x seq_len) x epochs; unpacked samples count
+    their padded length. With neither, one epoch of Alpaca (recorded)."""
+    if tokens is not None and samples is not None:
+        raise SpecError("--tokens and --samples both given; give one (samples are counted "
+                        "as samples x --seq-len)")
+    if epochs is not None and not epochs > 0:
+        raise SpecError(f"--epochs: must be more than 0 (got {epochs})")
+    notes = []
+    if tokens is None:
+        if samples is None:
+            samples = DEFAULT_SAMPLES
+            notes.append(_note("samples", samples, "sequences", SAMPLES_SOURCE))
+        tokens = samples * seq_len
+    n = 1.0 if epochs is None else float(epochs)
+    if epochs is None:
+        notes.append(_note("epochs", 1, "", "planner default: one pass over the data"))
+    total = tokens * n
+    notes.append(_note("dataset_tokens", total, "tokens",
+                       f"{tokens:,.0f} tokens per epoch x {n:g} epochs", defaulted=False))
+    return total, notes
+
+
+def finetune_defaults(ft: FinetuneSpec, train: dict[str, Any], max_seq_len: int
+                      ) -> list[Assumption]:
+    """Fill a fine-tune's seq_len, global batch and optimizer where not given (in ``train``);
+    each default is returned as an Assumption."""
+    notes = []
+    if train.get("seq_len") is None:
+        train["seq_len"] = min(DEFAULT_SEQ_LEN, max_seq_len)
+        notes.append(_note("seq_len", train["seq_len"], "tokens", SEQ_LEN_SOURCE))
+    if train.get("global_batch_size") is None:
+        train["global_batch_size"] = DEFAULT_GLOBAL_BATCH
+        notes.append(_note("global_batch_size", DEFAULT_GLOBAL_BATCH, "sequences",
+                           BATCH_SOURCE))
+    if train.get("optimizer") is None and ft.mode in MODE_OPTIMIZER:
+        train["optimizer"] = MODE_OPTIMIZER[ft.mode]
+        notes.append(_note("optimizer", "adamw_8bit (paged)", "", "QLoRA: paged 8-bit AdamW "
+                           "(bitsandbytes paged_adamw_8bit; QLoRA §3 paged optimizers; "
+                           "qlora.py's default is the 32-bit paged one: --optimizer adamw). "
+                           "Paged moments move to host memory under pressure; counted here "
+                           "as resident"))
+    train["finetune"] = ft
+    return notes
+
+
+def recipe_notes(ft: FinetuneSpec) -> list[Assumption]:
+    """The recipe's settings that were left at their defaults."""
+    out = []
+    src = {"lora_rank": "planner default (peft's LoraConfig default r is 8)",
+           "lora_alpha": "planner default alpha = 16 (moves neither memory nor time)",
+           "lora_targets": "peft's default for llama-family models: q_proj, v_proj",
+           "adapter_precision": "fp32 adapters for lora (peft autocast_adapter_dtype); bf16 "
+                                "for qlora (qlora.py casts LoRA layers to bf16)"}
+    if not ft.uses_lora:
+        return out
+    for name, source in src.items():
+        if name not in ft.model_fields_set:
+            value = getattr(ft, name)
+            if name == "lora_targets":
+                value = ",".join(value)
+            elif name == "adapter_precision":
+                value = "bf16" if ft.adapter_bytes == 2 else "fp32"
+            out.append(_note(f"finetune.{name}", value, "", source))
+    out.append(_note("finetune.lora_dropout", 0.0, "", "peft's LoraConfig default (dropout "
+                     "> 0 saves a dropped copy of each adapter input; not modelled)"))
+    return out
