@@ -1,6 +1,6 @@
 """The package's layers: each module imports only its own layer and the layers below it
 (every import, including the ones deferred inside functions), so the folders show the flow
-from a question to an answer. The order is docs/architecture.md's."""
+from a question to an answer. The order is the table in docs/README.md ("The code")."""
 
 import ast
 from pathlib import Path
