@@ -9,25 +9,16 @@ hardware, under 1 s for five. torch, numpy and matplotlib are never imported (wi
 from __future__ import annotations
 
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+from estimate_speed import _median_run  # the same timing loop (benchmarks/ is on sys.path)
 
 ONE = ["serve", "--model", "llama3-70b", "--hardware", "h100-sxm", "--rate", "20/s",
        "--tpot", "40ms", "--precision", "fp8"]
 FIVE = ["serve", "--model", "llama3-70b", "--hardware", "h100-sxm,h200,b200,mi300x,a100-80gb",
         "--tokens-per-day", "2B"]
-
-
-def _median_run(argv: list[str], runs: int = 10, env: dict | None = None) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:

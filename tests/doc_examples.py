@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
@@ -10,6 +11,19 @@ import pytest
 from planner.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"```(\w*)\n(.*?)```", flags=re.S)
+
+
+def planner_lines(text: str, lang: str = "bash") -> list[str]:
+    """The `planner ...` lines of a page's code blocks in ``lang`` (comments cut)."""
+    lines = []
+    for block_lang, body in BLOCK.findall(text):
+        if block_lang == lang:
+            for line in body.splitlines():
+                line = line.split("  #")[0].strip()
+                if line.startswith("planner "):
+                    lines.append(line)
+    return lines
 
 
 def needs_gpu(line: str) -> bool:

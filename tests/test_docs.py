@@ -12,13 +12,12 @@ import pytest
 
 from planner.cli import cli
 
-from doc_examples import run_example  # noqa: E402
+from doc_examples import BLOCK, planner_lines, run_example  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
-BLOCK = re.compile(r"```(\w*)\n(.*?)```", flags=re.S)
 
 # Written by another change; linked from the README and docs/README.md before it lands.
 PENDING_PAGES = {DOCS / "errors.md"}
@@ -28,20 +27,9 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(REPO))
 
 
-def _planner_lines(text: str, lang: str = "bash") -> list[str]:
-    lines = []
-    for block_lang, body in BLOCK.findall(text):
-        if block_lang == lang:
-            for line in body.splitlines():
-                line = line.split("  #")[0].strip()
-                if line.startswith("planner "):
-                    lines.append(line)
-    return lines
-
-
-README_COMMANDS = set(_planner_lines(README.read_text()))
+README_COMMANDS = set(planner_lines(README.read_text()))
 # Each docs example once; the ones the README also shows are run by tests/test_readme.py.
-DOC_COMMANDS = sorted({(_rel(p), line) for p in PAGES for line in _planner_lines(p.read_text())
+DOC_COMMANDS = sorted({(_rel(p), line) for p in PAGES for line in planner_lines(p.read_text())
                        if line not in README_COMMANDS})
 
 
@@ -54,9 +42,9 @@ def test_docs_have_a_page_per_command_with_examples():
     }
     for page, command in expected.items():
         text = (DOCS / "commands" / f"{page}.md").read_text()
-        assert command in "\n".join(_planner_lines(text)), page
+        assert command in "\n".join(planner_lines(text)), page
     measure = (DOCS / "commands" / "measure.md").read_text()
-    assert "planner measure" in "\n".join(_planner_lines(measure, "console"))
+    assert "planner measure" in "\n".join(planner_lines(measure, "console"))
     joined = "\n".join(line for _, line in DOC_COMMANDS)
     for cmd in ("models show", "hardware list", "hardware show", "regions show"):
         assert f"planner {cmd}" in joined

@@ -10,24 +10,12 @@ import pytest
 
 from planner.cli import cli
 
-from doc_examples import run_example  # noqa: E402
+from doc_examples import planner_lines, run_example  # noqa: E402
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
 
 
-def _commands(lang: str) -> list[str]:
-    lines = []
-    for block_lang, body in BLOCKS:
-        if block_lang == lang:
-            for line in body.splitlines():
-                line = line.split("  #")[0].strip()
-                if line.startswith("planner "):
-                    lines.append(line)
-    return lines
-
-
-COMMANDS = _commands("bash")
+COMMANDS = planner_lines(README)
 
 
 def test_readme_has_an_example_of_every_task():
