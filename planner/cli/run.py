@@ -176,7 +176,7 @@ def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region,
     from planner.planning.budget import answer_budget
     from planner.catalog.catalog import load_hardware
     from planner.planning.reliability import FAILURE_MODEL_SOURCE, goodput_for_compute
-    from planner.planning.estimate import price_quote
+    from planner.planning.outcome_chain import price_quote
     from planner.results import Assumption
     from planner.specs import Assumptions
 

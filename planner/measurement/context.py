@@ -115,7 +115,7 @@ def _price(o: MeasureOptions) -> tuple[HardwareProfile | None, float | None, str
         return None, o.price_per_hour, ("set by user (--price-per-hour)"
                                         if o.price_per_hour is not None else None)
     from planner.catalog.catalog import load_hardware
-    from planner.planning.estimate import price_quote
+    from planner.planning.outcome_chain import price_quote
     from planner.specs import Assumptions
 
     hw = load_hardware(o.hardware, o.profiles_dirs)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from planner.planning.estimate import goodput_cases, outcome_inputs, outcome_values
+from planner.planning.outcome_chain import goodput_cases, outcome_inputs, outcome_values
 from planner.planning.ranges import worst_efficiency
 from planner.planning.reliability import checkpoint_bytes_for
 from planner.estimators.params import count_params

@@ -6,14 +6,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from planner.catalog.regions import GridFactor
-from planner.errors import SpecError
 from planner.estimators import outcome as oc
-from planner.estimators import power as pw
 from planner.estimators.flops import training_flops
 from planner.estimators.layout import check_layout
-from planner.estimators.memory import (
-    MemoryDefaults, memory_per_device,
-)
+from planner.estimators.memory import memory_per_device
 from planner.estimators.finetune import finetune_summary
 from planner.estimators.params import count_params
 from planner.estimators.step_time import (
@@ -21,6 +17,9 @@ from planner.estimators.step_time import (
 )
 from planner.estimators.vec import Degrees
 from planner.planning import reliability as rel
+from planner.planning.outcome_chain import (
+    Ledger, OutcomeInputs, memory_defaults_listed, goodput_cases, outcome_inputs, outcome_values,
+)
 from planner.planning.ranges import WORST_CASE_RULE, quantity_ranges, worst_efficiency
 from planner.results import (
     Assumption, Carbon, Cost, Energy, Estimate, Flops, HardwareSummary, Layout, LayoutChoice,
@@ -29,6 +28,7 @@ from planner.results import (
 )
 from planner.specs import Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec
 from planner.units import GIB, HOURS_PER_DAY, SECONDS_PER_HOUR, TERA
+
 
 PERF = DEFAULT_PERF
 EMBODIED_LIFETIME_SOURCE = "LLMCarbon (Faiz et al. 2024) amortises over 5 years"
@@ -40,23 +40,7 @@ class _Case:
     goodput: float
 
 
-class _Ledger:
-    """Collects assumptions as they are resolved (user value or sourced default)."""
-
-    def __init__(self, user: Assumptions):
-        self.user, self.items = user, []
-
-    def take(self, name: str, default, unit: str, source: str, user_value=None):
-        value = getattr(self.user, name, None) if user_value is None else user_value
-        chosen = default if value is None else value
-        self.items.append(Assumption(
-            name=name, value=chosen, unit=unit, defaulted=value is None,
-            source=source if value is None else "set by user",
-        ))
-        return chosen
-
-
-def _efficiencies(hw: HardwareProfile, predicted: float, led: _Ledger) -> tuple[float, ...]:
+def _efficiencies(hw: HardwareProfile, predicted: float, led: Ledger) -> tuple[float, ...]:
     """(low, expected, high) fraction of peak: the user's, or the performance model's
     prediction spread by the profile's relative range."""
     if led.user.efficiency is not None:
@@ -86,7 +70,7 @@ def _spread_source(name: str, low: float, expected: float, high: float, source: 
             f"{low}/{expected}/{high} ({WORST_CASE_RULE}): {source}")
 
 
-def _cases(effs: tuple[float, ...], devices: int, led: _Ledger,
+def _cases(effs: tuple[float, ...], devices: int, led: Ledger,
            ckpt_bytes: float) -> dict[str, _Case]:
     eff_low, eff_exp, eff_high = effs
     g_low, g_exp, g_high = goodput_cases(devices, led.user, ckpt_bytes)
@@ -95,143 +79,6 @@ def _cases(effs: tuple[float, ...], devices: int, led: _Ledger,
     led.take("goodput_high", g_high, "fraction", rel.FAILURE_MODEL_SOURCE)
     return {"low": _Case(eff_high, g_high), "expected": _Case(eff_exp, g_exp),
             "high": _Case(eff_low, g_low)}
-
-
-def goodput_cases(devices, user: Assumptions, ckpt_bytes: float) -> tuple:
-    """(low, expected, high) goodput: the user's, else the failure model's for this many
-    devices and this checkpoint (numbers or arrays of device counts)."""
-    d = rel.model_goodput(devices, user, ckpt_bytes)
-    given = (user.goodput_low, user.goodput_expected, user.goodput_high)
-    g = tuple(d[i] if v is None else v for i, v in enumerate(given))
-    if user.goodput_expected is not None:  # a given expected bounds the defaulted cases
-        e = user.goodput_expected
-        lo, hi = g[0], g[2]
-        if user.goodput_low is None:
-            lo = lo * (lo <= e) + e * (lo > e)
-        if user.goodput_high is None:
-            hi = hi * (hi >= e) + e * (hi < e)
-        g = (lo, e, hi)
-    if any(v is not None for v in given) and isinstance(devices, int) and \
-            not g[0] <= g[1] <= g[2]:
-        raise SpecError(f"--goodput: need low <= expected <= high, got {g[0]}, {g[1]}, {g[2]}")
-    return g
-
-
-def price_quote(hw: HardwareProfile, user: Assumptions) -> tuple[float, str, str, str]:
-    """(USD per device-hour, tier, provider, source) from the user or the profile."""
-    if user.price_usd_per_device_hour is not None:
-        return user.price_usd_per_device_hour, "custom", "set by user", "set by user"
-    tier = user.price_tier or "on_demand"
-    quote = hw.price(tier)
-    if quote is None:
-        raise SpecError(f"{hw.name} has no '{tier}' price; available tiers: "
-                        f"{', '.join(hw.price_tiers)} (or set --price-per-hour)")
-    return (quote.usd_per_device_hour, tier, quote.provider,
-            f"{quote.provider}, {quote.date} ({quote.confidence}): {quote.source}")
-
-
-def device_power_w(hw: HardwareProfile, user: Assumptions) -> tuple[float, float]:
-    """(accelerator, host) average W per device slot, before PUE: TDP x the measured fraction,
-    and the host's nameplate share x its measured load (docs/assumptions.md, Power)."""
-    frac = pw.ACCELERATOR_FRACTION if user.power_fraction is None else user.power_fraction
-    host = pw.host_power_w(hw.host_power_w_per_device.value, pw.HOST_LOAD_FRACTION) \
-        if user.host_power_w_per_device is None else user.host_power_w_per_device
-    return pw.accelerator_power_w(hw.tdp_w.value, frac), host
-
-
-@dataclass(frozen=True)
-class OutcomeInputs:
-    """Everything between executed FLOPs and days, dollars, kWh and kg, resolved once."""
-
-    price_usd_per_device_hour: float
-    tier: str
-    provider: str
-    power_w: float  # per device slot in `scope`, before PUE
-    pue: float  # the facility's
-    grid_g_co2e_per_kwh: float
-    region: str
-    scope: str = pw.DEFAULT_SCOPE  # which power the energy figures count
-    accelerator_w: float = 0.0
-    server_w: float = 0.0
-
-    @property
-    def energy_pue(self) -> float:
-        """The PUE the scope's energy carries (1 unless facility)."""
-        return pw.scope_pue(self.scope, self.pue)
-
-
-def outcome_inputs(hw: HardwareProfile, user: Assumptions, grid: GridFactor | None,
-                   led: _Ledger | None = None) -> OutcomeInputs:
-    """Price, power, PUE and grid intensity: the user's values or the sourced defaults, each
-    recorded in ``led`` when given (the estimate's assumptions)."""
-    led = led or _Ledger(user)
-    price, tier, provider, source = price_quote(hw, user)
-    if tier == "custom":
-        led.take("price_usd_per_device_hour", None, "USD/device-hour", "")
-    else:
-        led.take("price_tier", tier, "", "default tier", user.price_tier)
-        led.items.append(Assumption(name="price_usd_per_device_hour", value=price,
-                                    unit="USD/device-hour", defaulted=True, source=source))
-    led.take("power_fraction", pw.ACCELERATOR_FRACTION, "x TDP",
-             pw.ACCELERATOR_FRACTION_SOURCE)
-    acc_w, host_w = device_power_w(hw, user)
-    led.take("host_power_w_per_device", host_w, "W",
-             f"{hw.name} nameplate share {hw.host_power_w_per_device.value:g} W x "
-             f"{pw.HOST_LOAD_FRACTION:.3f}: {pw.HOST_LOAD_SOURCE}")
-    scope = led.take("power_scope", pw.DEFAULT_SCOPE, "",
-                     "the facility energy a provider meters (accelerator: the chips alone; "
-                     "server: + hosts; facility: x PUE)")
-    if grid is None:
-        from planner.catalog.regions import world_average
-        grid = world_average()
-    pue = led.take("pue", grid.pue, "", f"{grid.region}: {grid.pue_source}")
-    g = led.take("grid_g_co2e_per_kwh", grid.g_co2e_per_kwh, "g CO2e/kWh",
-                 f"{grid.location}: {grid.intensity_source}")
-    return OutcomeInputs(price, tier, provider, pw.scope_power_w(scope, acc_w, host_w), pue, g,
-                         grid.region, scope, acc_w, acc_w + host_w)
-
-
-def outcome_values(hw_flops_total, devices, peak_flops_per_s: float, efficiency, goodput,
-                   inp: OutcomeInputs) -> dict:
-    """FLOPs -> days -> device-hours -> USD -> kWh -> kg CO2e (docs/formulas.md §4.1, §6, §7).
-
-    The one outcome chain: `estimate` runs it per case on numbers, the layout search on
-    arrays of candidates to rank them."""
-    secs = oc.compute_seconds(hw_flops_total, devices, peak_flops_per_s, efficiency)
-    wall_h = oc.wall_clock_hours(secs, goodput)
-    dev_h = wall_h * devices
-    _, kwh = oc.energy_kwh(dev_h, inp.power_w, inp.energy_pue)
-    return {"days": wall_h / HOURS_PER_DAY, "device_hours": dev_h,
-            "cost_usd": oc.cost_usd(dev_h, inp.price_usd_per_device_hour),
-            "energy_kwh": kwh, "kg_co2e": oc.carbon_kg(kwh, inp.grid_g_co2e_per_kwh)}
-
-
-def memory_defaults_for(user: Assumptions) -> MemoryDefaults:
-    """The memory heuristics with the user's overrides applied (no bookkeeping)."""
-    d = MemoryDefaults()
-    return MemoryDefaults(
-        d.runtime_overhead_bytes if user.runtime_overhead_gib is None
-        else user.runtime_overhead_gib * GIB,
-        d.fragmentation_fraction if user.fragmentation_fraction is None
-        else user.fragmentation_fraction,
-        d.logits_bytes_per_element if user.logits_bytes_per_element is None
-        else user.logits_bytes_per_element)
-
-
-def _memory_defaults(led: _Ledger) -> MemoryDefaults:
-    """memory_defaults_for the user's assumptions, each term listed with its source."""
-    d = MemoryDefaults()
-    led.take("runtime_overhead_gib", d.runtime_overhead_bytes / GIB, "GiB",
-                   "heuristic: CUDA context ~0.3-0.7 GB + NCCL communicators + workspaces "
-                   "(docs/formulas.md §3.6)")
-    led.take("fragmentation_fraction", d.fragmentation_fraction, "fraction",
-                    "heuristic allocator slack over the accounted bytes (docs/formulas.md §3.6)")
-    led.take("logits_bytes_per_element", d.logits_bytes_per_element, "bytes",
-                      "fp32 log-probs + fp32 NLL grad + fp32 log-softmax grad at the start of "
-                      "backward (logits -> .float() -> cross_entropy), measured on an H100 "
-                      "(docs/validation/2026-11-23-h100.md); fused or chunked losses need "
-                      "less, naive ones 8-16 (docs/formulas.md §3.4)")
-    return memory_defaults_for(led.user)
 
 
 def _outcome(case: _Case, hw_flops: float, devices: int, peak: float,
@@ -253,8 +100,8 @@ def _resolved_inputs(hw: HardwareProfile, user: Assumptions, grid: GridFactor | 
     hit = _RESOLVED.get(key)
     if hit is not None and hit[0] is hw:
         return hit[1]
-    led = _Ledger(user)
-    mem_defaults = _memory_defaults(led)
+    led = Ledger(user)
+    mem_defaults = memory_defaults_listed(led)
     inp = outcome_inputs(hw, user, grid, led)
     lifetime = led.take("embodied_lifetime_years", 5.0, "years", EMBODIED_LIFETIME_SOURCE)
     value = (inp, mem_defaults, lifetime, tuple(led.items))
@@ -279,7 +126,7 @@ def estimate(
     """Parameters, FLOPs, memory, time, cost, energy and carbon of one training plan
     (``perf``: the performance model's constants, a calibration's when one applies)."""
     check_layout(model, training, par, hw)
-    led = _Ledger(assumptions)
+    led = Ledger(assumptions)
     params = count_params(model)
     fl = training_flops(model, training, params)
     peak = hw.peak_flops_per_s(training.precision)

@@ -20,7 +20,7 @@ from planner.estimators.params import count_params
 from planner.estimators.serving import (
     KV_PRECISIONS, WEIGHT_PRECISIONS, Layout, ServeConfig, ServePerf, peak_for,
 )
-from planner.planning.estimate import _Ledger, memory_defaults_for, outcome_inputs
+from planner.planning.outcome_chain import Ledger, memory_defaults_for, outcome_inputs
 from planner.planning import defaults
 from planner.planning.resolve import _validate, apply_shape
 from planner.planning.serve_point import (
@@ -297,10 +297,10 @@ def serve(model, hardware: list[str], input_tokens: int, output_tokens: int,
 
 def answer(q: ServeQuestion) -> ServeAnswer:
     """Search each hardware's layouts for the question and explain the result."""
-    led = _Ledger(q.assumptions)
+    led = Ledger(q.assumptions)
     options = []
     for i, hw in enumerate(q.hardware):
-        sub = _Ledger(q.assumptions)
+        sub = Ledger(q.assumptions)
         inp = outcome_inputs(hw, q.assumptions, q.grid, sub)
         if i == 0:
             led.items.extend(sub.items)

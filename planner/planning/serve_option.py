@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from planner.estimators.serving import ServeConfig
-from planner.planning.estimate import price_quote
+from planner.planning.outcome_chain import price_quote
 from planner.planning.serve_point import steady_state
 from planner.results_serving import ServeCost, ServeOption, Spread, StepParts
 from planner.specs import HardwareProfile

@@ -21,7 +21,7 @@ import numpy as np
 from planner.errors import InfeasibleError, SpecError
 from planner.estimators.layout import check_layout
 from planner.estimators.params import count_params
-from planner.planning.estimate import (
+from planner.planning.outcome_chain import (
     goodput_cases, memory_defaults_for, outcome_inputs, outcome_values,
 )
 from planner.planning.reliability import checkpoint_bytes_for
