@@ -101,7 +101,7 @@ def load_model(name_or_path: str) -> ModelSpec:
     """A model by preset name, model YAML file, or Hugging Face config.json (file or dir).
     A file of that name wins over a preset of the same name."""
     if not os.path.exists(os.path.expanduser(name_or_path)):  # one stat for a preset name
-        presets = preset_paths()
+        presets = _listing(PRESETS_DIR, "*.yaml")  # read only: no copy
         if name_or_path in presets:
             return _load_model_file(presets[name_or_path])
     p = Path(name_or_path).expanduser()

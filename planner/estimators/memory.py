@@ -9,6 +9,7 @@ is branch-free so that it evaluates one layout or a numpy array of layouts (see 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from planner.estimators import finetune_memory as ftm
@@ -108,6 +109,17 @@ def framework_state_bytes(optimizer: str, precision: str, framework: Any = 0
       gradients are fp32 (MixedPrecisionPolicy param_dtype=bf16, reduce_dtype=fp32), so the
       master copy leaves the optimizer state; the unsharded compute copy is bf16.
     """
+    if type(framework) is int:  # one layout: a handful of recipes recur
+        return _framework_state_bytes_at(optimizer, precision, framework)
+    return _framework_state_bytes(optimizer, precision, framework)
+
+
+@lru_cache(maxsize=64)
+def _framework_state_bytes_at(optimizer: str, precision: str, framework: int) -> tuple:
+    return _framework_state_bytes(optimizer, precision, framework)
+
+
+def _framework_state_bytes(optimizer: str, precision: str, framework: Any) -> tuple:
     w, g, o = state_bytes_per_param(optimizer, precision)
     mixed, meg, fs = precision not in ("fp32", "tf32"), framework == 1, framework == 2
     meg_g, meg_o = (g, o + 4) if precision == "fp16" and g == 2 else (4 if mixed else g, o)
@@ -281,15 +293,16 @@ def memory_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     acts = (layer_activation_bytes_v(model, training, lay, moe_layer=False),
             layer_activation_bytes_v(model, training, lay, moe_layer=True) if model.moe
             else 0.0)
-    first = _stage_terms(model, training, lay, defaults, p, acts, last=False)
-    last = _stage_terms(model, training, lay, defaults, p, acts, last=True)
+    split = _layer_split(p, model)
+    first = _stage_terms(model, training, lay, defaults, p, split, acts, last=False)
+    last = _stage_terms(model, training, lay, defaults, p, split, acts, last=True)
     last_binds = (last["total"] > first["total"]) * (lay.pp > 1)
     out = {k: first[k] + (last[k] - first[k]) * last_binds for k in first}
     out["last_binds"] = last_binds
     return out
 
 
-def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount,
+def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount, split: _LayerSplit,
                  layer_acts: tuple, last: bool) -> dict:
     """Memory of the first (last=False) or last pipeline stage; pp=1 makes them the same.
     ``layer_acts``: one micro-batch's activation bytes of a dense and of an MoE layer."""
@@ -300,7 +313,6 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount,
     else:
         dense = vmin(per, n_dense_all)
     moe = per - dense
-    split = _layer_split(p, model)
     shared = (dense * split.dense_shared + moe * split.moe_shared) / lay.tp
     routed = moe * split.moe_routed / (lay.tp * lay.ep)
     largest = vmax(split.dense_shared * (dense > 0),

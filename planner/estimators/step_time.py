@@ -234,16 +234,17 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     bubble_frac = (p - 1) / (lay.virtual_stages * m) * (lay.pipeline_schedule != 2) + \
         (p - 1) / m * (lay.pipeline_schedule == 2)
 
-    dp_total, dp_exposed = _data_parallel(model, training, lay, params, compute_mb, per_stage,
-                                          domain, up, out, lat)
-
-    w_b, g_b, o_b = state_bytes_per_param(training.optimizer, training.precision)
     routed = routed_params(params, model)
     dense_local = (params.total - routed) / (t * p)  # owned before ZeRO sharding
     expert_local = routed / (t * p * e)
     # gradients and optimizer: trainable parameters only (all of them but when fine-tuning)
     grad_dense, grad_expert = trainable_params_local(model, training, dense_local,
                                                      expert_local, t * p)
+    dp_total, dp_exposed = _data_parallel(
+        model, training, lay, ((dense_local, grad_dense), (expert_local, grad_expert)),
+        compute_mb, per_stage, domain, up, out, lat)
+
+    w_b, g_b, o_b = state_bytes_per_param(training.optimizer, training.precision)
     z = lay.zero_stage
     opt_params = 0.0
     for local, n in ((grad_dense, lay.shard * c), (grad_expert, vmax(1, lay.shard * c / e))):
@@ -269,10 +270,11 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     }
 
 
-def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, params: ParamCount,
+def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local: tuple,
                    compute_mb: Any, per_stage: Any, domain: float, up: float, out: float,
                    lat: tuple[float, float]) -> tuple[Any, Any]:
-    """(total, exposed) seconds per step of the data-parallel collectives.
+    """(total, exposed) seconds per step of the data-parallel collectives. ``local``: the
+    (owned, trainable) parameters per device of the dense and of the routed-expert group.
 
     Per parameter group (dense weights over dp x cp ranks; routed experts over dp x cp / ep):
       ZeRO 0      all-reduce of the gradients, once per step
@@ -293,7 +295,7 @@ def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, param
     # reduce_dtype); ZeRO-3 gathers weights in the compute dtype
     _, g_b, _, w_b = framework_state_bytes(training.optimizer, training.precision,
                                            lay.framework)
-    t, p, c, e, z = lay.tp, lay.pp, lay.cp, lay.ep, lay.zero_stage
+    t, c, e, z = lay.tp, lay.cp, lay.ep, lay.zero_stage
     # FSDP2 under pipelining keeps layers gathered and gradients unsharded across the step's
     # micro-batches: its ZeRO-3 traffic happens once per step
     keep = keeps_unsharded_across_micro_batches(lay)
@@ -301,17 +303,14 @@ def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, param
     fwd_frac = 1 / (3 + (lay.recompute == 2))  # forward share of a micro-batch's compute
     f_layer = compute_mb * fwd_frac / per_stage
     b_layer = compute_mb * (1 - fwd_frac) / per_stage
-    routed = routed_params(params, model)
-    dense_local = (params.total - routed) / (t * p)
-    expert_local = routed / (t * p * e)
     # fine-tuning: gradients (and ZeRO 1-2's updated parameters) of trainable ones only
-    trained = trainable_params_local(model, training, dense_local, expert_local, t * p)
+    (dense_local, dense_trained), (expert_local, expert_trained) = local
     shard, replicas = lay.shard, lay.dp / lay.shard
     reshard = lay.reshard_after_forward
     total = exposed = 0.0
-    groups = [(dense_local, trained[0], shard * c, t)]
+    groups = [(dense_local, dense_trained, shard * c, t)]
     if model.moe:  # routed experts: their own shard group, dp x cp / ep ranks
-        groups.append((expert_local, trained[1], vmax(1, shard * c / e), t * e))
+        groups.append((expert_local, expert_trained, vmax(1, shard * c / e), t * e))
     for local, train, n_s, stride in groups:
         layer_bytes, train_bytes = local / per_stage, train / per_stage
         bw, la = group_link(stride, n_s, domain, up, out, *lat)

@@ -3,6 +3,8 @@ the Reliability block `estimate` prints (docs/assumptions.md, Goodput)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from planner.estimators import goodput as gp
 from planner.estimators.memory import state_bytes_per_param
 from planner.results import Assumption, Reliability
@@ -39,6 +41,15 @@ def _storage(user: Assumptions) -> float | None:
 
 def model_goodput(devices, user: Assumptions, ckpt_bytes: float) -> tuple:
     """(low, expected, high) goodput from the failure model (numbers or arrays of devices)."""
+    if type(devices) is int:  # one plan: the same few inputs recur across estimates
+        return _model_goodput_at(devices, user, ckpt_bytes)
+    rates, restarts = failure_cases(user)
+    cases = gp.goodput_cases(devices, ckpt_bytes, rates, restarts, _storage(user))
+    return tuple(c.goodput for c in cases)
+
+
+@lru_cache(maxsize=1024)
+def _model_goodput_at(devices: int, user: Assumptions, ckpt_bytes: float) -> tuple:
     rates, restarts = failure_cases(user)
     cases = gp.goodput_cases(devices, ckpt_bytes, rates, restarts, _storage(user))
     return tuple(c.goodput for c in cases)
@@ -48,14 +59,26 @@ def reliability(devices: int, user: Assumptions, ckpt_bytes: float,
                 goodput_expected: float, compute_hours: float) -> tuple[Reliability, list]:
     """The expected case's checkpoint, interval and interruptions, and the assumptions behind
     them (rates, restart, storage; listed even when the user fixed goodput)."""
+    rates, restarts, bw, c, notes = _expected_case(devices, user, ckpt_bytes)
+    wall_h = compute_hours / goodput_expected
+    return Reliability(
+        checkpoint_bytes=ckpt_bytes, checkpoint_write_s=c.write_s, storage_gb_per_s=bw / GB,
+        checkpoint_interval_s=c.interval_s, interruptions_per_device_hour=rates[1],
+        mean_time_between_interruptions_h=c.mtbi_s / SECONDS_PER_HOUR,
+        restart_s=restarts[1], interruptions=gp.interruptions(wall_h * devices, rates[1]),
+        model_goodput=c.goodput), list(notes)
+
+
+@lru_cache(maxsize=1024)
+def _expected_case(devices: int, user: Assumptions, ckpt_bytes: float) -> tuple:
+    """(rates, restarts, storage bytes/s, the expected GoodputCase, the assumptions)."""
     rates, restarts = failure_cases(user)
     storage = _storage(user)
     c = gp.goodput_case(devices, ckpt_bytes, rates[1], restarts[1], storage)
-    wall_h = compute_hours / goodput_expected
     bw = storage if storage is not None else devices * gp.STORAGE_BYTES_PER_S_PER_DEVICE
     user_rate = user.failure_rate_per_device_hour is not None
     spot = " + " + gp.SPOT_SOURCE if user.price_tier == "spot" else ""
-    notes = [
+    notes = (
         Assumption("failure_rate_per_device_hour", "/".join(f"{r:.3g}" for r in rates),
                    "low/expected/high per device-hour", ("set by user" if user_rate else
                                                          gp.RATE_SOURCE) + spot, not user_rate),
@@ -65,13 +88,8 @@ def reliability(devices: int, user: Assumptions, ckpt_bytes: float,
         Assumption("storage_gb_per_s", bw / GB, "GB/s aggregate",
                    "set by user" if storage is not None else gp.STORAGE_SOURCE,
                    storage is None),
-    ]
-    return Reliability(
-        checkpoint_bytes=ckpt_bytes, checkpoint_write_s=c.write_s, storage_gb_per_s=bw / GB,
-        checkpoint_interval_s=c.interval_s, interruptions_per_device_hour=rates[1],
-        mean_time_between_interruptions_h=c.mtbi_s / SECONDS_PER_HOUR,
-        restart_s=restarts[1], interruptions=gp.interruptions(wall_h * devices, rates[1]),
-        model_goodput=c.goodput), notes
+    )
+    return rates, restarts, bw, c, notes
 
 
 def goodput_for_compute(devices: int, useful_flops: float, user: Assumptions) -> float:
