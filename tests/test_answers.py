@@ -68,3 +68,26 @@ def test_scenario_names_the_option_its_objective_asks_for(runner):
     assert f"the cheapest is {cheapest['hardware']['name']}:" in text
     if fastest is not cheapest:
         assert f"The fastest is {fastest['hardware']['name']} (" in text
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv"])
+def test_plan_candidate_table_prints_every_degree(runner, fmt):
+    # The candidate rows are named by sizing.ROW_DEGREES; a renderer column that names no
+    # field printed "n/a" (table) or nothing (CSV) for zero, mb, v and batch.
+    args = ["plan", "--model", "llama3-8b", "--hardware", "h100-sxm", "--devices", "64",
+            "--top", "3", "--format", fmt]
+    out = runner.invoke(cli, args).stdout
+    lines = out.split("Top layouts")[-1].split("Rejected")[0].strip().splitlines()
+    header, rows = lines[0], [ln for ln in lines[1:] if ln.strip() and
+                              not set(ln) <= set("-| ") and not ln.startswith("#")]
+    sep = "," if fmt == "csv" else ("|" if fmt == "markdown" else None)
+    names = [c.strip() for c in header.strip("|").split(sep)] if sep else header.split()
+    want = {"csv": ["zero_stage", "micro_batch_size", "virtual_stages", "global_batch_size",
+                    "dp_shard", "reshard_after_forward"]}.get(
+        fmt, ["zero", "mb", "v", "batch", "shard", "reshard"])
+    assert all(w in names for w in want), names
+    assert len(rows) == 3
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split(sep)] if sep else row.split()
+        values = dict(zip(names, cells))
+        assert all(values[w] not in ("", "n/a") for w in want), values

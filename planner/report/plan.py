@@ -11,38 +11,46 @@ from planner.report.tabular import render_rows
 from planner.units import fmt_count
 from planner.report.tabular import dumps_json
 
-CANDIDATE_COLUMNS = ["devices", "dp", "tp", "pp", "cp", "ep", "zero", "mb", "v", "recompute",
-                     "batch", "memory_gib", "step_s", "mfu", "days", "device_hours",
-                     "cost_usd", "kg_co2e"]
+# The candidate rows' own names (sizing.ROW_DEGREES and the outcome), as CSV and JSON print
+# them; the table and markdown head the degree columns with short labels to stay narrow.
+CANDIDATE_COLUMNS = ["devices", "dp", "tp", "pp", "cp", "ep", "zero_stage", "micro_batch_size",
+                     "virtual_stages", "recompute", "global_batch_size", "dp_shard",
+                     "reshard_after_forward", "memory_gib", "step_s", "mfu", "days",
+                     "device_hours", "cost_usd", "kg_co2e"]
+SHORT_LABELS = {"zero_stage": "zero", "micro_batch_size": "mb", "virtual_stages": "v",
+                "global_batch_size": "batch", "dp_shard": "shard",
+                "reshard_after_forward": "reshard"}
 
 
-def _candidate_rows(candidates: list[dict], fmt: str) -> list[dict]:
-    if fmt != "table":
-        return candidates
+def _candidate_rows(candidates: list[dict], fmt: str) -> tuple[list[dict], list[str]]:
+    """The rows and their columns as ``fmt`` prints them."""
+    if fmt not in ("table", "markdown"):
+        return candidates, CANDIDATE_COLUMNS
     out = []
     for c in candidates:
-        r = dict(c)
+        r = {SHORT_LABELS.get(k, k): v for k, v in c.items()}
         r.update(mfu=f"{c['mfu']:.1%}", days=f"{c['days']:,.1f}",
                  device_hours=fmt_count(c["device_hours"]), cost_usd=_money(c["cost_usd"]),
-                 kg_co2e=_carbon(c["kg_co2e"]))
+                 kg_co2e=_carbon(c["kg_co2e"]), reshard="on" if c["reshard_after_forward"]
+                 else "off")
         out.append(r)
-    return out
+    return out, [SHORT_LABELS.get(k, k) for k in CANDIDATE_COLUMNS]
 
 
 def render_plan(result, fmt: str) -> str:
     """A sizing answer: the best plan in full, then the top layouts and the rejections."""
     if fmt == "json":
         return dumps_json(result.to_dict()) + "\n"
-    rows = _candidate_rows(result.candidates, fmt)
+    rows, columns = _candidate_rows(result.candidates, fmt)
     rejected = [{"reason": k, "layouts": v} for k, v in result.rejected.items() if v]
     if fmt == "csv":
-        return render_rows(rows, CANDIDATE_COLUMNS, "csv")
+        return render_rows(rows, columns, "csv")
     heading = "## " if fmt == "markdown" else ""
     parts = [f"{heading}Question: {result.question} (searched {result.searched:,} layouts)\n",
              *_constraint_line(result),
              render_estimate(result.best, fmt),
              f"\n{heading}Top layouts\n",
-             render_rows(rows, CANDIDATE_COLUMNS, fmt),
+             render_rows(rows, columns, fmt),
              f"\n{heading}Rejected\n",
              render_rows(rejected, ["reason", "layouts"], fmt)]
     return "\n".join(p.rstrip("\n") for p in parts) + "\n"
