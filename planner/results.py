@@ -79,6 +79,7 @@ class Layout(Result):
     framework: str = "generic"
     offload: str = "none"
     dropout: bool = False
+    kernels: str = "fused"  # fused or eager elementwise kernels (vocab.KERNELS)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ OBJECTIVES = ("time", "cost", "carbon")
 # Training frameworks whose conventions (gradient dtype, fused kernels, overlap) the model
 # follows; "generic" is planner's own convention (docs/performance-model.md). code = index.
 FRAMEWORKS = ("generic", "megatron", "fsdp2", "deepspeed")
+# How the elementwise work (norms, activations, RoPE, residuals, loss) runs: "fused" kernels
+# (Megatron-LM, Transformer Engine, Liger, torch.compile) or "eager" PyTorch, one kernel per op.
+KERNELS = ("fused", "eager")
 OFFLOADS = ("none", "optimizer", "optimizer_params")  # ZeRO-Offload / FSDP CPUOffload; code
 
 Precision = Literal[PRECISIONS]
@@ -28,6 +31,7 @@ Schedule = Literal[SCHEDULES]
 ZeroStage = Literal[ZERO_STAGES]
 Objective = Literal[OBJECTIVES]
 Framework = Literal[FRAMEWORKS]
+Kernels = Literal[KERNELS]
 Offload = Literal[OFFLOADS]
 
 # The layout degrees a search chooses, by their one name (the TrainingSpec / ParallelismSpec

@@ -32,7 +32,12 @@ def test_405b_plan_prefers_headroom(runner):
     near = [c for c in cands if c["days"] <= fastest * 1.01]
     assert best["memory_per_device"]["total_bytes"] / 2**30 == pytest.approx(
         min(c["memory_gib"] for c in near), abs=0.06)
-    assert best["memory_per_device"]["total_bytes"] < 0.9 * 80 * 2**30
+    # near out of memory, the answer says so (the headroom rule only breaks ties within 1%)
+    mem = best["memory_per_device"]
+    if mem["capacity_bytes"] - mem["total_bytes"] < 0.05 * mem["capacity_bytes"]:
+        assert any(w.startswith("memory headroom is only") for w in best["warnings"])
+    else:
+        assert not any(w.startswith("memory headroom is only") for w in best["warnings"])
 
 
 def test_min_devices_that_train_for_years_say_so(runner):

@@ -224,3 +224,22 @@ def test_plan_bad_input_is_one_line(runner, args, code, needle):
     assert result.exit_code == code, result.output
     err = result.stderr.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_kernels_flag_moves_the_elementwise_term(runner):
+    # --kernels eager charges plain PyTorch's elementwise traffic (docs/performance-model.md):
+    # the same layout, a slower step whose extra time is all memory-bound compute.
+    base = ["estimate", "--model", "llama3.2-1b", "--hardware", "h100-sxm", "--devices", "8",
+            "--tokens", "10B", "--tp", "1", "--pp", "1", "--cp", "1", "--zero", "1",
+            "--micro-batch", "4", "--recompute", "none", "--seq-len", "2048",
+            "--global-batch", "64", "--format", "json"]
+    fused = json.loads(runner.invoke(cli, base).stdout)
+    eager = json.loads(runner.invoke(cli, [*base, "--kernels", "eager"]).stdout)
+    assert fused["layout"]["kernels"] == "fused" and eager["layout"]["kernels"] == "eager"
+    assert eager["step"]["step_time_s"] > 1.2 * fused["step"]["step_time_s"]
+    assert any(a["name"] == "kernels" and a["defaulted"] for a in fused["assumptions"])
+    assert not any(a["name"] == "kernels" for a in eager["assumptions"])
+    table = runner.invoke(cli, [*base[:-2], "--kernels", "eager"]).stdout
+    assert "eager kernels" in table
+    bad = runner.invoke(cli, [*base, "--kernels", "jit"])
+    assert bad.exit_code != 0 and "--kernels" in bad.stderr and "fused" in bad.stderr

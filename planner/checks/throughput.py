@@ -86,7 +86,8 @@ def llama3_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     for gpus, tp, cp, pp, dp, seq, mfu in table["rows"]:
         batch = table["settings"]["tokens_per_batch"] // seq
         training = TrainingSpec(tokens=1e9, seq_len=seq, global_batch_size=batch,
-                                recompute="none")
+                                recompute="none",
+                                attention_flops=table["settings"]["attention_flops"])
         fl = flops_inputs(model, training, p)
         best = 0.0
         for v in (1, 2, 4, 8):  # the interleaving depth was tuned, not published
@@ -134,15 +135,35 @@ def korthikanti_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     return out
 
 
+def nemo_checks(perf: PerfParams = PerfParams()) -> list[Check]:
+    """NeMo on DGX H100 (dgxc-benchmarking, held out): predicted vs published tokens/s per
+    GPU, at the published layouts, Megatron conventions and fused kernels."""
+    table = _table("nemo_dgxc_h100_bf16")
+    hw, st = load_hardware(table["hardware"]), table["settings"]
+    out = []
+    for name, gpus, batch, tp, pp, cp, v, tokens_s in table["rows"]:
+        training = TrainingSpec(tokens=1e9, seq_len=st["seq_len"], global_batch_size=batch,
+                                micro_batch_size=st["micro_batch"], recompute="none",
+                                kernels=st["kernels"])
+        step = _step_s(load_model(name), training, hw, perf, devices=gpus, tp=tp, pp=pp,
+                       cp=cp, virtual_stages=v, zero_stage=st["zero_stage"],
+                       framework=FRAMEWORKS.index(st["framework"]), tp_comm_overlap=int(tp > 1))
+        out.append(Check(f"{name} NeMo on {gpus} H100, seq {st['seq_len']}", tokens_s / gpus,
+                         batch * st["seq_len"] / (step * gpus), "tokens/s/GPU",
+                         f"tp{tp} pp{pp} cp{cp} v{v} dp{gpus // (tp * pp * cp)}"))
+    return out
+
+
 def _fsdp_tokens_per_s(name: str, hw, n: int, lb: int, seq: int, recompute: str,
-                       perf: PerfParams, framework: str = "generic") -> float:
+                       perf: PerfParams, framework: str = "generic",
+                       kernels: str = "eager") -> float:
     """Tokens/s per GPU of FSDP (ZeRO-3, tp = pp = 1) with local batch ``lb``; recompute
     'half' is the mean of planner's selective and full step times (see the data file)."""
     policies = ("selective", "full") if recompute == "half" else (recompute,)
     steps = []
     for policy in policies:
         training = TrainingSpec(tokens=1e9, seq_len=seq, global_batch_size=lb * n,
-                                micro_batch_size=lb, recompute=policy)
+                                micro_batch_size=lb, recompute=policy, kernels=kernels)
         steps.append(_step_s(load_model(name), training, hw, perf, devices=n, tp=1, pp=1,
                              zero_stage=3, framework=FRAMEWORKS.index(framework)))
     return lb * seq * len(steps) / sum(steps)
@@ -153,19 +174,22 @@ def torchtitan_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     table = _table("torchtitan_fsdp2_a100")
     hw, n = load_hardware(table["hardware"]), table["settings"]["devices"]
     return [Check(f"{name} FSDP2 on {n} A100, {rc} recompute, seq {seq}", wps,
-                  _fsdp_tokens_per_s(name, hw, n, lb, seq, rc, perf, "fsdp2"), "tokens/s/GPU",
+                  _fsdp_tokens_per_s(name, hw, n, lb, seq, rc, perf, "fsdp2",
+                                     table["settings"]["kernels"]), "tokens/s/GPU",
                   f"zero3 dp{n} mb{lb}") for name, lb, seq, rc, wps in table["rows"]]
 
 
 def ibm_fsdp_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     """IBM/PyTorch FSDP on 128 A100 and 96 H100 over one NIC per node: predicted vs
     reported tokens/s per GPU."""
+    table = _table("ibm_fsdp_2024")
     out = []
-    for hw_name, n, out_gb, name, lb, rc, wps in _table("ibm_fsdp_2024")["rows"]:
+    for hw_name, n, out_gb, name, lb, rc, wps in table["rows"]:
         hw = _with_scale_out(load_hardware(hw_name), out_gb)
         out.append(Check(f"{name} FSDP on {n} {hw_name} ({out_gb:g} GB/s per GPU), {rc} "
                          "recompute, seq 4096", wps,
-                         _fsdp_tokens_per_s(name, hw, n, lb, 4096, rc, perf),
+                         _fsdp_tokens_per_s(name, hw, n, lb, 4096, rc, perf,
+                                            kernels=table["settings"]["kernels"]),
                          "tokens/s/GPU", f"zero3 dp{n} mb{lb}"))
     return out
 
@@ -214,8 +238,8 @@ def single_gpu_checks() -> list[Check]:
 
 def all_checks() -> list[Check]:
     """Every row: Megatron (calibration), Llama 3 and planner's own GPU runs (held out)."""
-    return (megatron_checks() + llama3_checks() + korthikanti_checks() + torchtitan_checks()
-            + ibm_fsdp_checks() + palm_checks() + single_gpu_checks())
+    return (megatron_checks() + llama3_checks() + korthikanti_checks() + nemo_checks()
+            + torchtitan_checks() + ibm_fsdp_checks() + palm_checks() + single_gpu_checks())
 
 
 def report() -> str:

@@ -7,7 +7,9 @@ from typing import Any
 import click
 
 from planner.cli.options import RANGE, TEXT, TOKENS, BoundedInt, FiniteFloat
-from planner.vocab import FRAMEWORKS, OFFLOADS, OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES
+from planner.vocab import (
+    FRAMEWORKS, KERNELS, OFFLOADS, OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES,
+)
 
 SHAPE_FLAGS = ("layers", "d_model", "heads", "kv_heads", "head_dim", "ffn_hidden", "vocab",
                "experts", "top_k")
@@ -51,6 +53,9 @@ def training_options(f):
                      help="Count full score matrices (PaLM/Megatron MFU) or the causal half."),
         click.option("--dropout/--no-dropout", default=None,
                      help="Dropout on: its masks are saved for backward (default off)."),
+        click.option("--kernels", type=click.Choice(KERNELS),
+                     help="fused (default: Megatron, Transformer Engine, Liger, torch.compile) "
+                          "or eager PyTorch elementwise kernels."),
     ])
 
 

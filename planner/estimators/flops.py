@@ -47,6 +47,21 @@ def attention_forward_flops_per_token(model: ModelSpec, seq_len: int,
     return 2.0 * model.num_heads * (model.qk_dim + model.v_dim) * keys
 
 
+def executed_attention_fraction(model: ModelSpec, training: TrainingSpec) -> float:
+    """Attention FLOPs a kernel executes per FLOP counted under ``training.attention_flops``.
+    A fused (FlashAttention-style) kernel skips the fully masked blocks of causal attention,
+    so it executes the causal count whatever the counting convention (Dao 2023 §3.1); an
+    unfused implementation computes every score of the s x s matrix and masks it after, so
+    it executes the full count. The counting convention moves MFU only, never the time."""
+    executed = "causal" if training.flash_attention else "full"
+    if executed == training.attention_flops:
+        return 1.0
+    counted = attention_forward_flops_per_token(model, training.seq_len, training.attention_flops)
+    if counted == 0:
+        return 1.0
+    return attention_forward_flops_per_token(model, training.seq_len, executed) / counted
+
+
 def flash_backward_recompute_flops_per_token(model: ModelSpec, training: TrainingSpec) -> float:
     """FLOPs a fused (FlashAttention-style) backward adds by recomputing QK^T, per token over
     all layers: 2*a*s*d_qk*L (Dao 2023 §3.1: backward = 2.5x the forward's matmuls). Not in

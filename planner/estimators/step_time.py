@@ -26,7 +26,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from planner.estimators.finetune_memory import dequant_bytes_per_pass, trainable_params_local
-from planner.estimators.flops import flash_backward_recompute_flops_per_token, training_flops
+from planner.estimators.flops import (
+    executed_attention_fraction, flash_backward_recompute_flops_per_token, training_flops,
+)
 from planner.estimators.memory import (
     activation_bytes_per_element, framework_state_bytes, keeps_unsharded_across_micro_batches,
     routed_params, stage_layers, state_bytes_per_param,
@@ -48,6 +50,7 @@ class PerfParams:
     gemm_half_tokens: float = 80.0
     attention_efficiency: float = 0.45
     elementwise_bytes_per_h: float = 40.0
+    eager_elementwise_bytes_per_h: float = 400.0
     comm_efficiency: float = 0.80
     latency_intra_s: float = 5e-6
     latency_inter_s: float = 15e-6
@@ -71,6 +74,10 @@ class PerfParams:
         "elementwise_bytes_per_h": "heuristic: HBM traffic of norms, activations, residuals, "
         "dropout and softmax per token per layer, in units of d_model elements; calibrated on "
         "Megatron-LM Table 1 and Korthikanti et al. 2022 Table 5",
+        "eager_elementwise_bytes_per_h": "the same traffic with kernels: eager (one PyTorch "
+        "kernel per op, fp32 norm upcasts, unfused RoPE and SwiGLU): set on planner's own "
+        "eager runs on one H100 and one H200 (docs/validation.md); their kernel breakdown "
+        "measured ~12x the fused figure in memory-bound kernels",
         "comm_efficiency": "achieved bus bandwidth / link rate: DeepSeek-V3 §3.2.2 reports "
         "160 GB/s usable of 200 GB/s NVLink; nccl-tests busbw ~80-90% of link",
         "latency_intra_s": "heuristic NCCL per-hop latency inside a node (docs/formulas.md §4.2)",
@@ -100,12 +107,13 @@ def calibrated(perf: PerfParams, scale: float) -> PerfParams:
     return replace(perf, gemm_efficiency_max=min(1.0, perf.gemm_efficiency_max * scale),
                    attention_efficiency=min(1.0, perf.attention_efficiency * scale),
                    elementwise_bytes_per_h=perf.elementwise_bytes_per_h / scale,
+                   eager_elementwise_bytes_per_h=perf.eager_elementwise_bytes_per_h / scale,
                    score_passes=perf.score_passes / scale)
 
 
 DEFAULT_PERF = PerfParams()  # the constants as calibrated (docs/validation.md)
 CALIBRATED = ("gemm_efficiency_max", "attention_efficiency", "elementwise_bytes_per_h",
-              "score_passes")
+              "eager_elementwise_bytes_per_h", "score_passes")
 
 
 def gemm_efficiency_max(hw: HardwareProfile, perf: PerfParams) -> float:
@@ -154,6 +162,7 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
 
     ``flops`` holds per-token totals over all layers: 'model', 'attention_fwd' (forward
     score+value FLOPs), 'attention_recompute' (a fused backward's QK^T recompute),
+    'attention_executed' (FLOPs the attention kernels execute per counted FLOP),
     'layers_matmul' (active matmul params in the blocks) and 'expert_matmul'.
     """
     peak = hw.peak_flops_per_s(training.precision)
@@ -167,8 +176,10 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     sp = lay.sequence_parallel
 
     attn_fwd = flops["attention_fwd"]
-    # forward + backward (2x), fused backward's QK^T recompute, framework recompute
-    attn_hw = 3 * attn_fwd + flops["attention_recompute"] + attn_fwd * rc_any
+    # forward + backward (2x), fused backward's QK^T recompute, framework recompute; as the
+    # kernels execute them (a fused kernel skips causal attention's masked half)
+    attn_hw = (3 * attn_fwd + flops["attention_recompute"] + attn_fwd * rc_any) * \
+        flops["attention_executed"]
     gemm_hw = flops["model"] - 3 * attn_fwd + 2 * flops["layers_matmul"] * rc_full
     e_max, half, half_t = gemm_efficiency_max(hw, perf), perf.gemm_half_dim, perf.gemm_half_tokens
     e_gemm = e_max * _sat(tokens_mb, half_t) * _sat(h / t, half)
@@ -186,8 +197,11 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     # without fused attention the s^2 softmax/dropout passes (~10 a s); plus the loss over
     # the vocabulary (fp32 softmax and its gradient), charged to the critical path. Without
     # sequence parallelism the norms and dropouts outside the TP regions run on every TP
-    # rank (Korthikanti et al. 2022 §4.2.2: 10 of the 34 sbh bytes per layer).
-    per_layer = perf.elementwise_bytes_per_h * h * beta
+    # rank (Korthikanti et al. 2022 §4.2.2: 10 of the 34 sbh bytes per layer). Eager
+    # kernels move several times the fused traffic (kernels: eager).
+    per_h = perf.elementwise_bytes_per_h if training.kernels == "fused" else \
+        perf.eager_elementwise_bytes_per_h
+    per_layer = per_h * h * beta
     replicated = perf.replicated_elementwise_fraction * per_layer * (1 - sp) * (t > 1)
     per_layer_tp = (per_layer - replicated) / t + replicated
     if not training.flash_attention:
@@ -351,6 +365,7 @@ def flops_inputs(model: ModelSpec, training: TrainingSpec, params: ParamCount) -
         min(ft.trainable_layers or 0, model.num_layers) / model.num_layers
     return {"model": fl.model_per_token, "attention_fwd": fl.attention_per_token / 3,
             "attention_recompute": flash_backward_recompute_flops_per_token(model, training),
+            "attention_executed": executed_attention_fraction(model, training),
             "layers_matmul": params.layers_matmul_active * grad, "expert_matmul": expert}
 
 

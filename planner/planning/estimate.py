@@ -180,7 +180,7 @@ def estimate(
             reshard_after_forward=par.reshard_after_forward,
             tp_comm_overlap=par.tp_comm_overlap, dp_comm_overlap=par.dp_comm_overlap,
             framework=par.framework,
-            offload=par.offload, dropout=training.dropout),
+            offload=par.offload, dropout=training.dropout, kernels=training.kernels),
         flops=Flops(
             per_token=fl.model_per_token, total=fl.model_total,
             hardware_per_token=fl.hardware_per_token, hardware_total=fl.hardware_total,
@@ -236,13 +236,16 @@ def _perf_assumptions(perf: PerfParams) -> tuple[Assumption, ...]:
 
 
 _FIXED_FIELDS = (("micro_batch_size", "precision", "optimizer", "recompute", "flash_attention",
-                  "attention_flops", "dropout"),
+                  "attention_flops", "dropout", "kernels"),
                  ("zero_stage", "pipeline_schedule", "framework", "offload",
                   "tp_comm_overlap", "dp_comm_overlap"))
 # Where a defaulted execution choice comes from (the rest: "planner default").
 _FIXED_SOURCES = {
     "dropout": "planner default: off, as modern LLM pre-training (Llama 3, OLMo 2); on "
                "saves Korthikanti et al. 2022's masks",
+    "kernels": "planner default: fused norms, activations and loss (Megatron-LM, Transformer "
+               "Engine, Liger, torch.compile); plain PyTorch is --kernels eager, ~10x the "
+               "elementwise traffic (docs/performance-model.md)",
     "framework": "planner default: generic = ZeRO's accounting (2+2+12 B/param, eager "
                  "SwiGLU); megatron, fsdp2, deepspeed follow theirs (docs/performance-model.md)",
 }

@@ -51,14 +51,16 @@ def profile_for_gpu(device_name: str) -> str | None:
 
 def training_spec(cfg: RunConfig) -> TrainingSpec:
     """What the run does, in estimator terms: torch AdamW keeps its state in the param dtype
-    (LoRA adapters are fp32 under peft's autocast, so their moments are fp32 too)."""
+    (LoRA adapters are fp32 under peft's autocast, so their moments are fp32 too); the
+    reference model runs eager PyTorch kernels, torch.compile fuses them."""
     lora = cfg.finetune is not None and cfg.finetune.uses_lora
     optimizer = "adamw" if cfg.dtype == "fp32" else (
         "adamw_pure_bf16" if lora else "adamw_all_bf16")
     return TrainingSpec(tokens=cfg.micro_batch_size * cfg.seq_len, seq_len=cfg.seq_len,
                         global_batch_size=cfg.micro_batch_size,
                         micro_batch_size=cfg.micro_batch_size, precision=cfg.dtype,
-                        optimizer=optimizer, recompute="none", finetune=cfg.finetune)
+                        optimizer=optimizer, recompute="none", finetune=cfg.finetune,
+                        kernels="fused" if cfg.compile else "eager")
 
 
 def predicted_step(spec: ModelSpec, t: TrainingSpec,

@@ -10,7 +10,7 @@ from planner.specs.base import Name, PositiveWhole, Spec
 from planner.specs.finetune import FinetuneSpec
 from planner.specs.hardware import EfficiencyRange
 from planner.vocab import (
-    Framework, Offload, Optimizer, Precision, Recompute, Schedule, ZeroStage,
+    Framework, Kernels, Offload, Optimizer, Precision, Recompute, Schedule, ZeroStage,
 )
 
 
@@ -28,6 +28,11 @@ class TrainingSpec(Spec):
     attention_flops: Literal["full", "causal"] = Field(
         "full", description="full: PaLM/Megatron convention (pairs with published MFU); "
         "causal: half the score FLOPs (physically required)."
+    )
+    kernels: Kernels = Field(
+        "fused", description="fused: norms, activations, RoPE and the loss in fused kernels "
+        "(Megatron-LM, Transformer Engine, Liger, torch.compile); eager: one PyTorch kernel "
+        "per op, each reading and writing HBM (plain Hugging Face / FSDP scripts)."
     )
     dropout: bool = Field(
         False, description="Dropout after attention and MLP (and on the attention scores "
