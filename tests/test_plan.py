@@ -108,13 +108,19 @@ def test_missing_price_tier_is_an_error():
         estimate_plan("llama3-8b", "h100-sxm", 64, "1T", zero_stage=3, price_tier="gold")
 
 
+def calibration_version():
+    from planner.estimators.step_time import PERF_MODEL_VERSION
+    return PERF_MODEL_VERSION
+
+
 def test_calibration_is_not_reused_for_a_model_of_another_size():
     from planner.catalog import calibrations as calibration
 
     small = calibration.Calibration(
         hardware="h100-sxm", precision="bf16", params=15_000_000, shape="tiny",
         seq_len=256, micro_batch_size=4, measured_mfu=0.05, measured_hfu=0.05,
-        predicted_mfu=0.3, date="2026-11-23", device_name="H100")
+        predicted_mfu=0.3, date="2026-11-23", device_name="H100",
+        model_version=calibration_version())
     calibration.save(small)
     big = estimate_plan("llama3-8b", "h100-sxm", 64, "1T", zero_stage=3)
     assert big.step.method == "performance model"  # 8B is > 10x the calibrated 15M
@@ -124,3 +130,26 @@ def test_calibration_is_not_reused_for_a_model_of_another_size():
     # measured 0.05 where the model said 0.3: the compute constants run 1/6 as fast
     assert near.step.compute_s == pytest.approx(plain.step.compute_s * 6, rel=0.25)
     assert near.throughput.hfu < plain.throughput.hfu / 3
+
+
+def test_a_calibration_made_against_an_earlier_model_is_not_applied():
+    # measured / predicted corrects the model that predicted it: an entry without this
+    # model's version (written before versions were stored, or by an older planner) is
+    # skipped, and the estimate says so instead of silently using or dropping it.
+    from planner.catalog import calibrations as calibration
+
+    old = calibration.Calibration(
+        hardware="h100-sxm", precision="bf16", params=124_000_000, shape="gpt2",
+        seq_len=1024, micro_batch_size=8, measured_mfu=0.1, measured_hfu=0.1,
+        predicted_mfu=0.3, date="2026-11-23", device_name="H100")
+    calibration.save(old)
+    est = estimate_plan("gpt2", "h100-sxm", 8, "10B")
+    plain = estimate_plan("gpt2", "h100-sxm", 8, "10B", use_calibration=False)
+    assert est.step.method == "performance model"
+    assert est.step.compute_s == pytest.approx(plain.step.compute_s)
+    note = {a.name: a for a in est.assumptions}["calibration"]
+    assert note.value == "not applied" and "re-run `planner validate --calibrate`" in note.source
+    current = calibration.Calibration(**{**old.__dict__, "model_version": calibration_version()})
+    calibration.save(current)
+    assert estimate_plan("gpt2", "h100-sxm", 8, "10B").step.method == \
+        "calibrated performance model"

@@ -20,6 +20,7 @@ from planner.catalog.catalog import load_model, preset_paths  # noqa: E402
 from planner.cli import cli  # noqa: E402
 from planner.estimators.flops import training_flops  # noqa: E402
 from planner.estimators.memory import saved_activation_bytes  # noqa: E402
+from planner.estimators.step_time import PERF_MODEL_VERSION  # noqa: E402
 from planner.estimators.params import count_params  # noqa: E402
 from planner.catalog import calibrations as calibration  # noqa: E402
 from planner.profiling import probes  # noqa: E402
@@ -248,7 +249,8 @@ def test_calibration_round_trip(runner, tmp_path):
     entry = calibration.Calibration(
         hardware="h100-sxm", precision="bf16", params=8_000_000_000, shape="llama3-8b",
         seq_len=8192, micro_batch_size=1, measured_mfu=0.31, measured_hfu=0.33,
-        predicted_mfu=0.36, date="2026-11-23", device_name="NVIDIA H100 80GB HBM3")
+        predicted_mfu=0.36, date="2026-11-23", device_name="NVIDIA H100 80GB HBM3",
+        model_version=PERF_MODEL_VERSION)
     calibration.save(entry)  # the default path is this test's (conftest sets it)
     est = estimate_plan("llama3-8b", "h100-sxm", 64, "1T", zero_stage=3)
     plain = estimate_plan("llama3-8b", "h100-sxm", 64, "1T", zero_stage=3,
@@ -266,7 +268,7 @@ def test_calibration_round_trip(runner, tmp_path):
     calibration.save(calibration.Calibration(
         hardware="cpu", precision="bf16", params=8_000_000_000, shape="cpu-run", seq_len=256,
         micro_batch_size=1, measured_mfu=0.01, measured_hfu=0.01, predicted_mfu=0.5,
-        date="2026-11-23", device_name="cpu"))
+        date="2026-11-23", device_name="cpu", model_version=PERF_MODEL_VERSION))
     again = estimate_plan("llama3-8b", "h100-sxm", 64, "1T", zero_stage=3)
     assert again.step.compute_s == pytest.approx(est.step.compute_s)
     cleared = runner.invoke(cli, ["calibration", "clear", "--calibration", str(path)])

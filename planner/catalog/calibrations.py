@@ -47,10 +47,17 @@ class Calibration:
     predicted_mfu: float
     date: str  # ISO date of the run
     device_name: str
+    # The step-time model's version that predicted predicted_mfu (step_time.PERF_MODEL_VERSION;
+    # None: written before versions were stored) and the run's kernels (eager, or fused under
+    # torch.compile). A calibration from another version corrects a model that is gone.
+    model_version: int | None = None
+    kernels: str | None = None
 
     def describe(self) -> str:
+        kernels = f", {self.kernels} kernels" if self.kernels else ""
         return (f"calibrated on {self.date} from a run of {self.shape} "
-                f"({self.params / 1e6:.1f}M params, seq {self.seq_len}) on {self.device_name}: "
+                f"({self.params / 1e6:.1f}M params, seq {self.seq_len}{kernels}) on "
+                f"{self.device_name}: "
                 f"HFU {self.measured_hfu:.1%} (model predicted MFU {self.predicted_mfu:.1%})")
 
 

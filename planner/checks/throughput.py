@@ -220,9 +220,8 @@ def palm_checks(perf: PerfParams = PerfParams()) -> list[Check]:
 
 def single_gpu_checks() -> list[Check]:
     """planner's own GPU runs (eager PyTorch, one device): predicted vs measured step time,
-    predicted exactly as `planner validate` predicts it. Held out: measured after the
-    constants were set, on a framework the model does not target (unfused elementwise
-    kernels), so these rows show the model's reach."""
+    predicted exactly as `planner validate` predicts it (kernels: eager). These nine rows set
+    eager_elementwise_bytes_per_h; every other constant was set before them."""
     from planner.profiling.validate import RunConfig, predicted_step, training_spec
 
     table = _table("single_gpu_2026")
@@ -237,7 +236,8 @@ def single_gpu_checks() -> list[Check]:
 
 
 def all_checks() -> list[Check]:
-    """Every row: Megatron (calibration), Llama 3 and planner's own GPU runs (held out)."""
+    """Every row: Megatron and Korthikanti (they set the fused constants), planner's own GPU
+    runs (they set the eager constant), and the held-out rest (docs/validation.md)."""
     return (megatron_checks() + llama3_checks() + korthikanti_checks() + nemo_checks()
             + torchtitan_checks() + ibm_fsdp_checks() + palm_checks() + single_gpu_checks())
 

@@ -212,6 +212,7 @@ def _energy_meter(region: str | None, device: str):
 
 def _calibrate(rep, spec, cfg, path) -> None:
     from planner.catalog import calibrations as calibration
+    from planner.estimators.step_time import PERF_MODEL_VERSION
     from planner.profiling.validate import profile_for_gpu
 
     mfu = rep.get("mfu")
@@ -224,7 +225,8 @@ def _calibrate(rep, spec, cfg, path) -> None:
         shape=_shape_line(spec, params).split(":")[0] + f" ({spec.num_layers} layers, d_model "
         f"{spec.d_model})", seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size,
         measured_mfu=mfu.measured, measured_hfu=mfu.measured, predicted_mfu=mfu.predicted,
-        date=datetime.date.today().isoformat(), device_name=rep.device_name)
+        date=datetime.date.today().isoformat(), device_name=rep.device_name,
+        model_version=PERF_MODEL_VERSION, kernels="fused" if cfg.compile else "eager")
     saved = calibration.save(entry, Path(path) if path else None)
     click.echo(f"calibration saved to {saved}: {entry.describe()}", err=True)
     if rep.flags:

@@ -48,18 +48,22 @@ def attention_forward_flops_per_token(model: ModelSpec, seq_len: int,
 
 
 def executed_attention_fraction(model: ModelSpec, training: TrainingSpec) -> float:
-    """Attention FLOPs a kernel executes per FLOP counted under ``training.attention_flops``.
-    A fused (FlashAttention-style) kernel skips the fully masked blocks of causal attention,
-    so it executes the causal count whatever the counting convention (Dao 2023 §3.1); an
-    unfused implementation computes every score of the s x s matrix and masks it after, so
-    it executes the full count. The counting convention moves MFU only, never the time."""
-    executed = "causal" if training.flash_attention else "full"
-    if executed == training.attention_flops:
-        return 1.0
+    """Attention FLOPs the kernels execute per FLOP counted under ``training.attention_flops``.
+    A fused (FlashAttention-style) kernel skips the fully masked blocks, so it executes the
+    causal count of each layer's keys (its window or chunk included), whatever the counting
+    convention (Dao 2023 §3.1); an unfused implementation computes every score of the s x s
+    matrix and masks it after, so it executes s keys per query in every layer, windowed or not.
+    The step-time model's time therefore does not depend on the counting convention (a flat
+    --efficiency, defined against the count, does)."""
     counted = attention_forward_flops_per_token(model, training.seq_len, training.attention_flops)
     if counted == 0:
         return 1.0
-    return attention_forward_flops_per_token(model, training.seq_len, executed) / counted
+    if training.flash_attention:
+        executed = attention_forward_flops_per_token(model, training.seq_len, "causal")
+    else:
+        keys = effective_context(training.seq_len, "full") * model.num_layers
+        executed = 2.0 * model.num_heads * (model.qk_dim + model.v_dim) * keys
+    return executed / counted
 
 
 def flash_backward_recompute_flops_per_token(model: ModelSpec, training: TrainingSpec) -> float:

@@ -112,6 +112,9 @@ def calibrated(perf: PerfParams, scale: float) -> PerfParams:
 
 
 DEFAULT_PERF = PerfParams()  # the constants as calibrated (docs/validation.md)
+# Bumped when a change moves predicted step times: a stored calibration (measured / predicted)
+# made against another version is not applied. 2: attention as executed, --kernels (2026-12-01).
+PERF_MODEL_VERSION = 2
 CALIBRATED = ("gemm_efficiency_max", "attention_efficiency", "elementwise_bytes_per_h",
               "eager_elementwise_bytes_per_h", "score_passes")
 

@@ -27,7 +27,9 @@ from planner.specs import (
     Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec,
 )
 from planner.units import parse_count
-from planner.estimators.step_time import CALIBRATED, DEFAULT_PERF, PerfParams, calibrated
+from planner.estimators.step_time import (
+    CALIBRATED, DEFAULT_PERF, PERF_MODEL_VERSION, PerfParams, calibrated,
+)
 from planner.vocab import DEGREE_FLAGS, LAYOUT_FLAGS, REFINED_FLAGS
 
 __all__ = ["Request", "apply_shape", "resolve", "spec_error"]
@@ -247,6 +249,12 @@ def apply_calibration(req: Request) -> tuple[PerfParams, Assumption | None]:
     cal = lookup(req.hw.name, precision, count_params(req.model).total)
     if cal is None or cal.hardware != req.hw.name or cal.predicted_mfu <= 0:
         return req.perf, None
+    if cal.model_version != PERF_MODEL_VERSION:
+        return req.perf, Assumption(
+            name="calibration", value="not applied", unit="", defaulted=True,
+            source=f"the stored calibration ({cal.describe()}) was made against an earlier "
+            "performance model, whose prediction it corrected; re-run `planner validate "
+            "--calibrate` on this hardware")
     scale = cal.measured_mfu / cal.predicted_mfu
     perf = calibrated(req.perf, scale)
     changed = ", ".join(f"{k} {getattr(req.perf, k):g} -> {getattr(perf, k):.3g}"
