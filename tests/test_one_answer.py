@@ -158,3 +158,53 @@ def test_execution_switches_reach_the_search():
                                                           rel=1e-9)
         days[name] = searched.time.wall_clock_days
     assert days["no_dp_overlap"] > days["plain"] > days["tp_overlap"]
+
+
+# A fine-tune asks the same question through the same five doors: the shipped scenario
+# `finetune-qwen3-8b-lora` (LoRA r16 on every projection, 200M tokens x 3 epochs, one GPU).
+FT = ["--model", "qwen3-8b", "--finetune", "lora", "--lora-rank", "16", "--lora-targets",
+      "q,k,v,o,gate,up,down", "--region", "FR"]
+FT_DATA = ["--tokens", "200M", "--epochs", "3"]
+
+
+@pytest.fixture(scope="module")
+def finetune_answers():
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    one = ["--hardware", "l40s", "--devices", "1"]
+    est = _json(runner, ["estimate", *FT, *FT_DATA, *one])
+    plan = _json(runner, ["plan", *FT, *FT_DATA, *one])["best"]
+    compare = _json(runner, ["compare", *FT, *FT_DATA, "--hardware", "rtx-4090,l40s,h100-sxm",
+                             "--devices", "1"])
+    run = _json(runner, ["run", "finetune-qwen3-8b-lora"])["plans"]
+    budget = _json(runner, ["budget", "--usd", repr(est["range"]["expected"]["cost_usd"]),
+                            *FT, *one])
+    return {"estimate": est, "plan": plan, "compare": compare[1], "run": run[1],
+            "budget": budget, "compare_all": compare, "run_all": run}
+
+
+@pytest.mark.parametrize("command", ["plan", "compare", "run", "budget"])
+def test_same_finetune_same_numbers(finetune_answers, command):
+    a, est = finetune_answers[command], finetune_answers["estimate"]
+    _same(_outcome(a), _outcome(est))
+    assert a["layout"] == est["layout"]
+    assert a["model"] == est["model"]  # the recipe: trainable and frozen counts
+    assert a["memory_per_device"] == est["memory_per_device"]
+
+
+def test_finetune_is_a_finetune_everywhere(finetune_answers):
+    m = finetune_answers["estimate"]["model"]
+    # LoRA r16 on q,k,v,o,gate,up,down of Qwen3-8B (36 layers, d 4096, 32 x 128 q heads,
+    # 8 x 128 kv heads, FFN 12288): 16 x 36 x [(4096+4096) + 2 (4096+1024) + (4096+4096)
+    # + 2 (4096+12288) + (12288+4096)] = 43,646,976, peft's count
+    assert m["params_trainable"] == 16 * 36 * (8192 + 2 * 5120 + 8192 + 3 * 16384)
+    assert m["params_trainable"] == 43_646_976
+    assert finetune_answers["budget"]["tokens"] == pytest.approx(600e6, rel=1e-9)
+    assert finetune_answers["estimate"]["tokens"] == 600e6
+
+
+def test_finetune_compare_is_the_scenario(finetune_answers):
+    for a, b in zip(finetune_answers["compare_all"], finetune_answers["run_all"], strict=True):
+        assert a["hardware"]["name"] == b["hardware"]["name"]
+        _same(_outcome(a), _outcome(b))

@@ -8,8 +8,10 @@ from planner.cli.options import COUNT, TEXT, BoundedInt, FiniteFloat
 from planner.specs.finetune import FINETUNE_MODES
 
 
-def finetune_options(f):
-    """--finetune MODE plus the LoRA / partial settings and --epochs / --samples."""
+def finetune_options(f=None, *, data: bool = True):
+    """--finetune MODE plus the LoRA / partial settings and (``data``) --epochs / --samples."""
+    if f is None:
+        return lambda g: finetune_options(g, data=data)
     opts = [
         click.option("--finetune", type=click.Choice(FINETUNE_MODES),
                      help="Fine-tune instead of pre-train: full, partial (last N blocks), "
@@ -33,6 +35,8 @@ def finetune_options(f):
         click.option("--samples", type=COUNT,
                      help="Dataset size in sequences (counted as samples x --seq-len)."),
     ]
+    if not data:  # `budget --model` answers the data size itself
+        opts = opts[:-2]
     for opt in reversed(opts):
         f = opt(f)
     return f

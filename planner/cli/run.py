@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from planner.cli.finetune_options import finetune_options
 from planner.cli.options import COUNT, RANGE, format_option, profiles_option
 from planner.errors import SpecError
 from planner.vocab import PRECISIONS
@@ -158,21 +159,26 @@ def _run(scenario, profiles_dirs, report_path, md_path, fmt, written: list) -> N
               help="Also allocate for an over-trained model (e.g. 100 for inference-heavy).")
 @click.option("--efficiency", type=RANGE, help="Fraction of peak: 0.4 or 0.3:0.4:0.5.")
 @click.option("--goodput", type=click.FloatRange(min=0, max=1, min_open=True))
+@finetune_options(data=False)
 @format_option
 def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region, seq_len,
                global_batch, precision, price_tier, price_per_hour, deadline_days, devices,
-               tokens_per_param, efficiency, goodput, fmt) -> None:
+               tokens_per_param, efficiency, goodput, fmt, **finetune) -> None:
     """What a budget buys: compute, the compute-optimal model and tokens, loss, devices, days.
 
     With --model: the tokens --usd buys for that model on the best layout on --devices
     (default one node), with the same days, cost, energy and carbon `planner estimate`
     prints for that many tokens.
     """
+    finetune = {k: v for k, v in finetune.items() if v is not None}
     if model:
         _budget_model(usd, model, hardware, profiles_dirs, region, precision, price_tier,
                       price_per_hour, deadline_days, devices, efficiency, goodput, fmt,
-                      seq_len=seq_len, global_batch_size=global_batch)
+                      seq_len=seq_len, global_batch_size=global_batch, **finetune)
         return
+    if finetune:
+        flag = "--" + next(iter(finetune)).replace("_", "-")
+        raise SpecError(f"{flag} prices a fine-tune of a model: give --model too")
     from planner.planning.budget import answer_budget
     from planner.catalog.catalog import load_hardware
     from planner.planning.reliability import FAILURE_MODEL_SOURCE, goodput_for_compute
@@ -243,8 +249,15 @@ def _budget_model(usd, model, hardware, profiles_dirs, region, precision, price_
     if fmt in ("table", "markdown"):
         click.echo(f"{money(usd)} buys {fmt_count(est.tokens)} tokens of {est.model.name} on "
                    f"{est.layout.devices} x {est.hardware.name}: "
-                   f"{est.time.wall_clock_days:,.1f} days\n")
+                   f"{_days(est.time.wall_clock_days)}\n")
     click.echo(render_estimate(est, fmt), nl=False)
+
+
+def _days(days: float) -> str:
+    """'94.6 days'; under a day (a fine-tune) in hours or minutes."""
+    from planner.report.fmt import duration
+
+    return f"{days:,.1f} days" if days >= 1 else duration(days)
 
 
 def _render_budget(ans, fmt: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from planner.errors import SpecError
+from planner.errors import InfeasibleError, SpecError
 from planner.estimators.params import count_params
 from planner.specs.finetune import ALL_LINEAR, FinetuneSpec
 from planner.specs.model import ModelSpec
@@ -209,7 +209,8 @@ NF4_VENDORS = ("NVIDIA", "AMD", "Intel")
 def check_finetune(model: ModelSpec, precision: str, hw_name: str, vendor: str,
                    supported: list[str], ft: FinetuneSpec | None) -> None:
     """Raise SpecError (one line) when a recipe cannot run: targets the model lacks, QLoRA
-    without a 16-bit compute dtype on the device, or on a device without NF4 kernels."""
+    without a 16-bit compute dtype on the device; InfeasibleError on a device without NF4
+    kernels."""
     if ft is None:
         return
     if ft.uses_lora:
@@ -217,7 +218,8 @@ def check_finetune(model: ModelSpec, precision: str, hw_name: str, vendor: str,
     if ft.mode != "qlora":
         return
     if vendor not in NF4_VENDORS:
-        raise SpecError(f"--finetune qlora: {hw_name} ({vendor}) has no bitsandbytes NF4 "
+        # the hardware cannot, whatever the flags: compare and run leave it out with this line
+        raise InfeasibleError(f"--finetune qlora: {hw_name} ({vendor}) has no bitsandbytes NF4 "
                         f"kernels; QLoRA runs on {', '.join(NF4_VENDORS)} devices (or use "
                         "--finetune lora)")
     sixteen = [p for p in ("bf16", "fp16") if p in supported]

@@ -79,7 +79,7 @@ def _model(sc: Scenario, path: Path):
 
 def _tokens(sc: Scenario, model) -> float | None:
     d = sc.data
-    if d.tokens is not None:
+    if d.tokens is not None or d.samples is not None:
         return d.tokens
     spec = model if not isinstance(model, str) else load_model(model)
     ratio = 20.0 if d.chinchilla else d.tokens_per_param
@@ -98,6 +98,7 @@ def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) 
         raise SpecError(f"{_where(path, ('model',))}: model: {e}") from None
     options = {_TRAINING[k]: v for k, v in sc.training.model_dump().items() if v is not None}
     options.update(sc.assumptions.model_dump(exclude_none=True))
+    options.update(_finetune_options(sc, model, path))
     plans, questions, skipped = [], [], []
     for i, cand in enumerate(sc.hardware):
         opts = dict(options)
@@ -131,6 +132,25 @@ def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) 
         result.extra["serving"] = served
         result.warnings.extend(skipped_serving)
     return result
+
+
+def _finetune_options(sc: Scenario, model, path: Path) -> dict[str, Any]:
+    """The fine-tune and dataset options of `resolve` (as --finetune, --samples, --epochs give
+    them); a target module the model lacks is an error naming the finetune key's line."""
+    out = {k: v for k, v in (("samples", sc.data.samples), ("epochs", sc.data.epochs))
+           if v is not None}
+    if sc.finetune is None:
+        return out
+    if sc.finetune.uses_lora:
+        from planner.estimators.finetune import resolve_targets
+
+        try:
+            resolve_targets(model, sc.finetune.lora_targets)
+        except PlannerError as e:
+            msg = str(e).replace("--lora-targets:", "lora_targets:")
+            raise SpecError(f"{_where(path, ('finetune', 'lora_targets'))}: finetune: "
+                            f"{msg}") from None
+    return {**out, "finetune": sc.finetune}
 
 
 def _where(path: Path, key: tuple) -> str:

@@ -88,6 +88,11 @@ def _constraint_line(result) -> list[str]:
     return [describe_constraint(result.constraint, result.confidence) + "\n"]
 
 
+def _days(v: float) -> str:
+    """Days to one decimal; under a day (a fine-tune) to two significant figures."""
+    return f"{v:,.1f}" if v >= 0.95 else f"{v:.2g}"
+
+
 def compare_rows(estimates: list) -> list[dict]:
     """One row per hardware: the best plan with its low-high ranges."""
     rows = []
@@ -97,8 +102,8 @@ def compare_rows(estimates: list) -> list[dict]:
             "hardware": e.hardware.name, "devices": lay.devices,
             "layout": f"dp{lay.dp} tp{lay.tp} pp{lay.pp} cp{lay.cp} ep{lay.ep} z{lay.zero_stage}",
             "mfu": f"{e.throughput.mfu:.1%}",
-            "days": f"{r.expected.wall_clock_days:,.1f} ({r.low.wall_clock_days:,.1f}-"
-                    f"{r.high.wall_clock_days:,.1f})",
+            "days": f"{_days(r.expected.wall_clock_days)} ({_days(r.low.wall_clock_days)}-"
+                    f"{_days(r.high.wall_clock_days)})",
             "device_hours": fmt_count(r.expected.device_hours),
             "cost": f"{_money(r.expected.cost_usd)} ({_money(r.low.cost_usd)}-"
                     f"{_money(r.high.cost_usd)})",
@@ -123,6 +128,10 @@ def render_compare(estimates: list, fmt: str, question: str) -> str:
     cols = ["hardware", "validated", "devices", "layout", "mfu", "days", "device_hours", "cost",
             "usd_per_hour", "energy", "carbon"]
     head = f"{'## ' if fmt == 'markdown' else ''}{question}\n\n"
+    m = estimates[0].model
+    if m.finetune is not None:  # one job on every row: say what trains
+        head += (f"Fine-tune {m.finetune}: {fmt_count(m.params_trainable)} trainable, "
+                 f"{fmt_count(m.params_frozen)} frozen\n\n")
     note = ("\nRanges: best case (high efficiency, high goodput) to worst case. Prices are each "
             "profile's default tier; see `planner hardware show NAME`. validated: measured (this "
             "project ran it, docs/validation/), published runs (its efficiency checked against "

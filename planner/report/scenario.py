@@ -24,8 +24,7 @@ def scenario_answer(result: ScenarioResult) -> str:
             f"({money(r.low.cost_usd)} to {money(r.high.cost_usd)}) at "
             f"${best.cost.usd_per_device_hour:g}/device-hour, "
             f"{energy(r.expected.energy_kwh)} and {carbon(r.expected.kg_co2e)} CO2e "
-            f"({best.carbon.region}), training {best.model.name} "
-            f"({fmt_count(best.model.params_total)} parameters) on "
+            f"({best.carbon.region}), {_what(best)} on "
             f"{fmt_count(best.tokens)} tokens.")
     fastest = min(plans, key=lambda e: e.time.wall_clock_days)
     if sc.constraints.objective != "time" and fastest is not best:
@@ -41,3 +40,12 @@ def scenario_answer(result: ScenarioResult) -> str:
     text += (" Ranges span the best and worst efficiency and goodput cases; prices are "
              "indicative list prices with their dates in the assumptions.")
     return text
+
+
+def _what(e) -> str:
+    """'training M (N parameters)', or for a fine-tune what trains and what stays frozen."""
+    m = e.model
+    if m.finetune is None:
+        return f"training {m.name} ({fmt_count(m.params_total)} parameters)"
+    return (f"fine-tuning {m.name} ({m.finetune}: {fmt_count(m.params_trainable)} trainable, "
+            f"{fmt_count(m.params_frozen)} frozen)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import Field, PositiveFloat, field_validator, model_validator
 
 from planner.specs.base import Name, PositiveWhole, Spec
+from planner.specs.finetune import FinetuneSpec
 from planner.specs.model import ModelSpec
 from planner.specs.serving import ServingSettings
 from planner.specs.training import Assumptions
@@ -26,19 +27,27 @@ def _count(v, info=None):
 
 
 class DataSpec(Spec):
-    """How many tokens: a count, a tokens-per-parameter ratio, or Chinchilla-optimal (20)."""
+    """How many tokens: a count, a tokens-per-parameter ratio, Chinchilla-optimal (20), or a
+    dataset of samples (x seq_len); times epochs."""
 
     tokens: float | None = Field(None, description="Training tokens: 15T, 300B, 2e12.")
     tokens_per_param: PositiveFloat | None = None
     chinchilla: bool = Field(False, description="20 tokens per parameter (Hoffmann 2022).")
+    samples: float | None = Field(None, description="Dataset size in sequences (counted as "
+                                  "samples x training.seq_len; planner estimate --samples).")
+    epochs: PositiveFloat | None = Field(None, description="Passes over the data (--epochs).")
 
-    _tokens = field_validator("tokens", mode="before")(_count)
+    _tokens = field_validator("tokens", "samples", mode="before")(_count)
 
     @model_validator(mode="after")
     def _one(self) -> DataSpec:
-        given = [self.tokens is not None, self.tokens_per_param is not None, self.chinchilla]
+        given = [self.tokens is not None, self.tokens_per_param is not None, self.chinchilla,
+                 self.samples is not None]
         if sum(given) != 1:
-            raise ValueError("give exactly one of tokens, tokens_per_param or chinchilla: true")
+            raise ValueError("give exactly one of tokens, tokens_per_param, chinchilla: true "
+                             "or samples")
+        if self.samples is not None and self.samples < 1:
+            raise ValueError(f"samples must be at least 1 (got {self.samples:g})")
         if self.tokens is not None and self.tokens < 1:
             raise ValueError(f"tokens must be at least 1 (got {self.tokens:g})")
         return self
@@ -96,5 +105,8 @@ class Scenario(Spec):
     hardware: list[Candidate] = Field(min_length=1)
     constraints: Constraints = Constraints()
     assumptions: Assumptions = Assumptions()
+    finetune: FinetuneSpec | None = Field(
+        None, description="Fine-tune instead of pre-train: mode full|partial|lora|qlora and "
+        "its recipe (lora_rank, lora_targets, ...), as `planner estimate --finetune`.")
     serving: ServingSettings | None = Field(
         None, description="Also size serving the model on each candidate (planner serve).")
