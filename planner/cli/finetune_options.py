@@ -22,6 +22,9 @@ def finetune_options(f=None, *, data: bool = True):
         click.option("--lora-targets", type=TEXT,
                      help="Modules given adapters, as peft names them (q_proj,v_proj,...) or "
                           "short (q,k,v,o,gate,up,down), or all-linear; default q,v."),
+        click.option("--lora-dropout", type=FiniteFloat(min=0, max=1, max_open=True),
+                     help="peft's lora_dropout (default 0; above 0 each adapter saves a "
+                          "dropped copy of its input and a mask)."),
         click.option("--lora-bias", type=click.Choice(["none", "all", "lora_only"]),
                      help="peft's bias setting (default none)."),
         click.option("--trainable-layers", type=BoundedInt(min=0),

@@ -126,13 +126,15 @@ def _render(rep, fmt: str) -> str:
               help="Fine-tune instead: lora wraps the model with peft (qlora needs a GPU).")
 @click.option("--lora-rank", type=click.IntRange(min=1), help="LoRA rank (default 16).")
 @click.option("--lora-targets", help="peft module names or q,k,v,o,gate,up,down (default q,v).")
+@click.option("--lora-dropout", type=click.FloatRange(min=0, max=1, max_open=True),
+              help="peft's lora_dropout (default 0).")
 @click.option("--trainable-layers", type=click.IntRange(min=0),
               help="partial: how many of the last blocks train.")
 @format_option
 def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq_len, hardware,
                  compile_, breakdown, region, energy, max_error, calibrate, calibration_path, serve,
-                 distributed, strategy, finetune, lora_rank, lora_targets, trainable_layers,
-                 fmt) -> None:
+                 distributed, strategy, finetune, lora_rank, lora_targets, lora_dropout,
+                 trainable_layers, fmt) -> None:
     """Train a real model a few steps and compare every estimate with the measurement."""
     from planner.profiling import require_torch
 
@@ -151,8 +153,9 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
         from planner.cli.validate_serve import validate_serve
 
         return validate_serve(spec, device, dtype, steps, warmup, hardware, fmt)
-    ft = _finetune(spec, finetune, lora_rank, lora_targets, trainable_layers, distributed,
-                   calibrate)
+    ft = _finetune(spec, {"finetune": finetune, "lora_rank": lora_rank,
+                          "lora_targets": lora_targets, "lora_dropout": lora_dropout,
+                          "trainable_layers": trainable_layers}, distributed, calibrate)
     if ft is not None and ft.mode == "qlora" and device != "cuda":
         raise SpecError("--finetune qlora: validate builds NF4 weights with bitsandbytes on a "
                         "CUDA GPU only; use --finetune lora on this machine")
@@ -183,15 +186,12 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
     _check_max_error(rep, max_error)
 
 
-def _finetune(spec, mode, rank, targets, layers, distributed: bool, calibrate: bool):
+def _finetune(spec, given: dict, distributed: bool, calibrate: bool):
     """The recipe to validate (None: training from scratch), checked against the model."""
     from planner.estimators.finetune import resolve_targets
     from planner.planning.finetune import finetune_spec
 
-    opts = {k: v for k, v in (("finetune", mode), ("lora_rank", rank),
-                              ("lora_targets", targets), ("trainable_layers", layers))
-            if v is not None}
-    ft = finetune_spec(opts)
+    ft = finetune_spec({k: v for k, v in given.items() if v is not None})
     if ft is None:
         return None
     if distributed or calibrate:

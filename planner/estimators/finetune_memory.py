@@ -154,30 +154,86 @@ def _head_trained(model: ModelSpec, ft: FinetuneSpec, p: ParamCount, emb_here: A
 
 
 def finetune_widths(model: ModelSpec, ft: FinetuneSpec, moe_layer: bool, replicated: float,
-                    sharded: float) -> tuple[float, float]:
-    """(replicated, sharded) elements per token a LoRA block saves, from full training's.
+                    sharded: float, beta: float) -> tuple[float, float]:
+    """(replicated, sharded) elements per token a LoRA block saves, from full training's
+    (``beta``: bytes per saved activation element, for dropout's 1-byte masks).
 
     A frozen Linear's backward needs only its weight (dx = dy W), so the inputs that only
     Linears saved drop out: the first norm's output when none of q/k/v trains, the second
     norm's output when neither gate nor up does, the FFN product when down does not (the
     attention output stays: fused attention saves it). Each adapter saves its A output
-    (r per token) for B's gradient; A's input is the Linear's input, kept once. Partial and
-    full fine-tuning keep the training widths; routed experts keep theirs (conservative)."""
-    if not ft.uses_lora or model.parallel_block or model.mla:
+    (r per token) for B's gradient; A's input is the Linear's input, kept once. With
+    lora_dropout > 0, A's input is each adapter's own dropped copy (peft: lora_B(lora_A(
+    dropout(x))), one nn.Dropout per adapter), and the dropout saves its mask: the shared
+    input is no longer kept, each adapter adds its input width + a 1-byte mask of it.
+    Partial and full fine-tuning keep the training widths; routed experts keep theirs."""
+    if not ft.uses_lora:
         return replicated, sharded
     targets = set(resolve_targets(model, ft.lora_targets))
-    h = model.d_model
-    if not targets & {"q_proj", "k_proj", "v_proj"}:
-        replicated -= h
     width = model.moe.shared_width if (moe_layer and model.moe) else model.ffn_hidden_size
+    if model.parallel_block or model.mla:  # the shared inputs are kept (conservative)
+        rep, shr = _dropout_widths(model, ft, targets, width, beta)
+        return replicated + rep, sharded + shr
+    h = model.d_model
+    drop = ft.lora_dropout > 0
+    if drop or not targets & {"q_proj", "k_proj", "v_proj"}:
+        replicated -= h
     if width:
-        if not targets & {"gate_proj", "up_proj"} and not (moe_layer and model.moe):
+        if (drop or not targets & {"gate_proj", "up_proj"}) and not (moe_layer and model.moe):
             replicated -= h  # (an MoE layer's router and experts still read it)
-        if "down_proj" not in targets:
+        if drop or "down_proj" not in targets:
             sharded -= width
     adapters = sum(1 for lin in block_linears(model) if lin.kind != "head"
                    and lin.name in targets and (lin.kind == "attention" or width))
-    return replicated + ft.lora_rank * adapters, sharded
+    rep, shr = _dropout_widths(model, ft, targets, width, beta)
+    return replicated + ft.lora_rank * adapters + rep, sharded + shr
+
+
+def _dropout_widths(model: ModelSpec, ft: FinetuneSpec, targets: set[str], width: int,
+                    beta: float) -> tuple[float, float]:
+    """(replicated, sharded) elements per token lora_dropout > 0 adds in one block: each
+    adapter's dropped input (its Linear's input width) and its bool mask (1 byte per element,
+    torch native_dropout on CUDA), as elements of ``beta`` bytes."""
+    if not ft.lora_dropout > 0:
+        return 0.0, 0.0
+    rep, shr = _dropout_inputs(model, targets, width)
+    per = 1 + 1 / beta
+    return rep * per, shr * per
+
+
+def _dropout_inputs(model: ModelSpec, targets: set[str], width: int) -> tuple[float, float]:
+    """(replicated, sharded) input elements per token of one block's adapters: q/k/v/gate/up
+    read the norm outputs (replicated under TP), o and down are row-parallel (sharded)."""
+    rep = shr = 0.0
+    for lin in block_linears(model):
+        if lin.name not in targets or lin.kind != "attention":
+            continue
+        if lin.name == "o_proj" and not model.mla:
+            shr += lin.in_features
+        else:
+            rep += lin.in_features
+    if width:  # this layer's dense FFN or shared expert
+        rep += model.d_model * len(targets & {"gate_proj", "up_proj"})
+        shr += width * ("down_proj" in targets)
+    return rep, shr
+
+
+def lora_dropout_mask_elements(model: ModelSpec, ft: FinetuneSpec | None) -> float:
+    """Dropout-mask elements per token of the whole model (one per adapter input element,
+    less the first block's whose input needs no gradient, plus the head adapter's): what
+    `planner validate` corrects for, as CPU dropout saves its mask in the input dtype where
+    CUDA's native_dropout saves bools."""
+    if ft is None or not ft.uses_lora or not ft.lora_dropout > 0:
+        return 0.0
+    targets = set(resolve_targets(model, ft.lora_targets))
+    total = 0.0
+    for moe_layer in model.layer_is_moe():
+        width = model.moe.shared_width if (moe_layer and model.moe) else model.ffn_hidden_size
+        total += sum(_dropout_inputs(model, targets, width or 0))
+    if not ft.train_embeddings and "embed_tokens" not in targets and not model.mla and \
+            not model.parallel_block:
+        total -= _first_block_masks(model, ft, targets)
+    return total + model.d_model * ("lm_head" in targets)
 
 
 def grad_layer_fraction(model: ModelSpec, training: TrainingSpec, lay: Degrees, per: Any,
@@ -241,6 +297,8 @@ def frozen_edge_activation_bytes(model: ModelSpec, training: TrainingSpec,
     saved = 0.0
     if "lm_head" not in targets and not ft.train_lm_head:
         saved += h * beta
+    elif "lm_head" in targets and ft.lora_dropout > 0:  # the head adapter's dropped copy
+        saved -= h  # replaces the final norm's output it kept; its 1-byte mask is extra
     if ft.uses_lora and not ft.train_embeddings and "embed_tokens" not in targets and \
             not model.mla and not model.parallel_block:
         saved += h * beta  # the first norm's input
@@ -251,8 +309,29 @@ def frozen_edge_activation_bytes(model: ModelSpec, training: TrainingSpec,
                 width += a * d + g * d
             if "o_proj" not in targets:  # nor does o, nor the second norm, and the FFN
                 width += a * d + h + _first_ffn_unsaved(model, targets)
+            elif ft.lora_dropout > 0:  # o's adapter keeps its dropped copy, not the output
+                width += a * d
             saved += width * beta + 4 * a
+        saved += _first_block_masks(model, ft, targets)  # 1 byte each
     return saved * tokens
+
+
+def _first_block_masks(model: ModelSpec, ft: FinetuneSpec, targets: set[str]) -> float:
+    """Bytes per token of lora_dropout masks the first block does not save: a dropout whose
+    input needs no gradient records nothing (its dropped copy stays: lora_A saves it). In
+    forward order q,k,v -> o -> gate,up -> down, an adapter's input needs a gradient once an
+    adapter upstream of it in the block has run."""
+    if not ft.lora_dropout > 0:
+        return 0.0
+    h, moe = model.d_model, model.layer_is_moe()[0]
+    width = (model.moe.shared_width if moe else model.ffn_hidden_size) or 0
+    groups = [({"q_proj", "k_proj", "v_proj"}, h), ({"o_proj"}, model.num_heads * model.d_head),
+              ({"gate_proj", "up_proj"}, h if width else 0), ({"down_proj"}, width)]
+    for names, width_in in groups:
+        hit = targets & names
+        if hit and width_in:  # the first group with adapters; every later input has a grad
+            return float(width_in * len(hit))
+    return 0.0
 
 
 def _first_ffn_unsaved(model: ModelSpec, targets: set[str]) -> int:

@@ -199,7 +199,7 @@ def layer_activation_bytes_v(model: ModelSpec, training: TrainingSpec, lay: Degr
     replicated, sharded, fp32, gated = _per_token_widths(model, moe_layer)
     if training.finetune is not None:
         replicated, sharded = ftm.finetune_widths(model, training.finetune, moe_layer,
-                                                  replicated, sharded)
+                                                  replicated, sharded, beta)
     # Megatron's fused SwiGLU (bias_swiglu_impl) saves its fc1 output (gate and up, 2f) and
     # the fc2 input (f): 3 FFN-width tensors where eager PyTorch saves 4.
     sharded = sharded - gated * (lay.framework == 1)

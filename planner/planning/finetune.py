@@ -13,11 +13,13 @@ from planner.errors import SpecError
 from planner.results import Assumption
 from planner.specs.finetune import FinetuneSpec
 
-FINETUNE_KEYS = ("finetune", "lora_rank", "lora_alpha", "lora_targets", "lora_bias",
+FINETUNE_KEYS = ("finetune", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout",
+                 "lora_bias",
                  "trainable_layers", "train_embeddings", "train_lm_head", "epochs", "samples")
 # spec field -> CLI flag, for one-line errors
 FLAGS = {"mode": "--finetune", "lora_rank": "--lora-rank", "lora_alpha": "--lora-alpha",
          "lora_targets": "--lora-targets", "lora_bias": "--lora-bias",
+         "lora_dropout": "--lora-dropout",
          "trainable_layers": "--trainable-layers"}
 
 DEFAULT_SEQ_LEN = 1024
@@ -131,6 +133,8 @@ def recipe_notes(ft: FinetuneSpec) -> list[Assumption]:
             elif name == "adapter_precision":
                 value = "bf16" if ft.adapter_bytes == 2 else "fp32"
             out.append(_note(f"finetune.{name}", value, "", source))
-    out.append(_note("finetune.lora_dropout", 0.0, "", "peft's LoraConfig default (dropout "
-                     "> 0 saves a dropped copy of each adapter input; not modelled)"))
+    if "lora_dropout" not in ft.model_fields_set:
+        out.append(_note("finetune.lora_dropout", 0.0, "", "peft's LoraConfig default (dropout "
+                         "> 0: each adapter saves a dropped copy of its input and a 1-byte "
+                         "mask; --lora-dropout)"))
     return out

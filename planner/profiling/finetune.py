@@ -50,7 +50,8 @@ def apply_finetune(model, spec: ModelSpec, ft: FinetuneSpec | None, device: str)
         raise SpecError("--finetune lora needs peft: pip install 'planner[profile]' "
                         "(or pip install peft)") from None
     saved = [m for m, on in (("head", ft.train_lm_head), ("embed", ft.train_embeddings)) if on]
-    config = peft.LoraConfig(r=ft.lora_rank, lora_alpha=ft.lora_alpha, lora_dropout=0.0,
+    config = peft.LoraConfig(r=ft.lora_rank, lora_alpha=ft.lora_alpha,
+                             lora_dropout=ft.lora_dropout,
                              target_modules=target_regex(spec, ft), bias=ft.lora_bias,
                              modules_to_save=saved or None)
     return peft.get_peft_model(model, config)

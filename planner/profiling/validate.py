@@ -63,6 +63,17 @@ def training_spec(cfg: RunConfig) -> TrainingSpec:
                         kernels="fused" if cfg.compile else "eager")
 
 
+def _dropout_mask_correction(spec: ModelSpec, t: TrainingSpec, cuda: bool) -> float:
+    """Bytes the probe sees differently from the estimate's 1-byte LoRA dropout masks: a CPU
+    dropout saves its mask in the input dtype, and the probe counts floating tensors only
+    (CUDA's bool masks are not counted)."""
+    from planner.estimators.finetune_memory import lora_dropout_mask_elements
+    from planner.estimators.memory import activation_bytes_per_element
+
+    n = lora_dropout_mask_elements(spec, t.finetune) * t.micro_batch_size * t.seq_len
+    return n * (-1 if cuda else activation_bytes_per_element(t.precision) - 1)
+
+
 def predicted_step(spec: ModelSpec, t: TrainingSpec,
                    hw: HardwareProfile) -> tuple[float, float, dict]:
     """(step seconds, MFU, the model's terms) from the step-time model on one device."""
@@ -171,7 +182,8 @@ def _measure(rep, spec, cfg, t, hw, model, opt, tokens, targets, step, peak_meth
     flops_meas = counted.total - recompute  # model FLOPs, for MFU
     par = ParallelismSpec(devices=1, zero_stage=0)
     phase("measuring saved activations")
-    q.append(Quantity("activation_bytes", saved_activation_bytes(spec, t, par),
+    q.append(Quantity("activation_bytes", saved_activation_bytes(spec, t, par) +
+                      _dropout_mask_correction(spec, t, cfg.device.startswith("cuda")),
                       probes.saved_activation_bytes(model, tokens, targets), "bytes",
                       "autograd saved_tensors_hooks, deduplicated by storage",
                       TOLERANCE["activation_bytes"]))

@@ -56,6 +56,8 @@ class FinetuneSpec(Spec):
     lora_targets: tuple[str, ...] = Field(
         PEFT_DEFAULT_TARGETS, description="Modules given adapters, as peft names them "
         "(q_proj, ..., down_proj, lm_head) or 'all-linear'; short q,k,v,o,gate,up,down too.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="peft's lora_dropout: above 0 "
+                                "each adapter saves its own dropped input and a 1-byte mask.")
     lora_bias: Literal["none", "all", "lora_only"] = Field(
         "none", description="peft's bias: none; all (every bias trains); lora_only.")
     train_embeddings: bool = Field(False, description="The input embedding trains in full "
