@@ -9,7 +9,8 @@ from planner.specs.finetune import FINETUNE_MODES
 
 
 def finetune_options(f=None, *, data: bool = True):
-    """--finetune MODE plus the LoRA / partial settings and (``data``) --epochs / --samples."""
+    """--finetune MODE plus the LoRA / partial settings and (``data``) --epochs, --samples,
+    --packing and --avg-sample-tokens."""
     if f is None:
         return lambda g: finetune_options(g, data=data)
     opts = [
@@ -36,10 +37,15 @@ def finetune_options(f=None, *, data: bool = True):
         click.option("--epochs", type=FiniteFloat(min=0, min_open=True),
                      help="Passes over the data (tokens or samples are one epoch)."),
         click.option("--samples", type=COUNT,
-                     help="Dataset size in sequences (counted as samples x --seq-len)."),
+                     help="Dataset size in samples (x --avg-sample-tokens, else x --seq-len)."),
+        click.option("--packing", type=click.Choice(["on", "off"]),
+                     help="on (default): samples packed into full --seq-len rows; off: each "
+                          "sample padded to --seq-len (padding costs FLOPs and time)."),
+        click.option("--avg-sample-tokens", type=BoundedInt(min=1),
+                     help="Mean tokens per sample (with --samples or --packing off)."),
     ]
     if not data:  # `budget --model` answers the data size itself
-        opts = opts[:-2]
+        opts = opts[:-4]
     for opt in reversed(opts):
         f = opt(f)
     return f

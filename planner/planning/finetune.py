@@ -13,8 +13,9 @@ from planner.errors import SpecError
 from planner.results import Assumption
 from planner.specs.finetune import FinetuneSpec
 
+DATA_KEYS = ("epochs", "samples", "packing", "avg_sample_tokens")
 FINETUNE_KEYS = ("finetune", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout",
-                 "lora_bias",
+                 "lora_bias", "packing", "avg_sample_tokens",
                  "trainable_layers", "train_embeddings", "train_lm_head", "epochs", "samples")
 # spec field -> CLI flag, for one-line errors
 FLAGS = {"mode": "--finetune", "lora_rank": "--lora-rank", "lora_alpha": "--lora-alpha",
@@ -42,7 +43,7 @@ def finetune_spec(opts: dict[str, Any]) -> FinetuneSpec | None:
     """The recipe from plain options (``finetune`` = mode name, a dict or a FinetuneSpec);
     recipe options without --finetune are an error naming the flag."""
     mode = opts.get("finetune")
-    fields = {k: v for k, v in opts.items() if k not in ("finetune", "epochs", "samples")}
+    fields = {k: v for k, v in opts.items() if k != "finetune" and k not in DATA_KEYS}
     if mode is None:
         if fields:
             flag = FLAGS.get(next(iter(fields)), "--" + next(iter(fields)).replace("_", "-"))
@@ -68,27 +69,60 @@ def _note(name: str, value, unit: str, source: str, defaulted: bool = True) -> A
     return Assumption(name=name, value=value, unit=unit, source=source, defaulted=defaulted)
 
 
+def data_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """The dataset options among ``opts`` (as dataset_tokens takes them)."""
+    return {k: opts[k] for k in DATA_KEYS if k in opts}
+
+
+PADDING_SOURCE = ("--packing off: every sample padded to --seq-len (padding='max_length'; "
+                  "padding to each batch's longest sample costs less, packing least)")
+
+
 def dataset_tokens(tokens: float | None, samples: float | None, epochs: float | None,
-                   seq_len: int) -> tuple[float, list[Assumption]]:
-    """Tokens processed: (tokens, or samples x seq_len) x epochs; unpacked samples count
-    their padded length. With neither, one epoch of Alpaca (recorded)."""
+                   seq_len: int, packing: str | None = None,
+                   avg_sample_tokens: int | None = None) -> tuple[float, list[Assumption]]:
+    """Tokens processed, padding included: per epoch the useful tokens (--tokens, or samples
+    x avg_sample_tokens, or samples x seq_len), packed into full rows; with packing off each
+    sample is a row of seq_len (samples = tokens / avg_sample_tokens), times epochs. With no
+    data size, one epoch of Alpaca (recorded)."""
     if tokens is not None and samples is not None:
         raise SpecError("--tokens and --samples both given; give one (samples are counted "
-                        "as samples x --seq-len)")
+                        "as samples x --avg-sample-tokens, or x --seq-len)")
     if epochs is not None and not epochs > 0:
         raise SpecError(f"--epochs: must be more than 0 (got {epochs})")
+    if avg_sample_tokens is not None and avg_sample_tokens > seq_len:
+        raise SpecError(f"--avg-sample-tokens {avg_sample_tokens}: longer than --seq-len "
+                        f"{seq_len} (samples would be truncated); give at most {seq_len} or "
+                        "a longer --seq-len")
     notes = []
-    if tokens is None:
-        if samples is None:
-            samples = DEFAULT_SAMPLES
-            notes.append(_note("samples", samples, "sequences", SAMPLES_SOURCE))
-        tokens = samples * seq_len
-    n = 1.0 if epochs is None else float(epochs)
+    if tokens is None and samples is None:
+        samples = DEFAULT_SAMPLES
+        notes.append(_note("samples", samples, "sequences", SAMPLES_SOURCE))
+    per_sample = avg_sample_tokens or seq_len
+    if packing == "off":
+        if samples is None and avg_sample_tokens is None:
+            raise SpecError("--packing off with --tokens needs --avg-sample-tokens N (the "
+                            "mean sample length, to count the samples padded to --seq-len)")
+        n = samples if samples is not None else tokens / per_sample
+        useful = tokens if tokens is not None else n * per_sample
+        processed = n * seq_len
+        notes.append(_note("packing", "off", "", f"{PADDING_SOURCE}: {n:,.0f} samples x "
+                           f"{seq_len} = {processed:,.0f} tokens per epoch for {useful:,.0f} "
+                           f"useful ({1 - useful / processed:.0%} padding)", defaulted=False))
+        tokens = processed
+    else:
+        tokens = samples * per_sample if tokens is None else tokens
+        if packing == "on" or avg_sample_tokens is not None:
+            notes.append(_note("packing", "on", "", "samples packed into full --seq-len rows "
+                               "(TRL SFTConfig packing=True): no padding; attention spans the "
+                               "whole row; --packing off pads each sample",
+                               defaulted=packing is None))
+    n_epochs = 1.0 if epochs is None else float(epochs)
     if epochs is None:
         notes.append(_note("epochs", 1, "", "planner default: one pass over the data"))
-    total = tokens * n
+    total = tokens * n_epochs
     notes.append(_note("dataset_tokens", total, "tokens",
-                       f"{tokens:,.0f} tokens per epoch x {n:g} epochs", defaulted=False))
+                       f"{tokens:,.0f} tokens per epoch x {n_epochs:g} epochs", defaulted=False))
     return total, notes
 
 

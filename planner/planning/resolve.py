@@ -189,16 +189,20 @@ def resolve(
     train = split["training"]
     if ft is not None:  # a fine-tune's own defaults, and its dataset in tokens
         notes += finetune.finetune_defaults(ft, train, spec.max_seq_len)
-        tokens, more = finetune.dataset_tokens(tokens, ft_opts.get("samples"),
-                                               ft_opts.get("epochs"), train["seq_len"])
+        data = finetune.data_options(ft_opts)
+        tokens, more = finetune.dataset_tokens(tokens, data.pop("samples", None),
+                                               data.pop("epochs", None), train["seq_len"],
+                                               **data)
         notes += more + finetune.recipe_notes(ft)
     if train.get("seq_len") is None:
         train["seq_len"], note = defaults.default_seq_len(spec.max_seq_len)
         notes.append(note)
-    if ft is None and ("epochs" in ft_opts or "samples" in ft_opts):
+    if ft is None and finetune.data_options(ft_opts):
+        data = finetune.data_options(ft_opts)
         tokens, more = finetune.dataset_tokens(None if "samples" in ft_opts else tokens,
-                                               ft_opts.get("samples"), ft_opts.get("epochs"),
-                                               train["seq_len"])
+                                               data.pop("samples", None),
+                                               data.pop("epochs", None), train["seq_len"],
+                                               **data)
         notes += more
     batch_given = train.get("global_batch_size") is not None
     if not batch_given:

@@ -137,8 +137,8 @@ def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) 
 def _finetune_options(sc: Scenario, model, path: Path) -> dict[str, Any]:
     """The fine-tune and dataset options of `resolve` (as --finetune, --samples, --epochs give
     them); a target module the model lacks is an error naming the finetune key's line."""
-    out = {k: v for k, v in (("samples", sc.data.samples), ("epochs", sc.data.epochs))
-           if v is not None}
+    out = {k: v for k in ("samples", "epochs", "packing", "avg_sample_tokens")
+           if (v := getattr(sc.data, k)) is not None}
     if sc.finetune is None:
         return out
     if sc.finetune.uses_lora:

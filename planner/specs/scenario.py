@@ -7,6 +7,8 @@ Validated like every other spec: unknown keys are errors naming the file, line a
 from __future__ import annotations
 
 
+from typing import Literal
+
 from pydantic import Field, PositiveFloat, field_validator, model_validator
 
 from planner.specs.base import Name, PositiveWhole, Spec
@@ -36,8 +38,18 @@ class DataSpec(Spec):
     samples: float | None = Field(None, description="Dataset size in sequences (counted as "
                                   "samples x training.seq_len; planner estimate --samples).")
     epochs: PositiveFloat | None = Field(None, description="Passes over the data (--epochs).")
+    packing: Literal["on", "off"] | None = Field(
+        None, description="on (default): samples packed into full rows; off: each sample "
+        "padded to training.seq_len (--packing).")
+    avg_sample_tokens: PositiveWhole | None = Field(
+        None, description="Mean tokens per sample (--avg-sample-tokens).")
 
     _tokens = field_validator("tokens", "samples", mode="before")(_count)
+
+    @field_validator("packing", mode="before")
+    @classmethod
+    def _on_off(cls, v):
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v  # YAML 1.1
 
     @model_validator(mode="after")
     def _one(self) -> DataSpec:
@@ -48,6 +60,9 @@ class DataSpec(Spec):
                              "or samples")
         if self.samples is not None and self.samples < 1:
             raise ValueError(f"samples must be at least 1 (got {self.samples:g})")
+        if self.packing == "off" and self.tokens is not None and self.avg_sample_tokens is None:
+            raise ValueError("packing: off with tokens needs avg_sample_tokens (the mean sample "
+                             "length, to count the samples padded to training.seq_len)")
         if self.tokens is not None and self.tokens < 1:
             raise ValueError(f"tokens must be at least 1 (got {self.tokens:g})")
         return self
