@@ -65,9 +65,20 @@ def test_unknown_target_names_the_valid_modules():
     assert "q_a_proj" in linear_names(load_model("deepseek-v3"))
 
 
+def test_dora_magnitudes_by_hand():
+    """Llama-3-8B DoRA r16 on q,v: LoRA's 16 x 32 x [(4096+4096) + (4096+1024)] = 6,815,744,
+    plus a magnitude per output feature, 32 x (4096 + 1024) = 163,840."""
+    m = load_model("llama3-8b")
+    plain = trainable_params(m, FinetuneSpec(mode="lora"))
+    dora = trainable_params(m, FinetuneSpec(mode="lora", use_dora=True))
+    assert plain.trainable == 6_815_744
+    assert dora.trainable - plain.trainable == 32 * (4096 + 1024) == 163_840
+
+
 @pytest.mark.parametrize("bad", [{"mode": "lora", "lora_rank": 0}, {"mode": "partial"},
                                  {"mode": "lora", "trainable_layers": 2},
-                                 {"mode": "lora", "lora_targets": "q,,v"}])
+                                 {"mode": "lora", "lora_targets": "q,,v"},
+                                 {"mode": "full", "use_dora": True}])
 def test_bad_recipes_are_rejected(bad):
     with pytest.raises(ValidationError):
         FinetuneSpec(**bad)
@@ -98,6 +109,17 @@ PEFT_CASES = [  # (config class, extra config keys, LoraConfig kwargs, FinetuneS
      dict(lora_rank=8, lora_targets="q", train_lm_head=True)),
     ("LlamaConfig", {}, dict(r=2, target_modules=["q_proj", "embed_tokens"]),
      dict(lora_rank=2, lora_targets="q,embed")),
+    # DoRA: peft's lora_magnitude_vector, one per output feature (h for an Embedding)
+    ("LlamaConfig", {}, dict(r=8, target_modules="all-linear", use_dora=True),
+     dict(lora_rank=8, lora_targets=["all-linear"], use_dora=True)),
+    ("Qwen3Config", {"head_dim": 32}, dict(r=4, target_modules=["q_proj", "down_proj", "lm_head"],
+                                           use_dora=True),
+     dict(lora_rank=4, lora_targets="q,down,lm_head", use_dora=True)),
+    ("LlamaConfig", {}, dict(r=2, target_modules=["k_proj", "embed_tokens"], use_dora=True,
+                             bias="lora_only"),
+     dict(lora_rank=2, lora_targets="k,embed", use_dora=True, lora_bias="lora_only")),
+    ("Qwen2Config", {}, dict(r=4, target_modules=["q_proj", "v_proj"], use_dora=True),
+     dict(lora_rank=4, lora_targets="q,v", use_dora=True)),
 ]
 
 

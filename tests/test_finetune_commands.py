@@ -128,3 +128,25 @@ def test_budget_finetune_under_a_day_in_hours(runner):
     first = result.stdout.splitlines()[0]
     assert first.startswith("$10.00 buys ") and "tokens of qwen3-8b on 8 x h100-sxm" in first
     assert first.endswith(("minutes", "hours")), first
+
+
+def test_dora_counts_and_says_what_is_not_modelled(runner):
+    r = runner.invoke(cli, ["estimate", "--model", "llama3-8b", "--finetune", "lora", "--dora",
+                            "--hardware", "h100-sxm", "--devices", "1", "--format", "json"])
+    assert r.exit_code == 0, r.stderr
+    est = json.loads(r.stdout)
+    assert est["model"]["params_trainable"] == 6_815_744 + 163_840  # + 32 x (4096 + 1024)
+    assert "DoRA" in est["model"]["finetune"] and "not modelled" in est["model"]["finetune"]
+    note = {a["name"]: a for a in est["assumptions"]}["finetune.use_dora"]
+    assert "NOT modelled" in note["source"] and "lower bounds" in note["source"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--dora"], "--dora needs --finetune"),
+    (["--finetune", "full", "--dora"], "use_dora (--dora) needs mode lora or qlora (mode is "
+                                       "full)"),
+])
+def test_dora_bad_input_is_one_line(runner, args, needle):
+    r = runner.invoke(cli, ["estimate", "--model", "llama3-8b", *args])
+    assert r.exit_code == 1 and needle in r.stderr, r.output
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -26,6 +26,9 @@ def finetune_options(f=None, *, data: bool = True):
         click.option("--lora-dropout", type=FiniteFloat(min=0, max=1, max_open=True),
                      help="peft's lora_dropout (default 0; above 0 each adapter saves a "
                           "dropped copy of its input and a mask)."),
+        click.option("--dora", "use_dora", is_flag=True, default=None,
+                     help="peft's use_dora: LoRA plus a trainable magnitude per output "
+                          "feature (its weight-norm cost is not modelled)."),
         click.option("--lora-bias", type=click.Choice(["none", "all", "lora_only"]),
                      help="peft's bias setting (default none)."),
         click.option("--trainable-layers", type=BoundedInt(min=0),

@@ -2,7 +2,8 @@
 
 LoRA (Hu et al. 2021 §4.1; peft ``LoraLayer.update_layer``): a targeted Linear(in, out) gains
 A (r x in) and B (out x r): r * (in + out) trainable parameters; a targeted Embedding(V, h)
-gains A (r x V) and B (h x r). ``modules_to_save`` (embeddings/head trained in full) keeps the
+gains A (r x V) and B (h x r). DoRA (Liu et al. 2024; peft ``DoraLinearLayer.update_layer``)
+adds a magnitude vector: ``out`` more per Linear, ``h`` per Embedding. ``modules_to_save`` (embeddings/head trained in full) keeps the
 frozen original and adds a trainable copy, as peft's ``ModulesToSaveWrapper`` does.
 Routed experts are not targeted: transformers >= 5 stores them as fused 3-D parameters that
 peft's ``target_modules`` does not match (dense FFN layers and shared experts are matched).
@@ -151,13 +152,15 @@ def trainable_params(model: ModelSpec, ft: FinetuneSpec) -> TrainableParams:
                                0.0, n)
     targets = resolve_targets(model, ft.lora_targets)
     r, adapters, block_adapters = ft.lora_rank, 0, 0
+    dora = ft.use_dora  # peft lora_magnitude_vector: one per output feature (DoRA)
     for lin in block_linears(model):
         if lin.name in targets:
-            n = r * (lin.in_features + lin.out_features) * lin.num_layers
+            n = (r * (lin.in_features + lin.out_features) + dora * lin.out_features) * \
+                lin.num_layers
             adapters += n
             block_adapters += n if lin.kind != "head" else 0
-    if "embed_tokens" in targets:
-        adapters += r * (model.vocab_size + model.d_model)
+    if "embed_tokens" in targets:  # A (r x V), B (h x r); DoRA: a magnitude per dim
+        adapters += r * (model.vocab_size + model.d_model) + dora * model.d_model
     biases = _bias_params(model, ft, targets)
     return TrainableParams(base, adapters, head_mods[1], biases,
                            block_adapters / model.num_layers, 0)
@@ -238,6 +241,8 @@ def finetune_summary(model: ModelSpec, ft: FinetuneSpec | None) -> dict:
         what = f"partial: last {t.trainable_layers} of {model.num_layers} blocks"
     elif ft.uses_lora:
         what = f"{ft.mode} r{ft.lora_rank} on {','.join(resolve_targets(model, ft.lora_targets))}"
+        if ft.use_dora:
+            what += " + DoRA magnitudes (weight-norm compute and memory not modelled)"
     else:
         what = "full"
     extras = [n for n, on in (("embeddings", ft.train_embeddings),

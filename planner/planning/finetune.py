@@ -15,12 +15,12 @@ from planner.specs.finetune import FinetuneSpec
 
 DATA_KEYS = ("epochs", "samples", "packing", "avg_sample_tokens")
 FINETUNE_KEYS = ("finetune", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout",
-                 "lora_bias", "packing", "avg_sample_tokens",
+                 "lora_bias", "use_dora", "packing", "avg_sample_tokens",
                  "trainable_layers", "train_embeddings", "train_lm_head", "epochs", "samples")
 # spec field -> CLI flag, for one-line errors
 FLAGS = {"mode": "--finetune", "lora_rank": "--lora-rank", "lora_alpha": "--lora-alpha",
          "lora_targets": "--lora-targets", "lora_bias": "--lora-bias",
-         "lora_dropout": "--lora-dropout",
+         "lora_dropout": "--lora-dropout", "use_dora": "--dora",
          "trainable_layers": "--trainable-layers"}
 
 DEFAULT_SEQ_LEN = 1024
@@ -167,6 +167,12 @@ def recipe_notes(ft: FinetuneSpec) -> list[Assumption]:
             elif name == "adapter_precision":
                 value = "bf16" if ft.adapter_bytes == 2 else "fp32"
             out.append(_note(f"finetune.{name}", value, "", source))
+    if ft.use_dora:
+        out.append(_note("finetune.use_dora", True, "", "DoRA (Liu et al. 2024) as peft "
+                         "implements it: the magnitude vectors are counted and trained; each "
+                         "step's weight-norm computation (the full W + s BA of every targeted "
+                         "module, its column norms) and the extra saved outputs are NOT "
+                         "modelled: memory and time are lower bounds", defaulted=False))
     if "lora_dropout" not in ft.model_fields_set:
         out.append(_note("finetune.lora_dropout", 0.0, "", "peft's LoraConfig default (dropout "
                          "> 0: each adapter saves a dropped copy of its input and a 1-byte "

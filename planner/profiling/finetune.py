@@ -51,7 +51,7 @@ def apply_finetune(model, spec: ModelSpec, ft: FinetuneSpec | None, device: str)
                         "(or pip install peft)") from None
     saved = [m for m, on in (("head", ft.train_lm_head), ("embed", ft.train_embeddings)) if on]
     config = peft.LoraConfig(r=ft.lora_rank, lora_alpha=ft.lora_alpha,
-                             lora_dropout=ft.lora_dropout,
+                             lora_dropout=ft.lora_dropout, use_dora=ft.use_dora,
                              target_modules=target_regex(spec, ft), bias=ft.lora_bias,
                              modules_to_save=saved or None)
     return peft.get_peft_model(model, config)

@@ -58,6 +58,9 @@ class FinetuneSpec(Spec):
         "(q_proj, ..., down_proj, lm_head) or 'all-linear'; short q,k,v,o,gate,up,down too.")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="peft's lora_dropout: above 0 "
                                 "each adapter saves its own dropped input and a 1-byte mask.")
+    use_dora: bool = Field(False, description="peft's use_dora (Liu et al. 2024): a trainable "
+                           "magnitude per output feature of each targeted module; its per-step "
+                           "weight-norm compute and memory are not modelled.")
     lora_bias: Literal["none", "all", "lora_only"] = Field(
         "none", description="peft's bias: none; all (every bias trains); lora_only.")
     train_embeddings: bool = Field(False, description="The input embedding trains in full "
@@ -88,6 +91,9 @@ class FinetuneSpec(Spec):
                              "train), e.g. trainable_layers: 4")
         if self.mode != "partial" and self.trainable_layers is not None:
             raise ValueError(f"trainable_layers is for mode partial (mode is {self.mode})")
+        if self.use_dora and not self.uses_lora:
+            raise ValueError(f"use_dora (--dora) needs mode lora or qlora (mode is "
+                             f"{self.mode})")
         if ALL_LINEAR in self.lora_targets and len(self.lora_targets) > 1:
             raise ValueError("lora_targets: 'all-linear' stands alone; give it or a list")
         return self
