@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from planner.errors import InfeasibleError, SpecError
 from planner.estimators.params import count_params
-from planner.specs.finetune import ALL_LINEAR, FinetuneSpec
+from planner.specs.finetune import ALL_LINEAR, EXPERT_TARGETS, FinetuneSpec
 from planner.specs.model import ModelSpec
 
 
@@ -42,16 +42,17 @@ class TrainableParams:
     trainable_base: int  # base parameters that still train (full, partial, biases)
     adapters_per_layer: float  # adapter parameters in one block, on average
     trainable_layers: int  # blocks whose own weights train (full: all; partial: N; lora: 0)
+    expert_adapters: int = 0  # LoRA on fused routed experts (peft target_parameters)
 
     @property
     def trainable(self) -> int:
         """What peft's print_trainable_parameters() calls trainable params."""
-        return self.adapters + self.copies + self.trainable_base
+        return self.adapters + self.copies + self.trainable_base + self.expert_adapters
 
     @property
     def total(self) -> int:
         """What peft calls all params: base + adapters + copies."""
-        return self.base + self.adapters + self.copies
+        return self.base + self.adapters + self.copies + self.expert_adapters
 
     @property
     def frozen(self) -> int:
@@ -117,7 +118,17 @@ def linear_names(model: ModelSpec) -> tuple[str, ...]:
     for lin in block_linears(model):
         if lin.name not in names:
             names.append(lin.name)
-    return (*names, "embed_tokens")
+    experts = EXPERT_TARGETS if model.moe and model.ffn_type == "gated" else ()
+    return (*names, "embed_tokens", *experts)
+
+
+def expert_parameters(model: ModelSpec) -> dict[str, tuple[int, int]]:
+    """Fused routed-expert parameters peft can target, name -> (in + out, in x out) of one
+    expert (gate_up: h and 2 f; down: f and h), as transformers >= 5 stores them."""
+    if not model.moe or model.ffn_type != "gated":
+        return {}
+    h, f = model.d_model, model.moe.expert_ffn_hidden_size
+    return {"experts.gate_up_proj": (h + 2 * f, 2 * h * f), "experts.down_proj": (f + h, f * h)}
 
 
 def resolve_targets(model: ModelSpec, targets: tuple[str, ...]) -> tuple[str, ...]:
@@ -125,15 +136,19 @@ def resolve_targets(model: ModelSpec, targets: tuple[str, ...]) -> tuple[str, ..
     (peft excludes the output head). Raises SpecError naming the valid modules."""
     valid = linear_names(model)
     if targets == (ALL_LINEAR,):
-        return tuple(n for n in valid if n not in ("lm_head", "embed_tokens"))
+        return tuple(n for n in valid if n not in ("lm_head", "embed_tokens", *EXPERT_TARGETS))
     for t in targets:
+        if t in EXPERT_TARGETS and t not in valid:
+            why = "no routed experts" if not model.moe else "no gated (gate_up_proj) experts"
+            raise SpecError(f"--lora-targets experts: {model.name} has {why} to target; "
+                            f"valid: {', '.join(valid)}")
         if t not in valid:
             from difflib import get_close_matches
 
             near = get_close_matches(t, valid, n=1)
             hint = f" (did you mean {near[0]}?)" if near else ""
             raise SpecError(f"--lora-targets: {model.name} has no module '{t}'{hint}; valid: "
-                            f"{', '.join(valid)} (or q,k,v,o,gate,up,down; or all-linear)")
+                            f"{', '.join(valid)} (or q,k,v,o,gate,up,down{', experts' if model.moe and model.ffn_type == 'gated' else ''}; or all-linear)")
     return targets
 
 
@@ -162,8 +177,12 @@ def trainable_params(model: ModelSpec, ft: FinetuneSpec) -> TrainableParams:
     if "embed_tokens" in targets:  # A (r x V), B (h x r); DoRA: a magnitude per dim
         adapters += r * (model.vocab_size + model.d_model) + dora * model.d_model
     biases = _bias_params(model, ft, targets)
+    # peft ParamWrapper on a (E, in, out) parameter: lora_A Linear(in, r E), lora_B
+    # Linear(r E, out): r E (in + out) per MoE layer
+    experts = sum(r * model.moe.num_experts * width * model.num_moe_layers
+                  for name, (width, _) in expert_parameters(model).items() if name in targets)
     return TrainableParams(base, adapters, head_mods[1], biases,
-                           block_adapters / model.num_layers, 0)
+                           block_adapters / model.num_layers, 0, experts)
 
 
 def _head_params(model: ModelSpec, ft: FinetuneSpec, p) -> tuple[int, int]:

@@ -59,6 +59,7 @@ def finetune_flops(model: ModelSpec, training: TrainingSpec, p: ParamCount,
         head_w = 2.0 * head * ft.train_lm_head  # the trainable copy's weight gradient
         attention = 3.0 * attn_fwd
         model_tok = 4.0 * n_mm + 3.0 * adapters + head_w + attention
+        model_tok += expert_weight_grad_flops_per_token(model, ft)
         model_tok -= leading_frozen_savings_per_token(model, training,
                                                       training.flash_attention)
     extra = 0.0
@@ -67,6 +68,20 @@ def finetune_flops(model: ModelSpec, training: TrainingSpec, p: ParamCount,
     elif rc == "full":
         extra = (2.0 * n_layers + attn_fwd) * frac + adapters
     return FinetuneFlops(model_tok, model_tok + extra, attention, frac)
+
+
+def expert_weight_grad_flops_per_token(model: ModelSpec, ft) -> float:
+    """LoRA on fused experts (peft target_parameters): the merged weight requires grad, so
+    each routed token's expert GEMMs also run their weight gradient (2 x the targeted
+    expert parameters of its top-k experts, per MoE layer). The per-micro-batch merge
+    (W + s lhs @ rhs and its two gradients: 6 E in out r) is not counted."""
+    from planner.estimators.finetune import expert_parameters
+
+    targeted = sum(n for name, (_, n) in expert_parameters(model).items()
+                   if name in ft.expert_targets)
+    if not targeted:
+        return 0.0
+    return 2.0 * model.moe.experts_per_token * targeted * model.num_moe_layers
 
 
 def leading_frozen_savings_per_token(model: ModelSpec, training: TrainingSpec,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from planner.estimators.finetune import TrainableParams, block_linears, resolve_targets, \
-    trainable_params
+from planner.estimators.finetune import TrainableParams, block_linears, expert_parameters, \
+    resolve_targets, trainable_params
 from planner.estimators.params import ParamCount
 from planner.estimators.vec import Degrees, vmax, vmin
 from planner.specs.finetune import FinetuneSpec
@@ -109,6 +109,7 @@ def finetune_states(model: ModelSpec, training: TrainingSpec, lay: Degrees, p: P
     else:
         trainable_base = t.trainable_base * per / L / tp  # biases, spread over the blocks
         extra = (t.adapters_per_layer * per + _edge_adapters(model, ft, emb_here, head_here)) / tp
+        extra = extra + t.expert_adapters * per / L / tp  # fused-expert LoRA, spread
         extra = extra + _copies(model, ft, p, emb_here, head_here) / tp
     frozen = vmax(0, base_local - trainable_base)
     shards = lay.shard * lay.cp  # the ZeRO shard group (dp x cp, or HSDP's dp_shard x cp)
@@ -187,6 +188,21 @@ def finetune_widths(model: ModelSpec, ft: FinetuneSpec, moe_layer: bool, replica
                    and lin.name in targets and (lin.kind == "attention" or width))
     rep, shr = _dropout_widths(model, ft, targets, width, beta)
     return replicated + ft.lora_rank * adapters + rep, sharded + shr
+
+
+def expert_merge_bytes(model: ModelSpec, training: TrainingSpec, lay: Degrees,
+                       moe_layer: bool) -> Any:
+    """Bytes one MoE layer keeps per micro-batch for LoRA on its fused experts: peft's
+    ParamWrapper folds the adapters into the weight each forward (W + s lhs @ rhs, one
+    baddbmm under torch parametrize), and the expert matmuls save that merged stack for
+    their input gradient: E / ep x in x out per targeted parameter, in the weights' dtype."""
+    ft = training.finetune
+    if ft is None or not moe_layer or not ft.expert_targets:
+        return 0.0
+    per_expert = sum(n for name, (_, n) in expert_parameters(model).items()
+                     if name in ft.expert_targets)
+    return model.moe.num_experts / lay.ep * per_expert / lay.tp * \
+        frozen_bytes_per_param(training.precision)
 
 
 def _dropout_widths(model: ModelSpec, ft: FinetuneSpec, targets: set[str], width: int,

@@ -217,7 +217,8 @@ def layer_activation_bytes_v(model: ModelSpec, training: TrainingSpec, lay: Degr
     rep_div = 1 + (lay.tp - 1) * lay.sequence_parallel
     per_token = beta * (replicated / rep_div + sharded / lay.tp) + masks / rep_div + \
         (fp32 + scores) / lay.tp
-    return lay.micro_batch_size * training.seq_len / lay.cp * per_token
+    return lay.micro_batch_size * training.seq_len / lay.cp * per_token + \
+        ftm.expert_merge_bytes(model, training, lay, moe_layer)
 
 
 def layer_activation_bytes(model: ModelSpec, training: TrainingSpec, par: ParallelismSpec,

@@ -44,6 +44,10 @@ def apply_finetune(model, spec: ModelSpec, ft: FinetuneSpec | None, device: str)
                 (ft.train_embeddings and name.startswith(("embed", "pos"))) or
                 (ft.train_lm_head and spec.tie_embeddings and name.startswith("embed")))
         return model
+    if ft.expert_targets:
+        raise SpecError("--lora-targets experts: validate's torch model keeps its experts as "
+                        "separate Linears; LoRA on fused experts (peft target_parameters) is "
+                        "checked by its counts only (tests/test_finetune.py)")
     try:
         import peft
     except ImportError:

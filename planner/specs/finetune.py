@@ -21,6 +21,9 @@ SHORT_TARGETS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
 # (peft/utils/constants.py TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING: ["q_proj", "v_proj"])
 PEFT_DEFAULT_TARGETS = ("q_proj", "v_proj")
 ALL_LINEAR = "all-linear"  # peft's shorthand: every Linear but the output head
+# transformers >= 5 stores routed experts as fused 3-D parameters, (E, 2f, h) / (E, h, f) or
+# (E, h, 2f) / (E, f, h); peft reaches them through LoraConfig(target_parameters=[...])
+EXPERT_TARGETS = ("experts.gate_up_proj", "experts.down_proj")
 
 # bitsandbytes NF4 (Dettmers et al. 2023, QLoRA §3; bitsandbytes Params4bit): 4-bit codes,
 # one absmax per 64 weights; double quantisation stores those absmaxes as 8-bit codes with
@@ -38,9 +41,9 @@ def normalise_targets(names: tuple[str, ...] | list[str] | str) -> tuple[str, ..
         name = str(raw).strip()
         if not name:
             raise ValueError("an empty target module name; give e.g. q,k,v,o or q_proj,v_proj")
-        name = SHORT_TARGETS.get(name, name)
-        if name not in out:
-            out.append(name)
+        for full in (EXPERT_TARGETS if name == "experts" else (SHORT_TARGETS.get(name, name),)):
+            if full not in out:
+                out.append(full)
     return tuple(out)
 
 
@@ -94,9 +97,21 @@ class FinetuneSpec(Spec):
         if self.use_dora and not self.uses_lora:
             raise ValueError(f"use_dora (--dora) needs mode lora or qlora (mode is "
                              f"{self.mode})")
+        if self.expert_targets and self.uses_lora:
+            # peft ParamWrapper.update_layer refuses these (peft/tuners/lora/layer.py)
+            for bad, what in ((self.lora_dropout > 0, "lora_dropout > 0"),
+                              (self.use_dora, "use_dora"), (self.mode == "qlora", "qlora")):
+                if bad:
+                    raise ValueError(f"lora_targets experts (peft target_parameters) does not "
+                                     f"work with {what} (peft refuses it); drop one of them")
         if ALL_LINEAR in self.lora_targets and len(self.lora_targets) > 1:
             raise ValueError("lora_targets: 'all-linear' stands alone; give it or a list")
         return self
+
+    @property
+    def expert_targets(self) -> tuple[str, ...]:
+        """The fused expert parameters targeted (peft target_parameters)."""
+        return tuple(t for t in self.lora_targets if t in EXPERT_TARGETS)
 
     @property
     def uses_lora(self) -> bool:
