@@ -1,4 +1,5 @@
-"""qwen3, qwen3_moe, gemma3(_text), llama4(_text), gpt_oss config.json import: exact counts
+"""qwen3, qwen3_moe, gemma3(_text), llama4(_text), gpt_oss, phi3 (phi-4), granite and
+mistral3 (its text model) config.json import: exact counts
 against published totals and against numel() of the transformers module on the meta device."""
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ PUBLISHED = [
      "gpt-oss model card: 20.91B total, 3.61B active without the input embedding"),
     ("gpt-oss-120b", 116_829_156_672, 5_711_982_912,
      "gpt-oss model card: 116.83B total, 5.13B active without the input embedding"),
+    # shapes of the cards' config.json (fixtures trimmed to the keys that size the model)
+    ("phi-4", 14_659_507_200, None, "Phi-4 card: 14B (14.7B on the Hugging Face page)"),
+    ("granite3.1-8b", 8_170_848_256, None, "Granite-3.1-8B-Instruct: 8.17B on its page"),
+    ("mistral-small-3.1-24b", 23_572_403_200, None,
+     "Mistral Small 3.1 card: 24B (text model; transformers' Mistral3Config default)"),
 ]
 
 
@@ -91,6 +97,30 @@ def test_counts_equal_numel_of_the_transformers_module(stem):
     text = cfg.get("text_config", cfg)
     kind = {"qwen3": T.Qwen3Config, "qwen3_moe": T.Qwen3MoeConfig,
             "gemma3_text": T.Gemma3TextConfig, "llama4_text": T.Llama4TextConfig,
-            "gpt_oss": T.GptOssConfig}[text["model_type"]]
+            "gpt_oss": T.GptOssConfig, "phi3": T.Phi3Config, "granite": T.GraniteConfig,
+            "mistral": T.MistralConfig}[text["model_type"]]
     config = kind(**{k: v for k, v in text.items() if k != "model_type"})
     assert count_params(load_hf_config(FIXTURES / f"{stem}.json")).total == _meta_numel(config)
+
+
+def test_mistral3_text_part_is_transformers_default():
+    """Mistral 3's text model is the Mistral decoder transformers builds from text_config;
+    the defaults of Mistral3Config mirror Mistral-Small-3.1-24B (its docstring)."""
+    T = pytest.importorskip("transformers")
+    cfg = T.Mistral3Config().to_dict()
+    assert count_params(model_from_hf_config(cfg, "m")).total == 23_572_403_200
+    with pytest.raises(SpecError, match="model_type 'mistral3' needs a text_config object"):
+        model_from_hf_config({"model_type": "mistral3"}, "m")
+
+
+@pytest.mark.parametrize("bias", [dict(attention_bias=True), dict(mlp_bias=True),
+                                  dict(attention_bias=True, mlp_bias=True,
+                                       tie_word_embeddings=True)])
+def test_granite_biases_equal_numel(bias):
+    """Granite puts attention_bias on q, k, v and o and mlp_bias on gate/up/down."""
+    T = pytest.importorskip("transformers")
+    config = T.GraniteConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, vocab_size=1000,
+                             **bias)
+    spec = model_from_hf_config(config.to_dict(), "g")
+    assert count_params(spec).total == _meta_numel(config)

@@ -1,5 +1,6 @@
 """config.json builders for the model types people fine-tune today: qwen3_moe, gemma3_text
-(and gemma3's text part), llama4_text (and llama4's text part) and gpt_oss. Each maps its
+(and gemma3's text part), llama4_text (and llama4's text part), gpt_oss, granite and
+mistral3's text part (phi-4 is model_type phi3, read by hf_config). Each maps its
 keys the way transformers builds the module (transformers 5.x ``*Config`` defaults for absent
 keys); per-layer attention (``layer_types``) and interleaved MoE layers are read as the
 config's ``__init__`` derives them when the file leaves them out."""
@@ -135,5 +136,18 @@ def _text_part(builder):
     return build
 
 
-BUILDERS = {"qwen3_moe": qwen3_moe, "gemma3_text": gemma3_text, "gemma3": _text_part(gemma3_text),
+def granite(c: _Config) -> dict[str, Any]:
+    """IBM Granite 3.x (transformers GraniteForCausalLM): a Llama block whose q/k/v/o take
+    attention_bias and whose MLP takes mlp_bias; its embedding, residual, attention and logits
+    multipliers scale activations and move no parameter count."""
+    return _biased(c, kv_default=None, max_pos=2048, mlp_bias=c.flag("mlp_bias", False))
+
+
+def _mistral_text(c: _Config) -> dict[str, Any]:
+    """Mistral (the text model of Mistral 3): no attention_bias, head_dim from the file."""
+    return _decoder(c, kv_default=8, max_pos=4096 * 32)
+
+
+BUILDERS = {"granite": granite, "mistral3": _text_part(_mistral_text),
+            "qwen3_moe": qwen3_moe, "gemma3_text": gemma3_text, "gemma3": _text_part(gemma3_text),
             "llama4_text": llama4_text, "llama4": _text_part(llama4_text), "gpt_oss": gpt_oss}
