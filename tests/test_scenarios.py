@@ -178,3 +178,28 @@ def test_inline_model_error_names_the_field_not_the_union(runner, tmp_path):
     err = runner.invoke(cli, ["run", str(path)]).stderr.strip()
     assert err == (f"error: {path} line 6: model.num_layers: Input should be greater than or "
                    "equal to 1 (got 0)")
+
+
+def test_scenario_and_budget_take_the_execution_settings(runner, tmp_path):
+    # training: kernels / dropout / flash_attention / attention_flops reach the estimate as
+    # the flags do: the same eager plan from `run`, `estimate --kernels eager` and
+    # `budget --model --kernels eager` (its tokens for the same money).
+    text = (shipped_dir("scenarios") / "quickstart.yaml").read_text().replace(
+        "  global_batch: 512\n", "  global_batch: 512\n  kernels: eager\n  dropout: false\n")
+    path = tmp_path / "eager.yaml"
+    path.write_text(text)
+    run = json.loads(runner.invoke(cli, ["run", str(path), "--format", "json"]).stdout)
+    plan = next(p for p in run["plans"] if p["hardware"]["name"] == "h100-sxm")
+    assert plan["layout"]["kernels"] == "eager"
+    est = json.loads(runner.invoke(cli, [
+        "estimate", "--model", "llama3-8b", "--hardware", "h100-sxm", "--devices", "64",
+        "--tokens", "1T", "--seq-len", "8192", "--global-batch", "512", "--region",
+        "aws:us-east-1", "--kernels", "eager", "--format", "json"]).stdout)
+    assert plan["time"]["wall_clock_days"] == est["time"]["wall_clock_days"]
+    fused = json.loads(runner.invoke(cli, ["run", "quickstart", "--format", "json"]).stdout)
+    assert fused["plans"][0]["time"]["wall_clock_days"] < plan["time"]["wall_clock_days"]
+    budget = ["budget", "--usd", "1M", "--model", "llama3-8b", "--devices", "64",
+              "--format", "json"]
+    eager_tokens = json.loads(runner.invoke(cli, [*budget, "--kernels", "eager"]).stdout)
+    fused_tokens = json.loads(runner.invoke(cli, budget).stdout)
+    assert eager_tokens["tokens"] < fused_tokens["tokens"]

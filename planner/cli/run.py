@@ -11,7 +11,7 @@ import click
 from planner.cli.finetune_options import finetune_options
 from planner.cli.options import COUNT, RANGE, format_option, profiles_option
 from planner.errors import SpecError
-from planner.vocab import PRECISIONS
+from planner.vocab import KERNELS, PRECISIONS
 from planner.report.tabular import dumps_json
 
 
@@ -159,11 +159,13 @@ def _run(scenario, profiles_dirs, report_path, md_path, fmt, written: list) -> N
               help="Also allocate for an over-trained model (e.g. 100 for inference-heavy).")
 @click.option("--efficiency", type=RANGE, help="Fraction of peak: 0.4 or 0.3:0.4:0.5.")
 @click.option("--goodput", type=click.FloatRange(min=0, max=1, min_open=True))
+@click.option("--kernels", type=click.Choice(KERNELS),
+              help="With --model: fused (default) or eager PyTorch elementwise kernels.")
 @finetune_options(data=False)
 @format_option
 def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region, seq_len,
                global_batch, precision, price_tier, price_per_hour, deadline_days, devices,
-               tokens_per_param, efficiency, goodput, fmt, **finetune) -> None:
+               tokens_per_param, efficiency, goodput, kernels, fmt, **finetune) -> None:
     """What a budget buys: compute, the compute-optimal model and tokens, loss, devices, days.
 
     With --model: the tokens --usd buys for that model on the best layout on --devices
@@ -174,8 +176,11 @@ def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region,
     if model:
         _budget_model(usd, model, hardware, profiles_dirs, region, precision, price_tier,
                       price_per_hour, deadline_days, devices, efficiency, goodput, fmt,
-                      seq_len=seq_len, global_batch_size=global_batch, **finetune)
+                      seq_len=seq_len, global_batch_size=global_batch, kernels=kernels,
+                      **finetune)
         return
+    if kernels:
+        raise SpecError("--kernels sets how a model's training runs: give --model too")
     if finetune:
         flag = "--" + next(iter(finetune)).replace("_", "-")
         raise SpecError(f"{flag} prices a fine-tune of a model: give --model too")

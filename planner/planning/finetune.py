@@ -126,6 +126,12 @@ def dataset_tokens(tokens: float | None, samples: float | None, epochs: float | 
     return total, notes
 
 
+KERNELS_SOURCE = ("planner default for fine-tuning: eager PyTorch kernels, as peft with the "
+                  "Hugging Face Trainer runs (one kernel per op; ~10x the fused elementwise "
+                  "traffic, docs/performance-model.md); --kernels fused for Unsloth, Liger, "
+                  "torch.compile or a Megatron/NeMo stack")
+
+
 def finetune_defaults(ft: FinetuneSpec, train: dict[str, Any], max_seq_len: int
                       ) -> list[Assumption]:
     """Fill a fine-tune's seq_len, global batch and optimizer where not given (in ``train``);
@@ -145,6 +151,9 @@ def finetune_defaults(ft: FinetuneSpec, train: dict[str, Any], max_seq_len: int
                            "qlora.py's default is the 32-bit paged one: --optimizer adamw). "
                            "Paged moments move to host memory under pressure; counted here "
                            "as resident"))
+    if train.get("kernels") is None:
+        train["kernels"] = "eager"
+        notes.append(_note("kernels", "eager", "", KERNELS_SOURCE))
     train["finetune"] = ft
     return notes
 

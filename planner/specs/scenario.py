@@ -16,7 +16,7 @@ from planner.specs.finetune import FinetuneSpec
 from planner.specs.model import ModelSpec
 from planner.specs.serving import ServingSettings
 from planner.specs.training import Assumptions
-from planner.vocab import Objective, Optimizer, Precision, Recompute
+from planner.vocab import Kernels, Objective, Optimizer, Precision, Recompute
 from planner.units import parse_count
 
 
@@ -77,6 +77,11 @@ class TrainingSettings(Spec):
     precision: Precision | None = None
     optimizer: Optimizer | None = None
     recompute: Recompute | None = None
+    kernels: Kernels | None = Field(None, description="fused (default) or eager elementwise "
+                                    "kernels (eager: plain PyTorch, the fine-tuning default).")
+    flash_attention: bool | None = None
+    attention_flops: Literal["full", "causal"] | None = None
+    dropout: bool | None = None
 
 
 class Candidate(Spec):
