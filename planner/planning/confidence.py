@@ -18,9 +18,10 @@ from planner.estimators.params import count_params
 CONFIDENCES = ("expected", "high")
 
 
-def worst_case_outcomes(req, c, training) -> dict[str, np.ndarray]:
+def worst_case_outcomes(req, c, training, batch=None) -> dict[str, np.ndarray]:
     """Days, device-hours, cost, energy and carbon of every candidate in the worst case: the
-    same chain `estimate` runs for its `high` column."""
+    same chain `estimate` runs for its `high` column (``batch``: device count -> the batch
+    spread's (best, worst) factors, planning/spread.py; the worst applies)."""
     a = c.arrays
     peak = req.hw.peak_flops_per_s(training.precision)
     user = req.assumptions
@@ -33,8 +34,12 @@ def worst_case_outcomes(req, c, training) -> dict[str, np.ndarray]:
         eff = np.full(len(c), user.efficiency.low)
     ckpt = checkpoint_bytes_for(count_params(req.model).total, training)
     goodput = np.asarray(goodput_cases(a["devices"], user, ckpt)[0]) * np.ones(len(c))
-    return outcome_values(a["hw_flops_per_token"] * req.tokens, a["devices"], peak, eff,
-                          goodput, outcome_inputs(req.hw, user, req.grid))
+    out = outcome_values(a["hw_flops_per_token"] * req.tokens, a["devices"], peak, eff,
+                         goodput, outcome_inputs(req.hw, user, req.grid))
+    if batch:
+        worst = np.array([max(1.0, batch.get(int(n), (1.0, 1.0))[1]) for n in a["devices"]])
+        out = {k: v * worst for k, v in out.items()}  # all proportional on fixed devices
+    return out
 
 
 def constraint_cases(kind: str, limit: float, est) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import numpy as np
 from planner.errors import InfeasibleError, SpecError
 from planner.estimators.layout import check_layout
 from planner.estimators.params import count_params
+from planner.planning import spread
 from planner.planning.outcome_chain import (
     goodput_cases, memory_defaults_for, outcome_inputs, outcome_values,
 )
@@ -129,6 +130,14 @@ def outcomes(req: Request, c: Candidates) -> dict[str, np.ndarray]:
     inp = outcome_inputs(req.hw, req.assumptions, req.grid)
     return outcome_values(a["hw_flops_per_token"] * req.tokens, a["devices"], peak, eff,
                           goodput, inp)
+
+
+def _device_hours(req: Request, counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(devices, expected device-hours) of every candidate the search finds for ``req``."""
+    c = _search(req, counts)
+    if not len(c):
+        return np.zeros(0, dtype=int), np.zeros(0)
+    return c.arrays["devices"], outcomes(req, c)["device_hours"]
 
 
 def _select(q: Question, c: Candidates, out: dict[str, np.ndarray], hw_name: str,
@@ -254,9 +263,11 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     if not len(cands):
         raise InfeasibleError(no_fit_message(req, q, counts, cands))
     out = outcomes(req, cands)
+    batch = spread.batch_factors(req, counts, spread.best_by_count(
+        cands.arrays["devices"], out["device_hours"]), _device_hours)
     if q.confidence == "high":  # the constraint must hold in the worst case
         from planner.planning.confidence import worst_case_outcomes
-        idx = _select(q, cands, worst_case_outcomes(req, cands, training), req.hw.name,
+        idx = _select(q, cands, worst_case_outcomes(req, cands, training, batch), req.hw.name,
                       " in the worst case")
     else:
         idx = _select(q, cands, out, req.hw.name)
@@ -274,6 +285,12 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     best = estimate_at(req, rows[0], choice, note=Assumption(
         name="question", value=q.describe(), unit="", defaulted=False,
         source=f"layout search over {cands.searched:,} candidates, ranked by {q.objective}"))
+    n = cands.arrays["devices"]
+    tied = order[(out[key][order] <= out[key][order[0]] * (1 + NEAR_BEST))
+                 & (n[order] == n[order[0]])]
+    best = spread.widen(best, batch.get(int(n[order[0]]), (1.0, 1.0)),
+                        spread.near_best_factors(out["device_hours"], tied,
+                                                 float(out["device_hours"][order[0]])))
     if q.kind == "min_devices":
         best = _years_warning(best, cands, out)
     con = None
