@@ -20,8 +20,8 @@ def _plan(runner, *args):
 
 @pytest.fixture(scope="module")
 def deadline(runner_module):
-    return (_plan(runner_module, "--deadline-days", "60"),
-            _plan(runner_module, "--deadline-days", "60", "--confidence", "high"))
+    return (_plan(runner_module, "--deadline-days", "45"),
+            _plan(runner_module, "--deadline-days", "45", "--confidence", "high"))
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +35,15 @@ def test_expected_plan_says_where_the_deadline_fails(deadline):
     con = exp["constraint"]
     r = exp["best"]["range"]
     assert con["values"] == {k: r[k]["wall_clock_days"] for k in ("low", "expected", "high")}
-    assert con["met"]["expected"] and r["expected"]["wall_clock_days"] <= 60
+    assert con["met"]["expected"] and r["expected"]["wall_clock_days"] <= 45
     # the case: the expected answer misses the deadline in its own worst case
-    assert not con["met"]["high"] and r["high"]["wall_clock_days"] > 60
+    assert not con["met"]["high"] and r["high"]["wall_clock_days"] > 45
 
 
 def test_high_confidence_meets_the_deadline_in_the_worst_case(deadline):
     exp, high = deadline
     assert high["confidence"] == "high" and all(high["constraint"]["met"].values())
-    assert high["best"]["range"]["high"]["wall_clock_days"] <= 60
+    assert high["best"]["range"]["high"]["wall_clock_days"] <= 45
     assert high["best"]["layout"]["devices"] > exp["best"]["layout"]["devices"]
     assert "in the worst case" in high["question"]
 
@@ -59,9 +59,9 @@ def test_high_confidence_budget(runner_module):
 
 
 def test_table_output_names_the_cases(runner_module):
-    result = runner_module.invoke(cli, [*JOB[:-2], "--deadline-days", "60"])
+    result = runner_module.invoke(cli, [*JOB[:-2], "--deadline-days", "45"])
     line = result.stdout.splitlines()[1]
-    assert line.startswith("Deadline 60 days: met in the best (")
+    assert line.startswith("Deadline 45 days: met in the best (")
     assert "not in the worst (" in line and "--confidence high" in line
 
 

@@ -134,13 +134,13 @@ class BacktestRow(Result):
     excluded_reason: str | None
     layout: str
     predicted_device_hours: float
-    predicted_device_hours_low: float
-    predicted_device_hours_high: float
+    predicted_device_hours_low: float  # assumed device counts: the least over n/2, n, 2n
+    predicted_device_hours_high: float  # ... and the most
     reported_device_hours: float
     error_pct: float
     error_pct_half_devices: float | None  # only for assumed device counts: at n/2 and 2n
     error_pct_double_devices: float | None
-    reported_within_range: bool  # assumed device counts: inside the range on n/2, n or 2n
+    reported_within_range: bool  # inside [low, high] (assumed device counts: over n/2 .. 2n)
     energy_scope: str | None  # accelerator | server: the scope the energy rows compare
     predicted_mfu: float
     goodput: float
@@ -229,10 +229,6 @@ def _estimate_at(run: BacktestRun, devices: int):
         return None
 
 
-def _inside(e, reported: float) -> bool:
-    return e is not None and e.range.low.device_hours <= reported <= e.range.high.device_hours
-
-
 def _scope_kwh(e, scope: str | None) -> float:
     """The estimate's expected energy in a scope, before PUE (kWh)."""
     return e.energy.accelerator_kwh if scope == "accelerator" else e.energy.it_kwh
@@ -253,7 +249,12 @@ def predict(run: BacktestRun) -> BacktestRow:
     e = _estimate(run)
     lay = e.layout
     hours = e.time.device_hours
-    low, high = e.range.low.device_hours, e.range.high.device_hours
+    others = ([_estimate_at(run, max(1, run.devices // 2)), _estimate_at(run, run.devices * 2)]
+              if run.devices_assumed else [])
+    # an assumed device count is an uncertain input: its range spans n/2 .. 2n devices
+    cases = [x for x in (e, *others) if x is not None]
+    low = min(x.range.low.device_hours for x in cases)
+    high = max(x.range.high.device_hours for x in cases)
     implied = e.flops.total / (run.reported_device_hours * SECONDS_PER_HOUR
                                * e.hardware.peak_tflops * TERA)
     basis = run.has_carbon_basis
@@ -264,12 +265,10 @@ def predict(run: BacktestRun) -> BacktestRow:
     power_w = _scope_kwh(e, run.energy_scope or "server") * 1e3 / hours
     cost = e.cost.total_usd if run.reported_cost_usd else None
     a_mwh, a_t = _arithmetic(run)
-    others = ([_estimate_at(run, max(1, run.devices // 2)), _estimate_at(run, run.devices * 2)]
-              if run.devices_assumed else [])
     half, double = (tuple(None if o is None else _error_pct(o.time.device_hours,
                                                             run.reported_device_hours)
                           for o in others) if others else (None, None))
-    inside = any(_inside(x, run.reported_device_hours) for x in (e, *others))
+    inside = low <= run.reported_device_hours <= high
     return BacktestRow(
         id=run.id, name=run.name, model=run.model, hardware=run.hardware, devices=run.devices,
         devices_assumed=run.devices_assumed, tokens=run.tokens, in_summary=run.in_summary,
