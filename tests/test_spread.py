@@ -109,3 +109,17 @@ def test_scaled_outcome_is_consistent_with_the_chain():
     # device-hours / days stays the device count; cost per device-hour stays the price
     assert s.device_hours / (s.wall_clock_days * 24) == pytest.approx(64)
     assert s.cost_usd / s.device_hours == pytest.approx(o.cost_usd / o.device_hours)
+
+
+def test_compare_rows_show_mfu_and_memory_ranges_best_case_first():
+    from planner.report.plan import compare_rows
+
+    est = planner.estimate(model="llama3-8b", hardware="h100-sxm", devices=64, tokens="1T")
+    row = compare_rows([est])[0]
+    worst, exp, best = est.ranges.mfu
+    assert row["mfu"] == f"{exp:.1%} ({best:.1%}-{worst:.1%})" and best > exp > worst
+    low, mid, high = (v / 2**30 for v in est.ranges.memory_bytes)
+    assert row["memory"] == f"{mid:.1f} GiB ({low:.1f}-{high:.1f})" and low < mid < high
+    r = est.range
+    assert row["days"].endswith(f"({r.low.wall_clock_days:,.1f}-{r.high.wall_clock_days:,.1f})")
+    assert r.low.wall_clock_days < r.high.wall_clock_days

@@ -14,8 +14,8 @@ from planner.report.plan import compare_rows
 from planner.report.scenario import scenario_answer
 from planner.report.tabular import md_escape, render_rows
 
-COMPARE_COLS = ["hardware", "validated", "devices", "layout", "mfu", "days", "device_hours",
-                "cost", "usd_per_hour", "energy", "carbon"]
+COMPARE_COLS = ["hardware", "validated", "devices", "layout", "mfu", "memory", "days",
+                "device_hours", "cost", "usd_per_hour", "energy", "carbon"]
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}

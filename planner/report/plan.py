@@ -93,6 +93,22 @@ def _days(v: float) -> str:
     return f"{v:,.1f}" if v >= 0.95 else f"{v:.2g}"
 
 
+def _mfu_span(e) -> str:
+    """'52.7% (59.6%-39.4%)': expected, then best to worst case (as the other ranges)."""
+    if e.ranges is None:
+        return f"{e.throughput.mfu:.1%}"
+    worst, exp, best = e.ranges.mfu
+    return f"{exp:.1%} ({best:.1%}-{worst:.1%})"
+
+
+def _memory_span(e) -> str:
+    """'46.6 GiB (44.3-49.0)': expected, then low to high (the +-5% band)."""
+    if e.ranges is None:
+        return f"{e.memory_per_device.total_bytes / 2**30:.1f} GiB"
+    low, exp, high = (v / 2**30 for v in e.ranges.memory_bytes)
+    return f"{exp:.1f} GiB ({low:.1f}-{high:.1f})"
+
+
 def compare_rows(estimates: list) -> list[dict]:
     """One row per hardware: the best plan with its low-high ranges."""
     rows = []
@@ -101,7 +117,8 @@ def compare_rows(estimates: list) -> list[dict]:
         rows.append({
             "hardware": e.hardware.name, "devices": lay.devices,
             "layout": f"dp{lay.dp} tp{lay.tp} pp{lay.pp} cp{lay.cp} ep{lay.ep} z{lay.zero_stage}",
-            "mfu": f"{e.throughput.mfu:.1%}",
+            "mfu": _mfu_span(e),
+            "memory": _memory_span(e),
             "days": f"{_days(r.expected.wall_clock_days)} ({_days(r.low.wall_clock_days)}-"
                     f"{_days(r.high.wall_clock_days)})",
             "device_hours": fmt_count(r.expected.device_hours),
@@ -125,8 +142,8 @@ def render_compare(estimates: list, fmt: str, question: str) -> str:
         flat = [flatten({k: v for k, v in e.to_dict().items() if k != "assumptions"})
                 for e in estimates]
         return render_rows(flat, list(flat[0]) if flat else [], "csv")
-    cols = ["hardware", "validated", "devices", "layout", "mfu", "days", "device_hours", "cost",
-            "usd_per_hour", "energy", "carbon"]
+    cols = ["hardware", "validated", "devices", "layout", "mfu", "memory", "days",
+            "device_hours", "cost", "usd_per_hour", "energy", "carbon"]
     head = f"{'## ' if fmt == 'markdown' else ''}{question}\n\n"
     m = estimates[0].model
     if m.finetune is not None:  # one job on every row: say what trains
