@@ -123,3 +123,20 @@ def test_compare_rows_show_mfu_and_memory_ranges_best_case_first():
     r = est.range
     assert row["days"].endswith(f"({r.low.wall_clock_days:,.1f}-{r.high.wall_clock_days:,.1f})")
     assert r.low.wall_clock_days < r.high.wall_clock_days
+
+
+def test_a_full_layout_with_the_rule_batch_gets_the_same_layout_at_half_and_twice():
+    full = dict(tp=2, pp=2, cp=1, ep=1, zero_stage=1, micro_batch_size=1,
+                recompute="selective", virtual_stages=1)
+    est = planner.estimate(**JOB, devices=2048, **full)
+    note = _assumption(est, "range_batch_spread")
+    assert note is not None
+    batch = est.layout.global_batch_size  # dp 512 x mb 1: the rule's 512 sequences
+    hours = {b: planner.estimate(**JOB, devices=2048, **full, global_batch_size=b)
+             .range.expected.device_hours for b in (512, 1024)}
+    assert batch == 512  # half the rule rounds up to one sequence per replica: 512 again
+    assert note.value == pytest.approx([round(hours[1024] / hours[512], 4), 1.0], abs=1e-4)
+    given = planner.estimate(**JOB, devices=2048, **full, global_batch_size=512)
+    assert _assumption(given, "range_batch_spread") is None
+    assert est.range.low.device_hours == pytest.approx(
+        given.range.low.device_hours * note.value[0], rel=1e-3)

@@ -74,7 +74,14 @@ def estimate_on(req: Request, devices: int, top: int = 0,
             raise SpecError(f"dp x micro-batch = {unit} sequences is more than twice the "
                             f"default global batch ({target}); give --global-batch")
     row = {**fixed, "devices": devices, "dp": dp, "global_batch_size": batch}
-    return estimate_at(req, row)
+    est = estimate_at(req, row)
+    if not req.batch_given:  # the rule's batch is an uncertain input: its spread (spread.py)
+        from planner.planning import spread
+        factors = spread.fixed_layout_batch_factors(
+            target, unit, est.range.expected.device_hours, lambda b: estimate_at(
+                req, {**row, "global_batch_size": b}).range.expected.device_hours)
+        est = spread.widen(est, factors, (1.0, 1.0))
+    return est
 
 
 def estimate_plan(

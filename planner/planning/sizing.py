@@ -263,10 +263,12 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     if not len(cands):
         raise InfeasibleError(no_fit_message(req, q, counts, cands))
     out = outcomes(req, cands)
-    batch = spread.batch_factors(req, counts, spread.best_by_count(
-        cands.arrays["devices"], out["device_hours"]), _device_hours)
-    if q.confidence == "high":  # the constraint must hold in the worst case
+    n = cands.arrays["devices"]
+    base = spread.best_by_count(n, out["device_hours"])
+    batch = None
+    if q.confidence == "high":  # the constraint must hold in the worst case, on every count
         from planner.planning.confidence import worst_case_outcomes
+        batch = spread.batch_factors(req, counts, base, _device_hours)
         idx = _select(q, cands, worst_case_outcomes(req, cands, training, batch), req.hw.name,
                       " in the worst case")
     else:
@@ -285,10 +287,12 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     best = estimate_at(req, rows[0], choice, note=Assumption(
         name="question", value=q.describe(), unit="", defaulted=False,
         source=f"layout search over {cands.searched:,} candidates, ranked by {q.objective}"))
-    n = cands.arrays["devices"]
+    chosen = int(n[order[0]])
+    if batch is None:  # only the chosen count's batch spread is needed
+        batch = spread.batch_factors(req, [chosen], {chosen: base[chosen]}, _device_hours)
     tied = order[(out[key][order] <= out[key][order[0]] * (1 + NEAR_BEST))
-                 & (n[order] == n[order[0]])]
-    best = spread.widen(best, batch.get(int(n[order[0]]), (1.0, 1.0)),
+                 & (n[order] == chosen)]
+    best = spread.widen(best, batch.get(chosen, (1.0, 1.0)),
                         spread.near_best_factors(out["device_hours"], tied,
                                                  float(out["device_hours"][order[0]])))
     if q.kind == "min_devices":

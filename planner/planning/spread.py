@@ -65,6 +65,20 @@ def batch_factors(req, counts: list[int], base: dict[int, float],
     return {k: (min(v), max(v)) for k, v in ratios.items()}
 
 
+def fixed_layout_batch_factors(target: int, unit: int, base_device_hours: float,
+                               device_hours_at) -> tuple[float, float]:
+    """(best, worst) device-hours over the batch cases for a layout the user gave in full:
+    the same layout at the rule's target x 0.5 and x 2, each rounded to a multiple of
+    dp x micro-batch (``unit``), over the rule's. ``device_hours_at(batch)`` estimates it."""
+    from planner.planning.defaults import round_batch
+
+    ratios = [1.0]
+    for f in BATCH_FACTORS:
+        batch = int(round_batch(max(1, round(target * f)), unit))
+        ratios.append(device_hours_at(batch) / base_device_hours)
+    return min(ratios), max(ratios)
+
+
 def near_best_factors(device_hours: np.ndarray, tied: np.ndarray,
                       chosen: float) -> tuple[float, float]:
     """(least, most) device-hours among the tied layouts over the chosen one's."""

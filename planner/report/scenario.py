@@ -37,8 +37,9 @@ def scenario_answer(result: ScenarioResult) -> str:
         text += (f" Next is {nxt.hardware.name} ({plural(nxt.layout.devices, 'device')}, "
                  f"{duration(nxt.range.expected.wall_clock_days)}, "
                  f"{money(nxt.range.expected.cost_usd)}).")
-    text += (" Ranges span the best and worst efficiency and goodput cases; prices are "
-             "indicative list prices with their dates in the assumptions.")
+    text += (" Ranges span the best and worst efficiency and goodput cases (and the batch and "
+             "layout choice where defaulted); prices are indicative list prices with their "
+             "dates in the assumptions.")
     return text
 
 
