@@ -151,3 +151,17 @@ def test_worst_case_is_the_relative_spread_without_a_floor():
     assert a["efficiency_expected"] > 0.45  # the case the floor used to change
     assert a["efficiency_low"] == pytest.approx(a["efficiency_expected"] * 0.35 / 0.45)
     assert a["efficiency_high"] == pytest.approx(min(1.0, a["efficiency_expected"] * 0.55 / 0.45))
+
+
+def test_worst_case_deadline_takes_the_fewest_devices_that_meet_it_with_the_spread():
+    from planner.planning.search import device_grid
+
+    job = dict(model="llama3-70b", hardware="h100-sxm", tokens=15e12)
+    res = planner.plan(**job, deadline_days=60, confidence="high")
+    chosen = res.best.layout.devices
+    assert res.best.range.high.wall_clock_days <= 60 and res.constraint["met"]["high"]
+    # the next smaller count searched misses the deadline in its worst case (batch spread in)
+    prev = max(c for c in device_grid(8, 65536) if c < chosen)
+    below = planner.plan(**job, devices=prev).best
+    assert _assumption(below, "range_batch_spread").value[1] > 1
+    assert below.range.high.wall_clock_days > 60

@@ -132,6 +132,19 @@ def outcomes(req: Request, c: Candidates) -> dict[str, np.ndarray]:
                           goodput, inp)
 
 
+def _deadline_batch(req: Request, q: Question, worst_days: np.ndarray, n: np.ndarray,
+                    base: dict[int, float]) -> dict[int, tuple[float, float]]:
+    """The batch spread of the device counts a worst-case deadline needs: the worst case
+    without it is a lower bound (the spread's worst factor is >= 1), so only the counts that
+    meet the deadline there are tried, fewest first, until one still meets it."""
+    found: dict[int, tuple[float, float]] = {}
+    for count in sorted({int(c) for c in n[worst_days <= q.value]}):
+        found.update(spread.batch_factors(req, [count], {count: base[count]}, _device_hours))
+        if worst_days[n == count].min() * found[count][1] <= q.value:
+            break
+    return found
+
+
 def _device_hours(req: Request, counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(devices, expected device-hours) of every candidate the search finds for ``req``."""
     c = _search(req, counts)
@@ -266,9 +279,11 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     n = cands.arrays["devices"]
     base = spread.best_by_count(n, out["device_hours"])
     batch = None
-    if q.confidence == "high":  # the constraint must hold in the worst case, on every count
+    if q.confidence == "high":  # the constraint must hold in the worst case
         from planner.planning.confidence import worst_case_outcomes
-        batch = spread.batch_factors(req, counts, base, _device_hours)
+        worst = worst_case_outcomes(req, cands, training)
+        batch = (_deadline_batch(req, q, worst["days"], n, base) if q.kind == "deadline"
+                 else spread.batch_factors(req, counts, base, _device_hours))
         idx = _select(q, cands, worst_case_outcomes(req, cands, training, batch), req.hw.name,
                       " in the worst case")
     else:
