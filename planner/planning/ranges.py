@@ -21,7 +21,7 @@ def worst_efficiency(predicted, low: float, expected: float):
 
     An earlier rule also floored it at the profile's published low; that floor was chosen
     after seeing the backtest (it put MPT-7B inside its range) and is not what the performance
-    model's measured error asks for (within 12% on the A100 rows of the throughput table in
+    model's measured error asks for (within 10% on the A100 rows of the throughput table in
     docs/validation.md, inside the A100 profile's relative spread of 22%), so it is gone."""
     return predicted * low / expected
 
