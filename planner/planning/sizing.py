@@ -22,6 +22,7 @@ from planner.errors import InfeasibleError, SpecError
 from planner.estimators.layout import check_layout
 from planner.estimators.params import count_params
 from planner.planning import spread
+from planner.planning.ranges import MEMORY_SPREAD
 from planner.planning.outcome_chain import (
     goodput_cases, memory_defaults_for, outcome_inputs, outcome_values,
 )
@@ -178,16 +179,27 @@ def _select(q: Question, c: Candidates, out: dict[str, np.ndarray], hw_name: str
 
 
 NEAR_BEST = 0.01  # layouts within 1% of the best on the objective count as tied
+# A layout whose memory's high case (MEMORY_SPREAD over the prediction) overflows the device
+# yields to one that fits it within this margin: the step-time model's held-out error on the
+# NeMo, torchtitan and IBM A100 rows is within 5-10% (docs/validation.md).
+RISK_MARGIN = 0.05
 
 
-def headroom_order(idx: np.ndarray, key: np.ndarray, days: np.ndarray,
-                   memory: np.ndarray) -> np.ndarray:
+def headroom_order(idx: np.ndarray, key: np.ndarray, days: np.ndarray, memory: np.ndarray,
+                   capacity: float | None = None) -> np.ndarray:
     """``idx`` ranked by the objective, except that the layouts within NEAR_BEST (1%) of the
     best come first, least memory (most headroom) first: a layout 0.5% faster at 78 of 80 GiB
     is not worth the out-of-memory risk over one at 65 GiB (the step-time model's own error is
-    larger than 1%)."""
+    larger than 1%). With ``capacity``: when every tied layout is at risk (its memory + 5%
+    does not fit) and a layout within RISK_MARGIN (5%) is not, the safe layouts within that
+    margin come first instead, fastest first."""
     k = key[idx]
     near = k <= k.min() * (1 + NEAR_BEST)
+    if capacity is not None:
+        safe = memory[idx] * (1 + MEMORY_SPREAD) <= capacity
+        margin = safe & (k <= k.min() * (1 + RISK_MARGIN))
+        if not (near & safe).any() and margin.any():
+            return idx[np.lexsort((memory[idx], days[idx], k, ~margin))]
     return idx[np.lexsort((days[idx], k, memory[idx] * near, ~near))]
 
 
@@ -289,7 +301,8 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     else:
         idx = _select(q, cands, out, req.hw.name)
     key = RANK_KEY[q.objective] if q.kind != "budget" else "days"
-    order = headroom_order(idx, out[key], out["days"], cands.arrays["memory_bytes"])
+    order = headroom_order(idx, out[key], out["days"], cands.arrays["memory_bytes"],
+                           req.hw.memory_bytes)
     rows = [_row(cands, out, int(i)) for i in order[:max(top, 1)]]
     fixed = req.fixed_degrees()
     choice = LayoutChoice(
