@@ -138,14 +138,20 @@ class ServePerf:
 
 @dataclass(frozen=True)
 class Layout:
-    """A serving replica's layout: tp devices per stage, pp stages."""
+    """A serving replica's layout: pp stages of ep x tp devices. Attention and the dense
+    layers are tensor-parallel over tp and data-parallel over the ep groups (each group
+    serves batch / ep of the sequences); the routed experts of every MoE layer are spread
+    over all ep x tp devices of a stage, E / ep experts per group, each split tp ways
+    (SGLang's DP attention with --ep; vLLM's --enable-expert-parallel puts E / (dp x tp)
+    whole experts on a device, the same bytes per device). ep = 1: plain TP (x PP)."""
 
     tp: int
     pp: int
+    ep: int = 1
 
     @property
     def devices(self) -> int:
-        return self.tp * self.pp
+        return self.tp * self.pp * self.ep
 
 
 @dataclass(frozen=True)
@@ -169,17 +175,23 @@ def experts_touched(num_experts: int, top_k: int, tokens: float) -> float:
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
 
 
+def routed_expert_bytes(model: ModelSpec, wb: WeightBytes) -> float:
+    """Bytes of every routed expert of every MoE layer (0 for a dense model)."""
+    return wb.expert_bytes * model.moe.num_experts * model.num_moe_layers if model.moe else 0.0
+
+
 def weight_bytes_read_per_device(model: ModelSpec, wb: WeightBytes, tp: int,
-                                 tokens: float) -> float:
-    """Weight bytes one device reads in one forward over ``tokens`` tokens: its 1/tp share
-    of every matrix, with only the experts the batch touches (MoE)."""
-    total = wb.total_bytes
-    if model.moe and wb.expert_bytes:
-        n_moe = model.num_moe_layers
-        untouched = model.moe.num_experts - experts_touched(
-            model.moe.num_experts, model.moe.experts_per_token, tokens)
-        total -= untouched * wb.expert_bytes * n_moe
-    return total / tp
+                                 tokens: float, ep: int = 1) -> float:
+    """Weight bytes one device reads in one forward over ``tokens`` tokens (the whole
+    replica's): its 1/tp share of every non-expert matrix, and of the experts the batch
+    touches its 1/(ep tp) share (a device holds E/ep experts' 1/tp slices; the expected
+    distinct experts touched is the same share of its local ones)."""
+    experts = routed_expert_bytes(model, wb)
+    dense = wb.total_bytes - experts
+    if experts:
+        touched = experts_touched(model.moe.num_experts, model.moe.experts_per_token, tokens)
+        experts = touched * wb.expert_bytes * model.num_moe_layers
+    return dense / tp + experts / (tp * ep)
 
 
 def peak_for(hw: HardwareProfile, precision: str) -> float | None:
@@ -202,12 +214,44 @@ def forward_flops(model: ModelSpec, params: ParamCount, tokens: float,
     return tokens * (2.0 * params.matmul_active + attn * context_tokens)
 
 
+def expert_forward_flops(model: ModelSpec, params: ParamCount, tokens: float) -> float:
+    """The routed experts' share of forward_flops: 2 k N_expert per token per MoE layer."""
+    if not model.moe:
+        return 0.0
+    return 2.0 * tokens * model.moe.experts_per_token * params.expert_matmul * \
+        model.num_moe_layers
+
+
 def allreduce_s(message_bytes: float, tp: int, hw: HardwareProfile, perf: ServePerf) -> float:
     """Ring all-reduce time: latency + 2 (tp-1)/tp x bytes / achieved link bandwidth."""
     if tp == 1:
         return 0.0
     bw = hw.scale_up_bandwidth_gb_per_s_one_way.value * 1e9 * perf.link_efficiency
     return perf.allreduce_latency_s + 2.0 * (tp - 1) / tp * message_bytes / bw
+
+
+def alltoall_s(send_bytes: float, ranks: int, hw: HardwareProfile, perf: ServePerf) -> float:
+    """All-to-all time (docs/formulas.md §4.2): latency + (n-1)/n x one rank's send buffer
+    / achieved link bandwidth; the same small-message latency as an all-reduce."""
+    if ranks == 1:
+        return 0.0
+    bw = hw.scale_up_bandwidth_gb_per_s_one_way.value * 1e9 * perf.link_efficiency
+    return perf.allreduce_latency_s + (ranks - 1) / ranks * send_bytes / bw
+
+
+def comm_s(model: ModelSpec, hw: HardwareProfile, lay: Layout, tokens: float,
+           perf: ServePerf) -> float:
+    """A forward's communication over ``tokens`` tokens of the replica: 2 TP all-reduces per
+    layer of each ep group's tokens (attention output, FFN/MoE output: Megatron), with
+    ep > 1 a dispatch and a combine all-to-all per MoE layer over the stage's ep x tp
+    devices (each sends its 1/(ep tp) of the tokens to k experts, h x 2 bytes each), and
+    the pp - 1 stage hand-offs."""
+    act = tokens / lay.ep * model.d_model * 2.0  # bf16 activations of one group
+    out = 2 * model.num_layers * allreduce_s(act, lay.tp, hw, perf)
+    if lay.ep > 1 and model.moe:
+        send = tokens / (lay.ep * lay.tp) * model.moe.experts_per_token * model.d_model * 2.0
+        out += 2 * model.num_moe_layers * alltoall_s(send, lay.ep * lay.tp, hw, perf)
+    return out + (lay.pp - 1) * perf.p2p_latency_s
 
 
 @dataclass(frozen=True)
@@ -251,7 +295,7 @@ def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, load
                    perf: ServePerf = ServePerf(), case: int = 1) -> IterationTime:
     """Time of one engine iteration (case 0 best, 1 expected, 2 worst)."""
     params = count_params(model)
-    tp, pp = cfg.layout.tp, cfg.layout.pp
+    tp, ep = cfg.layout.tp, cfg.layout.ep
     wb = serving_weight_bytes(model, cfg.precision, params)
     peak = peak_for(hw, cfg.precision)
     assert peak is not None, "caller checks the precision path"
@@ -260,13 +304,14 @@ def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, load
     decode_tokens = load.batch * load.query_tokens
     pf, pf_ctx = load.prefill_tokens, load.prefill_context_tokens
     pf_ctx = (pf + 1) / 2 if pf_ctx is None else pf_ctx
-    w_read = weight_bytes_read_per_device(model, wb, tp, decode_tokens + pf)
-    kv_read = load.batch * kv_cache_bytes(model, load.context_tokens, cfg.kv_precision) / \
-        kv_shards(model, tp)
-    dec_flops = forward_flops(model, params, decode_tokens, load.context_tokens) / tp
-    pf_flops = forward_flops(model, params, pf, pf_ctx) / tp
-    act = (decode_tokens + pf) * model.d_model * 2.0  # bf16 activations
-    comm = 2 * model.num_layers * allreduce_s(act, tp, hw, perf) + (pp - 1) * perf.p2p_latency_s
+    w_read = weight_bytes_read_per_device(model, wb, tp, decode_tokens + pf, ep)
+    # each ep group holds and reads the KV of its batch / ep sequences
+    kv_read = load.batch / ep * kv_cache_bytes(model, load.context_tokens,
+                                               cfg.kv_precision) / kv_shards(model, tp)
+    # the batch's FLOPs spread evenly over the stage's ep x tp devices (expected routing)
+    dec_flops = forward_flops(model, params, decode_tokens, load.context_tokens) / (tp * ep)
+    pf_flops = forward_flops(model, params, pf, pf_ctx) / (tp * ep)
+    comm = comm_s(model, hw, cfg.layout, decode_tokens + pf, perf)
     # pp stages run one after another for a batch (no micro-batch overlap): the sum of the
     # stage times equals the whole model's reads and FLOPs on one stage's tp devices.
     return IterationTime(weights_s=w_read / bw, kv_s=kv_read / bw,
@@ -290,18 +335,25 @@ def prefill_time_s(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig,
     (causal attention over each prompt) or the weight read, whichever is larger, plus the
     TP all-reduces of the prompts' activations."""
     params = count_params(model)
-    tp = cfg.layout.tp
+    lay = cfg.layout
+    tp, ep = lay.tp, lay.ep
     wb = serving_weight_bytes(model, cfg.precision, params)
     peak = peak_for(hw, cfg.precision)
     assert peak is not None, "caller checks the precision path"
     tokens = prompts * prompt_tokens
-    flops = forward_flops(model, params, tokens, (prompt_tokens + 1) / 2) / tp
-    compute = flops / (peak * perf.gemm_efficiency[case])
+    # the prompts sit in one ep group (its tp devices run their attention and dense layers);
+    # their routed tokens spread over all ep x tp devices of the stage
+    flops = forward_flops(model, params, tokens, (prompt_tokens + 1) / 2)
+    experts = expert_forward_flops(model, params, tokens)
+    compute = ((flops - experts) / tp + experts / (tp * ep)) / (peak * perf.gemm_efficiency[case])
     bw = hw.hbm_bandwidth_tb_per_s.value * 1e12 * perf.hbm_efficiency[case]
-    memory = weight_bytes_read_per_device(model, wb, tp, tokens) / bw
-    comm = 2 * model.num_layers * allreduce_s(tokens * model.d_model * 2.0, tp, hw, perf)
-    return max(compute, memory) + comm + (cfg.layout.pp - 1) * perf.p2p_latency_s + \
-        perf.step_overhead_s
+    memory = weight_bytes_read_per_device(model, wb, tp, tokens, ep) / bw
+    one_group = Layout(tp, lay.pp, 1)  # the prompts' tokens are one group's
+    comm = comm_s(model, hw, one_group, tokens, perf)
+    if ep > 1 and model.moe:
+        send = tokens / tp * model.moe.experts_per_token * model.d_model * 2.0
+        comm += 2 * model.num_moe_layers * alltoall_s(send, ep * tp, hw, perf)
+    return max(compute, memory) + comm + perf.step_overhead_s
 
 
 def min_bytes_per_decode_step(model: ModelSpec, cfg: ServeConfig, batch: float,
@@ -310,7 +362,7 @@ def min_bytes_per_decode_step(model: ModelSpec, cfg: ServeConfig, batch: float,
     weights the batch touches and of the KV cache, a 1/pp stage of each): every step takes
     at least this over the device's peak HBM bandwidth."""
     wb = serving_weight_bytes(model, cfg.precision)
-    tp, pp = cfg.layout.tp, cfg.layout.pp
-    return (weight_bytes_read_per_device(model, wb, tp, batch)
-            + batch * kv_cache_bytes(model, context_tokens, cfg.kv_precision)
+    tp, pp, ep = cfg.layout.tp, cfg.layout.pp, cfg.layout.ep
+    return (weight_bytes_read_per_device(model, wb, tp, batch, ep)
+            + batch / ep * kv_cache_bytes(model, context_tokens, cfg.kv_precision)
             / kv_shards(model, tp)) / pp

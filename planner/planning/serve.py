@@ -56,6 +56,7 @@ class ServeQuestion:
     notes: list[Assumption] = field(default_factory=list)
     perf: ServePerf = ServePerf()
     opts: Options = Options()
+    ep: int | None = None  # --ep: expert-parallel groups per stage (None: searched)
 
 
 DEFAULT_LENGTHS = (1000, 500)
@@ -72,7 +73,7 @@ def resolve_serve(model, hardware: list[str] | None, input_tokens: int | None = 
                   max_batch: int | None = -1, region: str | None = None,
                   profiles_dirs: tuple[str, ...] = (), shape: dict | None = None,
                   prefix_hit_rate: float | None = None,
-                  speculative: tuple[int, float] | None = None,
+                  speculative: tuple[int, float] | None = None, ep: int | None = None,
                   **assumption_options) -> ServeQuestion:
     """Load the model and hardware and fill every default (each recorded in ``notes``).
     ``prefix_hit_rate`` and ``speculative`` = (draft tokens, acceptance) are stated options,
@@ -129,7 +130,7 @@ def resolve_serve(model, hardware: list[str] | None, input_tokens: int | None = 
     opts = _options(prefix_hit_rate, speculative, notes)
     return ServeQuestion(spec, hws, (input_tokens, output_tokens), precision, kv_precision,
                          load, (ttft_s, tpot_s), devices, tp, pp, engine, user, grid, notes,
-                         opts=opts)
+                         opts=opts, ep=ep)
 
 
 def _options(hit: float | None, spec: tuple[int, float] | None,
@@ -163,21 +164,37 @@ def _note(name: str, value, unit: str, source: str) -> Assumption:
 
 def candidate_layouts(model: ModelSpec, hw: HardwareProfile, q: ServeQuestion) -> list[Layout]:
     """Replica layouts to try: tp a power of two inside the scale-up domain dividing the
-    heads, pp in 1, 2, 4, 8 (<= layers); at most --devices devices; --tp / --pp fix them."""
+    heads, pp in 1, 2, 4, 8 (<= layers), for an MoE ep a power of two dividing the experts
+    with ep x tp inside the scale-up domain (the all-to-alls stay on the scale-up link); at
+    most --devices devices; --tp / --pp / --ep fix them."""
     domain = int(hw.scale_up_domain_devices.value)
     tps = [t for t in (1, 2, 4, 8, 16, 32, 64, 72) if t <= domain and model.num_heads % t == 0]
     if q.pp is not None and q.pp > model.num_layers:
         raise SpecError(f"--pp {q.pp}: {model.name} has {model.num_layers} layers; give at "
                         f"most {model.num_layers} stages")
     pps = [q.pp] if q.pp is not None else [p for p in (1, 2, 4, 8) if p <= model.num_layers]
-    out = [Layout(t, p) for p in pps for t in tps
+    eps = [e for e in (1, 2, 4, 8, 16, 32, 64) if e <= domain
+           and (e == 1 or (model.moe and model.moe.num_experts % e == 0))]
+    if q.ep is not None and q.ep not in eps:
+        what = (f"{model.name} is dense" if not model.moe else
+                f"ep must divide {model.name}'s {model.moe.num_experts} experts and stay "
+                f"inside {hw.name}'s scale-up domain of {domain}")
+        raise SpecError(f"--ep {q.ep}: {what}; use one of {', '.join(map(str, eps))}")
+    out = [Layout(t, p, e) for p in pps for e in eps for t in tps
            if (q.tp is None or t == q.tp) and (q.pp is None or p == q.pp)
-           and (q.devices is None or t * p <= q.devices)]
+           and (q.ep is None or e == q.ep) and t * e <= domain
+           and (q.devices is None or t * p * e <= q.devices)]
     if q.tp is not None and q.tp not in tps:
         raise SpecError(f"--tp {q.tp}: a replica's tp must divide {model.name}'s "
                         f"{model.num_heads} heads and stay inside {hw.name}'s scale-up domain "
                         f"of {domain}; use one of {', '.join(map(str, tps))}")
     return out
+
+
+def layout_text(lay: Layout) -> str:
+    """tp 2 x pp 1, or tp 1 x pp 1 x ep 8 when experts are sharded."""
+    ep = f" x ep {lay.ep}" if lay.ep > 1 else ""
+    return f"tp {lay.tp} x pp {lay.pp}{ep}"
 
 
 @dataclass(frozen=True)
@@ -213,8 +230,10 @@ def _evaluate(q: ServeQuestion, hw: HardwareProfile, lay: Layout, reasons: dict)
     if mem.max_sequences < 1:
         reasons.setdefault("memory", []).append((lay, mem))
         return None
+    # max_batch caps each engine: one per ep group (vLLM's data-parallel ranks each have
+    # their own max_num_seqs)
     cap = mem.max_sequences if q.engine.max_batch is None else \
-        min(mem.max_sequences, q.engine.max_batch)
+        min(mem.max_sequences, q.engine.max_batch * lay.ep)
     batch, limit = largest_batch(q.model, hw, cfg, q.lengths, cap, q.targets, q.perf, q.opts)
     if batch == 0:
         best = steady_state(q.model, hw, cfg, q.lengths, 1, q.perf, opts=q.opts)
@@ -255,7 +274,7 @@ def _no_layout_message(q: ServeQuestion, hw: HardwareProfile, layouts: list[Layo
     inp, out = q.lengths
     where = f"{q.model.name} at {q.precision} on {hw.name}"
     if not layouts:
-        return (f"{where}: no layout with --tp {q.tp} --pp {q.pp} within --devices "
+        return (f"{where}: no layout with --tp {q.tp} --pp {q.pp} --ep {q.ep} within --devices "
                 f"{q.devices}; tp must divide {q.model.num_heads} heads and be at most "
                 f"{int(hw.scale_up_domain_devices.value)}")
     timed = reasons.get("tpot", []) + reasons.get("ttft", [])
@@ -266,7 +285,7 @@ def _no_layout_message(q: ServeQuestion, hw: HardwareProfile, layouts: list[Layo
         lay = min(timed, key=lambda r: r[1].tpot_s)[0]
         if "tpot" in reasons and tpot > (tpot_max or math.inf):
             return (f"--tpot {tpot_max * 1e3:g}ms: no layout of {where} meets it; the "
-                    f"fastest is {tpot * 1e3:.1f} ms per token (tp {lay.tp} x pp {lay.pp}, "
+                    f"fastest is {tpot * 1e3:.1f} ms per token ({layout_text(lay)}, "
                     f"batch 1); give --tpot {math.ceil(tpot * 1e3)}ms or more, a lower "
                     "--precision, or faster hardware")
         return (f"--ttft-p50 {ttft_max:g}s: no layout of {where} meets it for "
@@ -280,11 +299,11 @@ def _no_layout_message(q: ServeQuestion, hw: HardwareProfile, layouts: list[Layo
         fewest = f"needs at least {2 ** math.ceil(math.log2(need)):,} devices at this " \
             "precision; " if math.isfinite(need) else ""
         return (f"{where} does not fit: the weights take {mem.weights_bytes / 2**30:.1f} GiB "
-                f"per device at tp {lay.tp} x pp {lay.pp} ({mem.usable_bytes / 2**30:.1f} GiB "
+                f"per device at {layout_text(lay)} ({mem.usable_bytes / 2**30:.1f} GiB "
                 f"usable); it {fewest}try --precision fp8 or int4, or more --devices")
     return (f"--input-tokens {inp} + --output-tokens {out}: a context of {inp + out:,} "
             f"tokens does not fit {where}; the most that fits is "
-            f"{int(mem.max_context_tokens):,} tokens (tp {lay.tp} x pp {lay.pp}); try "
+            f"{int(mem.max_context_tokens):,} tokens ({layout_text(lay)}); try "
             "--kv-precision fp8, a lower --precision or more --devices")
 
 

@@ -43,7 +43,7 @@ def option(q: ServeQuestion, hw: HardwareProfile, c: _Candidate, inp, searched: 
                      else "compute")
     return ServeOption(
         hardware=hw.name, precision=q.precision, kv_precision=q.kv_precision,
-        tp=c.layout.tp, pp=c.layout.pp, ep=1, devices_per_replica=c.layout.devices,
+        tp=c.layout.tp, pp=c.layout.pp, ep=c.layout.ep, devices_per_replica=c.layout.devices,
         replicas=c.replicas, devices=c.devices, batch=c.batch, limited_by=c.limited_by,
         ttft_s=ttft, tpot_s=tpot, output_tokens_per_s_per_replica=out_tps,
         output_tokens_per_s_per_device=out_tps / c.layout.devices,

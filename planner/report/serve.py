@@ -74,7 +74,7 @@ def _step_line(o: ServeOption) -> str:
 def _option_lines(o: ServeOption, ans: ServeAnswer) -> list[tuple[str, str]]:
     return [
         ("Replica", f"{o.hardware}, {o.precision} weights, {o.kv_precision} KV: tp {o.tp} x "
-                    f"pp {o.pp} (ep {o.ep}) = {o.devices_per_replica} devices; batch {o.batch} "
+                    f"pp {o.pp} x ep {o.ep} = {o.devices_per_replica} devices; batch {o.batch} "
                     f"sequences (limited by {o.limited_by})"),
         ("Fleet", f"{o.replicas} replica(s) = {o.devices} devices, load at "
                   f"{o.utilization:.0%} of capacity"),
