@@ -293,9 +293,21 @@ class StepLoad:
 
 def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, load: StepLoad,
                    perf: ServePerf = ServePerf(), case: int = 1) -> IterationTime:
-    """Time of one engine iteration (case 0 best, 1 expected, 2 worst)."""
+    """Time of one engine iteration (case 0 best, 1 expected, 2 worst): the time in which
+    every sequence in flight gains one step.
+
+    With pp stages the scheduler keeps pp micro-batches of batch / pp sequences in flight,
+    one on each stage (Orca, Yu et al. 2022 §4.3; vLLM's one batch per pipeline stage), so
+    every stage stays busy: a micro-batch's iteration passes the pp stages in turn, each
+    reading its 1/pp of the weights and of its sequences' KV, while the other stages run
+    the other micro-batches. The iteration is pp stage steps of one micro-batch, which is
+    the whole model's reads and FLOPs for batch / pp sequences on one stage's devices, plus
+    the hand-offs: PP buys memory and keeps the throughput of pp replicas at batch / pp;
+    latency gains the stage hops."""
     params = count_params(model)
-    tp, ep = cfg.layout.tp, cfg.layout.ep
+    tp, ep, pp = cfg.layout.tp, cfg.layout.ep, cfg.layout.pp
+    load = StepLoad(load.batch / pp, load.context_tokens, load.prefill_tokens / pp,
+                    load.prefill_context_tokens, load.query_tokens)
     wb = serving_weight_bytes(model, cfg.precision, params)
     peak = peak_for(hw, cfg.precision)
     assert peak is not None, "caller checks the precision path"
@@ -312,8 +324,6 @@ def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, load
     dec_flops = forward_flops(model, params, decode_tokens, load.context_tokens) / (tp * ep)
     pf_flops = forward_flops(model, params, pf, pf_ctx) / (tp * ep)
     comm = comm_s(model, hw, cfg.layout, decode_tokens + pf, perf)
-    # pp stages run one after another for a batch (no micro-batch overlap): the sum of the
-    # stage times equals the whole model's reads and FLOPs on one stage's tp devices.
     return IterationTime(weights_s=w_read / bw, kv_s=kv_read / bw,
                          decode_compute_s=dec_flops / (peak * eff),
                          prefill_s=pf_flops / (peak * eff), comm_s=comm,
@@ -358,11 +368,13 @@ def prefill_time_s(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig,
 
 def min_bytes_per_decode_step(model: ModelSpec, cfg: ServeConfig, batch: float,
                               context_tokens: float) -> float:
-    """The least bytes one device must read from HBM per decode step (its share of the
-    weights the batch touches and of the KV cache, a 1/pp stage of each): every step takes
-    at least this over the device's peak HBM bandwidth."""
+    """The least bytes one device must read from HBM in a decode iteration (every sequence
+    gains a token): for each of the pp micro-batches of batch / pp sequences, its 1/pp stage
+    of the weights they touch and of their KV cache; every iteration takes at least this
+    over the device's peak HBM bandwidth."""
     wb = serving_weight_bytes(model, cfg.precision)
     tp, pp, ep = cfg.layout.tp, cfg.layout.pp, cfg.layout.ep
-    return (weight_bytes_read_per_device(model, wb, tp, batch, ep)
-            + batch / ep * kv_cache_bytes(model, context_tokens, cfg.kv_precision)
-            / kv_shards(model, tp)) / pp
+    mb = batch / pp
+    return (weight_bytes_read_per_device(model, wb, tp, mb, ep)
+            + mb / ep * kv_cache_bytes(model, context_tokens, cfg.kv_precision)
+            / kv_shards(model, tp))
