@@ -29,6 +29,7 @@ from planner.planning.serve_point import (
 )
 from planner.results import Assumption, ModelSummary
 from planner.planning.serve_option import option
+from planner.planning.serve_queue import QUEUE_SOURCE, replicas_for_capacity, replicas_for_ttft
 from planner.results_serving import ServeAnswer, ServeOption
 from planner.specs import Assumptions, HardwareProfile, ModelSpec
 
@@ -217,11 +218,11 @@ def _replicas(q: ServeQuestion, lay: Layout, p: Point) -> int:
     if q.load is None:
         return 1
     kind, value = q.load
-    inp, out = q.lengths
     if kind == "concurrency":
         return math.ceil(value / p.batch)
-    rate = value if kind == "rate" else value / SECONDS_PER_DAY / (inp + out)
-    return math.ceil(rate / (p.output_tokens_per_s / out))
+    # a rate: below capacity (a queue is stable only there), then enough replicas that the
+    # wait for a slot keeps TTFT p50 within --ttft-p50
+    return replicas_for_ttft(q, p, replicas_for_capacity(q, p))
 
 
 def _evaluate(q: ServeQuestion, hw: HardwareProfile, lay: Layout, reasons: dict):
@@ -332,8 +333,10 @@ def answer(q: ServeQuestion) -> ServeAnswer:
                   _note("step_overhead_s", q.perf.step_overhead_s, "s", ServePerf.SOURCE),
                   _note("allreduce_latency_s", q.perf.allreduce_latency_s, "s",
                         "NCCL small-message all-reduce on NVLink, ~5-10 us (nccl-tests)"),
-                  _note("ttft", "prefill + half an iteration", "", "p50 with requests "
-                        "admitted on arrival (no queueing): docs/commands/serve.md")]
+                  _note("ttft", "slot wait p50 + prefill + half an iteration", "",
+                        "the request waits for a batch slot, then its prefill runs in the "
+                        "next iteration: docs/commands/serve.md"),
+                  _note("queueing", "M/D/c", "", QUEUE_SOURCE)]
     p = count_params(q.model)
     summary = ModelSummary(
         name=q.model.name, params_total=p.total, params_active=p.active,
@@ -376,6 +379,14 @@ def _warnings(q: ServeQuestion, options: list[ServeOption]) -> list[str]:
         out.append("no --tpot or --ttft-p50 given: the batch is as large as memory and "
                    "max_batch allow, so latency is whatever that batch gives")
     for o in options:
+        if o.worst_case_replicas is not None:
+            out.append(f"{o.hardware}: in the worst case the load exceeds {o.replicas} "
+                       f"replica(s)' capacity and the queue grows without bound (it needs "
+                       f"{o.worst_case_replicas}); TTFT high shows the expected case's wait")
+        if o.ttft_queue_s > 0:
+            out.append(f"{o.hardware}: at {o.utilization:.0%} of capacity a request waits "
+                       f"{o.ttft_queue_s * 1e3:,.0f} ms (p50) for a batch slot; give "
+                       "--ttft-p50 to size the replicas for it")
         if o.utilization < 0.5 and q.load is not None:
             out.append(f"{o.hardware}: the load uses {o.utilization:.0%} of "
                        f"{o.replicas} replica(s); cost per token includes the idle share")
