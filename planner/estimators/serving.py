@@ -201,7 +201,7 @@ def peak_for(hw: HardwareProfile, precision: str) -> float | None:
         fig = hw.peak_dense_int8_tops
         return fig.value * 1e12 if fig else None
     if compute == "fp4":
-        fig = getattr(hw, "peak_dense_fp4_tflops", None)
+        fig = hw.peak_dense_fp4_tflops
         return fig.value * 1e12 if fig else None
     return hw.peak_flops_per_s(compute)
 

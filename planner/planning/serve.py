@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from planner.catalog.catalog import load_hardware, load_model
+from planner.catalog.catalog import hardware_paths, load_hardware, load_model
 from planner.catalog.regions import grid_factor
 from planner.errors import InfeasibleError, SpecError
 from planner.estimators.params import count_params
@@ -259,8 +259,13 @@ def best_option(q: ServeQuestion, hw: HardwareProfile) -> tuple[_Candidate, int,
     """(the best candidate on this hardware, layouts searched, layouts that answered)."""
     if peak_for(hw, q.precision) is None:
         have = [p for p in WEIGHT_PRECISIONS if peak_for(hw, p) is not None]
+        where = ""
+        if q.precision == "fp4":  # name the profiles that have the path (error path only)
+            names = sorted(n for n in hardware_paths()
+                           if load_hardware(n).peak_dense_fp4_tflops is not None)
+            where = f"; fp4 runs on {', '.join(names)}"
         raise SpecError(f"--precision {q.precision}: {hw.name} has no {q.precision} compute "
-                        f"path in its profile; it serves {', '.join(have)}")
+                        f"path in its profile{where}; {hw.name} serves {', '.join(have)}")
     layouts = candidate_layouts(q.model, hw, q)
     reasons: dict[str, list] = {}
     found = [c for c in (_evaluate(q, hw, lay, reasons) for lay in layouts) if c is not None]
