@@ -225,11 +225,11 @@ def test_validate_serve_times_prefill_and_decode(runner):
     assert "measured" in d["hardware_basis"] and "GB/s" in d["hardware_basis"]
 
 
-def test_validate_serve_rejects_mla(runner):
+def test_validate_serve_rejects_four_norm_blocks(runner):
     pytest.importorskip("torch")
-    res = runner.invoke(cli, ["validate", "--serve", "--model", "deepseek-v2-lite",
+    res = runner.invoke(cli, ["validate", "--serve", "--model", "gemma2-9b",
                               "--scale-to", "2M", "--steps", "1"])
-    assert res.exit_code == 1 and "not a pre-norm MHA/GQA/MQA model" in res.stderr
+    assert res.exit_code == 1 and "not a pre-norm MHA/GQA/MQA/MLA model" in res.stderr
 
 
 def test_speculative_decoding_option():

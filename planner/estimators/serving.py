@@ -207,10 +207,17 @@ def peak_for(hw: HardwareProfile, precision: str) -> float | None:
 
 
 def forward_flops(model: ModelSpec, params: ParamCount, tokens: float,
-                  context_tokens: float) -> float:
+                  context_tokens: float, decode: bool = False) -> float:
     """Forward FLOPs of ``tokens`` tokens each attending over ``context_tokens`` keys:
-    2 N_mm(active) per token + 2 a (d_qk + d_v) L per key (docs/formulas.md §2.11)."""
-    attn = 2.0 * model.num_heads * (model.qk_dim + model.v_dim) * model.num_layers
+    2 N_mm(active) per token + 2 a (d_qk + d_v) L per key (docs/formulas.md §2.11). MLA
+    decodes in the latent space (W_UK absorbed into the query, W_UV into the output: the
+    same 2 N_mm per token), so a decode token costs 2 a (2 d_c + d_R) L per key: scores
+    over the latent and the rotary key, then the weighted latent (DeepSeek-V2 §2.1.3)."""
+    if decode and model.mla:
+        per_key = 2 * model.mla.kv_lora_rank + model.mla.qk_rope_head_dim
+    else:
+        per_key = model.qk_dim + model.v_dim
+    attn = 2.0 * model.num_heads * per_key * model.num_layers
     return tokens * (2.0 * params.matmul_active + attn * context_tokens)
 
 
@@ -321,7 +328,8 @@ def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, load
     kv_read = load.batch / ep * kv_cache_bytes(model, load.context_tokens,
                                                cfg.kv_precision) / kv_shards(model, tp)
     # the batch's FLOPs spread evenly over the stage's ep x tp devices (expected routing)
-    dec_flops = forward_flops(model, params, decode_tokens, load.context_tokens) / (tp * ep)
+    dec_flops = forward_flops(model, params, decode_tokens, load.context_tokens,
+                              decode=True) / (tp * ep)
     pf_flops = forward_flops(model, params, pf, pf_ctx) / (tp * ep)
     comm = comm_s(model, hw, cfg.layout, decode_tokens + pf, perf)
     return IterationTime(weights_s=w_read / bw, kv_s=kv_read / bw,
