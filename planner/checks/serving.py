@@ -16,7 +16,8 @@ from pathlib import Path
 
 from planner.catalog.yamlio import read_yaml
 from planner.estimators.serving import ServePerf
-from planner.planning.serve import answer, resolve_serve
+from planner.planning.serve import answer
+from planner.planning.serve_request import ServeRequest, resolve_serve
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "validation"
 
@@ -45,11 +46,11 @@ class ServeCheck:
 
 
 def _predict(table: dict, row: dict, perf: ServePerf) -> ServeCheck:
-    q = resolve_serve(row["model"], [row["hardware"]], row["input_tokens"],
-                      row["output_tokens"], precision=row.get("precision", table["precision"]),
-                      kv_precision=row.get("kv_precision", table["kv_precision"]),
-                      tp=row["tp"], pp=1, max_batch=table["max_batch"],
-                      shape={"max_seq_len": table.get("max_seq_len")})
+    q = resolve_serve(ServeRequest(
+        row["model"], (row["hardware"],), row["input_tokens"], row["output_tokens"],
+        precision=row.get("precision", table["precision"]),
+        kv_precision=row.get("kv_precision", table["kv_precision"]), tp=row["tp"], pp=1,
+        max_batch=table["max_batch"], shape={"max_seq_len": table.get("max_seq_len")}))
     q.perf = perf
     o = answer(q).options[0]
     return ServeCheck(row["model"], row["hardware"], row["tp"], row["input_tokens"],

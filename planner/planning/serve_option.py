@@ -14,7 +14,8 @@ from planner.results_serving import ServeCost, ServeOption, Spread, StepParts
 from planner.specs import HardwareProfile
 
 if TYPE_CHECKING:
-    from planner.planning.serve import ServeQuestion, _Candidate
+    from planner.planning.serve import _Candidate
+    from planner.planning.serve_request import ServeQuestion
 
 SECONDS_PER_DAY = 86400.0
 

@@ -15,7 +15,7 @@ from planner.estimators.serving_queue import median_wait_s
 from planner.planning.serve_point import Point
 
 if TYPE_CHECKING:
-    from planner.planning.serve import ServeQuestion
+    from planner.planning.serve_request import ServeQuestion
 
 SECONDS_PER_DAY = 86400.0
 QUEUE_SOURCE = ("M/D/c per replica (c = batch slots, each held output x TPOT; Poisson "
