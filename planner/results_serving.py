@@ -78,8 +78,10 @@ class ServeOption(Result):
     devices: int
     batch: int  # concurrent sequences per replica (continuous batching)
     limited_by: str  # what capped the batch: memory, max_batch, tpot, ttft
-    ttft_s: Spread
+    ttft_s: Spread  # slot wait p50 (with an arrival rate) + prefill + half an iteration
     tpot_s: Spread
+    ttft_queue_s: float  # the expected case's median wait for a batch slot (0: no rate)
+    worst_case_replicas: int | None  # replicas the worst case needs when fewer than given
     output_tokens_per_s_per_replica: float
     output_tokens_per_s_per_device: float
     input_tokens_per_s_per_replica: float

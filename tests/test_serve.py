@@ -11,7 +11,7 @@ import pytest
 from planner.catalog.catalog import load_hardware, load_model
 from planner.cli import cli
 from planner.estimators.serving import Layout, ServeConfig
-from planner.planning.serve import resolve_serve, serve
+from planner.planning.serve import ServeRequest, resolve_serve, serve
 from planner.planning.serve_point import EngineSettings, replica_memory, steady_state
 
 ISSUE = ["serve", "--model", "llama3-70b", "--hardware", "h100-sxm", "--input-tokens", "1000",
@@ -42,7 +42,7 @@ def test_the_batch_is_the_largest_meeting_tpot():
     ans = serve("llama3-70b", ["h100-sxm"], 1000, 500, precision="fp8", tpot_s=0.03)
     o = ans.options[0]
     assert o.limited_by == "tpot"
-    q = resolve_serve("llama3-70b", ["h100-sxm"], 1000, 500, precision="fp8")
+    q = resolve_serve(ServeRequest("llama3-70b", ("h100-sxm",), 1000, 500, precision="fp8"))
     cfg = ServeConfig("fp8", q.kv_precision, Layout(o.tp, o.pp))
     hw = load_hardware("h100-sxm")
     assert steady_state(q.model, hw, cfg, (1000, 500), o.batch).tpot_s <= 0.03
@@ -136,7 +136,7 @@ def test_plot(runner, tmp_path):
     (["--input-tokens", "8000", "--output-tokens", "500"], "at most 8,192"),
     (["--ttft-p50", "40"], "with a unit"),
     (["--rate", "2/s", "--concurrency", "4"], "give one load"),
-    (["--precision", "fp4"], "it serves"),
+    (["--precision", "fp4"], "fp4 runs on b200, gb200; h100-sxm serves"),
     (["--hardware", "nope-gpu"], "nope-gpu"),
 ])
 def test_bad_input_is_one_line(runner, args, needle):
@@ -225,11 +225,11 @@ def test_validate_serve_times_prefill_and_decode(runner):
     assert "measured" in d["hardware_basis"] and "GB/s" in d["hardware_basis"]
 
 
-def test_validate_serve_rejects_mla(runner):
+def test_validate_serve_rejects_four_norm_blocks(runner):
     pytest.importorskip("torch")
-    res = runner.invoke(cli, ["validate", "--serve", "--model", "deepseek-v2-lite",
+    res = runner.invoke(cli, ["validate", "--serve", "--model", "gemma2-9b",
                               "--scale-to", "2M", "--steps", "1"])
-    assert res.exit_code == 1 and "not a pre-norm MHA/GQA/MQA model" in res.stderr
+    assert res.exit_code == 1 and "not a pre-norm MHA/GQA/MQA/MLA model" in res.stderr
 
 
 def test_speculative_decoding_option():
@@ -304,3 +304,20 @@ def test_fixed_layout_is_checked(runner):
     assert res.exit_code == 1 and "at most 80 stages" in res.stderr
     d = _json(runner, ["serve", "--model", "llama3-70b", "--tp", "4", "--pp", "3"])
     assert (d["options"][0]["tp"], d["options"][0]["pp"]) == (4, 3)
+
+
+def test_serve_request_is_one_frozen_value():
+    import dataclasses
+
+    from planner.planning.serve import answer
+
+    req = ServeRequest.of("llama3-8b", ["h100-sxm"], 1000, 200, precision="fp8", tp=1,
+                          pue=1.1, price_tier="spot")
+    assert (req.hardware, req.tp, req.precision) == (("h100-sxm",), 1, "fp8")
+    assert req.assumptions == {"pue": 1.1, "price_tier": "spot"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        req.tp = 2
+    # the same question through serve(...) and through the request: one answer
+    direct = serve("llama3-8b", ["h100-sxm"], 1000, 200, precision="fp8", tp=1, pue=1.1,
+                   price_tier="spot")
+    assert answer(resolve_serve(req)).to_dict() == direct.to_dict()

@@ -153,11 +153,12 @@ HW = ["h100-sxm", "h200", "mi300x", "b200", "gaudi3"]  # each has bf16 and fp8 p
        hw=st.sampled_from(HW), tp=st.sampled_from([1, 2, 4, 8]), pp=st.sampled_from([1, 2]),
        batch=st.integers(1, 1024), ctx=st.integers(1, 8192),
        precision=st.sampled_from(["bf16", "fp8", "int4"]),
-       kv=st.sampled_from(["bf16", "fp8"]), prefill=st.integers(0, 4096))
+       kv=st.sampled_from(["bf16", "fp8"]), prefill=st.integers(0, 4096),
+       ep=st.sampled_from([1, 2, 4, 8]))
 def test_no_decode_rate_beats_hbm_bandwidth(name, hw, tp, pp, batch, ctx, precision, kv,
-                                            prefill):
+                                            prefill, ep):
     model, prof = load_model(name), load_hardware(hw)
-    cfg = ServeConfig(precision, kv, Layout(tp, pp))
+    cfg = ServeConfig(precision, kv, Layout(tp, pp, ep if model.moe else 1))
     it = iteration_time(model, prof, cfg, StepLoad(batch, ctx, prefill))
     floor_s = min_bytes_per_decode_step(model, cfg, batch, ctx) / (
         prof.hbm_bandwidth_tb_per_s.value * 1e12)

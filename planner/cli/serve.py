@@ -89,6 +89,8 @@ PRECISIONS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
               help="The best deployment on exactly N devices.")
 @click.option("--tp", type=BoundedInt(min=1), help="Fix tensor-parallel degree per replica.")
 @click.option("--pp", type=BoundedInt(min=1), help="Fix pipeline stages per replica.")
+@click.option("--ep", type=BoundedInt(min=1),
+              help="Fix expert-parallel groups per stage (MoE; experts split over ep x tp).")
 @click.option("--ttft-p50", "ttft", type=Duration(), help="Target median time to first token.")
 @click.option("--tpot", type=Duration(), help="Target time per output token (40ms).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="bf16", show_default=True,
@@ -113,11 +115,11 @@ PRECISIONS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
               help="Write $ per million output tokens vs TPOT (.png or .svg).")
 @format_option
 def serve_cmd(model, hardware_list, profiles_dirs, input_tokens, output_tokens, rate,
-              tokens_per_day, concurrency, devices, tp, pp, ttft, tpot, precision,
+              tokens_per_day, concurrency, devices, tp, pp, ep, ttft, tpot, precision,
               kv_precision, max_batch, region, grid_g, pue, power_fraction, price_tier,
               price_per_hour, prefix_hit_rate, speculative, plot_path, fmt,
               **shape_opts) -> None:
-    """Size inference: replicas x (tp, pp), the batch meeting --tpot / --ttft-p50, devices
+    """Size inference: replicas x (tp, pp, ep), the batch meeting --tpot / --ttft-p50, devices
     for the load (--rate, --tokens-per-day or --concurrency), TTFT and TPOT, tokens/s,
     $ per million input and output tokens per price tier, Wh and g CO2e per million tokens.
 
@@ -142,7 +144,7 @@ def serve_cmd(model, hardware_list, profiles_dirs, input_tokens, output_tokens, 
         raise SpecError(f"--plot '{plot_path}': use a .png or .svg file name")
     ans = serve(model, names, input_tokens, output_tokens, precision=precision,
                 kv_precision=kv_precision, load=loads[0] if loads else None, ttft_s=ttft,
-                tpot_s=tpot, devices=devices, tp=tp, pp=pp,
+                tpot_s=tpot, devices=devices, tp=tp, pp=pp, ep=ep,
                 max_batch=-1 if max_batch is None else max_batch, region=region,
                 profiles_dirs=profiles_dirs, shape=shape_opts, grid_g_co2e_per_kwh=grid_g,
                 pue=pue, power_fraction=power_fraction, price_tier=price_tier,

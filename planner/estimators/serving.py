@@ -138,14 +138,20 @@ class ServePerf:
 
 @dataclass(frozen=True)
 class Layout:
-    """A serving replica's layout: tp devices per stage, pp stages."""
+    """A serving replica's layout: pp stages of ep x tp devices. Attention and the dense
+    layers are tensor-parallel over tp and data-parallel over the ep groups (each group
+    serves batch / ep of the sequences); the routed experts of every MoE layer are spread
+    over all ep x tp devices of a stage, E / ep experts per group, each split tp ways
+    (SGLang's DP attention with --ep; vLLM's --enable-expert-parallel puts E / (dp x tp)
+    whole experts on a device, the same bytes per device). ep = 1: plain TP (x PP)."""
 
     tp: int
     pp: int
+    ep: int = 1
 
     @property
     def devices(self) -> int:
-        return self.tp * self.pp
+        return self.tp * self.pp * self.ep
 
 
 @dataclass(frozen=True)
@@ -169,17 +175,23 @@ def experts_touched(num_experts: int, top_k: int, tokens: float) -> float:
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
 
 
+def routed_expert_bytes(model: ModelSpec, wb: WeightBytes) -> float:
+    """Bytes of every routed expert of every MoE layer (0 for a dense model)."""
+    return wb.expert_bytes * model.moe.num_experts * model.num_moe_layers if model.moe else 0.0
+
+
 def weight_bytes_read_per_device(model: ModelSpec, wb: WeightBytes, tp: int,
-                                 tokens: float) -> float:
-    """Weight bytes one device reads in one forward over ``tokens`` tokens: its 1/tp share
-    of every matrix, with only the experts the batch touches (MoE)."""
-    total = wb.total_bytes
-    if model.moe and wb.expert_bytes:
-        n_moe = model.num_moe_layers
-        untouched = model.moe.num_experts - experts_touched(
-            model.moe.num_experts, model.moe.experts_per_token, tokens)
-        total -= untouched * wb.expert_bytes * n_moe
-    return total / tp
+                                 tokens: float, ep: int = 1) -> float:
+    """Weight bytes one device reads in one forward over ``tokens`` tokens (the whole
+    replica's): its 1/tp share of every non-expert matrix, and of the experts the batch
+    touches its 1/(ep tp) share (a device holds E/ep experts' 1/tp slices; the expected
+    distinct experts touched is the same share of its local ones)."""
+    experts = routed_expert_bytes(model, wb)
+    dense = wb.total_bytes - experts
+    if experts:
+        touched = experts_touched(model.moe.num_experts, model.moe.experts_per_token, tokens)
+        experts = touched * wb.expert_bytes * model.num_moe_layers
+    return dense / tp + experts / (tp * ep)
 
 
 def peak_for(hw: HardwareProfile, precision: str) -> float | None:
@@ -189,17 +201,32 @@ def peak_for(hw: HardwareProfile, precision: str) -> float | None:
         fig = hw.peak_dense_int8_tops
         return fig.value * 1e12 if fig else None
     if compute == "fp4":
-        fig = getattr(hw, "peak_dense_fp4_tflops", None)
+        fig = hw.peak_dense_fp4_tflops
         return fig.value * 1e12 if fig else None
     return hw.peak_flops_per_s(compute)
 
 
 def forward_flops(model: ModelSpec, params: ParamCount, tokens: float,
-                  context_tokens: float) -> float:
+                  context_tokens: float, decode: bool = False) -> float:
     """Forward FLOPs of ``tokens`` tokens each attending over ``context_tokens`` keys:
-    2 N_mm(active) per token + 2 a (d_qk + d_v) L per key (docs/formulas.md §2.11)."""
-    attn = 2.0 * model.num_heads * (model.qk_dim + model.v_dim) * model.num_layers
+    2 N_mm(active) per token + 2 a (d_qk + d_v) L per key (docs/formulas.md §2.11). MLA
+    decodes in the latent space (W_UK absorbed into the query, W_UV into the output: the
+    same 2 N_mm per token), so a decode token costs 2 a (2 d_c + d_R) L per key: scores
+    over the latent and the rotary key, then the weighted latent (DeepSeek-V2 §2.1.3)."""
+    if decode and model.mla:
+        per_key = 2 * model.mla.kv_lora_rank + model.mla.qk_rope_head_dim
+    else:
+        per_key = model.qk_dim + model.v_dim
+    attn = 2.0 * model.num_heads * per_key * model.num_layers
     return tokens * (2.0 * params.matmul_active + attn * context_tokens)
+
+
+def expert_forward_flops(model: ModelSpec, params: ParamCount, tokens: float) -> float:
+    """The routed experts' share of forward_flops: 2 k N_expert per token per MoE layer."""
+    if not model.moe:
+        return 0.0
+    return 2.0 * tokens * model.moe.experts_per_token * params.expert_matmul * \
+        model.num_moe_layers
 
 
 def allreduce_s(message_bytes: float, tp: int, hw: HardwareProfile, perf: ServePerf) -> float:
@@ -208,6 +235,30 @@ def allreduce_s(message_bytes: float, tp: int, hw: HardwareProfile, perf: ServeP
         return 0.0
     bw = hw.scale_up_bandwidth_gb_per_s_one_way.value * 1e9 * perf.link_efficiency
     return perf.allreduce_latency_s + 2.0 * (tp - 1) / tp * message_bytes / bw
+
+
+def alltoall_s(send_bytes: float, ranks: int, hw: HardwareProfile, perf: ServePerf) -> float:
+    """All-to-all time (docs/formulas.md §4.2): latency + (n-1)/n x one rank's send buffer
+    / achieved link bandwidth; the same small-message latency as an all-reduce."""
+    if ranks == 1:
+        return 0.0
+    bw = hw.scale_up_bandwidth_gb_per_s_one_way.value * 1e9 * perf.link_efficiency
+    return perf.allreduce_latency_s + (ranks - 1) / ranks * send_bytes / bw
+
+
+def comm_s(model: ModelSpec, hw: HardwareProfile, lay: Layout, tokens: float,
+           perf: ServePerf) -> float:
+    """A forward's communication over ``tokens`` tokens of the replica: 2 TP all-reduces per
+    layer of each ep group's tokens (attention output, FFN/MoE output: Megatron), with
+    ep > 1 a dispatch and a combine all-to-all per MoE layer over the stage's ep x tp
+    devices (each sends its 1/(ep tp) of the tokens to k experts, h x 2 bytes each), and
+    the pp - 1 stage hand-offs."""
+    act = tokens / lay.ep * model.d_model * 2.0  # bf16 activations of one group
+    out = 2 * model.num_layers * allreduce_s(act, lay.tp, hw, perf)
+    if lay.ep > 1 and model.moe:
+        send = tokens / (lay.ep * lay.tp) * model.moe.experts_per_token * model.d_model * 2.0
+        out += 2 * model.num_moe_layers * alltoall_s(send, lay.ep * lay.tp, hw, perf)
+    return out + (lay.pp - 1) * perf.p2p_latency_s
 
 
 @dataclass(frozen=True)
@@ -249,9 +300,21 @@ class StepLoad:
 
 def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, load: StepLoad,
                    perf: ServePerf = ServePerf(), case: int = 1) -> IterationTime:
-    """Time of one engine iteration (case 0 best, 1 expected, 2 worst)."""
+    """Time of one engine iteration (case 0 best, 1 expected, 2 worst): the time in which
+    every sequence in flight gains one step.
+
+    With pp stages the scheduler keeps pp micro-batches of batch / pp sequences in flight,
+    one on each stage (Orca, Yu et al. 2022 §4.3; vLLM's one batch per pipeline stage), so
+    every stage stays busy: a micro-batch's iteration passes the pp stages in turn, each
+    reading its 1/pp of the weights and of its sequences' KV, while the other stages run
+    the other micro-batches. The iteration is pp stage steps of one micro-batch, which is
+    the whole model's reads and FLOPs for batch / pp sequences on one stage's devices, plus
+    the hand-offs: PP buys memory and keeps the throughput of pp replicas at batch / pp;
+    latency gains the stage hops."""
     params = count_params(model)
-    tp, pp = cfg.layout.tp, cfg.layout.pp
+    tp, ep, pp = cfg.layout.tp, cfg.layout.ep, cfg.layout.pp
+    load = StepLoad(load.batch / pp, load.context_tokens, load.prefill_tokens / pp,
+                    load.prefill_context_tokens, load.query_tokens)
     wb = serving_weight_bytes(model, cfg.precision, params)
     peak = peak_for(hw, cfg.precision)
     assert peak is not None, "caller checks the precision path"
@@ -260,15 +323,15 @@ def iteration_time(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig, load
     decode_tokens = load.batch * load.query_tokens
     pf, pf_ctx = load.prefill_tokens, load.prefill_context_tokens
     pf_ctx = (pf + 1) / 2 if pf_ctx is None else pf_ctx
-    w_read = weight_bytes_read_per_device(model, wb, tp, decode_tokens + pf)
-    kv_read = load.batch * kv_cache_bytes(model, load.context_tokens, cfg.kv_precision) / \
-        kv_shards(model, tp)
-    dec_flops = forward_flops(model, params, decode_tokens, load.context_tokens) / tp
-    pf_flops = forward_flops(model, params, pf, pf_ctx) / tp
-    act = (decode_tokens + pf) * model.d_model * 2.0  # bf16 activations
-    comm = 2 * model.num_layers * allreduce_s(act, tp, hw, perf) + (pp - 1) * perf.p2p_latency_s
-    # pp stages run one after another for a batch (no micro-batch overlap): the sum of the
-    # stage times equals the whole model's reads and FLOPs on one stage's tp devices.
+    w_read = weight_bytes_read_per_device(model, wb, tp, decode_tokens + pf, ep)
+    # each ep group holds and reads the KV of its batch / ep sequences
+    kv_read = load.batch / ep * kv_cache_bytes(model, load.context_tokens,
+                                               cfg.kv_precision) / kv_shards(model, tp)
+    # the batch's FLOPs spread evenly over the stage's ep x tp devices (expected routing)
+    dec_flops = forward_flops(model, params, decode_tokens, load.context_tokens,
+                              decode=True) / (tp * ep)
+    pf_flops = forward_flops(model, params, pf, pf_ctx) / (tp * ep)
+    comm = comm_s(model, hw, cfg.layout, decode_tokens + pf, perf)
     return IterationTime(weights_s=w_read / bw, kv_s=kv_read / bw,
                          decode_compute_s=dec_flops / (peak * eff),
                          prefill_s=pf_flops / (peak * eff), comm_s=comm,
@@ -290,27 +353,36 @@ def prefill_time_s(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig,
     (causal attention over each prompt) or the weight read, whichever is larger, plus the
     TP all-reduces of the prompts' activations."""
     params = count_params(model)
-    tp = cfg.layout.tp
+    lay = cfg.layout
+    tp, ep = lay.tp, lay.ep
     wb = serving_weight_bytes(model, cfg.precision, params)
     peak = peak_for(hw, cfg.precision)
     assert peak is not None, "caller checks the precision path"
     tokens = prompts * prompt_tokens
-    flops = forward_flops(model, params, tokens, (prompt_tokens + 1) / 2) / tp
-    compute = flops / (peak * perf.gemm_efficiency[case])
+    # the prompts sit in one ep group (its tp devices run their attention and dense layers);
+    # their routed tokens spread over all ep x tp devices of the stage
+    flops = forward_flops(model, params, tokens, (prompt_tokens + 1) / 2)
+    experts = expert_forward_flops(model, params, tokens)
+    compute = ((flops - experts) / tp + experts / (tp * ep)) / (peak * perf.gemm_efficiency[case])
     bw = hw.hbm_bandwidth_tb_per_s.value * 1e12 * perf.hbm_efficiency[case]
-    memory = weight_bytes_read_per_device(model, wb, tp, tokens) / bw
-    comm = 2 * model.num_layers * allreduce_s(tokens * model.d_model * 2.0, tp, hw, perf)
-    return max(compute, memory) + comm + (cfg.layout.pp - 1) * perf.p2p_latency_s + \
-        perf.step_overhead_s
+    memory = weight_bytes_read_per_device(model, wb, tp, tokens, ep) / bw
+    one_group = Layout(tp, lay.pp, 1)  # the prompts' tokens are one group's
+    comm = comm_s(model, hw, one_group, tokens, perf)
+    if ep > 1 and model.moe:
+        send = tokens / tp * model.moe.experts_per_token * model.d_model * 2.0
+        comm += 2 * model.num_moe_layers * alltoall_s(send, ep * tp, hw, perf)
+    return max(compute, memory) + comm + perf.step_overhead_s
 
 
 def min_bytes_per_decode_step(model: ModelSpec, cfg: ServeConfig, batch: float,
                               context_tokens: float) -> float:
-    """The least bytes one device must read from HBM per decode step (its share of the
-    weights the batch touches and of the KV cache, a 1/pp stage of each): every step takes
-    at least this over the device's peak HBM bandwidth."""
+    """The least bytes one device must read from HBM in a decode iteration (every sequence
+    gains a token): for each of the pp micro-batches of batch / pp sequences, its 1/pp stage
+    of the weights they touch and of their KV cache; every iteration takes at least this
+    over the device's peak HBM bandwidth."""
     wb = serving_weight_bytes(model, cfg.precision)
-    tp, pp = cfg.layout.tp, cfg.layout.pp
-    return (weight_bytes_read_per_device(model, wb, tp, batch)
-            + batch * kv_cache_bytes(model, context_tokens, cfg.kv_precision)
-            / kv_shards(model, tp)) / pp
+    tp, pp, ep = cfg.layout.tp, cfg.layout.pp, cfg.layout.ep
+    mb = batch / pp
+    return (weight_bytes_read_per_device(model, wb, tp, mb, ep)
+            + mb / ep * kv_cache_bytes(model, context_tokens, cfg.kv_precision)
+            / kv_shards(model, tp))

@@ -1,4 +1,4 @@
-"""`planner serve`: size an inference deployment — replicas x (tp, pp) per replica, the batch
+"""`planner serve`: size an inference deployment — replicas x (tp, pp, ep) per replica, the batch
 that meets the latency targets, devices for the load, $ / Wh / g CO2e per million tokens.
 
     >>> ans = serve("llama3-70b", ["h100-sxm"], 1000, 500, load=("rate", 20.0), tpot_s=0.04)
@@ -10,174 +10,63 @@ Model, hardware, price, power, PUE and grid resolve exactly as every command res
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from planner.catalog.catalog import load_hardware, load_model
-from planner.catalog.regions import grid_factor
+from planner.catalog.catalog import hardware_paths, load_hardware
 from planner.errors import InfeasibleError, SpecError
 from planner.estimators.params import count_params
 from planner.estimators.serving import (
-    KV_PRECISIONS, WEIGHT_PRECISIONS, Layout, ServeConfig, ServePerf, peak_for,
+    WEIGHT_PRECISIONS, Layout, ServeConfig, ServePerf, peak_for,
 )
-from planner.planning.outcome_chain import Ledger, memory_defaults_for, outcome_inputs
-from planner.planning import defaults
-from planner.planning.resolve import _validate, apply_shape
-from planner.planning.serve_point import (
-    DRAFT_COST_SOURCE, ENGINE_SOURCES, EngineSettings, Options, Point, largest_batch,
-    replica_memory, steady_state,
-)
-from planner.results import Assumption, ModelSummary
+from planner.planning.outcome_chain import Ledger, outcome_inputs
 from planner.planning.serve_option import option
+from planner.planning.serve_point import Point, largest_batch, replica_memory, steady_state
+from planner.planning.serve_queue import QUEUE_SOURCE, replicas_for_capacity, replicas_for_ttft
+from planner.planning.serve_request import (  # noqa: F401 (ServeRequest: the public entry)
+    ServeQuestion, ServeRequest, default_note, resolve_serve,
+)
+from planner.results import ModelSummary
 from planner.results_serving import ServeAnswer, ServeOption
-from planner.specs import Assumptions, HardwareProfile, ModelSpec
+from planner.specs import HardwareProfile, ModelSpec
 
 LOAD_KINDS = ("rate", "tokens_per_day", "concurrency")
 SECONDS_PER_DAY = 86400.0
 
 
-@dataclass
-class ServeQuestion:
-    """A serving question, resolved: specs loaded, defaults filled and listed."""
-
-    model: ModelSpec
-    hardware: list[HardwareProfile]
-    lengths: tuple[int, int]  # (input tokens, output tokens) per request
-    precision: str
-    kv_precision: str
-    load: tuple[str, float] | None
-    targets: tuple[float | None, float | None]  # (ttft p50 s, tpot s)
-    devices: int | None
-    tp: int | None
-    pp: int | None
-    engine: EngineSettings
-    assumptions: Assumptions
-    grid: Any
-    notes: list[Assumption] = field(default_factory=list)
-    perf: ServePerf = ServePerf()
-    opts: Options = Options()
-
-
-DEFAULT_LENGTHS = (1000, 500)
-LENGTHS_SOURCE = ("planner default: a chat turn of 1,000 prompt and 500 generated tokens "
-                  "(between TensorRT-LLM's published 1000/1000 and 500/2000 benchmark shapes)")
-
-
-def resolve_serve(model, hardware: list[str] | None, input_tokens: int | None = None,
-                  output_tokens: int | None = None,
-                  precision: str = "bf16", kv_precision: str | None = None,
-                  load: tuple[str, float] | None = None, ttft_s: float | None = None,
-                  tpot_s: float | None = None, devices: int | None = None,
-                  tp: int | None = None, pp: int | None = None,
-                  max_batch: int | None = -1, region: str | None = None,
-                  profiles_dirs: tuple[str, ...] = (), shape: dict | None = None,
-                  prefix_hit_rate: float | None = None,
-                  speculative: tuple[int, float] | None = None,
-                  **assumption_options) -> ServeQuestion:
-    """Load the model and hardware and fill every default (each recorded in ``notes``).
-    ``prefix_hit_rate`` and ``speculative`` = (draft tokens, acceptance) are stated options,
-    off unless given."""
-    if precision not in WEIGHT_PRECISIONS:
-        raise SpecError(f"--precision: '{precision}' is not a serving precision; use one of "
-                        f"{', '.join(WEIGHT_PRECISIONS)}")
-    notes: list[Assumption] = []
-    if model is None and not any((shape or {}).values()):
-        raise SpecError("planner serve needs --model NAME (a preset, YAML file or HF "
-                        "config.json) or the shape flags of a custom model")
-    spec = model if isinstance(model, ModelSpec) else (load_model(model) if model else None)
-    spec = apply_shape(spec, shape or {})
-    if not hardware:
-        name, note = defaults.default_hardware()
-        hardware = [name]
-        notes.append(note)
-    hws = [load_hardware(h, tuple(profiles_dirs)) for h in hardware]
-    for i, (name, given) in enumerate((("input_tokens", input_tokens),
-                                       ("output_tokens", output_tokens))):
-        if given is None:
-            notes.append(_note(name, DEFAULT_LENGTHS[i], "tokens", LENGTHS_SOURCE))
-    input_tokens = DEFAULT_LENGTHS[0] if input_tokens is None else input_tokens
-    output_tokens = DEFAULT_LENGTHS[1] if output_tokens is None else output_tokens
-    if input_tokens < 1 or output_tokens < 1:
-        raise SpecError("--input-tokens and --output-tokens must be at least 1")
-    if input_tokens + output_tokens > spec.max_seq_len:
-        raise InfeasibleError(
-            f"--input-tokens {input_tokens} + --output-tokens {output_tokens} = "
-            f"{input_tokens + output_tokens:,} tokens exceeds {spec.name}'s context of "
-            f"{spec.max_seq_len:,}; give at most {spec.max_seq_len:,} in all (or a model "
-            "file with a longer max_seq_len)")
-    if load is not None and not load[1] > 0:
-        flag = "--" + load[0].replace("_", "-")
-        raise SpecError(f"{flag}: {load[1]:g} is no load; give a value above 0 (or leave it "
-                        "out to size one replica)")
-    if kv_precision is None:
-        kv_precision = "bf16" if precision in ("fp8", "int8", "int4", "fp4") else precision
-        notes.append(_note("kv_precision", kv_precision, "", "engine default: KV cache in "
-                           "the activation dtype (vLLM kv_cache_dtype='auto')"))
-    if kv_precision not in KV_PRECISIONS:
-        raise SpecError(f"--kv-precision: '{kv_precision}' is not one of "
-                        f"{', '.join(KV_PRECISIONS)}")
-    user = _validate(Assumptions, {k: v for k, v in assumption_options.items()
-                                   if v is not None}, "assumptions")
-    engine = EngineSettings(runtime_bytes=memory_defaults_for(user).runtime_overhead_bytes)
-    if max_batch != -1:
-        engine = EngineSettings(max_batch=max_batch, runtime_bytes=engine.runtime_bytes)
-    for name, source in ENGINE_SOURCES.items():
-        value = getattr(engine, name)
-        notes.append(_note(name, value, "", source) if name != "max_batch" or max_batch == -1
-                     else Assumption(name, value, "sequences", "set by user", False))
-    grid = grid_factor(region) if region else None
-    opts = _options(prefix_hit_rate, speculative, notes)
-    return ServeQuestion(spec, hws, (input_tokens, output_tokens), precision, kv_precision,
-                         load, (ttft_s, tpot_s), devices, tp, pp, engine, user, grid, notes,
-                         opts=opts)
-
-
-def _options(hit: float | None, spec: tuple[int, float] | None,
-             notes: list[Assumption]) -> Options:
-    """The stated options, checked and listed (each is the user's)."""
-    if hit is not None and not 0.0 <= hit < 1.0:
-        raise SpecError(f"--prefix-hit-rate: {hit:g} is not a fraction in [0, 1); give e.g. 0.5")
-    if spec is not None and (spec[0] < 1 or not 0.0 <= spec[1] <= 1.0):
-        raise SpecError(f"--speculative: {spec[0]}:{spec[1]:g}: give K:ACCEPT with K >= 1 draft "
-                        "tokens and an acceptance rate in [0, 1], e.g. 3:0.7")
-    opts = Options(prefix_hit_rate=hit or 0.0, draft_tokens=spec[0] if spec else 0,
-                   acceptance=spec[1] if spec else 0.0)
-    if hit is not None:
-        notes.append(Assumption("prefix_hit_rate", hit, "fraction of prompt tokens",
-                                "set by user: those tokens skip prefill (their KV blocks "
-                                "are still counted per sequence)", False))
-    if spec is not None:
-        notes.append(Assumption("speculative_draft_tokens", spec[0], "tokens", "set by user",
-                                False))
-        notes.append(Assumption("speculative_acceptance", spec[1], "per draft token",
-                                "set by user; tokens per step (1 - a^(k+1)) / (1 - a), "
-                                "Leviathan et al. 2023", False))
-        notes.append(_note("draft_cost", opts.draft_cost, "x target iteration per draft",
-                           DRAFT_COST_SOURCE))
-    return opts
-
-
-def _note(name: str, value, unit: str, source: str) -> Assumption:
-    return Assumption(name=name, value=value, unit=unit, source=source, defaulted=True)
-
-
 def candidate_layouts(model: ModelSpec, hw: HardwareProfile, q: ServeQuestion) -> list[Layout]:
     """Replica layouts to try: tp a power of two inside the scale-up domain dividing the
-    heads, pp in 1, 2, 4, 8 (<= layers); at most --devices devices; --tp / --pp fix them."""
+    heads, pp in 1, 2, 4, 8 (<= layers), for an MoE ep a power of two dividing the experts
+    with ep x tp inside the scale-up domain (the all-to-alls stay on the scale-up link); at
+    most --devices devices; --tp / --pp / --ep fix them."""
     domain = int(hw.scale_up_domain_devices.value)
     tps = [t for t in (1, 2, 4, 8, 16, 32, 64, 72) if t <= domain and model.num_heads % t == 0]
     if q.pp is not None and q.pp > model.num_layers:
         raise SpecError(f"--pp {q.pp}: {model.name} has {model.num_layers} layers; give at "
                         f"most {model.num_layers} stages")
     pps = [q.pp] if q.pp is not None else [p for p in (1, 2, 4, 8) if p <= model.num_layers]
-    out = [Layout(t, p) for p in pps for t in tps
+    eps = [e for e in (1, 2, 4, 8, 16, 32, 64) if e <= domain
+           and (e == 1 or (model.moe and model.moe.num_experts % e == 0))]
+    if q.ep is not None and q.ep not in eps:
+        what = (f"{model.name} is dense" if not model.moe else
+                f"ep must divide {model.name}'s {model.moe.num_experts} experts and stay "
+                f"inside {hw.name}'s scale-up domain of {domain}")
+        raise SpecError(f"--ep {q.ep}: {what}; use one of {', '.join(map(str, eps))}")
+    out = [Layout(t, p, e) for p in pps for e in eps for t in tps
            if (q.tp is None or t == q.tp) and (q.pp is None or p == q.pp)
-           and (q.devices is None or t * p <= q.devices)]
+           and (q.ep is None or e == q.ep) and t * e <= domain
+           and (q.devices is None or t * p * e <= q.devices)]
     if q.tp is not None and q.tp not in tps:
         raise SpecError(f"--tp {q.tp}: a replica's tp must divide {model.name}'s "
                         f"{model.num_heads} heads and stay inside {hw.name}'s scale-up domain "
                         f"of {domain}; use one of {', '.join(map(str, tps))}")
     return out
+
+
+def layout_text(lay: Layout) -> str:
+    """tp 2 x pp 1, or tp 1 x pp 1 x ep 8 when experts are sharded."""
+    ep = f" x ep {lay.ep}" if lay.ep > 1 else ""
+    return f"tp {lay.tp} x pp {lay.pp}{ep}"
 
 
 @dataclass(frozen=True)
@@ -200,11 +89,11 @@ def _replicas(q: ServeQuestion, lay: Layout, p: Point) -> int:
     if q.load is None:
         return 1
     kind, value = q.load
-    inp, out = q.lengths
     if kind == "concurrency":
         return math.ceil(value / p.batch)
-    rate = value if kind == "rate" else value / SECONDS_PER_DAY / (inp + out)
-    return math.ceil(rate / (p.output_tokens_per_s / out))
+    # a rate: below capacity (a queue is stable only there), then enough replicas that the
+    # wait for a slot keeps TTFT p50 within --ttft-p50
+    return replicas_for_ttft(q, p, replicas_for_capacity(q, p))
 
 
 def _evaluate(q: ServeQuestion, hw: HardwareProfile, lay: Layout, reasons: dict):
@@ -213,8 +102,10 @@ def _evaluate(q: ServeQuestion, hw: HardwareProfile, lay: Layout, reasons: dict)
     if mem.max_sequences < 1:
         reasons.setdefault("memory", []).append((lay, mem))
         return None
+    # max_batch caps each engine: one per ep group (vLLM's data-parallel ranks each have
+    # their own max_num_seqs)
     cap = mem.max_sequences if q.engine.max_batch is None else \
-        min(mem.max_sequences, q.engine.max_batch)
+        min(mem.max_sequences, q.engine.max_batch * lay.ep)
     batch, limit = largest_batch(q.model, hw, cfg, q.lengths, cap, q.targets, q.perf, q.opts)
     if batch == 0:
         best = steady_state(q.model, hw, cfg, q.lengths, 1, q.perf, opts=q.opts)
@@ -239,8 +130,13 @@ def best_option(q: ServeQuestion, hw: HardwareProfile) -> tuple[_Candidate, int,
     """(the best candidate on this hardware, layouts searched, layouts that answered)."""
     if peak_for(hw, q.precision) is None:
         have = [p for p in WEIGHT_PRECISIONS if peak_for(hw, p) is not None]
+        where = ""
+        if q.precision == "fp4":  # name the profiles that have the path (error path only)
+            names = sorted(n for n in hardware_paths()
+                           if load_hardware(n).peak_dense_fp4_tflops is not None)
+            where = f"; fp4 runs on {', '.join(names)}"
         raise SpecError(f"--precision {q.precision}: {hw.name} has no {q.precision} compute "
-                        f"path in its profile; it serves {', '.join(have)}")
+                        f"path in its profile{where}; {hw.name} serves {', '.join(have)}")
     layouts = candidate_layouts(q.model, hw, q)
     reasons: dict[str, list] = {}
     found = [c for c in (_evaluate(q, hw, lay, reasons) for lay in layouts) if c is not None]
@@ -255,7 +151,7 @@ def _no_layout_message(q: ServeQuestion, hw: HardwareProfile, layouts: list[Layo
     inp, out = q.lengths
     where = f"{q.model.name} at {q.precision} on {hw.name}"
     if not layouts:
-        return (f"{where}: no layout with --tp {q.tp} --pp {q.pp} within --devices "
+        return (f"{where}: no layout with --tp {q.tp} --pp {q.pp} --ep {q.ep} within --devices "
                 f"{q.devices}; tp must divide {q.model.num_heads} heads and be at most "
                 f"{int(hw.scale_up_domain_devices.value)}")
     timed = reasons.get("tpot", []) + reasons.get("ttft", [])
@@ -266,7 +162,7 @@ def _no_layout_message(q: ServeQuestion, hw: HardwareProfile, layouts: list[Layo
         lay = min(timed, key=lambda r: r[1].tpot_s)[0]
         if "tpot" in reasons and tpot > (tpot_max or math.inf):
             return (f"--tpot {tpot_max * 1e3:g}ms: no layout of {where} meets it; the "
-                    f"fastest is {tpot * 1e3:.1f} ms per token (tp {lay.tp} x pp {lay.pp}, "
+                    f"fastest is {tpot * 1e3:.1f} ms per token ({layout_text(lay)}, "
                     f"batch 1); give --tpot {math.ceil(tpot * 1e3)}ms or more, a lower "
                     "--precision, or faster hardware")
         return (f"--ttft-p50 {ttft_max:g}s: no layout of {where} meets it for "
@@ -280,19 +176,20 @@ def _no_layout_message(q: ServeQuestion, hw: HardwareProfile, layouts: list[Layo
         fewest = f"needs at least {2 ** math.ceil(math.log2(need)):,} devices at this " \
             "precision; " if math.isfinite(need) else ""
         return (f"{where} does not fit: the weights take {mem.weights_bytes / 2**30:.1f} GiB "
-                f"per device at tp {lay.tp} x pp {lay.pp} ({mem.usable_bytes / 2**30:.1f} GiB "
+                f"per device at {layout_text(lay)} ({mem.usable_bytes / 2**30:.1f} GiB "
                 f"usable); it {fewest}try --precision fp8 or int4, or more --devices")
     return (f"--input-tokens {inp} + --output-tokens {out}: a context of {inp + out:,} "
             f"tokens does not fit {where}; the most that fits is "
-            f"{int(mem.max_context_tokens):,} tokens (tp {lay.tp} x pp {lay.pp}); try "
+            f"{int(mem.max_context_tokens):,} tokens ({layout_text(lay)}); try "
             "--kv-precision fp8, a lower --precision or more --devices")
 
 
 def serve(model, hardware: list[str], input_tokens: int, output_tokens: int,
           **options) -> ServeAnswer:
-    """The serving answer on each hardware (see `resolve_serve` for the options)."""
-    q = resolve_serve(model, hardware, input_tokens, output_tokens, **options)
-    return answer(q)
+    """The serving answer on each hardware (the options are ServeRequest's fields; any other
+    keyword is an outcome-chain assumption: price_tier, pue, grid_g_co2e_per_kwh, ...)."""
+    return answer(resolve_serve(ServeRequest.of(model, hardware, input_tokens, output_tokens,
+                                                **options)))
 
 
 def answer(q: ServeQuestion) -> ServeAnswer:
@@ -306,15 +203,17 @@ def answer(q: ServeQuestion) -> ServeAnswer:
             led.items.extend(sub.items)
         best, searched, fitting = best_option(q, hw)
         options.append(option(q, hw, best, inp, searched, fitting))
-    perf_notes = [_note("hbm_efficiency", "/".join(f"{x:g}" for x in q.perf.hbm_efficiency),
+    perf_notes = [default_note("hbm_efficiency", "/".join(f"{x:g}" for x in q.perf.hbm_efficiency),
                         "best/expected/worst", ServePerf.SOURCE),
-                  _note("gemm_efficiency", "/".join(f"{x:g}" for x in q.perf.gemm_efficiency),
+                  default_note("gemm_efficiency", "/".join(f"{x:g}" for x in q.perf.gemm_efficiency),
                         "best/expected/worst", ServePerf.SOURCE),
-                  _note("step_overhead_s", q.perf.step_overhead_s, "s", ServePerf.SOURCE),
-                  _note("allreduce_latency_s", q.perf.allreduce_latency_s, "s",
+                  default_note("step_overhead_s", q.perf.step_overhead_s, "s", ServePerf.SOURCE),
+                  default_note("allreduce_latency_s", q.perf.allreduce_latency_s, "s",
                         "NCCL small-message all-reduce on NVLink, ~5-10 us (nccl-tests)"),
-                  _note("ttft", "prefill + half an iteration", "", "p50 with requests "
-                        "admitted on arrival (no queueing): docs/commands/serve.md")]
+                  default_note("ttft", "slot wait p50 + prefill + half an iteration", "",
+                        "the request waits for a batch slot, then its prefill runs in the "
+                        "next iteration: docs/commands/serve.md"),
+                  default_note("queueing", "M/D/c", "", QUEUE_SOURCE)]
     p = count_params(q.model)
     summary = ModelSummary(
         name=q.model.name, params_total=p.total, params_active=p.active,
@@ -357,6 +256,14 @@ def _warnings(q: ServeQuestion, options: list[ServeOption]) -> list[str]:
         out.append("no --tpot or --ttft-p50 given: the batch is as large as memory and "
                    "max_batch allow, so latency is whatever that batch gives")
     for o in options:
+        if o.worst_case_replicas is not None:
+            out.append(f"{o.hardware}: in the worst case the load exceeds {o.replicas} "
+                       f"replica(s)' capacity and the queue grows without bound (it needs "
+                       f"{o.worst_case_replicas}); TTFT high shows the expected case's wait")
+        if o.ttft_queue_s > 0:
+            out.append(f"{o.hardware}: at {o.utilization:.0%} of capacity a request waits "
+                       f"{o.ttft_queue_s * 1e3:,.0f} ms (p50) for a batch slot; give "
+                       "--ttft-p50 to size the replicas for it")
         if o.utilization < 0.5 and q.load is not None:
             out.append(f"{o.hardware}: the load uses {o.utilization:.0%} of "
                        f"{o.replicas} replica(s); cost per token includes the idle share")

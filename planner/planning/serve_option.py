@@ -3,30 +3,43 @@ price tier, Wh and g CO2e per million tokens (docs/commands/serve.md, "Money and
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from planner.estimators.serving import ServeConfig
 from planner.planning.outcome_chain import price_quote
 from planner.planning.serve_point import steady_state
+from planner.planning.serve_queue import replicas_for_capacity, slot_wait_s
 from planner.results_serving import ServeCost, ServeOption, Spread, StepParts
 from planner.specs import HardwareProfile
 
 if TYPE_CHECKING:
-    from planner.planning.serve import ServeQuestion, _Candidate
+    from planner.planning.serve import _Candidate
+    from planner.planning.serve_request import ServeQuestion
 
 SECONDS_PER_DAY = 86400.0
 
 
-def _spread(q: ServeQuestion, hw: HardwareProfile, cfg: ServeConfig, batch: int):
+def _spread(q: ServeQuestion, hw: HardwareProfile, cfg: ServeConfig, batch: int,
+            replicas: int):
+    """(TTFT, TPOT, the expected case's slot wait, the worst case's replicas if it cannot
+    carry the load). A case whose capacity is below the load has no stable queue: its TTFT
+    takes the expected case's wait, and the answer warns."""
     pts = [steady_state(q.model, hw, cfg, q.lengths, batch, q.perf, case, q.opts)
            for case in (0, 1, 2)]
-    return (Spread(*(p.ttft_s for p in pts)), Spread(*(p.tpot_s for p in pts)))
+    waits = [slot_wait_s(q, p, replicas) for p in pts]
+    short = None
+    if math.isinf(waits[2]):
+        short = replicas_for_capacity(q, pts[2])
+        waits[2] = waits[1]
+    ttft = Spread(*(p.ttft_s + w for p, w in zip(pts, waits)))
+    return ttft, Spread(*(p.tpot_s for p in pts)), waits[1], short
 
 
 def option(q: ServeQuestion, hw: HardwareProfile, c: _Candidate, inp, searched: int,
             fitting: int) -> ServeOption:
     cfg = ServeConfig(q.precision, q.kv_precision, c.layout)
-    ttft, tpot = _spread(q, hw, cfg, c.batch)
+    ttft, tpot, wait, short = _spread(q, hw, cfg, c.batch, c.replicas)
     it = c.point.iteration
     n_in, n_out = q.lengths
     out_tps = c.point.output_tokens_per_s
@@ -43,9 +56,10 @@ def option(q: ServeQuestion, hw: HardwareProfile, c: _Candidate, inp, searched: 
                      else "compute")
     return ServeOption(
         hardware=hw.name, precision=q.precision, kv_precision=q.kv_precision,
-        tp=c.layout.tp, pp=c.layout.pp, ep=1, devices_per_replica=c.layout.devices,
+        tp=c.layout.tp, pp=c.layout.pp, ep=c.layout.ep, devices_per_replica=c.layout.devices,
         replicas=c.replicas, devices=c.devices, batch=c.batch, limited_by=c.limited_by,
-        ttft_s=ttft, tpot_s=tpot, output_tokens_per_s_per_replica=out_tps,
+        ttft_s=ttft, tpot_s=tpot, ttft_queue_s=wait, worst_case_replicas=short,
+        output_tokens_per_s_per_replica=out_tps,
         output_tokens_per_s_per_device=out_tps / c.layout.devices,
         input_tokens_per_s_per_replica=in_tps, requests_per_s_per_replica=out_tps / n_out,
         utilization=util, memory=c.memory, step=step, costs=money,

@@ -20,7 +20,7 @@ from planner.estimators.params import count_params
 from planner.estimators.serving import (
     IterationTime, ServeConfig, ServePerf, StepLoad, accepted_tokens_per_step, iteration_time,
     kv_bytes_per_token, kv_cache_bytes, kv_shards, max_context_tokens, prefill_time_s,
-    serving_weight_bytes,
+    routed_expert_bytes, serving_weight_bytes,
 )
 from planner.results_serving import ServeMemory
 from planner.specs.hardware import HardwareProfile
@@ -68,12 +68,17 @@ def workspace_bytes(model: ModelSpec, tp: int, engine: EngineSettings, batch: in
 def replica_memory(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig,
                    context_tokens: int, engine: EngineSettings) -> ServeMemory:
     """Memory per device on the most loaded stage, and how many sequences of
-    ``context_tokens`` (rounded up to whole KV blocks) fit in what is left."""
-    tp, pp = cfg.layout.tp, cfg.layout.pp
+    ``context_tokens`` (rounded up to whole KV blocks) fit in what is left. With ep > 1
+    the routed experts divide by ep x tp, everything else by tp (replicated over the ep
+    groups), and each group caches its own sequences: the replica holds ep times a
+    device's sequences."""
+    tp, pp, ep = cfg.layout.tp, cfg.layout.pp, cfg.layout.ep
     wb = serving_weight_bytes(model, cfg.precision)
     ends = wb.embedding_bytes + wb.lm_head_bytes if pp == 1 else \
         max(wb.embedding_bytes, wb.lm_head_bytes)
-    weights = ((wb.layers_bytes + wb.layers_other_bytes) / pp + ends) / tp
+    experts = routed_expert_bytes(model, wb)
+    layers = wb.layers_bytes + wb.layers_other_bytes - experts + experts / ep
+    weights = (layers / pp + ends) / tp
     cap_batch = engine.max_batch or 1024
     work = workspace_bytes(model, tp, engine, cap_batch)
     usable = hw.memory_bytes * engine.gpu_memory_utilization
@@ -82,7 +87,7 @@ def replica_memory(model: ModelSpec, hw: HardwareProfile, cfg: ServeConfig,
     ctx = math.ceil(context_tokens / block) * block
     shards = kv_shards(model, tp) * pp
     per_seq = kv_cache_bytes(model, ctx, cfg.kv_precision) / shards
-    max_seqs = int(free // per_seq) if free > 0 else 0
+    max_seqs = int(free // per_seq) * ep if free > 0 else 0
     max_ctx = max_context_tokens(model, max(free, 0.0) * shards, cfg.kv_precision)
     return ServeMemory(
         capacity_bytes=hw.memory_bytes, usable_bytes=usable, weights_bytes=weights,

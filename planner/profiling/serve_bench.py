@@ -6,6 +6,11 @@ The decode step is what a serving engine runs per iteration: each layer projects
 one new token per sequence, writes k, v into a preallocated cache, attends over the cache
 (SDPA, GQA without repeating K/V), and runs the MLP; then the LM head for that token. Prefill
 runs the blocks over whole prompts and the LM head for the last token only.
+
+MLA (DeepSeek-V2/V3) decodes as the serving engines do (DeepSeek-V2 §2.1.3; FlashMLA, vLLM,
+SGLang): the cache holds the normalised latent c (kv_lora_rank) and the rotary key
+(qk_rope_head_dim) per token; W_UK is absorbed into the query and W_UV into the output, so
+attention runs in the latent space and K/V are never expanded.
 """
 
 from __future__ import annotations
@@ -43,10 +48,40 @@ class ServeBenchConfig:
 
 
 def _check(spec: ModelSpec) -> None:
-    if spec.mla or spec.parallel_block or spec.norms_per_layer != 2:
-        raise SpecError(f"validate --serve: {spec.name} is not a pre-norm MHA/GQA/MQA model "
-                        "(MLA, parallel and 4-norm blocks are not built for decoding yet); "
-                        "use --model llama3-8b, mistral-7b, qwen2-7b or mixtral-8x7b")
+    if spec.parallel_block or spec.norms_per_layer != 2:
+        raise SpecError(f"validate --serve: {spec.name} is not a pre-norm MHA/GQA/MQA/MLA "
+                        "model (parallel and 4-norm blocks are not built for decoding yet); "
+                        "use --model llama3-8b, mistral-7b, qwen2-7b, mixtral-8x7b or "
+                        "deepseek-v2-lite")
+
+
+def mla_absorbed_attention(attn, q_nope, q_pe, latent, k_pe):
+    """Latent-space attention of queries [b, a, nope] / [b, a, rope] over a cache of
+    latents [b, t, r] and rotary keys [b, t, rope]: scores q_nope W_UK c + q_pe k_pe, the
+    weighted latents, then W_UV. Returns [b, a * v_head_dim]."""
+    m, a = attn.m, attn.a
+    nope = m.qk_nope_head_dim
+    w = attn.kv_b.weight.view(a, nope + m.v_head_dim, m.kv_lora_rank)
+    q_lat = torch.einsum("bhd,hdr->bhr", q_nope, w[:, :nope])
+    scores = (torch.einsum("bhr,btr->bht", q_lat, latent)
+              + torch.einsum("bhd,btd->bht", q_pe, k_pe)) / (nope + m.qk_rope_head_dim) ** 0.5
+    wide = torch.promote_types(scores.dtype, torch.float32)  # softmax in fp32 at least
+    o_lat = torch.einsum("bht,btr->bhr", F.softmax(scores.to(wide), -1).to(latent.dtype),
+                         latent)
+    return torch.einsum("bhr,hvr->bhv", o_lat, w[:, nope:]).reshape(q_nope.shape[0], -1)
+
+
+def _mla_step(attn, x, latent_cache, rope_cache, pos: int):
+    m, a = attn.m, attn.a
+    b = x.shape[0]
+    q = (attn.q_b(attn.q_norm(attn.q_a(x))) if m.q_lora_rank else attn.q(x)).view(b, 1, a, -1)
+    kv = attn.kv_a(x)
+    latent_cache[:, pos] = attn.kv_norm(kv[..., : m.kv_lora_rank])[:, 0]
+    rope_cache[:, pos] = rope(kv[..., m.kv_lora_rank:].unsqueeze(2))[:, 0, 0]
+    out = mla_absorbed_attention(attn, q[:, 0, :, : m.qk_nope_head_dim],
+                                 rope(q[..., m.qk_nope_head_dim:])[:, 0], latent_cache,
+                                 rope_cache)
+    return attn.o(out.unsqueeze(1))
 
 
 def _attn_step(attn, x, k_cache, v_cache, pos: int):
@@ -68,19 +103,29 @@ def _head(lm, x):
     return lm.head(x) if lm.head is not None else F.linear(x, lm.embed.weight, lm.head_bias)
 
 
+def kv_caches(spec: ModelSpec, batch: int, context: int, device: str, dtype):
+    """One layer's cache: K and V [b, g, t, d_h]; for MLA the latent [b, t, r] and the rotary
+    key [b, t, rope]."""
+    if spec.mla:
+        m = spec.mla
+        return (torch.randn(batch, context, m.kv_lora_rank, device=device, dtype=dtype),
+                torch.randn(batch, context, m.qk_rope_head_dim, device=device, dtype=dtype))
+    shape = (batch, spec.kv_heads, context, spec.d_head)
+    return (torch.randn(*shape, device=device, dtype=dtype),
+            torch.randn(*shape, device=device, dtype=dtype))
+
+
 def decode_step_fn(lm, spec: ModelSpec, batch: int, context: int, device: str, dtype):
     """A closure running one decode step for ``batch`` sequences at ``context`` tokens."""
-    caches = [(torch.randn(batch, spec.kv_heads, context, spec.d_head, device=device,
-                           dtype=dtype),
-               torch.randn(batch, spec.kv_heads, context, spec.d_head, device=device,
-                           dtype=dtype)) for _ in lm.blocks]
+    caches = [kv_caches(spec, batch, context, device, dtype) for _ in lm.blocks]
     tokens = torch.randint(0, spec.vocab_size, (batch, 1), device=device)
+    attend_step = _mla_step if spec.mla else _attn_step
 
     @torch.no_grad()
     def step():
         x = lm.embed(tokens)
         for block, (kc, vc) in zip(lm.blocks, caches):
-            x = x + _attn_step(block.attn, block.norms[0](x), kc, vc, context - 1)
+            x = x + attend_step(block.attn, block.norms[0](x), kc, vc, context - 1)
             x = x + block.mlp(block.norms[1](x))
         _head(lm, x[:, -1:])
     return step

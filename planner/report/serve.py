@@ -74,14 +74,16 @@ def _step_line(o: ServeOption) -> str:
 def _option_lines(o: ServeOption, ans: ServeAnswer) -> list[tuple[str, str]]:
     return [
         ("Replica", f"{o.hardware}, {o.precision} weights, {o.kv_precision} KV: tp {o.tp} x "
-                    f"pp {o.pp} (ep {o.ep}) = {o.devices_per_replica} devices; batch {o.batch} "
+                    f"pp {o.pp} x ep {o.ep} = {o.devices_per_replica} devices; batch {o.batch} "
                     f"sequences (limited by {o.limited_by})"),
         ("Fleet", f"{o.replicas} replica(s) = {o.devices} devices, load at "
                   f"{o.utilization:.0%} of capacity"),
         ("Memory", _memory_line(o, ans.input_tokens + ans.output_tokens)),
         ("Step", _step_line(o)),
-        ("Latency", f"TTFT p50 {_range_ms(o.ttft_s)} ms, TPOT {_range_ms(o.tpot_s)} ms "
-                    "(expected, best-worst)"),
+        ("Latency", f"TTFT p50 {_range_ms(o.ttft_s)} ms"
+                    + (f" (of it {_ms(o.ttft_queue_s)} ms waiting for a slot)"
+                       if o.ttft_queue_s else "")
+                    + f", TPOT {_range_ms(o.tpot_s)} ms (expected, best-worst)"),
         ("Rates", f"{o.output_tokens_per_s_per_replica:,.0f} output tokens/s per replica "
                   f"({o.output_tokens_per_s_per_device:,.0f} per device), "
                   f"{o.input_tokens_per_s_per_replica:,.0f} input tokens/s, "

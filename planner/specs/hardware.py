@@ -84,7 +84,8 @@ class Validation(Spec):
 # (unknown: the profile then predicts no energy for the device; see profiling/cpu_profile.py).
 POSITIVE_FIGURES = (
     "peak_dense_fp32_tflops", "peak_dense_tf32_tflops", "peak_dense_bf16_tflops",
-    "peak_dense_fp16_tflops", "peak_dense_fp8_tflops", "peak_dense_int8_tops", "memory_gb",
+    "peak_dense_fp16_tflops", "peak_dense_fp8_tflops", "peak_dense_int8_tops",
+    "peak_dense_fp4_tflops", "memory_gb",
     "memory_gib", "hbm_bandwidth_tb_per_s", "scale_up_bandwidth_gb_per_s_one_way",
     "scale_out_bandwidth_gb_per_s",
 )
@@ -105,6 +106,9 @@ class HardwareProfile(Spec):
     peak_dense_fp16_tflops: Figure | None = None
     peak_dense_fp8_tflops: Figure | None = None
     peak_dense_int8_tops: Figure | None = None
+    peak_dense_fp4_tflops: Figure | None = Field(
+        None, description="Dense FP4 tensor peak (NVFP4/MXFP4; Blackwell and later): "
+        "`planner serve --precision fp4` runs at it.")
     memory_gb: Figure | None = Field(None, description="Capacity in 1e9 bytes (vendor GB).")
     memory_gib: Figure | None = Field(None, description="Capacity in 2**30 bytes.")
     hbm_bandwidth_tb_per_s: Figure
