@@ -3,9 +3,8 @@
 import pytest
 
 from planner.catalog.catalog import load_model
-from planner.estimators.memory import (
-    MemoryDefaults, layer_activation_bytes, memory_per_device, model_state_bytes,
-)
+from planner.estimators.memory import MemoryDefaults, layer_activation_bytes, memory_per_device
+from planner.estimators.model_state import model_state_bytes
 from planner.estimators.params import count_params
 from planner.specs import ParallelismSpec, TrainingSpec
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from planner.catalog.catalog import load_model
-from planner.estimators.memory import (
-    MemoryDefaults, framework_state_bytes, keeps_unsharded_across_micro_batches,
-    memory_per_device, memory_terms, model_state_bytes,
+from planner.estimators.memory import MemoryDefaults, memory_per_device, memory_terms
+from planner.estimators.model_state import (
+    framework_state_bytes, keeps_unsharded_across_micro_batches, model_state_bytes,
 )
 from planner.estimators.params import count_params
 from planner.estimators.vec import Degrees

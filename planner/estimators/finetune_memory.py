@@ -13,6 +13,7 @@ from typing import Any
 
 from planner.estimators.finetune import TrainableParams, block_linears, expert_parameters, \
     resolve_targets, trainable_params
+from planner.estimators.model_state import model_state_bytes
 from planner.estimators.params import ParamCount
 from planner.estimators.vec import Degrees, vmax, vmin
 from planner.specs.finetune import FinetuneSpec
@@ -94,8 +95,6 @@ def finetune_states(model: ModelSpec, training: TrainingSpec, lay: Degrees, p: P
     """(weights, gradients, optimizer) bytes per device on a stage of ``per`` blocks holding
     ``base_local`` model parameters (already divided by tp and ep), for a partial, LoRA or
     QLoRA recipe. ZeRO shards as for training: stage 3 also shards the frozen weights."""
-    from planner.estimators.memory import model_state_bytes
-
     ft = training.finetune
     t = trainable_params(model, ft)
     L, tp = model.num_layers, lay.tp

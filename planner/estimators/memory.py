@@ -9,28 +9,16 @@ is branch-free so that it evaluates one layout or a numpy array of layouts (see 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from planner.estimators import finetune_memory as ftm
+from planner.estimators.model_state import stage_state_terms
 from planner.estimators.params import ParamCount, count_params
 from planner.estimators.vec import Degrees, vmax, vmin
 from planner.specs.model import ModelSpec
 from planner.specs.training import ParallelismSpec, TrainingSpec
 
 GIB = 2**30
-
-# (weights, gradients, optimizer state) bytes per parameter, docs/formulas.md §3.1.
-_STATE_BYTES = {
-    "adamw": (2, 2, 12),  # bf16/fp16 weights + grads; fp32 master, m, v (ZeRO K=12)
-    "adamw_pure_bf16": (2, 2, 8),  # bf16 weights, fp32 m and v, no master copy
-    "adamw_all_bf16": (2, 2, 4),  # weights, grads, m, v all bf16
-    "adamw_8bit": (2, 2, 6),  # fp32 master + int8 m, v (Dettmers et al. 2022)
-    "adamw_fp8": (1, 4, 8),  # DeepSeek-V3 §3.3: fp8 weights, fp32 grads+master, bf16 m, v
-    "sgd_momentum": (2, 2, 8),  # fp32 master + fp32 momentum
-}
-_STATE_BYTES_FP32 = {"adamw": (4, 4, 8), "sgd_momentum": (4, 4, 4)}
-
 
 @dataclass(frozen=True)
 class MemoryDefaults:
@@ -80,72 +68,6 @@ class MemoryBreakdown:
     @property
     def fits(self) -> bool:
         return self.total_bytes <= self.capacity_bytes
-
-
-def state_bytes_per_param(optimizer: str, precision: str) -> tuple[int, int, int]:
-    """(weights, gradients, optimizer) bytes per parameter for a recipe (docs/formulas.md §3.1)."""
-    if precision in ("fp32", "tf32") and optimizer in _STATE_BYTES_FP32:
-        return _STATE_BYTES_FP32[optimizer]
-    return _STATE_BYTES[optimizer]
-
-
-# Recipes whose optimizer state holds an fp32 master copy of the weights (4 of its bytes).
-_HAS_MASTER = ("adamw", "adamw_8bit", "adamw_fp8", "sgd_momentum")
-
-
-def framework_state_bytes(optimizer: str, precision: str, framework: Any = 0
-                          ) -> tuple[Any, Any, Any, Any]:
-    """(weights, gradients, optimizer, gathered) bytes per parameter under a framework's
-    convention (code = index in vocab.FRAMEWORKS; a number or an array). ``gathered`` is
-    the dtype FSDP/ZeRO-3 all-gathers parameters in for compute.
-
-    - generic and deepspeed: ZeRO's accounting (Rajbhandari et al. 2020 §3: fp16/bf16
-      weights and gradients, fp32 master, m, v in the optimizer; DeepSpeed's own convention).
-    - megatron: with --bf16 the gradients accumulate and reduce in fp32 ``main_grad``
-      buffers (accumulate_allreduce_grads_in_fp32 is forced on with bf16); with --fp16 the
-      fp32 main gradients sit in the optimizer's shard. Megatron-LM's distributed-optimizer
-      docs: bf16/fp32 6 + 12/d, fp16/fp16 4 + 16/d bytes per parameter.
-    - fsdp2 (torchtitan): the sharded parameters are the fp32 masters and the sharded
-      gradients are fp32 (MixedPrecisionPolicy param_dtype=bf16, reduce_dtype=fp32), so the
-      master copy leaves the optimizer state; the unsharded compute copy is bf16.
-    """
-    if type(framework) is int:  # one layout: a handful of recipes recur
-        return _framework_state_bytes_at(optimizer, precision, framework)
-    return _framework_state_bytes(optimizer, precision, framework)
-
-
-@lru_cache(maxsize=64)
-def _framework_state_bytes_at(optimizer: str, precision: str, framework: int) -> tuple:
-    return _framework_state_bytes(optimizer, precision, framework)
-
-
-def _framework_state_bytes(optimizer: str, precision: str, framework: Any) -> tuple:
-    w, g, o = state_bytes_per_param(optimizer, precision)
-    mixed, meg, fs = precision not in ("fp32", "tf32"), framework == 1, framework == 2
-    meg_g, meg_o = (g, o + 4) if precision == "fp16" and g == 2 else (4 if mixed else g, o)
-    fs_w, fs_g, fs_o = (4, 4, o - 4) if mixed and optimizer in _HAS_MASTER else (w, g, o)
-    gathered = 2 if mixed else 4
-    return (w + (fs_w - w) * fs, g + (meg_g - g) * meg + (fs_g - g) * fs,
-            o + (meg_o - o) * meg + (fs_o - o) * fs, w + (gathered - w) * fs)
-
-
-def model_state_bytes(
-    num_params: Any, optimizer: str, precision: str, zero_stage: Any, shards: Any,
-    framework: Any = 0,
-) -> tuple[Any, Any, Any]:
-    """(weights, gradients, optimizer) bytes per device for ``num_params`` local parameters.
-
-    ZeRO (Rajbhandari et al. 2020 §3): stage 1 shards optimizer state over ``shards``
-    data-parallel ranks, stage 2 also gradients, stage 3 also weights. ``framework``: the
-    bytes per parameter of that framework's convention (framework_state_bytes).
-    """
-    w, g, o, _ = framework_state_bytes(optimizer, precision, framework)
-
-    def per(bytes_per: int, from_stage: int) -> Any:
-        sharded = zero_stage >= from_stage
-        return bytes_per * num_params / (1 + (shards - 1) * sharded)
-
-    return per(w, 3), per(g, 2), per(o, 1)
 
 
 def activation_bytes_per_element(precision: str) -> int:
@@ -327,7 +249,7 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount, split: 
         shared = shared + (p.embedding + p.positions) / lay.tp
         shared = shared + (p.lm_head / lay.tp + p.final_norm) * only_stage
     prec = training.precision
-    weights, grads, optim, fsdp = _state_terms(training, lay, shared, routed, largest)
+    weights, grads, optim, fsdp = stage_state_terms(training, lay, shared, routed, largest)
     if training.finetune is not None and training.finetune.mode != "full":
         weights, grads, optim = ftm.finetune_states(model, training, lay, p, per,
                                                     shared + routed, last)
@@ -358,47 +280,6 @@ def _stage_terms(model, training, lay: Degrees, defaults, p: ParamCount, split: 
         "total": accounted + frag + defaults.runtime_overhead_bytes,
         "held": held * 1.0, "per_layer": rebuild,
     }
-
-
-def keeps_unsharded_across_micro_batches(lay: Degrees) -> Any:
-    """1 where FSDP2 under torch.distributed.pipelining (torchtitan, pp > 1) keeps every
-    layer gathered and its gradients unsharded until the step's last micro-batch (the
-    schedules call set_reshard_after_backward(False), set_requires_gradient_sync(False));
-    0 where parameters are gathered and gradients reduce-scattered every micro-batch."""
-    shards = lay.shard * lay.cp
-    return 1 * (lay.framework == 2) * (lay.pp > 1) * (lay.micro_batches > 1) * \
-        (lay.zero_stage >= 2) * (shards > 1)
-
-
-def _state_terms(training: TrainingSpec, lay: Degrees, shared: Any, routed: Any,
-                 largest: Any) -> tuple[Any, Any, Any, Any]:
-    """(weights, gradients, optimizer, FSDP buffers) bytes on a stage holding ``shared``
-    non-expert and ``routed`` expert parameters per device; ``largest``: its largest layer.
-
-    HSDP: the states shard over the shard group (dp_shard x cp), not all of dp x cp.
-    FSDP buffers: the gathered layer and the prefetched next one (2 x largest) at the gather
-    dtype; without reshard_after_forward every layer of the stage stays gathered from forward
-    to backward, under FSDP2 pipelining also with unsharded fp32 gradients (above).
-    Offload (ZeRO-Offload, Ren et al. 2021 §4.1; FSDP CPUOffload): optimizer states live in
-    host memory and gradients go there as each layer's are reduced (one layer's gradients
-    stay on the device as the bucket); "optimizer_params" also keeps the parameters there
-    and streams each layer's in (2 x largest at the gather dtype, as ZeRO-3).
-    """
-    opt, prec, z, fw = training.optimizer, training.precision, lay.zero_stage, lay.framework
-    shards = lay.shard * lay.cp
-    dense_states = model_state_bytes(shared, opt, prec, z, shards, fw)
-    expert_states = model_state_bytes(routed, opt, prec, z, vmax(1, shards / lay.ep), fw)
-    weights, grads, optim = (a + b for a, b in zip(dense_states, expert_states))
-    _, g_bytes, _, gathered_bytes = framework_state_bytes(opt, prec, fw)
-    accumulate = keeps_unsharded_across_micro_batches(lay)
-    all_layers = vmax(1 - lay.reshard_after_forward, accumulate)
-    on_host = 1 * (lay.offload >= 1)
-    params_on_host = 1 * (lay.offload == 2)
-    gathers = vmax(1 * (z == 3) * (shards > 1), params_on_host)
-    fsdp = gathered_bytes * vmax(2 * largest, all_layers * (shared + routed)) * gathers
-    fsdp = fsdp + largest * g_bytes * on_host
-    grads = (grads + g_bytes * (shared + routed) * accumulate) * (1 - on_host)
-    return weights * (1 - params_on_host), grads, optim * (1 - on_host), fsdp
 
 
 def memory_per_device(

@@ -29,9 +29,9 @@ from planner.estimators.finetune_memory import dequant_bytes_per_pass, trainable
 from planner.estimators.flops import (
     executed_attention_fraction, flash_backward_recompute_flops_per_token, training_flops,
 )
-from planner.estimators.memory import (
-    activation_bytes_per_element, framework_state_bytes, keeps_unsharded_across_micro_batches,
-    routed_params, stage_layers, state_bytes_per_param,
+from planner.estimators.memory import activation_bytes_per_element, routed_params, stage_layers
+from planner.estimators.model_state import (
+    framework_state_bytes, keeps_unsharded_across_micro_batches, state_bytes_per_param,
 )
 from planner.estimators.offload import cpu_optimizer_s, offload_transfer_s
 from planner.estimators.params import ParamCount

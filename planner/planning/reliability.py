@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from planner.estimators import goodput as gp
-from planner.estimators.memory import state_bytes_per_param
+from planner.estimators.model_state import state_bytes_per_param
 from planner.results import Assumption, Reliability
 from planner.specs import Assumptions, TrainingSpec
 from planner.units import GB, SECONDS_PER_HOUR

@@ -16,7 +16,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from planner.estimators.memory import state_bytes_per_param
+from planner.estimators.model_state import state_bytes_per_param
 from planner.estimators.params import count_params
 from planner.estimators.step_time import collective_seconds
 from planner.profiling.report import Quantity
