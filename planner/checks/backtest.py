@@ -25,15 +25,34 @@ from planner.errors import PlannerError, SpecError, UnknownNameError
 from planner.estimators import outcome as oc
 from planner.results import Result
 from planner.specs.base import Spec
-from planner.vocab import Precision
+from planner.vocab import Framework, Precision, Recompute, ZeroStage
 from planner.units import SECONDS_PER_HOUR, TERA
 
 DATASET = Path(__file__).resolve().parent.parent / "data" / "backtest" / "runs.yaml"
-INPUT_FIELDS = ("tokens", "devices", "seq_len", "global_batch_sequences", "precision")
+INPUT_FIELDS = ("tokens", "devices", "seq_len", "global_batch_sequences", "precision", "layout")
 REPORTED_FIELDS = ("reported_device_hours", "reported_energy_mwh", "reported_tco2e",
                    "reported_power_w", "reported_pue", "reported_grid_g_co2e_per_kwh",
                    "reported_cost_usd", "price_usd_per_device_hour")
 _BASIS = ("reported_power_w", "reported_pue", "reported_grid_g_co2e_per_kwh")
+
+
+class PublishedLayout(Spec):
+    """The degrees and options a source publishes for its run (TrainingSpec / ParallelismSpec
+    names); the search fills the rest, as `planner estimate` does for flags not given."""
+
+    tp: PositiveInt | None = None
+    pp: PositiveInt | None = None
+    cp: PositiveInt | None = None
+    virtual_stages: PositiveInt | None = None
+    zero_stage: ZeroStage | None = None
+    micro_batch_size: PositiveInt | None = None
+    recompute: Recompute | None = None
+    dropout: bool | None = None
+    framework: Framework | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The given fields as `resolve` options."""
+        return self.model_dump(exclude_none=True)
 
 
 class BacktestRun(Spec):
@@ -49,6 +68,8 @@ class BacktestRun(Spec):
     seq_len: PositiveInt | None = Field(None, description="None: the planner's default.")
     global_batch_sequences: PositiveInt | None = Field(None, description="None: default.")
     precision: Precision | None = Field(None, description="None: the planner's default.")
+    layout: PublishedLayout | None = Field(
+        None, description="The published layout, honoured as given flags are; None: searched.")
     reported_device_hours: PositiveFloat
     reported_energy_mwh: PositiveFloat | None = None
     reported_tco2e: PositiveFloat | None = None
@@ -89,8 +110,10 @@ class BacktestRun(Spec):
             if getattr(self, f) is not None and not self.quotes.get(f, "").strip():
                 raise ValueError(f"{f}={getattr(self, f)} has no quote from its source")
         for f in INPUT_FIELDS:
-            if getattr(self, f) is not None and not (self.quotes.get(f) or self.derived.get(f)):
-                raise ValueError(f"{f}={getattr(self, f)} has neither a quote nor a derivation")
+            value = getattr(self, f)
+            if value is not None and not (self.quotes.get(f) or self.derived.get(f)):
+                shown = value.options() if isinstance(value, PublishedLayout) else value
+                raise ValueError(f"{f}={shown} has neither a quote nor a derivation")
         if self.devices_assumed and not self.derived.get("devices"):
             raise ValueError("devices_assumed needs derived.devices saying why that count")
         if self.in_summary == bool(self.excluded_reason):
@@ -213,7 +236,8 @@ def _estimate(run: BacktestRun, devices: int | None = None):
     options = {"seq_len": run.seq_len, "global_batch_size": run.global_batch_sequences,
                "precision": run.precision, "pue": run.reported_pue,
                "grid_g_co2e_per_kwh": run.reported_grid_g_co2e_per_kwh,
-               "price_usd_per_device_hour": run.price_usd_per_device_hour}
+               "price_usd_per_device_hour": run.price_usd_per_device_hour,
+               **(run.layout.options() if run.layout else {})}
     try:
         req = resolve(run.model, run.hardware, run.tokens, **options)
         return answer(req, Question("devices", n, max_devices=n), 1).best
