@@ -173,7 +173,7 @@ class Energy(Result):
 
 @dataclass(frozen=True)
 class Reliability(Result):
-    """The failure model's expected case: checkpoints, interruptions, restarts."""
+    """The goodput model's expected case: checkpoints, interruptions, restarts, stalls."""
 
     checkpoint_bytes: float  # weights + optimizer state, one copy
     checkpoint_write_s: float  # bytes / storage bandwidth: the stall per checkpoint
@@ -183,7 +183,9 @@ class Reliability(Result):
     mean_time_between_interruptions_h: float  # for the whole job
     restart_s: float  # from interruption to training again
     interruptions: float  # expected over the run
-    model_goodput: float  # what the failure model gives (the user may have fixed goodput)
+    model_goodput: float  # the goodput model's: failures x (1 - stalls) (the user may fix it)
+    failure_goodput: float = 1.0  # the failure model's alone (interruptions, checkpoints)
+    stall_fraction: float = 0.0  # the expected share of wall clock lost to stalls
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,7 @@ class Range(Result):
 class QuantityRanges(Result):
     """Best / expected / worst of the per-step quantities (the range's efficiency cases)."""
 
-    mfu: list[float]  # [worst, expected, best] model FLOPs utilisation
+    mfu: list[float]  # [best, expected, worst] model FLOPs utilisation
     step_time_s: list[float]  # [best, expected, worst]
     memory_bytes: list[float]  # [low, expected, high] per device
     memory_source: str

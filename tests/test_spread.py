@@ -41,8 +41,8 @@ def test_widen_scales_every_outcome_of_the_cases():
             assert getattr(b, k) == pytest.approx(getattr(a, k) * f)
         assert b.efficiency == pytest.approx(a.efficiency / f) and b.goodput == a.goodput
     assert wide.range.expected == est.range.expected
-    assert wide.ranges.mfu == pytest.approx([est.ranges.mfu[0] / hi, est.ranges.mfu[1],
-                                             est.ranges.mfu[2] / lo])
+    assert wide.ranges.mfu == pytest.approx([est.ranges.mfu[0] / lo, est.ranges.mfu[1],
+                                             est.ranges.mfu[2] / hi])
     names = [a.name for a in wide.assumptions[-2:]]
     assert names == ["range_batch_spread", "range_layout_spread"]
     assert spread.widen(est, (1.0, 1.0), (1.0, 1.0)) is est
@@ -116,7 +116,7 @@ def test_compare_rows_show_mfu_and_memory_ranges_best_case_first():
 
     est = planner.estimate(model="llama3-8b", hardware="h100-sxm", devices=64, tokens="1T")
     row = compare_rows([est])[0]
-    worst, exp, best = est.ranges.mfu
+    best, exp, worst = est.ranges.mfu
     assert row["mfu"] == f"{exp:.1%} ({best:.1%}-{worst:.1%})" and best > exp > worst
     low, mid, high = (v / 2**30 for v in est.ranges.memory_bytes)
     assert row["memory"] == f"{mid:.1f} GiB ({low:.1f}-{high:.1f})" and low < mid < high
@@ -157,9 +157,9 @@ def test_worst_case_deadline_takes_the_fewest_devices_that_meet_it_with_the_spre
     from planner.planning.search import device_grid
 
     job = dict(model="llama3-70b", hardware="h100-sxm", tokens=15e12)
-    res = planner.plan(**job, deadline_days=40, confidence="high")
+    res = planner.plan(**job, deadline_days=50, confidence="high")
     chosen = res.best.layout.devices
-    assert res.best.range.high.wall_clock_days <= 40 and res.constraint["met"]["high"]
+    assert res.best.range.high.wall_clock_days <= 50 and res.constraint["met"]["high"]
     # the next smaller count searched misses the deadline in its worst case only because of
     # the batch spread: without it, it would have been the answer
     prev = max(c for c in device_grid(8, 65536) if c < chosen)
@@ -167,4 +167,4 @@ def test_worst_case_deadline_takes_the_fewest_devices_that_meet_it_with_the_spre
     worst = _assumption(below, "range_batch_spread").value[1]
     layout = _assumption(below, "range_layout_spread")
     worst *= layout.value[1] if layout else 1.0
-    assert below.range.high.wall_clock_days > 40 >= below.range.high.wall_clock_days / worst
+    assert below.range.high.wall_clock_days > 50 >= below.range.high.wall_clock_days / worst

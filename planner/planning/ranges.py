@@ -29,10 +29,11 @@ def worst_efficiency(predicted, low: float, expected: float):
 def quantity_ranges(effs: tuple[float, float, float], mfu_expected: float, step_s: float,
                     memory_bytes: float) -> QuantityRanges:
     """MFU and step time scale with the efficiency cases (low, expected, high); memory by
-    MEMORY_SPREAD."""
+    MEMORY_SPREAD. Every list runs best case, expected, worst case (the table's low column is
+    the best case)."""
     lo, exp, hi = effs
     return QuantityRanges(
-        mfu=[mfu_expected * lo / exp, mfu_expected, mfu_expected * hi / exp],
+        mfu=[mfu_expected * hi / exp, mfu_expected, mfu_expected * lo / exp],
         step_time_s=[step_s * exp / hi, step_s, step_s * exp / lo],
         memory_bytes=[memory_bytes * (1 - MEMORY_SPREAD), memory_bytes,
                       memory_bytes * (1 + MEMORY_SPREAD)],

@@ -1,5 +1,5 @@
-"""The failure model's inputs for one request, each a user value or a sourced default, and
-the Reliability block `estimate` prints (docs/assumptions.md, Goodput)."""
+"""The goodput model's inputs for one request (failures and stalls), each a user value or a
+sourced default, and the Reliability block `estimate` prints (docs/assumptions.md, Goodput)."""
 
 from __future__ import annotations
 
@@ -35,24 +35,32 @@ def failure_cases(user: Assumptions) -> tuple[tuple[float, ...], tuple[float, ..
     return rates, restarts
 
 
+def stall_cases(user: Assumptions) -> tuple[float, float, float]:
+    """Stalled share of the wall clock, low to high: the user's (every case) or the defaults."""
+    return gp.STALL_CASES if user.stall_fraction is None else (user.stall_fraction,) * 3
+
+
 def _storage(user: Assumptions) -> float | None:
     return None if user.storage_gb_per_s is None else user.storage_gb_per_s * GB
 
 
 def model_goodput(devices, user: Assumptions, ckpt_bytes: float) -> tuple:
-    """(low, expected, high) goodput from the failure model (numbers or arrays of devices)."""
+    """(low, expected, high) goodput from the failure model and the stalls (numbers or arrays
+    of devices): the worst case takes the most stalls, the best the fewest."""
     if type(devices) is int:  # one plan: the same few inputs recur across estimates
         return _model_goodput_at(devices, user, ckpt_bytes)
+    return _goodput(devices, user, ckpt_bytes)
+
+
+def _goodput(devices, user: Assumptions, ckpt_bytes: float) -> tuple:
     rates, restarts = failure_cases(user)
     cases = gp.goodput_cases(devices, ckpt_bytes, rates, restarts, _storage(user))
-    return tuple(c.goodput for c in cases)
+    return tuple(gp.with_stalls(c.goodput, s) for c, s in zip(cases, stall_cases(user)[::-1]))
 
 
 @lru_cache(maxsize=1024)
 def _model_goodput_at(devices: int, user: Assumptions, ckpt_bytes: float) -> tuple:
-    rates, restarts = failure_cases(user)
-    cases = gp.goodput_cases(devices, ckpt_bytes, rates, restarts, _storage(user))
-    return tuple(c.goodput for c in cases)
+    return _goodput(devices, user, ckpt_bytes)
 
 
 def reliability(devices: int, user: Assumptions, ckpt_bytes: float,
@@ -60,13 +68,15 @@ def reliability(devices: int, user: Assumptions, ckpt_bytes: float,
     """The expected case's checkpoint, interval and interruptions, and the assumptions behind
     them (rates, restart, storage; listed even when the user fixed goodput)."""
     rates, restarts, bw, c, notes = _expected_case(devices, user, ckpt_bytes)
+    stalls = stall_cases(user)
     wall_h = compute_hours / goodput_expected
     return Reliability(
         checkpoint_bytes=ckpt_bytes, checkpoint_write_s=c.write_s, storage_gb_per_s=bw / GB,
         checkpoint_interval_s=c.interval_s, interruptions_per_device_hour=rates[1],
         mean_time_between_interruptions_h=c.mtbi_s / SECONDS_PER_HOUR,
         restart_s=restarts[1], interruptions=gp.interruptions(wall_h * devices, rates[1]),
-        model_goodput=c.goodput), list(notes)
+        failure_goodput=c.goodput, stall_fraction=stalls[1],
+        model_goodput=gp.with_stalls(c.goodput, stalls[1])), list(notes)
 
 
 @lru_cache(maxsize=1024)
@@ -88,6 +98,10 @@ def _expected_case(devices: int, user: Assumptions, ckpt_bytes: float) -> tuple:
         Assumption("storage_gb_per_s", bw / GB, "GB/s aggregate",
                    "set by user" if storage is not None else gp.STORAGE_SOURCE,
                    storage is None),
+        Assumption("stall_fraction", "/".join(f"{x:.3g}" for x in stall_cases(user)),
+                   "low/expected/high share of wall clock",
+                   "set by user" if user.stall_fraction is not None else gp.STALL_SOURCE,
+                   user.stall_fraction is None),
     )
     return rates, restarts, bw, c, notes
 

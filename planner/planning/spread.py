@@ -114,7 +114,7 @@ def widen(est: Estimate, batch: tuple[float, float], layout: tuple[float, float]
     rng = dataclasses.replace(r, low=_scaled(r.low, lo), high=_scaled(r.high, hi))
     spans = est.ranges
     if spans is not None:
-        worst, exp, best = spans.mfu
-        spans = dataclasses.replace(spans, mfu=[worst / hi, exp, best / lo])
+        best, exp, worst = spans.mfu
+        spans = dataclasses.replace(spans, mfu=[best / lo, exp, worst / hi])
     return dataclasses.replace(est, range=rng, ranges=spans,
                                assumptions=[*est.assumptions, *notes])

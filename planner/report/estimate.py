@@ -89,7 +89,9 @@ def _reliability_lines(e: Estimate) -> list[tuple[str, str]]:
             ("Failures", f"{r.interruptions:,.1f} interruptions expected, one every "
                          f"{_duration(r.mean_time_between_interruptions_h * 3600)}, "
                          f"{_duration(r.restart_s)} to restart each: goodput "
-                         f"{r.model_goodput:.3f}")]
+                         f"{r.failure_goodput:.3f}"),
+            ("Stalls", f"{r.stall_fraction:.1%} of wall clock (stragglers, data and evaluation "
+                       f"pauses, hangs): goodput {r.model_goodput:.3f} in all")]
 
 
 _FLAG = {"tp": "tp", "pp": "pp", "cp": "cp", "ep": "ep", "zero_stage": "zero",
@@ -161,7 +163,7 @@ def _quantity_rows(e: Estimate) -> list[dict]:
     q = e.ranges
     if q is None:
         return []
-    mfu_worst, mfu_exp, mfu_best = q.mfu
+    mfu_best, mfu_exp, mfu_worst = q.mfu
     return [
         {"": "MFU", "low": f"{mfu_best:.1%}", "expected": f"{mfu_exp:.1%}",
          "high": f"{mfu_worst:.1%}"},

@@ -97,7 +97,7 @@ def _mfu_span(e) -> str:
     """'52.7% (59.6%-39.4%)': expected, then best to worst case (as the other ranges)."""
     if e.ranges is None:
         return f"{e.throughput.mfu:.1%}"
-    worst, exp, best = e.ranges.mfu
+    best, exp, worst = e.ranges.mfu
     return f"{exp:.1%} ({best:.1%}-{worst:.1%})"
 
 

@@ -150,6 +150,9 @@ class Assumptions(Spec):
         None, ge=0, le=1440, description="Minutes from an interruption to training again.")
     storage_gb_per_s: float | None = Field(
         None, gt=0, description="Aggregate checkpoint write bandwidth, GB/s.")
+    stall_fraction: float | None = Field(
+        None, ge=0, lt=1, description="Share of wall clock lost outside failures "
+        "(stragglers, data and evaluation pauses, hangs).")
     power_scope: Literal["accelerator", "server", "facility"] | None = Field(
         None, description="Scope of the energy and carbon figures (default facility).")
 
