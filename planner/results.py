@@ -183,9 +183,10 @@ class Reliability(Result):
     mean_time_between_interruptions_h: float  # for the whole job
     restart_s: float  # from interruption to training again
     interruptions: float  # expected over the run
-    model_goodput: float  # the goodput model's: failures x (1 - stalls) (the user may fix it)
-    failure_goodput: float = 1.0  # the failure model's alone (interruptions, checkpoints)
-    stall_fraction: float = 0.0  # the expected share of wall clock lost to stalls
+    model_goodput: float  # what the failure model gives (interruptions and checkpoints)
+    stall_fraction: float  # the expected share of wall clock lost outside failures
+    goodput: float  # model_goodput x (1 - stall_fraction): the goodput model's (the user may
+    # fix goodput with --goodput; then Time.goodput is the user's)
 
 
 @dataclass(frozen=True)

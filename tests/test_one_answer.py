@@ -137,6 +137,18 @@ def test_no_fit_names_the_fewest_devices_not_a_hint_loop(runner, degrees):
     assert f"the fewest devices that fit: {n}" in result.stderr and n == 16
 
 
+def test_no_layout_at_all_says_so_not_memory(runner):
+    """BLOOM (70 layers) on 384 = 2^7 x 3 GPUs with a 2,048-sequence batch: dp must divide the
+    batch (a power of two) and pp the layers (or be a power of two), so no tp x pp x cp takes
+    the factor 3. The error says that, not that the model does not fit in memory."""
+    result = runner.invoke(cli, ["estimate", "-m", "bloom-176b", "-H", "a100-80gb", "-n", "384",
+                                 "--global-batch", "2048", "--seq-len", "2048"])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    err = result.stderr
+    assert "no layout of bloom-176b on 384 x a100-80gb divides its 2048-sequence batch" in err
+    assert "does not fit" not in err and "the fewest devices that fit: 512" in err
+
+
 def test_execution_switches_reach_the_search():
     """--no-dp-comm-overlap / --tp-comm-overlap reach the search: the layout `estimate`
     searches, given back in full, gives the same days with the same switch."""

@@ -46,7 +46,7 @@ def test_numbers_compose(est70):
     assert e.throughput.hfu == pytest.approx(e.step.predicted_hfu)
     secs = e.flops.hardware_total / (2048 * 989.4e12 * e.throughput.hfu)
     assert e.time.wall_clock_days == pytest.approx(secs / e.time.goodput / 86400)
-    assert e.time.goodput == pytest.approx(e.reliability.model_goodput)
+    assert e.time.goodput == pytest.approx(e.reliability.goodput)  # failures x (1 - stalls)
     assert e.time.device_hours == pytest.approx(e.time.wall_clock_hours * 2048)
     assert e.cost.total_usd == pytest.approx(e.time.device_hours * e.cost.usd_per_device_hour)
     # facility scope: (0.90 x 700 W TDP + 0.535 x 575 W nameplate host) x PUE 1.15

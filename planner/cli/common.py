@@ -110,9 +110,9 @@ def assumption_options(f):
                      help="Job interruptions per device-hour (default Llama 3's 2.2e-5)."),
         click.option("--restart-minutes", type=FiniteFloat(min=0, max=1440),
                      help="Minutes from an interruption to training again (default 10)."),
-        click.option("--stall-fraction", type=FiniteFloat(min=0, max=0.99),
+        click.option("--stall-fraction", type=FiniteFloat(min=0, max=0.9),
                      help="Share of wall clock lost outside failures: stragglers, data and "
-                          "evaluation pauses, hangs (default 0 / 0.015 / 0.18)."),
+                          "evaluation pauses, hangs (default 0 / 0.015 / 0.155)."),
         click.option("--storage-gb-per-s", type=FiniteFloat(min=0, min_open=True),
                      help="Aggregate checkpoint write bandwidth (default 0.122 GB/s per "
                           "device)."),

@@ -221,7 +221,7 @@ def estimate(
         range=Range(low=outs["low"], expected=exp, high=outs["high"]),
         assumptions=[*notes, *led.items, *rel_notes, *_perf_assumptions(perf),
                      *_fixed_assumptions(training, par)],
-        warnings=[*warnings, *_warnings(model, training, par, mem)],
+        warnings=[*warnings, *_warnings(model, training, par, mem), *_unused(assumptions)],
         layout_choice=choice, reliability=reliab, ranges=spans,
     )
 
@@ -277,6 +277,20 @@ def _fixed_for(train_set: frozenset, par_set: frozenset, train_values: tuple,
         out.append(Assumption(name="sequence_parallel", value="True", unit="",
                               source="planner default: on when tp > 1", defaulted=True))
     return tuple(out)
+
+
+def _unused(user: Assumptions) -> list[str]:
+    """Goodput-model flags that a fixed --goodput overrides."""
+    if user.goodput_expected is None:
+        return []
+    given = [flag for flag, v in (("--failure-rate", user.failure_rate_per_device_hour),
+                                  ("--restart-minutes", user.restart_minutes),
+                                  ("--stall-fraction", user.stall_fraction)) if v is not None]
+    if not given:
+        return []
+    verb = "does" if len(given) == 1 else "do"
+    return [f"--goodput is given, so {' and '.join(given)} {verb} not change the answer "
+            "(shown in the Failures and Stalls lines only)"]
 
 
 def _warnings(model: ModelSpec, training: TrainingSpec, par: ParallelismSpec,

@@ -14,7 +14,7 @@ from planner.units import GB, SECONDS_PER_HOUR
 FAILURE_MODEL_SOURCE = (
     "failure model (docs/formulas.md §7.2): interruptions per device-hour x devices, a restart "
     "and half a checkpoint period lost per interruption, the Young/Daly interval between "
-    "checkpoints")
+    "checkpoints; x (1 - stall_fraction) for time lost outside failures")
 
 
 def checkpoint_bytes_for(params_total: float, training: TrainingSpec) -> float:
@@ -75,8 +75,8 @@ def reliability(devices: int, user: Assumptions, ckpt_bytes: float,
         checkpoint_interval_s=c.interval_s, interruptions_per_device_hour=rates[1],
         mean_time_between_interruptions_h=c.mtbi_s / SECONDS_PER_HOUR,
         restart_s=restarts[1], interruptions=gp.interruptions(wall_h * devices, rates[1]),
-        failure_goodput=c.goodput, stall_fraction=stalls[1],
-        model_goodput=gp.with_stalls(c.goodput, stalls[1])), list(notes)
+        model_goodput=c.goodput, stall_fraction=stalls[1],
+        goodput=gp.with_stalls(c.goodput, stalls[1])), list(notes)
 
 
 @lru_cache(maxsize=1024)

@@ -224,6 +224,15 @@ def no_fit_message(req: Request, q: Question, counts: list[int], c: Candidates) 
     """Why nothing fits, the fewest devices that would, and the closest layout here."""
     hw, given = req.hw, _given(req)
     where = f"{counts[0]}" if q.kind == "devices" else f"at most {q.max_devices}"
+    if c.closest is None and c.searched:  # nothing to fit: no layout splits the job here
+        why = sorted(((n, r) for r, n in c.rejected.items() if n), reverse=True)[:2]
+        batch = req.training.get("global_batch_size")
+        msg = (f"no layout of {req.model.name} on {where} x {hw.name}"
+               + (f" with {given}" if given else "") + " divides its "
+               + (f"{batch}-sequence batch" if batch else "batch")
+               + f" and {req.model.num_layers} layers ({c.searched:,} tried; "
+               + "; ".join(f"{r}: {n:,}" for n, r in why) + ")")
+        return msg + fit_hints(req, q, counts)
     msg = (f"{req.model.name} does not fit on {where} x {hw.name} "
            f"({hw.memory_bytes / GIB:.0f} GiB)" + (f" with {given}" if given else ""))
     if c.closest is not None:

@@ -89,9 +89,25 @@ def _reliability_lines(e: Estimate) -> list[tuple[str, str]]:
             ("Failures", f"{r.interruptions:,.1f} interruptions expected, one every "
                          f"{_duration(r.mean_time_between_interruptions_h * 3600)}, "
                          f"{_duration(r.restart_s)} to restart each: goodput "
-                         f"{r.failure_goodput:.3f}"),
-            ("Stalls", f"{r.stall_fraction:.1%} of wall clock (stragglers, data and evaluation "
-                       f"pauses, hangs): goodput {r.model_goodput:.3f} in all")]
+                         f"{r.model_goodput:.3f}"),
+            ("Stalls", f"{r.stall_fraction:.1%} of wall clock lost to stragglers, data and "
+                       f"evaluation pauses and hangs{_stall_span(e)}: goodput {r.goodput:.3f} "
+                       f"in all{_goodput_given(e)}")]
+
+
+def _stall_span(e: Estimate) -> str:
+    """' (0-15.5% across the range)' when the stalls are the defaults (the cases differ)."""
+    a = next((x for x in e.assumptions if x.name == "stall_fraction"), None)
+    if a is None or not a.defaulted:
+        return ""
+    low, _, high = str(a.value).split("/")
+    return f" ({float(low):.3g}-{float(high):.1%} across the range)"
+
+
+def _goodput_given(e: Estimate) -> str:
+    """'; not used: --goodput given' when the user fixed the goodput."""
+    a = next((x for x in e.assumptions if x.name == "goodput_expected"), None)
+    return "; not used: --goodput given" if a is not None and not a.defaulted else ""
 
 
 _FLAG = {"tp": "tp", "pp": "pp", "cp": "cp", "ep": "ep", "zero_stage": "zero",

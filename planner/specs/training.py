@@ -151,7 +151,7 @@ class Assumptions(Spec):
     storage_gb_per_s: float | None = Field(
         None, gt=0, description="Aggregate checkpoint write bandwidth, GB/s.")
     stall_fraction: float | None = Field(
-        None, ge=0, lt=1, description="Share of wall clock lost outside failures "
+        None, ge=0, le=0.9, description="Share of wall clock lost outside failures "
         "(stragglers, data and evaluation pauses, hangs).")
     power_scope: Literal["accelerator", "server", "facility"] | None = Field(
         None, description="Scope of the energy and carbon figures (default facility).")
