@@ -1,24 +1,150 @@
 """Typed results. ``Estimate.to_dict()`` is the stable JSON output contract.
 
 Plain frozen dataclasses (not pydantic): results are built by our own code, never parsed
-from user input, and dataclasses keep `planner estimate`'s start-up fast.
+from user input, and dataclasses keep `planner estimate`'s start-up fast. They are declared
+with `@frozen` (below), which behaves as ``@dataclass(frozen=True)`` without compiling code
+per class at import.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import MISSING, FrozenInstanceError, dataclass
+from operator import itemgetter
 from typing import Any
 
+try:
+    from typing import dataclass_transform
+except ImportError:  # Python 3.10: type checkers read the stub; at run time it does nothing
+    def dataclass_transform(**_kwargs):
+        return lambda f: f
 
-@dataclass(frozen=True)
+
 class Result:
+    __slots__ = ()
+
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (JSON-ready)."""
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
+# `@frozen`: ``@dataclass(frozen=True)``'s behaviour (fields(), asdict, replace, the keyword
+# or positional __init__ with defaults, field-by-field ==, hash and repr, FrozenInstanceError
+# on assignment) from shared methods. ``dataclass`` compiles six methods per class with exec,
+# ~1 ms a class here, and a cold `planner estimate` creates ~35 of them; these methods read
+# the field names the decorator stores on the class. The instance dict is the __init__'s
+# keyword dict itself (defaults merged in when some are left out), so construction costs no
+# more than the generated __init__, whose object.__setattr__ per field it replaces.
+def _init(self, *args, **kwargs):
+    cls = self.__class__
+    if args:
+        kwargs = _bind(cls, args, kwargs)
+    if len(kwargs) != cls.__frozen_count__:
+        kwargs = {**cls.__frozen_defaults__, **kwargs}
+    if kwargs.keys() != cls.__frozen_nameset__:
+        _bad_arguments(cls, kwargs)
+    object.__setattr__(self, "__dict__", kwargs)
+
+
+def _bind(cls, args: tuple, kwargs: dict) -> dict:
+    names = cls.__frozen_names__
+    if len(args) > len(names):
+        raise TypeError(f"{cls.__qualname__}.__init__() takes {len(names) + 1} positional "
+                        f"arguments but {len(args) + 1} were given")
+    for name in names[:len(args)]:
+        if name in kwargs:
+            raise TypeError(f"{cls.__qualname__}.__init__() got multiple values for "
+                            f"argument '{name}'")
+    return {**dict(zip(names, args)), **kwargs}
+
+
+def _bad_arguments(cls, given: dict):
+    names = cls.__frozen_names__
+    unknown = [k for k in given if k not in cls.__frozen_nameset__]
+    if unknown:
+        raise TypeError(f"{cls.__qualname__}.__init__() got an unexpected keyword argument "
+                        f"'{unknown[0]}'")
+    missing = [f"'{n}'" for n in names if n not in given]
+    listed = (missing[0] if len(missing) == 1 else
+              ", ".join(missing[:-1]) + (", and " if len(missing) > 2 else " and ") + missing[-1])
+    raise TypeError(f"{cls.__qualname__}.__init__() missing {len(missing)} required "
+                    f"positional argument{'s' if len(missing) > 1 else ''}: {listed}")
+
+
+def _repr(self) -> str:
+    d = self.__dict__
+    return (f"{self.__class__.__qualname__}("
+            f"{', '.join(f'{n}={d[n]!r}' for n in self.__frozen_names__)})")
+
+
+def _eq(self, other):
+    if other.__class__ is self.__class__:
+        return self.__frozen_values__(self.__dict__) == self.__frozen_values__(other.__dict__)
+    return NotImplemented
+
+
+def _hash(self) -> int:
+    return hash(self.__frozen_values__(self.__dict__))
+
+
+def _setattr(self, name, value):
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _delattr(self, name):
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+class _Signature:
+    """The class's signature as dataclass's generated __init__ gives it (help(), inspect,
+    IDEs), built on first use."""
+
+    def __get__(self, obj, cls):
+        import inspect
+
+        p = inspect.Parameter
+        return inspect.Signature(
+            [p(f.name, p.POSITIONAL_OR_KEYWORD, annotation=f.type,
+               default=p.empty if f.default is MISSING else f.default)
+             for f in dataclasses.fields(cls)], return_annotation=None)
+
+
+_METHODS = {"__signature__": _Signature(), "__init__": _init, "__repr__": _repr, "__eq__": _eq, "__hash__": _hash,
+            "__setattr__": _setattr, "__delattr__": _delattr}
+
+
+@dataclass_transform(frozen_default=True)
+def frozen(cls):
+    """``@dataclass(frozen=True)`` for a class of plain fields (defaults allowed; no
+    ``field()`` options, no __post_init__), without code generated per class."""
+    doc = cls.__dict__.get("__doc__")
+    cls.__doc__ = doc or "-"  # dataclass would build one from inspect.signature: below
+    cls = dataclass(init=False, repr=False, eq=False)(cls)
+    fields = dataclasses.fields(cls)
+    for f in fields:
+        if (f.default_factory is not MISSING or not f.init or not f.repr or not f.compare
+                or f.hash is not None or f.kw_only):
+            raise TypeError(f"@frozen: {cls.__qualname__}.{f.name} uses field() options")
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"@frozen: {cls.__qualname__} has __post_init__")
+    names = tuple(f.name for f in fields)
+    cls.__frozen_names__ = names
+    cls.__frozen_count__ = len(names)
+    cls.__frozen_nameset__ = frozenset(names)
+    cls.__frozen_defaults__ = {f.name: f.default for f in fields if f.default is not MISSING}
+    cls.__frozen_values__ = staticmethod(  # the field values as a tuple, in field order
+        itemgetter(*names) if len(names) > 1 else lambda d: tuple(d[n] for n in names))
+    for name, method in _METHODS.items():
+        if name not in cls.__dict__:
+            setattr(cls, name, method)
+    if not doc:  # as dataclass writes it: "Name(field: 'type', other: 'type' = default)"
+        cls.__doc__ = cls.__name__ + "(" + ", ".join(
+            f"{f.name}: {f.type!r}" + ("" if f.default is MISSING else f" = {f.default!r}")
+            for f in fields) + ")"
+    return cls
+
+
+@frozen
 class Assumption(Result):
     """One input the numbers depend on, with where its value came from."""
 
@@ -29,7 +155,7 @@ class Assumption(Result):
     defaulted: bool  # True when the planner filled it in (the user did not set it)
 
 
-@dataclass(frozen=True)
+@frozen
 class ModelSummary(Result):
     name: str
     params_total: int
@@ -46,7 +172,7 @@ class ModelSummary(Result):
     params_frozen: int | None = None  # base parameters that do not train
 
 
-@dataclass(frozen=True)
+@frozen
 class HardwareSummary(Result):
     name: str
     display_name: str
@@ -56,7 +182,7 @@ class HardwareSummary(Result):
     validation: str = "scaled"  # measured | published runs | scaled (from published figures)
 
 
-@dataclass(frozen=True)
+@frozen
 class Layout(Result):
     devices: int
     dp: int
@@ -82,7 +208,7 @@ class Layout(Result):
     kernels: str = "fused"  # fused or eager elementwise kernels (vocab.KERNELS)
 
 
-@dataclass(frozen=True)
+@frozen
 class Flops(Result):
     per_token: float  # model FLOPs (fwd + bwd, no recompute) per token
     total: float
@@ -93,7 +219,7 @@ class Flops(Result):
     convention: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Memory(Result):
     weights_bytes: float
     gradients_bytes: float
@@ -112,7 +238,7 @@ class Memory(Result):
     dequant_workspace_bytes: float = 0.0  # QLoRA: one weight dequantised at a time
 
 
-@dataclass(frozen=True)
+@frozen
 class Throughput(Result):
     tflops_per_device: float  # executed (hardware) FLOP/s achieved, in TFLOP/s
     model_tflops_per_device: float
@@ -122,7 +248,7 @@ class Throughput(Result):
     tokens_per_s: float
 
 
-@dataclass(frozen=True)
+@frozen
 class StepBreakdown(Result):
     """Seconds per optimizer step by component, from the performance model."""
 
@@ -141,7 +267,7 @@ class StepBreakdown(Result):
     predicted_hfu: float
 
 
-@dataclass(frozen=True)
+@frozen
 class Time(Result):
     wall_clock_days: float
     wall_clock_hours: float
@@ -152,7 +278,7 @@ class Time(Result):
     step_time_s: float
 
 
-@dataclass(frozen=True)
+@frozen
 class Cost(Result):
     total_usd: float
     usd_per_device_hour: float
@@ -160,7 +286,7 @@ class Cost(Result):
     provider: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Energy(Result):
     kwh: float  # energy in `scope` (facility by default: server x PUE)
     it_kwh: float  # server scope: accelerators + hosts, before PUE
@@ -171,7 +297,7 @@ class Energy(Result):
     facility_kwh: float | None = None  # server x PUE: what a provider meters
 
 
-@dataclass(frozen=True)
+@frozen
 class Reliability(Result):
     """The goodput model's expected case: checkpoints, interruptions, restarts, stalls."""
 
@@ -189,7 +315,7 @@ class Reliability(Result):
     # fix goodput with --goodput; then Time.goodput is the user's)
 
 
-@dataclass(frozen=True)
+@frozen
 class Carbon(Result):
     kg_co2e: float  # operational, location-based
     grid_g_co2e_per_kwh: float
@@ -199,7 +325,7 @@ class Carbon(Result):
     scope: str = "facility"  # the energy scope it counts (Energy.scope)
 
 
-@dataclass(frozen=True)
+@frozen
 class Outcome(Result):
     """Time, cost, energy and carbon for one efficiency/goodput case."""
 
@@ -212,14 +338,14 @@ class Outcome(Result):
     kg_co2e: float
 
 
-@dataclass(frozen=True)
+@frozen
 class Range(Result):
     low: Outcome  # optimistic: high efficiency and goodput
     expected: Outcome
     high: Outcome  # pessimistic: low efficiency and goodput
 
 
-@dataclass(frozen=True)
+@frozen
 class QuantityRanges(Result):
     """Best / expected / worst of the per-step quantities (the range's efficiency cases)."""
 
@@ -229,7 +355,7 @@ class QuantityRanges(Result):
     memory_source: str
 
 
-@dataclass(frozen=True)
+@frozen
 class LayoutChoice(Result):
     """How the layout was decided: which degrees the user gave and which a search chose."""
 
@@ -242,7 +368,7 @@ class LayoutChoice(Result):
     alternatives: list[dict[str, Any]]  # the next-best layouts (on request)
 
 
-@dataclass(frozen=True)
+@frozen
 class Estimate(Result):
     model: ModelSummary
     hardware: HardwareSummary

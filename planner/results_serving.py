@@ -5,12 +5,10 @@ Frozen dataclasses, as in results.py. Times are seconds, memory bytes, rates per
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from planner.results import Assumption, ModelSummary, Result
+from planner.results import Assumption, ModelSummary, Result, frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Spread(Result):
     """A latency as best case / expected / worst case (low = best, as every range)."""
 
@@ -19,7 +17,7 @@ class Spread(Result):
     high: float
 
 
-@dataclass(frozen=True)
+@frozen
 class ServeMemory(Result):
     """Memory per device of one replica (the most loaded pipeline stage)."""
 
@@ -36,7 +34,7 @@ class ServeMemory(Result):
     # every layer windowed)
 
 
-@dataclass(frozen=True)
+@frozen
 class ServeCost(Result):
     """Dollars per million tokens at one price tier."""
 
@@ -47,7 +45,7 @@ class ServeCost(Result):
     usd_per_m_tokens: float  # input + output together
 
 
-@dataclass(frozen=True)
+@frozen
 class StepParts(Result):
     """One steady-state engine iteration at the chosen batch (expected case), seconds."""
 
@@ -63,7 +61,7 @@ class StepParts(Result):
     bound: str  # "memory" or "compute": which side of the decode roofline wins
 
 
-@dataclass(frozen=True)
+@frozen
 class ServeOption(Result):
     """The answer on one hardware: a replica layout, its batch, latency, rates, money."""
 
@@ -97,7 +95,7 @@ class ServeOption(Result):
     layouts_fitting: int
 
 
-@dataclass(frozen=True)
+@frozen
 class ServeAnswer(Result):
     model: ModelSummary
     input_tokens: int

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
 from planner.errors import SpecError
 from planner.fileio import write_text_atomic
+from planner.results import frozen
 
 ENV = "PLANNER_CALIBRATION"
 
@@ -34,7 +35,7 @@ def _path_for(explicit: str | None, xdg: str | None, home: str | None) -> Path:
     return Path(base) / "planner" / "calibration.json"
 
 
-@dataclass(frozen=True)
+@frozen
 class Calibration:
     hardware: str  # profile name ("cpu" for a CPU run)
     precision: str

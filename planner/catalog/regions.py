@@ -8,12 +8,12 @@ Accepted forms: ``FR`` / ``FRA`` / ``France``; ``US-VA`` / ``virginia``; ``aws:u
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from planner.catalog.yamlio import read_yaml
 from planner.errors import UnknownNameError
+from planner.results import frozen
 
 # ISO 3166-1 alpha-2 -> alpha-3 for the countries users most often type.
 _ISO2 = dict(
@@ -28,7 +28,7 @@ _ISO2 = dict(
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class GridFactor:
     """Location-based grid carbon intensity and the PUE that goes with the region."""
 

@@ -11,16 +11,16 @@ peft's ``target_modules`` does not match (dense FFN layers and shared experts ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 from planner.errors import InfeasibleError, SpecError
 from planner.estimators.params import count_params
+from planner.results import frozen
 from planner.specs.finetune import ALL_LINEAR, EXPERT_TARGETS, FinetuneSpec
 from planner.specs.model import ModelSpec
 
 
-@dataclass(frozen=True)
+@frozen
 class LinearModule:
     """One Linear per block (or the head), by the name peft matches."""
 
@@ -32,7 +32,7 @@ class LinearModule:
     kind: str  # "attention" | "ffn" | "head"
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainableParams:
     """A recipe's parameters: what trains, what is frozen, what peft adds (exact integers)."""
 

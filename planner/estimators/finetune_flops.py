@@ -10,15 +10,14 @@ them: 2 N_mm + A forward, then 4 n/L N_layers + 2 n/L A back, plus the head's in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from planner.estimators.finetune import resolve_targets, trainable_params
 from planner.estimators.params import ParamCount
+from planner.results import frozen
 from planner.specs.model import ModelSpec
 from planner.specs.training import TrainingSpec
 
 
-@dataclass(frozen=True)
+@frozen
 class FinetuneFlops:
     """Per-token FLOPs of a fine-tuning recipe (no recomputation, then with it)."""
 

@@ -12,8 +12,7 @@ layout search ranks whole arrays); nothing here imports numpy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from planner.results import frozen
 from planner.units import SECONDS_PER_HOUR
 
 # Llama 3 405B pre-training, Dubey et al. 2024 §3.3.4 and Table 5: 466 job interruptions
@@ -125,7 +124,7 @@ def goodput_fraction(write_s, interval_s, restart_s: float, mtbi_s):
     return _at_least(g, MIN_GOODPUT)
 
 
-@dataclass(frozen=True)
+@frozen
 class GoodputCase:
     """One case of the failure model (seconds, fractions)."""
 

@@ -8,19 +8,19 @@ is branch-free so that it evaluates one layout or a numpy array of layouts (see 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from planner.estimators import finetune_memory as ftm
 from planner.estimators.model_state import stage_state_terms
 from planner.estimators.params import ParamCount, count_params
 from planner.estimators.vec import Degrees, vmax, vmin
+from planner.results import frozen
 from planner.specs.model import ModelSpec
 from planner.specs.training import ParallelismSpec, TrainingSpec
 
 GIB = 2**30
 
-@dataclass(frozen=True)
+@frozen
 class MemoryDefaults:
     """Heuristic memory terms; each is listed in the plan's assumptions."""
 
@@ -33,7 +33,7 @@ class MemoryDefaults:
     logits_bytes_per_element: float = 12.0
 
 
-@dataclass(frozen=True)
+@frozen
 class MemoryBreakdown:
     """Bytes per device on the most loaded pipeline stage."""
 
@@ -167,7 +167,7 @@ def in_flight_micro_batches(lay: Degrees) -> Any:
     return 1 + (held - 1) * (p > 1)
 
 
-@dataclass(frozen=True)
+@frozen
 class _LayerSplit:
     dense_shared: float  # non-expert params of a dense-FFN layer
     moe_shared: float  # non-expert params of an MoE layer (attention, router, shared experts)

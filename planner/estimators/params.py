@@ -5,13 +5,13 @@ N = V*h [+ s_max*h] + sum over layers (attention + FFN + norms) + final norm [+ 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
+from planner.results import frozen
 from planner.specs.model import ModelSpec
 
 
-@dataclass(frozen=True)
+@frozen
 class LayerParams:
     """Parameters of one transformer block, split by what they do."""
 
@@ -32,7 +32,7 @@ class LayerParams:
         return self.attention + self.ffn_active + self.norms
 
 
-@dataclass(frozen=True)
+@frozen
 class ParamCount:
     """Parameter counts of a model (exact integers)."""
 

@@ -7,9 +7,9 @@ The memory and step-time models are written once, with these helpers instead of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from planner.results import frozen
 from planner.vocab import FRAMEWORKS, OFFLOADS, RECOMPUTE, SCHEDULES
 
 
@@ -23,7 +23,7 @@ def vmin(a: Any, b: Any) -> Any:
     return a + (b - a) * (b < a)
 
 
-@dataclass(frozen=True)
+@frozen
 class Degrees:
     """One layout (numbers) or many (equal-length arrays): the degrees that a search varies.
 

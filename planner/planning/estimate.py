@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 from planner.catalog.regions import GridFactor
@@ -24,7 +23,7 @@ from planner.planning.ranges import WORST_CASE_RULE, quantity_ranges, worst_effi
 from planner.results import (
     Assumption, Carbon, Cost, Energy, Estimate, Flops, HardwareSummary, Layout, LayoutChoice,
     Memory,
-    ModelSummary, Outcome, Range, StepBreakdown, Throughput, Time,
+    ModelSummary, Outcome, Range, StepBreakdown, Throughput, Time, frozen,
 )
 from planner.specs import Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec
 from planner.units import GIB, HOURS_PER_DAY, SECONDS_PER_HOUR, TERA
@@ -34,7 +33,7 @@ PERF = DEFAULT_PERF
 EMBODIED_LIFETIME_SOURCE = "LLMCarbon (Faiz et al. 2024) amortises over 5 years"
 
 
-@dataclass(frozen=True)
+@frozen
 class _Case:
     efficiency: float
     goodput: float

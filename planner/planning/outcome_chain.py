@@ -4,7 +4,6 @@ numbers; the layout search, confidence planning and serving run the same functio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from planner.catalog.regions import GridFactor
 from planner.errors import SpecError
@@ -12,7 +11,7 @@ from planner.estimators import outcome as oc
 from planner.estimators import power as pw
 from planner.estimators.memory import MemoryDefaults
 from planner.planning import reliability as rel
-from planner.results import Assumption
+from planner.results import Assumption, frozen
 from planner.specs import Assumptions, HardwareProfile
 from planner.units import GIB, HOURS_PER_DAY
 
@@ -75,7 +74,7 @@ def device_power_w(hw: HardwareProfile, user: Assumptions) -> tuple[float, float
     return pw.accelerator_power_w(hw.tdp_w.value, frac), host
 
 
-@dataclass(frozen=True)
+@frozen
 class OutcomeInputs:
     """Everything between executed FLOPs and days, dollars, kWh and kg, resolved once."""
 
