@@ -52,7 +52,8 @@ def estimate_on(req: Request, devices: int, top: int = 0,
     """The estimate on ``devices``: the user's layout when every degree is given, else the
     best layout the search finds for the rest (the same answer as `plan --devices N`).
     ``show_unfit``: when nothing fits, the smallest-memory layout (to see why)."""
-    if not req.layout_complete():
+    fixed = req.fixed_degrees()
+    if not req.layout_complete(fixed):
         from planner.planning.sizing import Question, answer, closest_row
 
         try:
@@ -61,7 +62,6 @@ def estimate_on(req: Request, devices: int, top: int = 0,
             if not show_unfit:
                 raise
             return estimate_at(req, closest_row(req, devices))
-    fixed = req.fixed_degrees()
     mp = fixed["tp"] * fixed["pp"] * fixed["cp"]
     if devices % mp:  # the spec's one-line error, before any batch arithmetic
         parallelism_spec(req, devices, **{k: fixed[k] for k in ("tp", "pp", "cp", "ep")})

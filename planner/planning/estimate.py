@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from operator import attrgetter
 
 from planner.catalog.regions import GridFactor
 from planner.estimators import outcome as oc
@@ -76,8 +77,9 @@ def _cases(effs: tuple[float, ...], devices: int, led: Ledger,
     led.take("goodput_low", g_low, "fraction", rel.FAILURE_MODEL_SOURCE)
     led.take("goodput_expected", g_exp, "fraction", rel.FAILURE_MODEL_SOURCE)
     led.take("goodput_high", g_high, "fraction", rel.FAILURE_MODEL_SOURCE)
-    return {"low": _Case(eff_high, g_high), "expected": _Case(eff_exp, g_exp),
-            "high": _Case(eff_low, g_low)}
+    return {"low": _Case(efficiency=eff_high, goodput=g_high),
+            "expected": _Case(efficiency=eff_exp, goodput=g_exp),
+            "high": _Case(efficiency=eff_low, goodput=g_low)}
 
 
 def _outcome(case: _Case, hw_flops: float, devices: int, peak: float,
@@ -238,6 +240,7 @@ _FIXED_FIELDS = (("micro_batch_size", "precision", "optimizer", "recompute", "fl
                   "attention_flops", "dropout", "kernels"),
                  ("zero_stage", "pipeline_schedule", "framework", "offload",
                   "tp_comm_overlap", "dp_comm_overlap"))
+_FIXED_GET = tuple(attrgetter(*fields) for fields in _FIXED_FIELDS)  # -> a tuple of values
 # Where a defaulted execution choice comes from (the rest: "planner default").
 _FIXED_SOURCES = {
     "dropout": "planner default: off, as modern LLM pre-training (Llama 3, OLMo 2); on "
@@ -253,8 +256,7 @@ _FIXED_SOURCES = {
 def _fixed_assumptions(training: TrainingSpec, par: ParallelismSpec) -> tuple[Assumption, ...]:
     """Training and layout settings that the user left at their defaults."""
     return _fixed_for(frozenset(training.model_fields_set), frozenset(par.model_fields_set),
-                      tuple(getattr(training, f) for f in _FIXED_FIELDS[0]),
-                      tuple(getattr(par, f) for f in _FIXED_FIELDS[1]), par.tp > 1)
+                      _FIXED_GET[0](training), _FIXED_GET[1](par), par.tp > 1)
 
 
 @lru_cache(maxsize=256)

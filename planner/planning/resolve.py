@@ -57,11 +57,32 @@ def spec_error(e: ValidationError, where: str) -> SpecError:
     return SpecError(msg)
 
 
+# Validated specs by their input, when every value is a plain str, int, float, bool or None
+# (the type is part of the key: True == 1 in Python, but a spec refuses true for a number).
+_FLAT = frozenset((str, int, float, bool, type(None)))
+_VALIDATED: dict = {}
+
+
 def _validate(cls, data: dict, where: str):
+    """``cls`` validated from ``data``. Identical plain inputs (the API called again, a sweep
+    over other options) share one spec: specs are frozen, so sharing is safe, and the caches
+    keyed on a spec downstream then find it by identity instead of hashing and comparing its
+    fields."""
+    values = data.values()
+    key = (cls, frozenset(zip(data, map(type, values), values))) if _FLAT.issuperset(
+        map(type, values)) else None
+    spec = _VALIDATED.get(key) if key is not None else None
+    if spec is not None:
+        return spec
     try:
-        return cls.model_validate(data)
+        spec = cls.model_validate(data)
     except ValidationError as e:
         raise spec_error(e, where) from None
+    if key is not None:
+        if len(_VALIDATED) >= 512:
+            _VALIDATED.clear()
+        _VALIDATED[key] = spec
+    return spec
 
 
 def apply_shape(base: ModelSpec | None, shape: dict[str, Any]) -> ModelSpec:
@@ -92,6 +113,9 @@ def apply_shape(base: ModelSpec | None, shape: dict[str, Any]) -> ModelSpec:
         if missing:
             raise SpecError(f"a custom model needs {', '.join(missing)} (or --model NAME)")
     return _validate(ModelSpec, data, "model")
+
+
+_DEGREES = frozenset(DEGREE_FLAGS)
 
 
 @dataclass
@@ -129,7 +153,7 @@ class Request:
         for k in REFINED_FLAGS:
             if given.get(k) is not None:
                 fixed[k] = given[k]
-        if set(fixed) >= set(DEGREE_FLAGS):  # a complete layout: the frameworks' defaults
+        if fixed.keys() >= _DEGREES:  # a complete layout: the frameworks' defaults
             fixed.setdefault("dp_shard", None)
             fixed.setdefault("reshard_after_forward", True)
         return fixed
@@ -140,9 +164,10 @@ class Request:
         return {k: v for k, v in self.fixed_degrees().items()
                 if k in given and given[k] is not None}
 
-    def layout_complete(self) -> bool:
-        """Whether every degree is given, so no search is needed."""
-        return set(self.fixed_degrees()) >= set(DEGREE_FLAGS)
+    def layout_complete(self, fixed: dict[str, Any] | None = None) -> bool:
+        """Whether every degree is given, so no search is needed (``fixed``: this request's
+        fixed_degrees(), when the caller has them)."""
+        return (self.fixed_degrees() if fixed is None else fixed).keys() >= _DEGREES
 
 
 def resolve(
