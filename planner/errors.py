@@ -5,7 +5,6 @@ Internal invariants use ``assert``; anything a user can get wrong raises a ``Pla
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -22,6 +21,8 @@ def nearest(name: str, valid: list[str], n: int = 3) -> list[str]:
     by_lower = {v.lower(): v for v in valid}
     picks = [v for v in valid if v.lower().startswith(low) or low.startswith(v.lower())]
     picks = sorted(picks, key=len)[:n]
+    import difflib  # only on a mistake: not on every start-up
+
     for c in difflib.get_close_matches(low, list(by_lower), n=n, cutoff=0.5):
         if by_lower[c] not in picks and len(picks) < n:
             picks.append(by_lower[c])

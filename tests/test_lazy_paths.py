@@ -1,10 +1,42 @@
-"""The resolver's sharing of validated specs (benchmarks/estimate_speed.py measures the gain)."""
+"""What `planner estimate` with every layout degree given leaves unimported (each is start-up
+time; benchmarks/estimate_speed.py measures it), and the resolver's sharing of validated specs."""
+
+import os
+import subprocess
+import sys
 
 import pytest
 
 from planner.errors import SpecError
 from planner.planning.resolve import _validate
 from planner.specs import Assumptions, ParallelismSpec, TrainingSpec
+
+FULL_LAYOUT = ["estimate", "--tp", "1", "--pp", "1", "--cp", "1", "--zero", "3",
+               "--micro-batch", "1", "--recompute", "selective"]
+# numpy: only a search needs it; torch, codecarbon: only validate and measure; yaml: the parse
+# cache is warm; difflib: only a mistake's "did you mean"; html: only markdown output
+NOT_IMPORTED = ("numpy", "torch", "codecarbon", "yaml", "difflib", "html")
+
+
+def _imported(tmp_path, argv):
+    code = (f"import sys; sys.argv = ['planner', *{argv!r}]; from planner.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {NOT_IMPORTED!r} if m in sys.modules), file=sys.stderr)")
+    env = {**os.environ, "PLANNER_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, timeout=120) for _ in range(2)]  # the first fills the cache
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    return runs[-1].stderr.strip().splitlines()[-1], runs[-1].stdout
+
+
+def test_a_full_layout_estimate_imports_no_search_and_no_error_machinery(tmp_path):
+    imported, out = _imported(tmp_path, FULL_LAYOUT)
+    assert imported == "[]" and "days" in out
+
+
+def test_a_searched_estimate_imports_numpy_and_nothing_else_listed(tmp_path):
+    imported, out = _imported(tmp_path, ["estimate"])
+    assert imported == "['numpy']" and "days" in out
 
 
 def test_identical_plain_inputs_share_one_validated_spec():

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-import difflib
 import functools
 import typing
 
@@ -295,6 +294,8 @@ def _field_names(model: type[BaseModel] | None, seen: set | None = None) -> set[
 
 def _suggest(field: str, model: type[BaseModel] | None) -> str:
     """'; did you mean: x?' for a typo'd key, from the spec's own field names."""
+    import difflib  # only on a mistake: not on every start-up
+
     key = field.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(key, sorted(_field_names(model)), n=3, cutoff=0.6)
     return f"; did you mean: {', '.join(close)}?" if close else ""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import html
 import io
 import json
 import math
@@ -82,6 +80,8 @@ def csv_safe(value: Any) -> Any:
 
 
 def _csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    import csv  # only for --format csv
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([csv_safe(str(c)) for c in columns])
@@ -93,6 +93,8 @@ def _csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
 def md_escape(text: Any) -> str:
     """Text for markdown: HTML-significant characters as entities (a name like <script> stays
     text in any markdown-to-HTML tool), and link and code syntax ([ ] `) backslash-escaped."""
+    import html  # only for markdown
+
     out = html.escape(str(text), quote=False)
     return out.replace("[", "\\[").replace("]", "\\]").replace("`", "\\`")
 
