@@ -61,3 +61,27 @@ def test_unhashable_inputs_are_validated_each_time():
     assert a == b and a is not b
     with pytest.raises(SpecError):
         _validate(Assumptions, {"efficiency": {**eff, "low": 0.9}}, "assumptions")
+
+
+@pytest.mark.parametrize("argv, paused", [(["estimate", "--tp", "1"], True),
+                                          (["--version"], False), (["measure", "--", "true"], False)])
+def test_the_collector_is_off_only_while_a_quick_command_imports(monkeypatch, argv, paused):
+    import atexit
+    import gc
+
+    import planner.cli as cli_module
+
+    seen, registered = [], []
+
+    def get_command(self, ctx, name):
+        seen.append(gc.isenabled())  # as the command's modules import
+        raise KeyboardInterrupt  # stop here: the command itself is not the point
+
+    monkeypatch.setattr(cli_module.PlannerGroup, "get_command", get_command)
+    monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.setattr("sys.argv", ["planner", *argv])
+    with pytest.raises(SystemExit):
+        cli_module.main()
+    assert gc.isenabled()  # on again, whatever happened
+    assert seen == ([] if argv == ["--version"] else [not paused])
+    assert registered == ([gc.freeze] if paused else [])
