@@ -71,6 +71,10 @@ class BacktestRun(Spec):
     layout: PublishedLayout | None = Field(
         None, description="The published layout, honoured as given flags are; None: searched.")
     reported_device_hours: PositiveFloat
+    hours_basis: Literal["throughput", "allocation", "card"] = Field(
+        description="What the reported hours count: tokens / measured speed (no restarts, "
+        "stalls or checkpoints: compared with planner's compute hours), a wall-clock "
+        "allocation, or a card total of unstated scope (both compared with the whole run).")
     reported_energy_mwh: PositiveFloat | None = None
     reported_tco2e: PositiveFloat | None = None
     reported_power_w: PositiveFloat | None = Field(
@@ -164,6 +168,7 @@ class BacktestRow(Result):
     error_pct_half_devices: float | None  # only for assumed device counts: at n/2 and 2n
     error_pct_double_devices: float | None
     reported_within_range: bool  # inside [low, high] (assumed device counts: over n/2 .. 2n)
+    hours_basis: str  # throughput (compared with compute hours) | allocation | card
     energy_scope: str | None  # accelerator | server: the scope the energy rows compare
     predicted_mfu: float
     goodput: float
@@ -272,25 +277,32 @@ def predict(run: BacktestRun) -> BacktestRow:
     """Predict one run and compare every reported figure."""
     e = _estimate(run)
     lay = e.layout
-    hours = e.time.device_hours
+    # throughput-derived hours hold no restarts, stalls or checkpoints: compare compute hours
+    # (each case's device-hours x its goodput), and the energy and cost that go with them
+    compute_only = run.hours_basis == "throughput"
+    share = e.time.goodput if compute_only else 1.0
+    hours = e.time.device_hours * share
     others = ([_estimate_at(run, max(1, run.devices // 2)), _estimate_at(run, run.devices * 2)]
               if run.devices_assumed else [])
     # an assumed device count is an uncertain input: its range spans n/2 .. 2n devices
     cases = [x for x in (e, *others) if x is not None]
-    low = min(x.range.low.device_hours for x in cases)
-    high = max(x.range.high.device_hours for x in cases)
+    low = min(x.range.low.device_hours * (x.range.low.goodput if compute_only else 1.0)
+              for x in cases)
+    high = max(x.range.high.device_hours * (x.range.high.goodput if compute_only else 1.0)
+               for x in cases)
     implied = e.flops.total / (run.reported_device_hours * SECONDS_PER_HOUR
                                * e.hardware.peak_tflops * TERA)
     basis = run.has_carbon_basis
-    scope_mwh = _scope_kwh(e, run.energy_scope) * (run.reported_pue or 1.0) / 1e3
+    scope_mwh = _scope_kwh(e, run.energy_scope) * share * (run.reported_pue or 1.0) / 1e3
     energy = scope_mwh if basis and run.reported_energy_mwh else None
     carbon = (scope_mwh * (run.reported_grid_g_co2e_per_kwh or 0.0) / 1e3
               if basis and run.reported_tco2e else None)
-    power_w = _scope_kwh(e, run.energy_scope or "server") * 1e3 / hours
-    cost = e.cost.total_usd if run.reported_cost_usd else None
+    power_w = _scope_kwh(e, run.energy_scope or "server") * share * 1e3 / hours
+    cost = e.cost.total_usd * share if run.reported_cost_usd else None
     a_mwh, a_t = _arithmetic(run)
-    half, double = (tuple(None if o is None else _error_pct(o.time.device_hours,
-                                                            run.reported_device_hours)
+    half, double = (tuple(None if o is None else _error_pct(
+        o.time.device_hours * (o.time.goodput if compute_only else 1.0),
+        run.reported_device_hours)
                           for o in others) if others else (None, None))
     inside = low <= run.reported_device_hours <= high
     return BacktestRow(
@@ -304,7 +316,9 @@ def predict(run: BacktestRun) -> BacktestRow:
         error_pct=_error_pct(hours, run.reported_device_hours),  # type: ignore[arg-type]
         error_pct_half_devices=half, error_pct_double_devices=double,
         reported_within_range=inside, energy_scope=run.energy_scope,
-        predicted_mfu=e.throughput.mfu, goodput=e.time.goodput, implied_mfu=implied,
+        hours_basis=run.hours_basis,
+        predicted_mfu=e.throughput.mfu, goodput=1.0 if compute_only else e.time.goodput,
+        implied_mfu=implied,
         predicted_power_w=power_w, reported_power_w=run.reported_power_w,
         pue=run.reported_pue, grid_g_co2e_per_kwh=run.reported_grid_g_co2e_per_kwh,
         predicted_energy_mwh=energy, reported_energy_mwh=run.reported_energy_mwh,
