@@ -325,7 +325,7 @@ def test_coverage_and_the_median_error_hold(result):
 
 
 def test_coverage_rests_on_the_published_layout_and_the_stalls(result):
-    # BLOOM is inside only with both: on the searched layout its worst case is 941K hours,
+    # BLOOM is inside only with both: on the searched layout its worst case is 913K hours,
     # on its own layout without stalls 1.06M, against 1.08M reported.
     row = _row(result, "bloom-176b")
     assert row.reported_within_range
