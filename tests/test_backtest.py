@@ -128,6 +128,7 @@ def _write(tmp_path: Path, **changes) -> Path:
     ({"reported_pue": 1.1}, "give all of reported_power_w"),
     ({"efficiency": 0.4}, "unknown key 'runs.0.efficiency'"),
     ({"layout": {"tp": 2}}, "layout={'tp': 2} has neither a quote nor a derivation"),
+    ({"layout": {"tp": True}, "derived": {"layout": "x"}}, "must be a whole number, not true"),
     ({"hours_basis": None}, "runs.0.hours_basis"),
     ({"hours_basis": "wall"}, "runs.0.hours_basis"),
     ({"layout": {"tp": 2, "zero": 1}, "derived": {"layout": "x"}},

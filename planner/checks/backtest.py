@@ -24,7 +24,7 @@ from planner.catalog.yamlio import load_spec
 from planner.errors import PlannerError, SpecError, UnknownNameError
 from planner.estimators import outcome as oc
 from planner.results import Result
-from planner.specs.base import Spec
+from planner.specs.base import PositiveWhole, Spec
 from planner.vocab import Framework, Precision, Recompute, ZeroStage
 from planner.units import SECONDS_PER_HOUR, TERA
 
@@ -40,12 +40,12 @@ class PublishedLayout(Spec):
     """The degrees and options a source publishes for its run (TrainingSpec / ParallelismSpec
     names); the search fills the rest, as `planner estimate` does for flags not given."""
 
-    tp: PositiveInt | None = None
-    pp: PositiveInt | None = None
-    cp: PositiveInt | None = None
-    virtual_stages: PositiveInt | None = None
+    tp: PositiveWhole | None = None
+    pp: PositiveWhole | None = None
+    cp: PositiveWhole | None = None
+    virtual_stages: PositiveWhole | None = None
     zero_stage: ZeroStage | None = None
-    micro_batch_size: PositiveInt | None = None
+    micro_batch_size: PositiveWhole | None = None
     recompute: Recompute | None = None
     dropout: bool | None = None
     framework: Framework | None = None
@@ -280,16 +280,18 @@ def predict(run: BacktestRun) -> BacktestRow:
     # throughput-derived hours hold no restarts, stalls or checkpoints: compare compute hours
     # (each case's device-hours x its goodput), and the energy and cost that go with them
     compute_only = run.hours_basis == "throughput"
+
+    def basis_hours(x) -> float:  # an Outcome or a Time: device-hours in the run's basis
+        return x.device_hours * (x.goodput if compute_only else 1.0)
+
     share = e.time.goodput if compute_only else 1.0
-    hours = e.time.device_hours * share
+    hours = basis_hours(e.time)
     others = ([_estimate_at(run, max(1, run.devices // 2)), _estimate_at(run, run.devices * 2)]
               if run.devices_assumed else [])
     # an assumed device count is an uncertain input: its range spans n/2 .. 2n devices
     cases = [x for x in (e, *others) if x is not None]
-    low = min(x.range.low.device_hours * (x.range.low.goodput if compute_only else 1.0)
-              for x in cases)
-    high = max(x.range.high.device_hours * (x.range.high.goodput if compute_only else 1.0)
-               for x in cases)
+    low = min(basis_hours(x.range.low) for x in cases)
+    high = max(basis_hours(x.range.high) for x in cases)
     implied = e.flops.total / (run.reported_device_hours * SECONDS_PER_HOUR
                                * e.hardware.peak_tflops * TERA)
     basis = run.has_carbon_basis
@@ -297,12 +299,11 @@ def predict(run: BacktestRun) -> BacktestRow:
     energy = scope_mwh if basis and run.reported_energy_mwh else None
     carbon = (scope_mwh * (run.reported_grid_g_co2e_per_kwh or 0.0) / 1e3
               if basis and run.reported_tco2e else None)
-    power_w = _scope_kwh(e, run.energy_scope or "server") * share * 1e3 / hours
+    power_w = _scope_kwh(e, run.energy_scope or "server") * 1e3 / e.time.device_hours
     cost = e.cost.total_usd * share if run.reported_cost_usd else None
     a_mwh, a_t = _arithmetic(run)
-    half, double = (tuple(None if o is None else _error_pct(
-        o.time.device_hours * (o.time.goodput if compute_only else 1.0),
-        run.reported_device_hours)
+    half, double = (tuple(None if o is None else _error_pct(basis_hours(o.time),
+                                                            run.reported_device_hours)
                           for o in others) if others else (None, None))
     inside = low <= run.reported_device_hours <= high
     return BacktestRow(
