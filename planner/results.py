@@ -311,6 +311,7 @@ class Reliability(Result):
     interruptions: float  # expected over the run
     model_goodput: float  # what the failure model gives (interruptions and checkpoints)
     stall_fraction: float  # the expected share of wall clock lost outside failures
+    stall_range: list[float]  # [best, worst] case shares (equal when the user set one)
     goodput: float  # model_goodput x (1 - stall_fraction): the goodput model's (the user may
     # fix goodput with --goodput; then Time.goodput is the user's)
 

@@ -173,6 +173,8 @@ def test_stalls_follow_the_user_and_fill_the_range():
     base, none, many = _est(), _est(stall_fraction=0.0), _est(stall_fraction=0.3)
     r = base.reliability
     assert r.stall_fraction == gp.STALL_CASES[1]
+    assert r.stall_range == [gp.STALL_CASES[0], gp.STALL_CASES[2]]
+    assert many.reliability.stall_range == [0.3, 0.3]
     assert base.time.goodput == pytest.approx(r.model_goodput * (1 - gp.STALL_CASES[1]))
     assert none.time.goodput == pytest.approx(r.model_goodput)
     assert many.time.goodput == pytest.approx(r.model_goodput * 0.7)

@@ -75,7 +75,7 @@ def reliability(devices: int, user: Assumptions, ckpt_bytes: float,
         checkpoint_interval_s=c.interval_s, interruptions_per_device_hour=rates[1],
         mean_time_between_interruptions_h=c.mtbi_s / SECONDS_PER_HOUR,
         restart_s=restarts[1], interruptions=gp.interruptions(wall_h * devices, rates[1]),
-        model_goodput=c.goodput, stall_fraction=stalls[1],
+        model_goodput=c.goodput, stall_fraction=stalls[1], stall_range=[stalls[0], stalls[2]],
         goodput=gp.with_stalls(c.goodput, stalls[1])), list(notes)
 
 

@@ -96,12 +96,9 @@ def _reliability_lines(e: Estimate) -> list[tuple[str, str]]:
 
 
 def _stall_span(e: Estimate) -> str:
-    """' (0-15.5% across the range)' when the stalls are the defaults (the cases differ)."""
-    a = next((x for x in e.assumptions if x.name == "stall_fraction"), None)
-    if a is None or not a.defaulted:
-        return ""
-    low, _, high = str(a.value).split("/")
-    return f" ({float(low):.3g}-{float(high):.1%} across the range)"
+    """' (0-15.5% across the range)' when the cases differ (the defaults)."""
+    best, worst = e.reliability.stall_range
+    return "" if best == worst else f" ({best:.3g}-{worst:.1%} across the range)"
 
 
 def _goodput_given(e: Estimate) -> str:
