@@ -18,10 +18,10 @@ from planner.estimators.params import count_params
 CONFIDENCES = ("expected", "high")
 
 
-def worst_case_outcomes(req, c, training, batch=None) -> dict[str, np.ndarray]:
+def worst_case_outcomes(req, c, training) -> dict[str, np.ndarray]:
     """Days, device-hours, cost, energy and carbon of every candidate in the worst case: the
-    same chain `estimate` runs for its `high` column (``batch``: device count -> the batch
-    spread's (best, worst) factors, planning/spread.py; the worst applies)."""
+    same chain `estimate` runs for its `high` column, before the batch spread
+    (with_batch_spread)."""
     a = c.arrays
     peak = req.hw.peak_flops_per_s(training.precision)
     user = req.assumptions
@@ -34,12 +34,17 @@ def worst_case_outcomes(req, c, training, batch=None) -> dict[str, np.ndarray]:
         eff = np.full(len(c), user.efficiency.low)
     ckpt = checkpoint_bytes_for(count_params(req.model).total, training)
     goodput = np.asarray(goodput_cases(a["devices"], user, ckpt)[0]) * np.ones(len(c))
-    out = outcome_values(a["hw_flops_per_token"] * req.tokens, a["devices"], peak, eff,
-                         goodput, outcome_inputs(req.hw, user, req.grid))
-    if batch:
-        worst = np.array([max(1.0, batch.get(int(n), (1.0, 1.0))[1]) for n in a["devices"]])
-        out = {k: v * worst for k, v in out.items()}  # all proportional on fixed devices
-    return out
+    return outcome_values(a["hw_flops_per_token"] * req.tokens, a["devices"], peak, eff,
+                          goodput, outcome_inputs(req.hw, user, req.grid))
+
+
+def with_batch_spread(out: dict[str, np.ndarray], devices: np.ndarray,
+                      batch: dict[int, tuple[float, float]]) -> dict[str, np.ndarray]:
+    """Worst-case outcomes x the batch spread's worst factor of each candidate's device count
+    (device count -> (best, worst), planning/spread.py): all of them are proportional to
+    device-hours on a fixed count."""
+    worst = np.array([max(1.0, batch.get(int(n), (1.0, 1.0))[1]) for n in devices])
+    return {k: v * worst for k, v in out.items()}
 
 
 def constraint_cases(kind: str, limit: float, est) -> dict[str, Any]:

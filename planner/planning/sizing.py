@@ -301,11 +301,11 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     base = spread.best_by_count(n, out["device_hours"])
     batch = None
     if q.confidence == "high":  # the constraint must hold in the worst case
-        from planner.planning.confidence import worst_case_outcomes
+        from planner.planning.confidence import with_batch_spread, worst_case_outcomes
         worst = worst_case_outcomes(req, cands, training)
         batch = (_deadline_batch(req, q, worst["days"], n, base) if q.kind == "deadline"
                  else spread.batch_factors(req, counts, base, _device_hours))
-        idx = _select(q, cands, worst_case_outcomes(req, cands, training, batch), req.hw.name,
+        idx = _select(q, cands, with_batch_spread(worst, n, batch), req.hw.name,
                       " in the worst case")
     else:
         idx = _select(q, cands, out, req.hw.name)
