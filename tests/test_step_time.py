@@ -48,6 +48,48 @@ def test_tp_all_reduce_volume_by_hand():
     assert full["tp_comm"] == pytest.approx(m * 32 * 6 * per)  # recompute re-runs 2 more
 
 
+def test_megatron_hides_the_column_parallel_backward_collectives():
+    # Megatron-LM's LinearWithGradAccumulationAndAsyncCommunication (NVIDIA/Megatron-LM,
+    # megatron/mpu/layers.py, 2022-03; the all-reduce form since 2021-09): the backward
+    # all-reduce at QKV's and FC1's inputs runs async under their weight-gradient GEMMs,
+    # 2 of the 4 all-reduces per layer. With SP it re-gathers the saved input in backward
+    # (2 all-gathers: one more all-reduce's volume) and hides that gather and the reduce-scatter
+    # under the two backward GEMMs: 5 - 2 = 3 exposed. Full recompute adds 2 exposed.
+    per = 2 * (8 - 1) / 8 * (2048 * 4096 * 2) / (450e9 * 0.8)
+    m, layers = 64, 32
+    for sp, rc, exposed in ((0, 0, 2), (1, 0, 3), (0, 2, 4), (1, 2, 5)):
+        train = {"recompute": "full"} if rc else {}
+        meg = _terms("llama3-8b", _deg(tp=8, dp=1, sequence_parallel=sp, recompute=rc,
+                                        framework=1), **train)
+        assert meg["tp_comm"] == pytest.approx(m * layers * exposed * per)
+        assert meg["tp_comm_total"] == pytest.approx(m * layers * (exposed + 2) * per)
+        generic = _terms("llama3-8b", _deg(tp=8, dp=1, sequence_parallel=sp, recompute=rc),
+                         **train)
+        assert generic["tp_comm"] == pytest.approx(m * layers * (4 + rc) * per)
+    # The hidden part cannot exceed those GEMMs' time: a 1-token micro-batch's GEMMs are too
+    # short, so most of the collective (latency-bound here) stays exposed.
+    lat = _terms("llama3-8b", _deg(tp=8, dp=1, framework=1), perf=PerfParams(), seq_len=8)
+    assert lat["tp_comm"] > 0.5 * lat["tp_comm_total"]
+
+
+def test_unfused_gradient_accumulation_pass_by_hand():
+    # PyTorch's AccumulateGrad (grad += new: read 2 + 2, write 2 bytes per bf16 parameter)
+    # runs for each micro-batch after the first; Megatron-LM's fused weight-gradient GEMM
+    # accumulates into main_grad in place (commit 83b1e42f30, 2022-02), so it has no pass.
+    n = count_params(load_model("llama3-8b")).total
+    hbm = 3.35e12
+    one = _terms("llama3-8b", _deg(dp=8, global_batch_size=8), global_batch_size=8)
+    four = _terms("llama3-8b", _deg(dp=8, global_batch_size=32), global_batch_size=32)
+    assert four["compute_memory"] - 4 * one["compute_memory"] == pytest.approx(3 * 6 * n / hbm)
+    meg = _terms("llama3-8b", _deg(dp=8, global_batch_size=32, framework=1), global_batch_size=32)
+    assert meg["compute_memory"] == pytest.approx(4 * one["compute_memory"])
+    # ZeRO-3 reduce-scatters every micro-batch: the pass runs on the 1/8 shard.
+    z3 = _terms("llama3-8b", _deg(dp=8, zero_stage=3, global_batch_size=32), global_batch_size=32)
+    z3_one = _terms("llama3-8b", _deg(dp=8, zero_stage=3, global_batch_size=8), global_batch_size=8)
+    assert z3["compute_memory"] - 4 * z3_one["compute_memory"] == pytest.approx(
+        3 * 6 * n / 8 / hbm)
+
+
 def test_dp_all_reduce_by_hand():
     # 8 GPUs in one node, ZeRO-0: one all-reduce of the bf16 gradients, 2(n-1)/n * 2N bytes.
     terms = _terms("llama3-8b", _deg())
@@ -120,15 +162,24 @@ def test_gemm_efficiency_scales_with_shard_size_and_profile():
 
 @pytest.mark.parametrize("check", megatron_checks(), ids=lambda c: c.name)
 def test_megatron_table1_within_6_percent(check):
-    # Narayanan et al. 2021 Table 1 (calibration set): hardware TFLOP/s per A100.
+    # Narayanan et al. 2021 Table 1: hardware TFLOP/s per A100 at the authors' layouts
+    # (examples/sc21/run_table_1.sh). Five rows set constants; five are held out.
     assert abs(check.error_pct) < 6.0, check
+
+
+def test_megatron_table1_held_out_rows_within_5_percent():
+    # 3.6B, 18.4B, 76.1B, 310.1B and 1T were never used to set a constant.
+    held = [c for c in megatron_checks() if not c.fitted]
+    assert len(held) == 5 and all(abs(c.error_pct) < 5.0 for c in held), held
 
 
 @pytest.mark.parametrize("check", korthikanti_checks(), ids=lambda c: c.name)
-def test_korthikanti_table5_within_6_percent(check):
+def test_korthikanti_table5_within_5_percent(check):
     # Korthikanti et al. 2022 Table 5 (calibration set with Megatron Table 1): seconds per
-    # iteration on A100, full recompute and selective recompute + sequence parallelism.
-    assert abs(check.error_pct) < 6.0, check
+    # iteration on A100, full recompute and selective recompute + sequence parallelism,
+    # under Megatron-LM's 2022 conventions (async TP backward, fused gradient accumulation).
+    # The issue's target: within 5%.
+    assert abs(check.error_pct) < 5.0, check
 
 
 def test_korthikanti_table5_mean_error_below_calculons():

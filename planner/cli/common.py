@@ -82,7 +82,7 @@ def layout_options(f):
         click.option("--dp-comm-overlap/--no-dp-comm-overlap", default=None,
                      help="Overlap data-parallel collectives with compute (default on)."),
         click.option("--framework", type=click.Choice(FRAMEWORKS),
-                     help="Follow a framework's conventions (gradient dtype, fused kernels)."),
+                     help="Follow a framework's conventions (gradient dtype, fused kernels, overlap)."),
         click.option("--offload", type=click.Choice(OFFLOADS),
                      help="Keep optimizer states (and parameters) in host memory."),
     ])

@@ -5,7 +5,9 @@ One optimizer step on the critical-path device (the first pipeline stage):
   compute   m micro-batches x (GEMM FLOPs at a shape-dependent efficiency + attention FLOPs
             at the fused-attention efficiency + memory-bound elementwise traffic over HBM)
   tp        4 all-reduces per layer per micro-batch (6 with full recompute), scale-up link
-            (Shoeybi et al. 2019 §3; Korthikanti §4.2.2; SP's RS+AG has the same volume)
+            (Shoeybi et al. 2019 §3; Korthikanti §4.2.2; SP's RS+AG has the same volume).
+            Megatron-LM runs the column-parallel layers' backward collectives under their
+            own weight-gradient GEMMs, and its SP re-gathers the saved input in backward
   cp        ring exchange of K/V, hidden behind attention compute where it can be
   ep        4 all-to-alls per MoE layer per micro-batch (docs/formulas.md §4.6)
   pp        point-to-point activations (2 per micro-batch per virtual stage), and the bubble
@@ -13,6 +15,8 @@ One optimizer step on the critical-path device (the first pipeline stage):
   dp        gradient all-reduce, or reduce-scatter + all-gather (ZeRO 1/2), plus parameter
             all-gathers per micro-batch (ZeRO-3); a stated fraction overlaps with compute
   optimizer the optimizer step reads and writes the local states once (memory-bound)
+  accumulate  outside Megatron-LM (its fused weight-gradient GEMM accumulates in place), each
+            micro-batch after the first adds its gradients into the accumulated ones
 
 Collectives use NCCL's bus-bandwidth factors (ring all-reduce 2(n-1)/n, RS/AG/A2A (n-1)/n;
 nccl-tests PERFORMANCE.md) on the slowest link the group crosses: a group whose ranks sit in
@@ -214,6 +218,22 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     # QLoRA: each forward and backward (and a full recompute) dequantises every NF4 weight
     ew_bytes = ew_bytes + (2 + rc_full) * dequant_bytes_per_pass(model, training.finetune) * \
         per_stage / (L * t)
+    # Gradient accumulation outside the GEMMs: PyTorch's AccumulateGrad (and Megatron-LM
+    # before its gradient-accumulation fusion, 2022-02) adds each later micro-batch's weight
+    # gradients into the accumulated ones in their own pass, reading both and writing one
+    # (3 x the gradient dtype per parameter), on the shards where gradients are
+    # reduce-scattered every micro-batch (ZeRO 2-3). Megatron's fused weight-gradient GEMM
+    # accumulates into main_grad in its epilogue, so it pays nothing here.
+    routed = routed_params(params, model)
+    dense_local = (params.total - routed) / (t * p)  # owned before ZeRO sharding
+    expert_local = routed / (t * p * e)
+    # gradients and optimizer: trainable parameters only (all of them but when fine-tuning)
+    grad_dense, grad_expert = trainable_params_local(model, training, dense_local,
+                                                     expert_local, t * p)
+    meg = lay.framework == 1
+    g_acc = framework_state_bytes(training.optimizer, training.precision, lay.framework)[1]
+    accum_bytes = _accumulation_bytes(lay, grad_dense, grad_expert, g_acc) * (1 - meg)
+    ew_bytes = ew_bytes + accum_bytes * (m - 1) / m
     compute_mb = gemm_s + attn_s + ew_bytes / hbm
 
     domain = hw.scale_up_domain_devices.value
@@ -223,11 +243,23 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
 
     bw, la = group_link(1, t, domain, up, out, *lat)
     tp_bytes = tokens_mb * h * beta
-    tp_raw = (4 + 2 * rc_full) * per_stage * collective_seconds(
-        tp_bytes, 2 * (t - 1) / t, t, bw, la, 2 * (t - 1))
-    # --tp-comm-overlap / async TP: the collectives run under the neighbouring GEMMs
-    tp_mb = tp_raw - lay.tp_comm_overlap * vmin(perf.tp_overlap_fraction * tp_raw,
+    tp_one = per_stage * collective_seconds(tp_bytes, 2 * (t - 1) / t, t, bw, la, 2 * (t - 1))
+    # Megatron-LM's SP saves the sequence-sharded input of QKV and FC1 and all-gathers it
+    # again in backward for the weight gradients: two all-gathers, one all-reduce's volume
+    tp_raw = (4 + 2 * rc_full + sp * meg) * tp_one
+    # Megatron-LM issues the column-parallel layers' (QKV, FC1) backward collectives
+    # asynchronously under their own GEMMs: without SP the input-gradient all-reduce under
+    # the weight-gradient GEMM (async tensor-model-parallel all-reduce, 2021-09); with SP the
+    # input re-gather under the input-gradient GEMM and the reduce-scatter under the
+    # weight-gradient one (LinearWithGradAccumulationAndAsyncCommunication, 2022-03). Two
+    # all-reduces' worth per layer, hidden up to those GEMMs' time (each is half the layer's
+    # backward GEMM time on those weights).
+    col_bwd_s = gemm_s * 2 / (3 + rc_full) * column_parallel_share(model)
+    async_hidden = meg * vmin(2 * tp_one, col_bwd_s * (1 + sp) / 2)
+    # --tp-comm-overlap (userbuffers) / async TP: the collectives run under the GEMMs
+    overlap_hidden = lay.tp_comm_overlap * vmin(perf.tp_overlap_fraction * tp_raw,
                                                 perf.tp_overlap_fraction * gemm_s)
+    tp_mb = tp_raw - vmax(async_hidden, overlap_hidden)
 
     kv_width = ((model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) if model.mla
                 else 2 * model.kv_heads * model.d_head)
@@ -251,12 +283,6 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     bubble_frac = (p - 1) / (lay.virtual_stages * m) * (lay.pipeline_schedule != 2) + \
         (p - 1) / m * (lay.pipeline_schedule == 2)
 
-    routed = routed_params(params, model)
-    dense_local = (params.total - routed) / (t * p)  # owned before ZeRO sharding
-    expert_local = routed / (t * p * e)
-    # gradients and optimizer: trainable parameters only (all of them but when fine-tuning)
-    grad_dense, grad_expert = trainable_params_local(model, training, dense_local,
-                                                     expert_local, t * p)
     dp_total, dp_exposed = _data_parallel(
         model, training, lay, ((dense_local, grad_dense), (expert_local, grad_expert)),
         compute_mb, per_stage, domain, up, out, lat)
@@ -285,6 +311,26 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
         # communication before overlap, for checking volumes by hand
         "tp_comm_total": m * tp_raw, "dp_comm_total": dp_total,
     }
+
+
+def column_parallel_share(model: ModelSpec) -> float:
+    """Share of a block's matmul weights in its column-parallel layers (QKV and the FFN's
+    first projection(s)), whose backward collectives Megatron-LM overlaps with their GEMMs."""
+    h, q = model.d_model, model.num_heads * model.d_head
+    qkv, out = h * (q + 2 * model.kv_heads * model.d_head), q * h
+    up = h * model.ffn_hidden_size * (2 if model.ffn_type == "gated" else 1)
+    return (qkv + up) / (qkv + out + up + model.ffn_hidden_size * h)
+
+
+def _accumulation_bytes(lay: Degrees, grad_dense: Any, grad_expert: Any,
+                        grad_bytes: Any) -> Any:
+    """HBM bytes of one unfused gradient-accumulation pass on a device: read the new and the
+    accumulated gradients and write the sum, over its trainable parameters (dense and routed
+    expert), on its shard where ZeRO 2-3 reduce-scatters every micro-batch."""
+    shards = lay.shard * lay.cp
+    sharded = (lay.zero_stage >= 2) * (1 - keeps_unsharded_across_micro_batches(lay))
+    return 3 * grad_bytes * (grad_dense / (1 + (shards - 1) * sharded) +
+                             grad_expert / (1 + (vmax(1, shards / lay.ep) - 1) * sharded))
 
 
 def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local: tuple,
