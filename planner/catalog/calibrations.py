@@ -1,5 +1,6 @@
-"""User calibration: efficiencies measured by `planner validate --calibrate`, reused by later
-estimates on the same hardware (and said so in their assumptions).
+"""User calibration: efficiencies measured by `planner validate --calibrate` (one device) or
+derived from a measured run (`planner calibration add`), reused by later estimates on the same
+hardware (and said so in their assumptions).
 
 Stored as JSON at $PLANNER_CALIBRATION, or ~/.config/planner/calibration.json (XDG), or a path
 given with --calibration. Pure stdlib: estimates read it without torch.
@@ -53,13 +54,27 @@ class Calibration:
     # torch.compile). A calibration from another version corrects a model that is gone.
     model_version: int | None = None
     kernels: str | None = None
+    # From a measured multi-device run (`planner calibration add`): the factor on the
+    # compute constants that reproduces its step time with the model's communication and
+    # bubble kept (None: a one-device `validate` run, whose measured / predicted MFU is it),
+    # and where it came from ("planner measure run ID, 16 devices, layout ...").
+    compute_scale: float | None = None
+    source: str | None = None
 
     def describe(self) -> str:
         kernels = f", {self.kernels} kernels" if self.kernels else ""
+        run = f" ({self.source})" if self.source else ""
         return (f"calibrated on {self.date} from a run of {self.shape} "
                 f"({self.params / 1e6:.1f}M params, seq {self.seq_len}{kernels}) on "
-                f"{self.device_name}: "
+                f"{self.device_name}{run}: "
                 f"HFU {self.measured_hfu:.1%} (model predicted MFU {self.predicted_mfu:.1%})")
+
+    @property
+    def scale(self) -> float:
+        """x the model's compute speed this calibration applies."""
+        if self.compute_scale is not None:
+            return self.compute_scale
+        return self.measured_mfu / self.predicted_mfu
 
 
 def load(path: Path | None = None) -> list[Calibration]:

@@ -24,7 +24,7 @@ COMMANDS = {
     "budget": ("planner.cli.run", "budget_cmd"),
     "backtest": ("planner.cli.backtest", "backtest_cmd"),
     "validate": ("planner.cli.validate", "validate_cmd"),
-    "calibration": ("planner.cli.validate", "calibration_group"),
+    "calibration": ("planner.cli.calibration", "calibration_group"),
     "measure": ("planner.cli.measure", "measure_cmd"),
     "runs": ("planner.cli.measure", "runs"),
     "serve": ("planner.cli.serve", "serve_cmd"),

@@ -243,34 +243,3 @@ def _check_max_error(rep, max_error: float | None) -> None:
         worst = max(off, key=lambda q: abs(q.error_pct))
         raise PlannerError(f"{len(off)} quantit{'y is' if len(off) == 1 else 'ies are'} more "
                            f"than {max_error:g}% off; worst: {worst.name} {worst.error_pct:+.1f}%")
-
-
-@click.group("calibration")
-def calibration_group() -> None:
-    """Efficiencies stored by `planner validate --calibrate`."""
-
-
-@calibration_group.command("list")
-@click.option("--calibration", "path", type=click.Path(dir_okay=False))
-@format_option
-def calibration_list(path, fmt) -> None:
-    """List stored calibrations."""
-    from dataclasses import asdict
-
-    from planner.catalog import calibrations as calibration
-    from planner.report.tabular import render_rows
-
-    rows = [asdict(c) for c in calibration.load(Path(path) if path else None)]
-    cols = ["hardware", "precision", "shape", "params", "measured_hfu", "predicted_mfu", "date"]
-    click.echo(render_rows(rows, cols, fmt), nl=False)
-
-
-@calibration_group.command("clear")
-@click.option("--calibration", "path", type=click.Path(dir_okay=False))
-@click.option("--hardware", "-H", help="Only this hardware's calibrations.")
-def calibration_clear(path, hardware) -> None:
-    """Remove stored calibrations."""
-    from planner.catalog import calibrations as calibration
-
-    n = calibration.clear(Path(path) if path else None, hardware)
-    click.echo(f"removed {n} calibration{'s' if n != 1 else ''}", err=True)

@@ -16,12 +16,13 @@ from planner.planning.resolve import (
     Request, devices_of, parallelism_spec, resolve, training_spec,
 )
 from planner.results import Assumption, Estimate, LayoutChoice
+from planner.specs import ParallelismSpec, TrainingSpec
 from planner.units import GIB
 
 
-def estimate_at(req: Request, row: dict[str, Any], choice: LayoutChoice | None = None,
-                note: Assumption | None = None) -> Estimate:
-    """The full estimate of one layout (a search row or the user's complete layout)."""
+def specs_at(req: Request, row: dict[str, Any]) -> tuple[TrainingSpec, ParallelismSpec]:
+    """The training and parallelism specs of one layout (a search row or the user's
+    complete layout)."""
     v = row["virtual_stages"]
     schedule = req.parallel.get("pipeline_schedule")
     schedule = "gpipe" if schedule == "gpipe" else ("interleaved" if v > 1 else
@@ -35,6 +36,13 @@ def estimate_at(req: Request, row: dict[str, Any], choice: LayoutChoice | None =
         **hsdp)
     train = training_spec(req, micro_batch_size=row["micro_batch_size"],
                           recompute=row["recompute"], global_batch_size=row["global_batch_size"])
+    return train, par
+
+
+def estimate_at(req: Request, row: dict[str, Any], choice: LayoutChoice | None = None,
+                note: Assumption | None = None) -> Estimate:
+    """The full estimate of one layout (a search row or the user's complete layout)."""
+    train, par = specs_at(req, row)
     warnings = () if req.batch_given else (
         defaults.batch_warning(train.global_batch_size, train.seq_len),)
     notes = [*req.notes, *([note] if note else [])]
@@ -62,6 +70,22 @@ def estimate_on(req: Request, devices: int, top: int = 0,
             if not show_unfit:
                 raise
             return estimate_at(req, closest_row(req, devices))
+    row = complete_row(req, fixed, devices)
+    est = estimate_at(req, row)
+    if not req.batch_given:  # the rule's batch is an uncertain input: its spread (spread.py)
+        from planner.planning import spread
+        target = req.training["global_batch_size"]
+        unit = row["dp"] * fixed["micro_batch_size"]
+        factors = spread.fixed_layout_batch_factors(
+            target, unit, est.range.expected.device_hours, lambda b: estimate_at(
+                req, {**row, "global_batch_size": b}).range.expected.device_hours)
+        est = spread.widen(est, factors, (1.0, 1.0))
+    return est
+
+
+def complete_row(req: Request, fixed: dict[str, Any], devices: int) -> dict[str, Any]:
+    """The layout row of a complete user layout on ``devices`` (dp and the global batch
+    filled in: the given batch, or the rule's rounded to a multiple of dp x micro-batch)."""
     mp = fixed["tp"] * fixed["pp"] * fixed["cp"]
     if devices % mp:  # the spec's one-line error, before any batch arithmetic
         parallelism_spec(req, devices, **{k: fixed[k] for k in ("tp", "pp", "cp", "ep")})
@@ -73,15 +97,7 @@ def estimate_on(req: Request, devices: int, top: int = 0,
         if batch > 2 * target:
             raise SpecError(f"dp x micro-batch = {unit} sequences is more than twice the "
                             f"default global batch ({target}); give --global-batch")
-    row = {**fixed, "devices": devices, "dp": dp, "global_batch_size": batch}
-    est = estimate_at(req, row)
-    if not req.batch_given:  # the rule's batch is an uncertain input: its spread (spread.py)
-        from planner.planning import spread
-        factors = spread.fixed_layout_batch_factors(
-            target, unit, est.range.expected.device_hours, lambda b: estimate_at(
-                req, {**row, "global_batch_size": b}).range.expected.device_hours)
-        est = spread.widen(est, factors, (1.0, 1.0))
-    return est
+    return {**fixed, "devices": devices, "dp": dp, "global_batch_size": batch}
 
 
 def estimate_plan(

@@ -283,16 +283,18 @@ def apply_calibration(req: Request) -> tuple[PerfParams, Assumption | None]:
             name="calibration", value="not applied", unit="", defaulted=True,
             source=f"the stored calibration ({cal.describe()}) was made against an earlier "
             "performance model, whose prediction it corrected; re-run `planner validate "
-            "--calibrate` on this hardware")
-    scale = cal.measured_mfu / cal.predicted_mfu
+            "--calibrate` (or `planner calibration add` for a measured run) on this hardware")
+    scale = cal.scale
     perf = calibrated(req.perf, scale)
     changed = ", ".join(f"{k} {getattr(req.perf, k):g} -> {getattr(perf, k):.3g}"
                         for k in CALIBRATED)
     return perf, Assumption(
         name="calibration", value=round(scale, 4), unit="x the model's compute speed",
-        defaulted=False, source=f"{cal.describe()}; measured / predicted throughput of that "
-        f"run scales the compute constants ({changed}); communication, bubble and layout "
-        "terms are the model's")
+        defaulted=False, source=f"{cal.describe()}; " + (
+            "measured / predicted throughput of that run" if cal.compute_scale is None else
+            "the factor that reproduces that run's measured step time, its communication and "
+            "bubble as the model has them,") + f" scales the compute constants ({changed}); "
+        "communication, bubble and layout terms are the model's")
 
 
 def _count(value: float | str) -> float:

@@ -147,8 +147,10 @@ def _step_line(e: Estimate) -> str:
              ("EP", st.ep_comm_s), ("PP p2p", st.pp_comm_s), ("bubble", st.bubble_s),
              ("DP", st.dp_comm_s), ("optimizer", st.optimizer_s)]
     shown = ", ".join(f"{k} {v:.3g} s" for k, v in parts if v > 0.0005 * st.step_time_s)
-    used = "" if st.method == "performance model" else \
-        f"; time uses your flat efficiency, the model predicts HFU {st.predicted_hfu:.1%}"
+    used = {"flat efficiency": "; time uses your flat efficiency, the model predicts HFU "
+                               f"{st.predicted_hfu:.1%}",
+            "calibrated performance model": "; calibrated (see the 'calibration' assumption)",
+            }.get(st.method, "")
     return (f"{st.step_time_s:.3g} s = {shown} (GEMM efficiency {st.gemm_efficiency:.0%}; "
             f"exposed communication only){used}")
 

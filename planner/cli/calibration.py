@@ -1,0 +1,127 @@
+"""`planner calibration list|add|clear`: the stored corrections of the performance model.
+
+`planner validate --calibrate` stores one from a timed single-device run; `calibration add`
+derives one from a run `planner measure` recorded, given the run's training configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from planner.cli.common import layout_options, model_options, split_cli_options, training_options
+from planner.cli.measure import ledger_option
+from planner.cli.options import COUNT, format_option, profiles_option
+from planner.errors import SpecError
+
+
+@click.group("calibration")
+def calibration_group() -> None:
+    """Corrections of the performance model: from `planner validate --calibrate`, or
+    `planner calibration add` for a run `planner measure` recorded."""
+
+
+@calibration_group.command("list")
+@click.option("--calibration", "path", type=click.Path(dir_okay=False))
+@format_option
+def calibration_list(path, fmt) -> None:
+    """List stored calibrations."""
+    from dataclasses import asdict
+
+    from planner.catalog import calibrations as calibration
+    from planner.report.tabular import render_rows
+
+    rows = [{**asdict(c), "scale": c.scale}
+            for c in calibration.load(Path(path) if path else None)]
+    cols = ["hardware", "precision", "shape", "params", "measured_hfu", "predicted_mfu",
+            "scale", "date", "source"]
+    click.echo(render_rows(rows, cols, fmt), nl=False)
+
+
+@calibration_group.command("add")
+@click.argument("run_id")
+@model_options
+@click.option("--hardware", "-H", help="Hardware profile (default: the run's --hardware).")
+@profiles_option
+@click.option("--devices", "-n", type=click.IntRange(min=1),
+              help="Devices the run trained on (default: the run's billed devices).")
+@training_options
+@layout_options
+@click.option("--steps", type=COUNT, required=True,
+              help="Optimizer steps the run took (with --global-batch and --seq-len).")
+@click.option("--exclude-seconds", type=click.FloatRange(min=0), default=0.0,
+              show_default=True, help="Seconds of the run that were not training steps "
+              "(start-up, data loading, checkpoints), taken off its duration.")
+@ledger_option
+@click.option("--calibration", "path", type=click.Path(dir_okay=False),
+              help="Calibration file (default: $PLANNER_CALIBRATION, else "
+                   "~/.config/planner/calibration.json).")
+def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_seconds, ledger,
+                    path, **opts) -> None:
+    """Derive a calibration from run RUN_ID of the ledger: the compute speed at which the
+    model's step time for the run's own layout (every degree given: --tp, --pp, --cp,
+    --zero, --micro-batch, --recompute, --virtual-stages) equals the measured one, with
+    communication and the bubble kept as the model has them. Later estimates on that
+    hardware, for models within 10x of its size, use it and say so."""
+    from planner.catalog import calibrations as calibration
+    from planner.estimators.params import count_params
+    from planner.estimators.step_time import PERF_MODEL_VERSION
+    from planner.measurement.ledger import Ledger, ledger_path
+    from planner.planning.calibrate import calibrate_from_run
+    from planner.planning.resolve import resolve
+
+    run = Ledger(ledger_path(ledger)).get(run_id)
+    if not run.get("complete") or run.get("exit_code") != 0:
+        raise SpecError(f"run {run['id']} did not finish cleanly (exit code "
+                        f"{run.get('exit_code')}, {'complete' if run.get('complete') else 'incomplete'}"
+                        "): a calibration needs a complete, successful run")
+    cost = run.get("cost") or {}
+    hardware = hardware or cost.get("hardware")
+    devices = devices or cost.get("devices")
+    if not hardware or not devices:
+        missing = " and ".join(f for f, v in (("--hardware", hardware), ("--devices", devices))
+                               if not v)
+        raise SpecError(f"run {run['id']} does not record its {missing}; give {missing}")
+    seconds = run["duration_s"] - exclude_seconds
+    if seconds <= 0:
+        raise SpecError(f"--exclude-seconds {exclude_seconds:g} is not less than the run's "
+                        f"{run['duration_s']:.1f} s")
+    model = opts.pop("model")
+    shape, options = split_cli_options(opts)
+    req = resolve(model, hardware, options.pop("tokens", None), None, profiles_dirs, shape,
+                  use_calibration=False, devices=devices, **options)
+    rc = calibrate_from_run(req, devices, seconds / steps)
+    gpus = (run.get("energy") or {}).get("gpus") or []
+    spec = req.model
+    entry = calibration.Calibration(
+        hardware=req.hw.name, precision=req.training.get("precision") or "bf16",
+        params=count_params(spec).total,
+        shape=f"{spec.name} ({spec.num_layers} layers, d_model {spec.d_model}; {rc.layout})",
+        seq_len=req.training["seq_len"], micro_batch_size=req.training["micro_batch_size"],
+        measured_mfu=rc.measured_mfu, measured_hfu=rc.measured_hfu,
+        predicted_mfu=rc.predicted_mfu, date=run["started_at"][:10],
+        device_name=(gpus[0].get("name") if gpus and isinstance(gpus[0], dict) else None)
+        or req.hw.name, model_version=PERF_MODEL_VERSION, kernels=rc.kernels,
+        compute_scale=rc.compute_scale,
+        source=f"planner measure run {run['id']}, {rc.devices} devices, {steps:g} steps in "
+               f"{seconds:.1f} s")
+    saved = calibration.save(entry, Path(path) if path else None)
+    click.echo(f"calibration saved to {saved}: compute x{rc.compute_scale:.3f} (measured "
+               f"{rc.measured_step_s:.4g} s per step, the model {rc.predicted_step_s:.4g} s); "
+               f"{entry.describe()}", err=True)
+    if not exclude_seconds:
+        click.echo("note: the run's whole duration counted as training steps; its start-up "
+                   "makes the calibration pessimistic (--exclude-seconds)", err=True)
+
+
+@calibration_group.command("clear")
+@click.option("--calibration", "path", type=click.Path(dir_okay=False))
+@click.option("--hardware", "-H", help="Only this hardware's calibrations.")
+def calibration_clear(path, hardware) -> None:
+    """Remove stored calibrations."""
+    from planner.catalog import calibrations as calibration
+
+    n = calibration.clear(Path(path) if path else None, hardware)
+    click.echo(f"removed {n} calibration{'s' if n != 1 else ''}", err=True)
+

@@ -1,0 +1,134 @@
+"""A calibration from a run `planner measure` recorded (`planner calibration add`): the compute
+factor that reproduces the run's step time keeps the model's communication and bubble."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from planner.catalog import calibrations as calibration
+from planner.cli import cli
+from planner.errors import SpecError
+from planner.estimators.params import count_params
+from planner.estimators.step_time import (
+    DEFAULT_PERF, calibrated, flops_inputs, step_seconds, step_time_terms,
+)
+from planner.estimators.vec import Degrees
+from planner.planning.answer import complete_row, specs_at
+from planner.planning.calibrate import calibrate_from_run
+from planner.planning.resolve import resolve
+
+PY = sys.executable
+# llama3-8b on 16 H100 (two nodes), tp 2: TP and DP communication the compute cannot hide all of
+LAYOUT = dict(seq_len=4096, global_batch_size=32, tp=2, pp=1, cp=1, ep=1, zero_stage=1,
+              micro_batch_size=1, recompute="none", virtual_stages=1)
+
+
+@pytest.fixture(autouse=True)
+def ledger_env(tmp_path, monkeypatch):
+    path = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("PLANNER_LEDGER", str(path))
+    return path
+
+
+def _request(**kw):
+    return resolve("llama3-8b", "h100-sxm", "1B", use_calibration=False, devices=16,
+                   **{**LAYOUT, **kw})
+
+
+def _model_step(req, devices: int, scale: float) -> tuple[float, dict]:
+    """The model's step time and terms for the request's layout at ``scale`` x compute."""
+    train, par = specs_at(req, complete_row(req, req.fixed_degrees(), devices))
+    p = count_params(req.model)
+    terms = step_time_terms(req.model, train, Degrees.from_specs(train, par), req.hw, p,
+                            flops_inputs(req.model, train, p), calibrated(DEFAULT_PERF, scale))
+    return float(step_seconds(terms)), terms
+
+
+def test_the_factor_reproduces_the_measured_step_and_keeps_the_layout_terms():
+    req = _request()
+    measured, terms = _model_step(req, 16, 0.7)  # a run whose compute is 0.7x the model's
+    assert terms["tp_comm"] > 0.02 * measured  # communication is part of the step
+    rc = calibrate_from_run(req, 16, measured)
+    assert rc.compute_scale == pytest.approx(0.7, rel=1e-6)
+    predicted, _ = _model_step(req, 16, 1.0)
+    assert rc.predicted_step_s == pytest.approx(predicted)
+    # A flat ratio of step times would also slow the communication down: not what is stored.
+    assert predicted / measured > 0.7 + 0.01
+    assert rc.measured_mfu == pytest.approx(rc.predicted_mfu * predicted / measured)
+
+
+def test_a_searched_layout_or_an_impossible_step_is_refused():
+    req = resolve("llama3-8b", "h100-sxm", "1B", use_calibration=False, devices=16, tp=2)
+    with pytest.raises(SpecError, match="run's own layout.*--pp.*--micro-batch"):
+        calibrate_from_run(req, 16, 1.0)
+    req = _request()
+    with pytest.raises(SpecError, match="faster than the model"):
+        calibrate_from_run(req, 16, 1e-6)
+    with pytest.raises(SpecError, match="positive"):
+        calibrate_from_run(req, 16, float("nan"))
+
+
+def test_an_older_calibration_file_still_reads():
+    # Files written before compute_scale existed: the factor is measured / predicted MFU.
+    old = calibration.Calibration(
+        hardware="h100-sxm", precision="bf16", params=1, shape="x", seq_len=1,
+        micro_batch_size=1, measured_mfu=0.3, measured_hfu=0.3, predicted_mfu=0.4,
+        date="2026-11-23", device_name="H100")
+    assert old.scale == pytest.approx(0.75) and old.source is None
+
+
+def _measure(runner, seconds: float, code: int = 0) -> str:
+    result = runner.invoke(cli, ["measure", "--meter", "cpu-time", "--hardware", "h100-sxm",
+                                 "--devices", "16", "--", PY, "-c",
+                                 f"import sys, time; time.sleep({seconds}); sys.exit({code})"])
+    assert result.exit_code == code, result.stderr
+    runs = json.loads(runner.invoke(cli, ["runs", "list", "--format", "json"]).stdout)
+    return runs[-1]["id"]
+
+
+FLAGS = ["-m", "llama3-8b", "--seq-len", "1024", "--global-batch", "16", "--tp", "2", "--pp",
+         "1", "--cp", "1", "--zero", "1", "--micro-batch", "1", "--recompute", "none"]
+
+
+def test_calibration_add_from_a_measured_run_then_estimates_use_it(runner):
+    req = _request(seq_len=1024, global_batch_size=16)
+    step, _ = _model_step(req, 16, 0.5)
+    steps = 2
+    run_id = _measure(runner, steps * step + 0.2)
+    duration = json.loads(runner.invoke(cli, ["runs", "show", run_id, "--format", "json"])
+                          .stdout)["duration_s"]
+    exclude = duration - steps * step  # leave exactly the model's 0.5x step time per step
+    assert exclude > 0
+    result = runner.invoke(cli, ["calibration", "add", run_id, *FLAGS, "--steps", str(steps),
+                                 "--exclude-seconds", f"{exclude:.9f}"])
+    assert result.exit_code == 0, result.stderr
+    assert "compute x0.500" in result.stderr
+    (cal,) = calibration.load()
+    assert cal.compute_scale == pytest.approx(0.5, rel=1e-4)
+    assert cal.source.startswith(f"planner measure run {run_id}, 16 devices, 2 steps")
+    listed = runner.invoke(cli, ["calibration", "list", "--format", "json"]).stdout
+    assert json.loads(listed)[0]["scale"] == pytest.approx(0.5, rel=1e-4)
+    est = runner.invoke(cli, ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "64",
+                              "--tokens", "1T", "--format", "json"])
+    notes = {a["name"]: a for a in json.loads(est.stdout)["assumptions"]}
+    assert notes["calibration"]["value"] == pytest.approx(0.5, rel=1e-3)
+    assert "reproduces that run's measured step time" in notes["calibration"]["source"]
+    assert json.loads(est.stdout)["step"]["method"] == "calibrated performance model"
+
+
+def test_calibration_add_refuses_a_failed_run_and_a_missing_layout(runner):
+    failed = _measure(runner, 0, code=3)
+    result = runner.invoke(cli, ["calibration", "add", failed, *FLAGS, "--steps", "4"])
+    assert result.exit_code != 0 and "did not finish cleanly (exit code 3" in result.stderr
+    ok = _measure(runner, 0)
+    result = runner.invoke(cli, ["calibration", "add", ok, "-m", "llama3-8b", "--tp", "2",
+                                 "--steps", "4"])
+    assert result.exit_code != 0 and "--micro-batch" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = runner.invoke(cli, ["calibration", "add", ok, *FLAGS, "--steps", "4",
+                                 "--exclude-seconds", "1e6"])
+    assert result.exit_code != 0 and "--exclude-seconds" in result.stderr
+    assert calibration.load() == []
