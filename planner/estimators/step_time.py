@@ -117,8 +117,11 @@ def calibrated(perf: PerfParams, scale: float) -> PerfParams:
 
 DEFAULT_PERF = PerfParams()  # the constants as calibrated (docs/validation.md)
 # Bumped when a change moves predicted step times: a stored calibration (measured / predicted)
-# made against another version is not applied. 2: attention as executed, --kernels (2026-12-01).
-PERF_MODEL_VERSION = 2
+# made against another version is not applied (calibrations from multi-device runs,
+# `planner calibration add`, depend on every term). 2: attention as executed, --kernels
+# (2026-12-01). 3: Megatron's async TP backward and fused gradient accumulation (into fp32
+# gradients only), the unfused accumulation pass elsewhere (2026-12-01, later).
+PERF_MODEL_VERSION = 3
 CALIBRATED = ("gemm_efficiency_max", "attention_efficiency", "elementwise_bytes_per_h",
               "eager_elementwise_bytes_per_h", "score_passes")
 
@@ -222,8 +225,8 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     # before its gradient-accumulation fusion, 2022-02) adds each later micro-batch's weight
     # gradients into the accumulated ones in their own pass, reading both and writing one
     # (3 x the gradient dtype per parameter), on the shards where gradients are
-    # reduce-scattered every micro-batch (ZeRO 2-3). Megatron's fused weight-gradient GEMM
-    # accumulates into main_grad in its epilogue, so it pays nothing here.
+    # reduce-scattered every micro-batch (ZeRO-3). Megatron's fused weight-gradient GEMM
+    # accumulates into the fp32 main_grad in its epilogue, so it pays nothing here.
     routed = routed_params(params, model)
     dense_local = (params.total - routed) / (t * p)  # owned before ZeRO sharding
     expert_local = routed / (t * p * e)
@@ -232,7 +235,12 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
                                                      expert_local, t * p)
     meg = lay.framework == 1
     g_acc = framework_state_bytes(training.optimizer, training.precision, lay.framework)[1]
-    accum_bytes = _accumulation_bytes(lay, grad_dense, grad_expert, g_acc) * (1 - meg)
+    # Megatron fuses only into fp32 gradients (--bf16, or --accumulate-allreduce-grads-in-fp32;
+    # its arguments.py turns gradient_accumulation_fusion off otherwise); with offload the
+    # gradients accumulate on the host instead
+    fused = meg * (g_acc == 4)
+    accum_bytes = _accumulation_bytes(lay, grad_dense, grad_expert, g_acc) * (1 - fused) * \
+        (lay.offload == 0)
     ew_bytes = ew_bytes + accum_bytes * (m - 1) / m
     compute_mb = gemm_s + attn_s + ew_bytes / hbm
 
@@ -252,10 +260,11 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     # the weight-gradient GEMM (async tensor-model-parallel all-reduce, 2021-09); with SP the
     # input re-gather under the input-gradient GEMM and the reduce-scatter under the
     # weight-gradient one (LinearWithGradAccumulationAndAsyncCommunication, 2022-03). Two
-    # all-reduces' worth per layer, hidden up to those GEMMs' time (each is half the layer's
-    # backward GEMM time on those weights).
-    col_bwd_s = gemm_s * 2 / (3 + rc_full) * column_parallel_share(model)
-    async_hidden = meg * vmin(2 * tp_one, col_bwd_s * (1 + sp) / 2)
+    # all-reduces' worth per layer, each hidden only under its own layer's GEMMs: without SP
+    # the weight-gradient half of that layer's backward GEMM time, with SP both halves.
+    bwd_s = gemm_s * 2 / (3 + rc_full) * (1 + sp) / 2  # the GEMMs each collective can use
+    qkv_share, up_share = column_parallel_shares(model)
+    async_hidden = meg * (vmin(tp_one, bwd_s * qkv_share) + vmin(tp_one, bwd_s * up_share))
     # --tp-comm-overlap (userbuffers) / async TP: the collectives run under the GEMMs
     overlap_hidden = lay.tp_comm_overlap * vmin(perf.tp_overlap_fraction * tp_raw,
                                                 perf.tp_overlap_fraction * gemm_s)
@@ -313,22 +322,25 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     }
 
 
-def column_parallel_share(model: ModelSpec) -> float:
-    """Share of a block's matmul weights in its column-parallel layers (QKV and the FFN's
-    first projection(s)), whose backward collectives Megatron-LM overlaps with their GEMMs."""
+def column_parallel_shares(model: ModelSpec) -> tuple[float, float]:
+    """Shares of a block's matmul weights in its two column-parallel layers, QKV and the
+    FFN's first projection(s): each layer's backward collective hides under that layer's
+    own GEMMs only (it is waited for before the next layer's backward starts)."""
     h, q = model.d_model, model.num_heads * model.d_head
     qkv, out = h * (q + 2 * model.kv_heads * model.d_head), q * h
     up = h * model.ffn_hidden_size * (2 if model.ffn_type == "gated" else 1)
-    return (qkv + up) / (qkv + out + up + model.ffn_hidden_size * h)
+    total = qkv + out + up + model.ffn_hidden_size * h
+    return qkv / total, up / total
 
 
 def _accumulation_bytes(lay: Degrees, grad_dense: Any, grad_expert: Any,
                         grad_bytes: Any) -> Any:
     """HBM bytes of one unfused gradient-accumulation pass on a device: read the new and the
     accumulated gradients and write the sum, over its trainable parameters (dense and routed
-    expert), on its shard where ZeRO 2-3 reduce-scatters every micro-batch."""
+    expert), on its shard where ZeRO-3 reduce-scatters every micro-batch."""
     shards = lay.shard * lay.cp
-    sharded = (lay.zero_stage >= 2) * (1 - keeps_unsharded_across_micro_batches(lay))
+    # ZeRO 1-2 reduce once per step (_data_parallel), so they accumulate whole gradients
+    sharded = (lay.zero_stage == 3) * (1 - keeps_unsharded_across_micro_batches(lay))
     return 3 * grad_bytes * (grad_dense / (1 + (shards - 1) * sharded) +
                              grad_expert / (1 + (vmax(1, shards / lay.ep) - 1) * sharded))
 
