@@ -124,11 +124,32 @@ def test_calibration_add_refuses_a_failed_run_and_a_missing_layout(runner):
     result = runner.invoke(cli, ["calibration", "add", failed, *FLAGS, "--steps", "4"])
     assert result.exit_code != 0 and "did not finish cleanly (exit code 3" in result.stderr
     ok = _measure(runner, 0)
-    result = runner.invoke(cli, ["calibration", "add", ok, "-m", "llama3-8b", "--tp", "2",
-                                 "--steps", "4"])
+    result = runner.invoke(cli, ["calibration", "add", ok, "-m", "llama3-8b", "--seq-len",
+                                 "1024", "--global-batch", "16", "--tp", "2", "--steps", "4"])
     assert result.exit_code != 0 and "--micro-batch" in result.stderr
+    assert "Traceback" not in result.stderr
+    # what the run trained is never defaulted: no model, sequence or batch, no calibration
+    result = runner.invoke(cli, ["calibration", "add", ok, "--tp", "2", "--steps", "4"])
+    assert result.exit_code != 0
+    assert "--model, --seq-len, --global-batch" in result.stderr
+    result = runner.invoke(cli, ["calibration", "add", ok, *FLAGS, "--steps", "2.5"])
+    assert result.exit_code != 0 and "whole number" in result.stderr
+    # a layout the estimate refuses is refused here too (the estimate's one line)
+    bad = [f if f != "16" else "15" for f in FLAGS]
+    result = runner.invoke(cli, ["calibration", "add", ok, *bad, "--steps", "4"])
+    assert result.exit_code != 0 and "multiple of" in result.stderr
     assert "Traceback" not in result.stderr
     result = runner.invoke(cli, ["calibration", "add", ok, *FLAGS, "--steps", "4",
                                  "--exclude-seconds", "1e6"])
     assert result.exit_code != 0 and "--exclude-seconds" in result.stderr
     assert calibration.load() == []
+
+
+def test_an_implausible_factor_is_stored_with_a_warning(runner):
+    # A 3-second `sleep` read as two steps of llama3-8b: compute far below any kernel's speed.
+    run_id = _measure(runner, 3)
+    result = runner.invoke(cli, ["calibration", "add", run_id, *FLAGS, "--steps", "2"])
+    assert result.exit_code == 0, result.stderr
+    assert "warning: compute x0.0" in result.stderr and "calibration clear" in result.stderr
+    (cal,) = calibration.load()
+    assert cal.compute_scale < 0.3 and "MFU" in cal.describe()

@@ -39,6 +39,26 @@ def test_a_searched_estimate_imports_numpy_and_nothing_else_listed(tmp_path):
     assert imported == "['numpy']" and "days" in out
 
 
+def test_calibration_add_imports_neither_torch_nor_codecarbon(tmp_path, monkeypatch):
+    # It reads a ledger record and runs the step-time model: no metering, no torch.
+    from planner.cli import cli
+    from click.testing import CliRunner
+
+    ledger = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("PLANNER_LEDGER", str(ledger))
+    monkeypatch.setenv("PLANNER_CALIBRATION", str(tmp_path / "cal.json"))
+    r = CliRunner().invoke(cli, ["measure", "--meter", "cpu-time", "--hardware", "h100-sxm",
+                                 "--devices", "16", "--", sys.executable, "-c", "pass"])
+    assert r.exit_code == 0, r.stderr
+    from planner.measurement.ledger import Ledger
+    run_id = Ledger(ledger).runs()[-1]["id"]
+    imported, _ = _imported(tmp_path, [
+        "calibration", "add", run_id, "-m", "llama3-8b", "--seq-len", "128", "--global-batch",
+        "16", "--tp", "2", "--pp", "1", "--cp", "1", "--zero", "1", "--micro-batch", "1",
+        "--recompute", "none", "--steps", "1"])
+    assert "torch" not in imported and "codecarbon" not in imported and "numpy" not in imported
+
+
 def test_identical_plain_inputs_share_one_validated_spec():
     a = _validate(ParallelismSpec, {"devices": 8, "tp": 2}, "layout")
     assert _validate(ParallelismSpec, {"tp": 2, "devices": 8}, "layout") is a

@@ -56,10 +56,11 @@ def test_megatron_hides_the_column_parallel_backward_collectives():
     # (2 all-gathers: one more all-reduce's volume) and hides that gather and the reduce-scatter
     # under the layer's two backward GEMMs: 5 - 2 = 3 exposed. Full recompute adds 2 exposed.
     # Each collective hides only under its own layer's GEMMs: llama3-8b's QKV holds
-    # 4096 x 6144 of a block's 4096 x 6144 + 4096 x 4096 + 3 x 4096 x 14336 weights.
+    # 4096 x 6144 of a block's 4096 x 6144 + 4096 x 4096 + 3 x 4096 x 14336 weights, and the
+    # GEMM time also holds the LM head (128,256 x 4096, a 32nd of it per layer).
     per = 2 * (8 - 1) / 8 * (2048 * 4096 * 2) / (450e9 * 0.8)
     m, layers = 64, 32
-    total = 4096 * 6144 + 4096 * 4096 + 3 * 4096 * 14336
+    total = 4096 * 6144 + 4096 * 4096 + 3 * 4096 * 14336 + 128256 * 4096 / 32
     shares = (4096 * 6144 / total, 2 * 4096 * 14336 / total)
     binds = []
     for sp, rc, exposed in ((0, 0, 2), (1, 0, 3), (0, 2, 4), (1, 2, 5)):
@@ -79,6 +80,24 @@ def test_megatron_hides_the_column_parallel_backward_collectives():
     assert binds[0] and binds[2]
 
 
+def test_column_parallel_shares_leave_routed_experts_out():
+    # Routed experts' TP traffic goes through the token dispatcher, not Megatron's
+    # column-parallel linears: an all-MoE model (mixtral) hides only its QKV; MLA's input
+    # projections (deepseek-v3) are its "QKV".
+    from planner.estimators.step_time import column_parallel_shares
+    for name in ("mixtral-8x7b", "deepseek-v3", "llama3-8b"):
+        model = load_model(name)
+        qkv, up = column_parallel_shares(model, count_params(model))
+        assert 0 < qkv < 1 and 0 <= up < 1 and qkv + up < 1, name
+        if name == "mixtral-8x7b":
+            assert up == 0
+    mix = load_model("mixtral-8x7b")
+    qkv, _ = column_parallel_shares(mix, count_params(mix))
+    h = 4096  # mixtral: 32 heads of 128, 8 KV heads, top-2 of 8 experts of width 14336
+    per_layer = (4096 * 6144 + 4096 * 4096 + 2 * 3 * h * 14336 + 8 * h) + 32000 * h / 32
+    assert qkv == pytest.approx(4096 * 6144 / per_layer, rel=1e-3)
+
+
 def test_unfused_gradient_accumulation_pass_by_hand():
     # PyTorch's AccumulateGrad (grad += new: read 2 + 2, write 2 bytes per bf16 parameter)
     # runs for each micro-batch after the first; Megatron-LM's fused weight-gradient GEMM
@@ -90,9 +109,9 @@ def test_unfused_gradient_accumulation_pass_by_hand():
     assert four["compute_memory"] - 4 * one["compute_memory"] == pytest.approx(3 * 6 * n / hbm)
     meg = _terms("llama3-8b", _deg(dp=8, global_batch_size=32, framework=1), global_batch_size=32)
     assert meg["compute_memory"] == pytest.approx(4 * one["compute_memory"])
-    # ZeRO-3 reduce-scatters every micro-batch: the pass runs on the 1/8 shard; ZeRO-2
-    # reduces once per step (as _data_parallel charges it), so it accumulates whole gradients.
-    for zero, shard in ((3, 8), (2, 1)):
+    # ZeRO 2-3 reduce-scatter every micro-batch: the pass runs on the 1/8 shard; ZeRO-1
+    # reduces once per step, so it accumulates whole gradients.
+    for zero, shard in ((3, 8), (2, 8), (1, 1)):
         many = _terms("llama3-8b", _deg(dp=8, zero_stage=zero, global_batch_size=32),
                       global_batch_size=32)
         single = _terms("llama3-8b", _deg(dp=8, zero_stage=zero, global_batch_size=8),
@@ -126,6 +145,19 @@ def test_dp_all_reduce_by_hand():
     # With tp 8 each node holds one rank of a data-parallel group: one NIC, 50 GB/s.
     t8 = _terms("llama3-8b", _deg(devices=16, tp=8, dp=2, sequence_parallel=1))
     assert t8["dp_comm_total"] == pytest.approx(2 * 1 / 2 * 2 * n / 8 / (50e9 * 0.8))
+
+
+def test_zero2_reduce_scatters_every_micro_batch():
+    # ZeRO-2 keeps only its gradient shard (memory.py), so it reduce-scatters each
+    # micro-batch's gradients (DeepSpeed stage 2's reduce hooks; FSDP SHARD_GRAD_OP); ZeRO-1
+    # keeps them whole and reduces once per step. Both all-gather the updated weights once.
+    n = count_params(load_model("llama3-8b")).total
+    rs = ag = 7 / 8 * 2 * n / (450e9 * 0.8)  # one node: (n-1)/n of the bf16 bytes each
+    for zero, m in ((1, 4), (2, 4), (2, 1)):
+        t = _terms("llama3-8b", _deg(zero_stage=zero, global_batch_size=8 * m),
+                   global_batch_size=8 * m)
+        reductions = m if zero == 2 else 1
+        assert t["dp_comm_total"] == pytest.approx(reductions * rs + ag)
 
 
 def test_group_link_is_hierarchical():

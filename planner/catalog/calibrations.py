@@ -64,10 +64,12 @@ class Calibration:
     def describe(self) -> str:
         kernels = f", {self.kernels} kernels" if self.kernels else ""
         run = f" ({self.source})" if self.source else ""
+        measured = (f"MFU {self.measured_mfu:.1%}" if self.compute_scale is not None else
+                    f"HFU {self.measured_hfu:.1%}")  # validate's one-device runs: no recompute
         return (f"calibrated on {self.date} from a run of {self.shape} "
                 f"({self.params / 1e6:.1f}M params, seq {self.seq_len}{kernels}) on "
                 f"{self.device_name}{run}: "
-                f"HFU {self.measured_hfu:.1%} (model predicted MFU {self.predicted_mfu:.1%})")
+                f"{measured} (model predicted MFU {self.predicted_mfu:.1%})")
 
     @property
     def scale(self) -> float:

@@ -13,7 +13,6 @@ import click
 from planner.cli.common import layout_options, model_options, split_cli_options, training_options
 from planner.cli.measure import ledger_option
 from planner.cli.options import COUNT, format_option, profiles_option
-from planner.errors import SpecError
 
 
 @click.group("calibration")
@@ -65,51 +64,35 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
     communication and the bubble kept as the model has them. Later estimates on that
     hardware, for models within 10x of its size, use it and say so."""
     from planner.catalog import calibrations as calibration
-    from planner.estimators.params import count_params
-    from planner.estimators.step_time import PERF_MODEL_VERSION
     from planner.measurement.ledger import Ledger, ledger_path
-    from planner.planning.calibrate import calibrate_from_run
+    from planner.planning.calibrate import calibrate_from_run, calibration_entry, measured_run
     from planner.planning.resolve import resolve
 
-    run = Ledger(ledger_path(ledger)).get(run_id)
-    if not run.get("complete") or run.get("exit_code") != 0:
-        raise SpecError(f"run {run['id']} did not finish cleanly (exit code "
-                        f"{run.get('exit_code')}, {'complete' if run.get('complete') else 'incomplete'}"
-                        "): a calibration needs a complete, successful run")
-    cost = run.get("cost") or {}
-    hardware = hardware or cost.get("hardware")
-    devices = devices or cost.get("devices")
-    if not hardware or not devices:
-        missing = " and ".join(f for f, v in (("--hardware", hardware), ("--devices", devices))
-                               if not v)
-        raise SpecError(f"run {run['id']} does not record its {missing}; give {missing}")
-    seconds = run["duration_s"] - exclude_seconds
-    if seconds <= 0:
-        raise SpecError(f"--exclude-seconds {exclude_seconds:g} is not less than the run's "
-                        f"{run['duration_s']:.1f} s")
+    missing = [flag for flag, key in (("--model", "model"), ("--seq-len", "seq_len"),
+                                      ("--global-batch", "global_batch")) if opts.get(key) is None]
+    if missing:  # a calibration from defaults nobody ran would correct every later estimate
+        raise click.UsageError(f"give the run's {', '.join(missing)}: a calibration is made "
+                               "from what the run trained, not from defaults")
+    if steps < 1 or steps != int(steps):
+        raise click.BadParameter(f"{steps:g} is not a whole number of steps (>= 1)",
+                                 param_hint="--steps")
+    run = measured_run(Ledger(ledger_path(ledger)).get(run_id), hardware, devices,
+                       exclude_seconds)
     model = opts.pop("model")
     shape, options = split_cli_options(opts)
-    req = resolve(model, hardware, options.pop("tokens", None), None, profiles_dirs, shape,
-                  use_calibration=False, devices=devices, **options)
-    rc = calibrate_from_run(req, devices, seconds / steps)
-    gpus = (run.get("energy") or {}).get("gpus") or []
-    spec = req.model
-    entry = calibration.Calibration(
-        hardware=req.hw.name, precision=req.training.get("precision") or "bf16",
-        params=count_params(spec).total,
-        shape=f"{spec.name} ({spec.num_layers} layers, d_model {spec.d_model}; {rc.layout})",
-        seq_len=req.training["seq_len"], micro_batch_size=req.training["micro_batch_size"],
-        measured_mfu=rc.measured_mfu, measured_hfu=rc.measured_hfu,
-        predicted_mfu=rc.predicted_mfu, date=run["started_at"][:10],
-        device_name=(gpus[0].get("name") if gpus and isinstance(gpus[0], dict) else None)
-        or req.hw.name, model_version=PERF_MODEL_VERSION, kernels=rc.kernels,
-        compute_scale=rc.compute_scale,
-        source=f"planner measure run {run['id']}, {rc.devices} devices, {steps:g} steps in "
-               f"{seconds:.1f} s")
+    options.pop("tokens", None)  # the run's steps, not a token budget, matter here
+    req = resolve(model, run.hardware, None, None, profiles_dirs, shape, use_calibration=False,
+                  devices=run.devices, **options)
+    rc = calibrate_from_run(req, run.devices, run.seconds / steps)
+    entry = calibration_entry(req, run, int(steps), rc)
     saved = calibration.save(entry, Path(path) if path else None)
     click.echo(f"calibration saved to {saved}: compute x{rc.compute_scale:.3f} (measured "
                f"{rc.measured_step_s:.4g} s per step, the model {rc.predicted_step_s:.4g} s); "
                f"{entry.describe()}", err=True)
+    if not rc.plausible:
+        click.echo(f"warning: compute x{rc.compute_scale:.3g} is far from what kernels run at "
+                   "(0.3-1.35); check --steps, --exclude-seconds, --devices and the layout "
+                   "(`planner calibration clear` removes it)", err=True)
     if not exclude_seconds:
         click.echo("note: the run's whole duration counted as training steps; its start-up "
                    "makes the calibration pessimistic (--exclude-seconds)", err=True)

@@ -136,6 +136,11 @@ def _attention_params(model: ModelSpec) -> tuple[int, int]:
     return mm + extra, mm
 
 
+def attention_matmul_params(model: ModelSpec) -> int:
+    """Matmul weights of one attention layer (QKV or MLA's projections, and the output)."""
+    return _attention_params(model)[1]
+
+
 def _ffn_params(model: ModelSpec, width: int) -> tuple[int, int]:
     """(params, matmul weights) of one dense FFN of the given width."""
     h = model.d_model

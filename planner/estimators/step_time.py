@@ -38,7 +38,7 @@ from planner.estimators.model_state import (
     framework_state_bytes, keeps_unsharded_across_micro_batches, state_bytes_per_param,
 )
 from planner.estimators.offload import cpu_optimizer_s, offload_transfer_s
-from planner.estimators.params import ParamCount
+from planner.estimators.params import ParamCount, attention_matmul_params
 from planner.estimators.vec import Degrees, vmax, vmin
 from planner.specs.hardware import HardwareProfile
 from planner.specs.model import ModelSpec
@@ -236,8 +236,9 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     meg = lay.framework == 1
     g_acc = framework_state_bytes(training.optimizer, training.precision, lay.framework)[1]
     # Megatron fuses only into fp32 gradients (--bf16, or --accumulate-allreduce-grads-in-fp32;
-    # its arguments.py turns gradient_accumulation_fusion off otherwise); with offload the
-    # gradients accumulate on the host instead
+    # its arguments.py turned gradient_accumulation_fusion off otherwise from 2022-02 until
+    # 07916bf245, 2022-09-27, which fuses into fp16 too: planner follows the 2022 code its
+    # validation rows ran); with offload the gradients accumulate on the host instead
     fused = meg * (g_acc == 4)
     accum_bytes = _accumulation_bytes(lay, grad_dense, grad_expert, g_acc) * (1 - fused) * \
         (lay.offload == 0)
@@ -263,7 +264,7 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     # all-reduces' worth per layer, each hidden only under its own layer's GEMMs: without SP
     # the weight-gradient half of that layer's backward GEMM time, with SP both halves.
     bwd_s = gemm_s * 2 / (3 + rc_full) * (1 + sp) / 2  # the GEMMs each collective can use
-    qkv_share, up_share = column_parallel_shares(model)
+    qkv_share, up_share = column_parallel_shares(model, params)
     async_hidden = meg * (vmin(tp_one, bwd_s * qkv_share) + vmin(tp_one, bwd_s * up_share))
     # --tp-comm-overlap (userbuffers) / async TP: the collectives run under the GEMMs
     overlap_hidden = lay.tp_comm_overlap * vmin(perf.tp_overlap_fraction * tp_raw,
@@ -322,25 +323,29 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     }
 
 
-def column_parallel_shares(model: ModelSpec) -> tuple[float, float]:
-    """Shares of a block's matmul weights in its two column-parallel layers, QKV and the
-    FFN's first projection(s): each layer's backward collective hides under that layer's
-    own GEMMs only (it is waited for before the next layer's backward starts)."""
-    h, q = model.d_model, model.num_heads * model.d_head
-    qkv, out = h * (q + 2 * model.kv_heads * model.d_head), q * h
-    up = h * model.ffn_hidden_size * (2 if model.ffn_type == "gated" else 1)
-    total = qkv + out + up + model.ffn_hidden_size * h
-    return qkv / total, up / total
+def column_parallel_shares(model: ModelSpec, params: ParamCount) -> tuple[float, float]:
+    """Shares of the step's GEMM FLOPs (LM head included) in the two column-parallel layers
+    whose backward collectives Megatron-LM overlaps, QKV (or MLA's input projections) and the
+    dense FFN's first projection(s): each hides only under its own layer's GEMMs (it is
+    waited for before the next layer's backward starts). Routed experts are left out: their
+    tensor-parallel traffic goes through the token dispatcher, not these layers."""
+    h = model.d_model
+    qkv = attention_matmul_params(model) - model.num_heads * model.v_dim * h
+    dense = model.num_dense_ffn_layers / model.num_layers
+    up = h * model.ffn_hidden_size * (2 if model.ffn_type == "gated" else 1) * dense
+    per_layer = params.matmul_active / model.num_layers
+    return qkv / per_layer, up / per_layer
 
 
 def _accumulation_bytes(lay: Degrees, grad_dense: Any, grad_expert: Any,
                         grad_bytes: Any) -> Any:
     """HBM bytes of one unfused gradient-accumulation pass on a device: read the new and the
     accumulated gradients and write the sum, over its trainable parameters (dense and routed
-    expert), on its shard where ZeRO-3 reduce-scatters every micro-batch."""
+    expert), on its shard where ZeRO 2-3 reduce-scatter every micro-batch."""
     shards = lay.shard * lay.cp
-    # ZeRO 1-2 reduce once per step (_data_parallel), so they accumulate whole gradients
-    sharded = (lay.zero_stage == 3) * (1 - keeps_unsharded_across_micro_batches(lay))
+    # ZeRO-1 reduces once per step and accumulates whole gradients; ZeRO 2-3 reduce-scatter
+    # every micro-batch (_data_parallel) and accumulate their shard
+    sharded = (lay.zero_stage >= 2) * (1 - keeps_unsharded_across_micro_batches(lay))
     return 3 * grad_bytes * (grad_dense / (1 + (shards - 1) * sharded) +
                              grad_expert / (1 + (vmax(1, shards / lay.ep) - 1) * sharded))
 
@@ -353,8 +358,11 @@ def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local
 
     Per parameter group (dense weights over dp x cp ranks; routed experts over dp x cp / ep):
       ZeRO 0      all-reduce of the gradients, once per step
-      ZeRO 1-2    reduce-scatter of the gradients once per step, all-gather of the updated
+      ZeRO 1      reduce-scatter of the gradients once per step, all-gather of the updated
                   parameters once per step (ZeRO §5; Megatron's distributed optimizer)
+      ZeRO 2      the same, but the gradients reduce-scatter every micro-batch, since only
+                  their shard is kept (DeepSpeed stage 2's per-backward reduce hooks; FSDP
+                  SHARD_GRAD_OP)
       ZeRO 3      all-gather of each layer's parameters before its forward and (when
                   reshard_after_forward) again before its backward, reduce-scatter of its
                   gradients, every micro-batch (ZeRO §5.3; FSDP2)
@@ -404,9 +412,11 @@ def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local
         z3_total = m * per_stage * (fwd_comm + bwd_comm)
         z3_exposed = m * (_overlapped(fwd_comm, f_layer, per_stage) +
                           _overlapped(bwd_comm, b_layer, per_stage))
-        # ZeRO 0-2: one reduction in the last backward, one gather in the next forward
-        low_total = per_stage * (reduce + updated * (z >= 1))
-        low_exposed = _overlapped(reduce, b_layer, per_stage) + \
+        # ZeRO 0-1: one reduction in the last backward (ZeRO-2: in every backward), one
+        # gather in the next forward
+        reductions = 1 + (m - 1) * (z == 2)
+        low_total = per_stage * (reductions * reduce + updated * (z >= 1))
+        low_exposed = reductions * _overlapped(reduce, b_layer, per_stage) + \
             _overlapped(updated, f_layer, per_stage) * (z >= 1)
         across_total = per_stage * across
         total = total + z3_total + (low_total - z3_total) * (1 - z3) + across_total

@@ -17,17 +17,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from planner.catalog.calibrations import Calibration
 from planner.errors import SpecError
 from planner.estimators.flops import training_flops
+from planner.estimators.layout import check_layout
 from planner.estimators.params import count_params
 from planner.estimators.step_time import (
-    DEFAULT_PERF, calibrated, flops_inputs, step_seconds, step_time_terms,
+    DEFAULT_PERF, PERF_MODEL_VERSION, calibrated, flops_inputs, step_seconds, step_time_terms,
 )
 from planner.estimators.vec import Degrees
 from planner.planning.resolve import Request
 from planner.vocab import DEGREE_FLAGS
 
-SCALE_RANGE = (1e-3, 1e3)  # compute speed factors searched; outside them the run is refused
+MIN_SCALE = 1e-3  # compute speed factors searched: from here up to where a constant caps
+PLAUSIBLE = (0.3, 1.35)  # outside this a factor more likely means a wrong --steps or layout
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class RunCalibration:
     """What a measured run says about the model: the compute factor and the figures behind it."""
 
     compute_scale: float  # x the model's compute speed (step_time.calibrated)
+    plausible: bool  # within PLAUSIBLE (a factor outside it is stored, with a warning)
     measured_step_s: float
     predicted_step_s: float  # the uncalibrated model's, for this layout
     measured_mfu: float
@@ -60,6 +64,7 @@ def calibrate_from_run(req: Request, devices: int, measured_step_s: float) -> Ru
         raise SpecError("a calibration needs the run's own layout, not a searched one: give "
                         + ", ".join(missing))
     train, par = specs_at(req, complete_row(req, fixed, devices))
+    check_layout(req.model, train, par, req.hw)  # the estimate's one-line errors
     lay = Degrees.from_specs(train, par)
     params = count_params(req.model)
     fl = flops_inputs(req.model, train, params)
@@ -69,14 +74,20 @@ def calibrate_from_run(req: Request, devices: int, measured_step_s: float) -> Ru
         return float(step_seconds(step_time_terms(req.model, train, lay, req.hw, params, fl,
                                                   perf)))
 
-    lo, hi = SCALE_RANGE
+    # Above 1 / (the largest capped efficiency) a GEMM or attention constant reaches 100% of
+    # peak (calibrated() caps them) and only the memory-bound terms still speed up: no
+    # faster factor means anything, so the search stops there.
+    lo, hi = MIN_SCALE, 1 / max(DEFAULT_PERF.gemm_efficiency_max,
+                                DEFAULT_PERF.attention_efficiency)
     fastest, slowest = step(hi), step(lo)
-    if not fastest <= measured_step_s <= slowest:
-        which, bound, at = (("faster", fastest, hi) if measured_step_s < fastest else
-                            ("slower", slowest, lo))
-        raise SpecError(f"the measured step ({measured_step_s:.4g} s) is {which} than the "
-                        f"model's {bound:.4g} s for this layout even at {at:g}x its compute "
-                        "speed; check --steps, --devices and the layout flags")
+    if measured_step_s < fastest:
+        raise SpecError(f"the measured step ({measured_step_s:.4g} s) is faster than the "
+                        f"model's {fastest:.4g} s for this layout with its GEMMs at peak; "
+                        "check --steps, --devices and the layout flags")
+    if measured_step_s > slowest:
+        raise SpecError(f"the measured step ({measured_step_s:.4g} s) is slower than the "
+                        f"model's {slowest:.4g} s for this layout even at {lo:g}x its compute "
+                        "speed; check --steps, --exclude-seconds and the layout flags")
     for _ in range(60):  # bisection on log(scale): the step time falls as scale grows
         mid = math.sqrt(lo * hi)
         lo, hi = (mid, hi) if step(mid) > measured_step_s else (lo, mid)
@@ -91,9 +102,64 @@ def calibrate_from_run(req: Request, devices: int, measured_step_s: float) -> Ru
 
     layout = (f"dp {lay.dp} x tp {par.tp} x pp {par.pp} x cp {par.cp}, ZeRO-{par.zero_stage}, "
               f"micro-batch {train.micro_batch_size}, recompute {train.recompute}")
-    return RunCalibration(scale, measured_step_s, predicted,
+    return RunCalibration(scale, PLAUSIBLE[0] <= scale <= PLAUSIBLE[1], measured_step_s,
+                          predicted,
                           util(flops.model_per_token, measured_step_s),
                           util(flops.hardware_per_token, measured_step_s),
                           util(flops.model_per_token, predicted), layout, par.devices,
                           train.kernels)
 
+
+
+@dataclass(frozen=True)
+class MeasuredRun:
+    """What a ledger record says about a run that a calibration needs."""
+
+    run_id: str
+    hardware: str
+    devices: int
+    seconds: float  # of training steps: the run's duration less what the user excluded
+    date: str  # ISO date it started
+    device_name: str | None  # the first GPU the meter saw
+
+
+def measured_run(record: dict, hardware: str | None, devices: int | None,
+                 exclude_seconds: float) -> MeasuredRun:
+    """The run of a `planner measure` ledger record (``hardware``/``devices``: the user's,
+    else the record's); SpecError naming the flag when the record cannot calibrate."""
+    rid = record["id"]
+    if not record.get("complete") or record.get("exit_code") != 0:
+        state = "complete" if record.get("complete") else "incomplete"
+        raise SpecError(f"run {rid} did not finish cleanly (exit code "
+                        f"{record.get('exit_code')}, {state}): a calibration needs a complete, "
+                        "successful run")
+    cost = record.get("cost") or {}
+    hardware, devices = hardware or cost.get("hardware"), devices or cost.get("devices")
+    if not hardware or not devices:
+        missing = " and ".join(f for f, v in (("--hardware", hardware), ("--devices", devices))
+                               if not v)
+        raise SpecError(f"run {rid} does not record its {missing}; give {missing}")
+    seconds = record["duration_s"] - exclude_seconds
+    if seconds <= 0:
+        raise SpecError(f"--exclude-seconds {exclude_seconds:g} is not less than the run's "
+                        f"{record['duration_s']:.1f} s")
+    gpus = (record.get("energy") or {}).get("gpus") or []
+    name = gpus[0].get("name") if gpus and isinstance(gpus[0], dict) else None
+    return MeasuredRun(rid, hardware, devices, seconds, record["started_at"][:10], name)
+
+
+def calibration_entry(req: Request, run: MeasuredRun, steps: int,
+                      rc: RunCalibration) -> Calibration:
+    """The stored calibration of ``rc``, naming the run it came from."""
+    spec = req.model
+    return Calibration(
+        hardware=req.hw.name, precision=req.training.get("precision") or "bf16",
+        params=count_params(spec).total,
+        shape=f"{spec.name} ({spec.num_layers} layers, d_model {spec.d_model}; {rc.layout})",
+        seq_len=req.training["seq_len"], micro_batch_size=req.training["micro_batch_size"],
+        measured_mfu=rc.measured_mfu, measured_hfu=rc.measured_hfu,
+        predicted_mfu=rc.predicted_mfu, date=run.date,
+        device_name=run.device_name or req.hw.name, model_version=PERF_MODEL_VERSION,
+        kernels=rc.kernels, compute_scale=rc.compute_scale,
+        source=f"planner measure run {run.run_id}, {rc.devices} devices, {steps} steps in "
+               f"{run.seconds:.1f} s")
