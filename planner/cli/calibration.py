@@ -91,8 +91,8 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
                f"{entry.describe()}", err=True)
     if not rc.plausible:
         click.echo(f"warning: compute x{rc.compute_scale:.3g} is far from what kernels run at "
-                   "(0.3-1.35); check --steps, --exclude-seconds, --devices and the layout "
-                   "(`planner calibration clear` removes it)", err=True)
+                   "(below 0.3, or GEMMs past the peak); check --steps, --exclude-seconds, "
+                   "--devices and the layout (`planner calibration clear` removes it)", err=True)
     if not exclude_seconds:
         click.echo("note: the run's whole duration counted as training steps; its start-up "
                    "makes the calibration pessimistic (--exclude-seconds)", err=True)

@@ -108,7 +108,8 @@ def calibrated(perf: PerfParams, scale: float) -> PerfParams:
     runs ``scale`` x as fast (measured / predicted throughput of that run): GEMM and attention
     efficiency up, memory-bound traffic down. Communication, bubble and layout terms stay the
     model's, since one device cannot measure them."""
-    return replace(perf, gemm_efficiency_max=min(1.0, perf.gemm_efficiency_max * scale),
+    return replace(perf, gemm_efficiency_max=perf.gemm_efficiency_max * scale,  # capped where
+                   # the hardware's scaled value is (gemm_efficiency_max)
                    attention_efficiency=min(1.0, perf.attention_efficiency * scale),
                    elementwise_bytes_per_h=perf.elementwise_bytes_per_h / scale,
                    eager_elementwise_bytes_per_h=perf.eager_elementwise_bytes_per_h / scale,
@@ -120,16 +121,17 @@ DEFAULT_PERF = PerfParams()  # the constants as calibrated (docs/validation.md)
 # made against another version is not applied (calibrations from multi-device runs,
 # `planner calibration add`, depend on every term). 2: attention as executed, --kernels
 # (2026-12-01). 3: Megatron's async TP backward and fused gradient accumulation (into fp32
-# gradients only), the unfused accumulation pass elsewhere (2026-12-01, later).
-PERF_MODEL_VERSION = 3
+# gradients only), the unfused accumulation pass elsewhere (2026-12-01, later). 4: ZeRO-2
+# reduce-scatters every micro-batch, column-parallel shares of active weights (2026-12-01).
+PERF_MODEL_VERSION = 4
 CALIBRATED = ("gemm_efficiency_max", "attention_efficiency", "elementwise_bytes_per_h",
               "eager_elementwise_bytes_per_h", "score_passes")
 
 
 def gemm_efficiency_max(hw: HardwareProfile, perf: PerfParams) -> float:
     """Large-GEMM efficiency on this hardware: the calibrated constant scaled by the profile's
-    expected efficiency relative to the calibration hardware's."""
-    return perf.gemm_efficiency_max * hw.efficiency.expected / perf.reference_efficiency
+    expected efficiency relative to the calibration hardware's, at most the peak."""
+    return min(1.0, perf.gemm_efficiency_max * hw.efficiency.expected / perf.reference_efficiency)
 
 
 def _sat(x: Any, half: float) -> Any:
@@ -361,8 +363,9 @@ def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local
       ZeRO 1      reduce-scatter of the gradients once per step, all-gather of the updated
                   parameters once per step (ZeRO §5; Megatron's distributed optimizer)
       ZeRO 2      the same, but the gradients reduce-scatter every micro-batch, since only
-                  their shard is kept (DeepSpeed stage 2's per-backward reduce hooks; FSDP
-                  SHARD_GRAD_OP)
+                  their shard is kept (DeepSpeed stage 2's per-backward reduce hooks); so does
+                  any stage with offload, whose gradient shards go to the host each
+                  micro-batch (ZeRO-Offload)
       ZeRO 3      all-gather of each layer's parameters before its forward and (when
                   reshard_after_forward) again before its backward, reduce-scatter of its
                   gradients, every micro-batch (ZeRO §5.3; FSDP2)
@@ -370,7 +373,8 @@ def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local
                   the gradient shards across the dp / dp_shard replicas once per step
     Each collective is issued per layer and prefetched behind the neighbouring layer's
     compute (FSDP's forward/backward prefetch; bucketed gradient reduction in the last
-    micro-batch's backward; the parameter all-gather in the next step's first forward), so
+    micro-batch's backward, in every one for ZeRO-2; the parameter all-gather in the next
+    step's first forward), so
     only the first layer's and each layer's excess over its compute are exposed
     (docs/performance-model.md).
     """
@@ -414,7 +418,7 @@ def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local
                           _overlapped(bwd_comm, b_layer, per_stage))
         # ZeRO 0-1: one reduction in the last backward (ZeRO-2: in every backward), one
         # gather in the next forward
-        reductions = 1 + (m - 1) * (z == 2)
+        reductions = 1 + (m - 1) * vmax(1 * (z == 2), 1 * (lay.offload >= 1))
         low_total = per_stage * (reductions * reduce + updated * (z >= 1))
         low_exposed = reductions * _overlapped(reduce, b_layer, per_stage) + \
             _overlapped(updated, f_layer, per_stage) * (z >= 1)

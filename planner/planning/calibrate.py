@@ -8,8 +8,9 @@ the factor ``s`` on the compute constants (``step_time.calibrated``) that makes
 
     step_seconds(calibrated(perf, s)) = measured seconds per optimizer step
 
-for the run's layout. The step time falls as ``s`` grows, so ``s`` is found by bisection; a
-run faster than the model's communication alone has no such ``s`` and is refused.
+for the run's layout. The step time falls as ``s`` grows, so ``s`` is found by bisection, up
+to the factor at which the last efficiency reaches the peak (GEMMs on this hardware, then
+attention); a run faster than that has no such ``s`` and is refused.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from planner.estimators.flops import training_flops
 from planner.estimators.layout import check_layout
 from planner.estimators.params import count_params
 from planner.estimators.step_time import (
-    DEFAULT_PERF, PERF_MODEL_VERSION, calibrated, flops_inputs, step_seconds, step_time_terms,
+    DEFAULT_PERF, PERF_MODEL_VERSION, calibrated, flops_inputs, gemm_efficiency_max,
+    step_seconds, step_time_terms,
 )
 from planner.estimators.vec import Degrees
 from planner.planning.resolve import Request
 from planner.vocab import DEGREE_FLAGS
 
-MIN_SCALE = 1e-3  # compute speed factors searched: from here up to where a constant caps
-PLAUSIBLE = (0.3, 1.35)  # outside this a factor more likely means a wrong --steps or layout
+MIN_SCALE = 1e-3  # compute speed factors searched: from here up to where the last one caps
+LEAST_PLAUSIBLE = 0.3  # below this (or past the GEMM cap) a wrong --steps is likelier
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class RunCalibration:
     """What a measured run says about the model: the compute factor and the figures behind it."""
 
     compute_scale: float  # x the model's compute speed (step_time.calibrated)
-    plausible: bool  # within PLAUSIBLE (a factor outside it is stored, with a warning)
+    plausible: bool  # from LEAST_PLAUSIBLE to the GEMM cap (else stored with a warning)
     measured_step_s: float
     predicted_step_s: float  # the uncalibrated model's, for this layout
     measured_mfu: float
@@ -52,7 +54,7 @@ class RunCalibration:
 def calibrate_from_run(req: Request, devices: int, measured_step_s: float) -> RunCalibration:
     """The compute factor that makes the model's step time for ``req``'s complete layout on
     ``devices`` equal ``measured_step_s`` (SpecError if the layout is not complete or no
-    factor in SCALE_RANGE does)."""
+    factor up to the efficiency caps does)."""
     from planner.planning.answer import complete_row, specs_at
 
     if not (math.isfinite(measured_step_s) and measured_step_s > 0):
@@ -74,16 +76,16 @@ def calibrate_from_run(req: Request, devices: int, measured_step_s: float) -> Ru
         return float(step_seconds(step_time_terms(req.model, train, lay, req.hw, params, fl,
                                                   perf)))
 
-    # Above 1 / (the largest capped efficiency) a GEMM or attention constant reaches 100% of
-    # peak (calibrated() caps them) and only the memory-bound terms still speed up: no
-    # faster factor means anything, so the search stops there.
-    lo, hi = MIN_SCALE, 1 / max(DEFAULT_PERF.gemm_efficiency_max,
-                                DEFAULT_PERF.attention_efficiency)
+    # At 1 / (this hardware's GEMM efficiency) the GEMMs reach the peak, at 1 / (attention
+    # efficiency) attention does; past the last only memory-bound terms would still speed
+    # up, and no factor there means anything, so the search stops at it.
+    gemm_cap = 1 / gemm_efficiency_max(req.hw, DEFAULT_PERF)
+    lo, hi = MIN_SCALE, max(gemm_cap, 1 / DEFAULT_PERF.attention_efficiency)
     fastest, slowest = step(hi), step(lo)
     if measured_step_s < fastest:
         raise SpecError(f"the measured step ({measured_step_s:.4g} s) is faster than the "
-                        f"model's {fastest:.4g} s for this layout with its GEMMs at peak; "
-                        "check --steps, --devices and the layout flags")
+                        f"model's {fastest:.4g} s for this layout with its GEMMs and attention "
+                        "at peak; check --steps, --devices and the layout flags")
     if measured_step_s > slowest:
         raise SpecError(f"the measured step ({measured_step_s:.4g} s) is slower than the "
                         f"model's {slowest:.4g} s for this layout even at {lo:g}x its compute "
@@ -102,7 +104,7 @@ def calibrate_from_run(req: Request, devices: int, measured_step_s: float) -> Ru
 
     layout = (f"dp {lay.dp} x tp {par.tp} x pp {par.pp} x cp {par.cp}, ZeRO-{par.zero_stage}, "
               f"micro-batch {train.micro_batch_size}, recompute {train.recompute}")
-    return RunCalibration(scale, PLAUSIBLE[0] <= scale <= PLAUSIBLE[1], measured_step_s,
+    return RunCalibration(scale, LEAST_PLAUSIBLE <= scale <= gemm_cap, measured_step_s,
                           predicted,
                           util(flops.model_per_token, measured_step_s),
                           util(flops.hardware_per_token, measured_step_s),
