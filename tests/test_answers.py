@@ -112,3 +112,16 @@ def test_plan_candidate_table_prints_every_degree(runner, fmt):
         cells = [c.strip() for c in row.strip("|").split(sep)] if sep else row.split()
         values = dict(zip(names, cells))
         assert all(values[w] not in ("", "n/a") for w in want), values
+
+
+def test_megatron_fp16_accumulation_is_warned(runner):
+    # The model follows the 2022 Megatron-LM its Korthikanti rows ran (no fusion into fp16
+    # gradients); today's fuses them (07916bf245), so the estimate says it is pessimistic.
+    base = ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "16", "--tokens", "1B",
+            "--tp", "2", "--pp", "1", "--cp", "1", "--zero", "1", "--micro-batch", "1",
+            "--recompute", "none", "--global-batch", "64", "--framework", "megatron",
+            "--format", "json"]
+    fp16 = json.loads(runner.invoke(cli, [*base, "--precision", "fp16"]).stdout)
+    assert any("charged unfused" in w for w in fp16["warnings"])
+    bf16 = json.loads(runner.invoke(cli, [*base, "--precision", "bf16"]).stdout)
+    assert not any("charged unfused" in w for w in bf16["warnings"])

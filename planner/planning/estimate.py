@@ -307,4 +307,10 @@ def _warnings(model: ModelSpec, training: TrainingSpec, par: ParallelismSpec,
                  f"{model.max_seq_len}")
     if mem.fits and mem.headroom_bytes < 0.05 * mem.capacity_bytes:
         w.append(f"memory headroom is only {mem.headroom_bytes / GIB:.1f} GiB")
+    micro_batches = training.global_batch_size // (
+        training.micro_batch_size * par.devices // (par.tp * par.pp * par.cp))
+    if par.framework == "megatron" and training.precision == "fp16" and micro_batches > 1:
+        w.append("--framework megatron with fp16: gradient accumulation is charged unfused, as "
+                 "Megatron-LM ran it before 2022-09 (07916bf245 fuses into fp16 too); with "
+                 "today's Megatron-LM this step is a few percent pessimistic")
     return w
