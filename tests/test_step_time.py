@@ -18,7 +18,7 @@ from planner.checks.throughput import (
     ibm_fsdp_checks, korthikanti_checks, llama3_checks, megatron_checks, nemo_checks,
     palm_checks, single_gpu_checks, torchtitan_checks,
 )
-from planner.estimators.step_time import group_link
+from planner.estimators.data_parallel import group_link
 
 NO_LATENCY = PerfParams(latency_intra_s=0.0, latency_inter_s=0.0)
 

@@ -13,7 +13,7 @@ One optimizer step on the critical-path device (the first pipeline stage):
   pp        point-to-point activations (2 per micro-batch per virtual stage), and the bubble
             (p-1)/(v m) of the busy time (Narayanan et al. 2021 §2.2)
   dp        gradient all-reduce, or reduce-scatter + all-gather (ZeRO 1/2), plus parameter
-            all-gathers per micro-batch (ZeRO-3); a stated fraction overlaps with compute
+            all-gathers per micro-batch (ZeRO-3), hidden layer by layer (data_parallel.py)
   optimizer the optimizer step reads and writes the local states once (memory-bound)
   accumulate  outside Megatron-LM (its fused weight-gradient GEMM accumulates in place), each
             micro-batch after the first adds its gradients into the accumulated ones
@@ -34,9 +34,10 @@ from planner.estimators.flops import (
     executed_attention_fraction, flash_backward_recompute_flops_per_token, training_flops,
 )
 from planner.estimators.memory import activation_bytes_per_element, routed_params, stage_layers
-from planner.estimators.model_state import (
-    framework_state_bytes, keeps_unsharded_across_micro_batches, state_bytes_per_param,
+from planner.estimators.data_parallel import (
+    accumulation_bytes, collective_seconds, data_parallel, group_link,
 )
+from planner.estimators.model_state import framework_state_bytes, state_bytes_per_param
 from planner.estimators.offload import cpu_optimizer_s, offload_transfer_s
 from planner.estimators.params import ParamCount, attention_matmul_params
 from planner.estimators.vec import Degrees, vmax, vmin
@@ -138,35 +139,6 @@ def _sat(x: Any, half: float) -> Any:
     return x / (x + half)
 
 
-def collective_seconds(bytes_: Any, factor: Any, n: Any, bw: Any, latency: Any, hops: Any) -> Any:
-    """Time of one collective: factor * bytes / bandwidth + hops * latency (0 if n == 1)."""
-    return (factor * bytes_ / bw + hops * latency) * (n > 1)
-
-
-def group_link(stride: Any, size: Any, domain: float, up: float, out: float,
-               lat_up: float, lat_out: float) -> tuple[Any, Any]:
-    """(bus bandwidth per rank, per-hop latency) of a collective over ``size`` ranks spaced
-    ``stride`` apart (ranks ordered tp, cp, dp, pp as in Megatron).
-
-    Inside one scale-up domain: the scale-up link. Across domains the collective is
-    hierarchical: NCCL runs one ring (channel) per NIC rail, so a group with k ranks in each
-    domain moves its bytes over k NICs at once and its bus bandwidth is min(scale-up,
-    k x per-device scale-out); k = 1 when each domain holds one rank (a TPU pod's ranks
-    talk over ICI inside the pod and over DCN across pods). docs/performance-model.md.
-    """
-    inside = stride * size <= domain
-    per_domain = vmax(1, vmin(size, domain // stride))
-    across = vmin(up, per_domain * out)
-    return across + (up - across) * inside, lat_out + (lat_up - lat_out) * inside
-
-
-def _overlapped(comm_per_layer: Any, compute_per_layer: Any, layers: Any) -> Any:
-    """Exposed time of one collective per layer prefetched behind the neighbouring layer's
-    compute (FSDP/ZeRO-3 all-gathers, bucketed gradient reductions): the first (or last)
-    layer's collective cannot hide, and each layer's excess over its compute shows."""
-    return comm_per_layer * (layers > 0) + layers * vmax(0, comm_per_layer - compute_per_layer)
-
-
 def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
                     hw: HardwareProfile, params: ParamCount, flops: dict[str, float],
                     perf: PerfParams = PerfParams()) -> dict[str, Any]:
@@ -242,7 +214,7 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     # 07916bf245, 2022-09-27, which fuses into fp16 too: planner follows the 2022 code its
     # validation rows ran); with offload the gradients accumulate on the host instead
     fused = meg * (g_acc == 4)
-    accum_bytes = _accumulation_bytes(lay, grad_dense, grad_expert, g_acc) * (1 - fused) * \
+    accum_bytes = accumulation_bytes(training, lay, grad_dense, grad_expert) * (1 - fused) * \
         (lay.offload == 0)
     ew_bytes = ew_bytes + accum_bytes * (m - 1) / m
     compute_mb = gemm_s + attn_s + ew_bytes / hbm
@@ -295,7 +267,7 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     bubble_frac = (p - 1) / (lay.virtual_stages * m) * (lay.pipeline_schedule != 2) + \
         (p - 1) / m * (lay.pipeline_schedule == 2)
 
-    dp_total, dp_exposed = _data_parallel(
+    dp_total, dp_exposed = data_parallel(
         model, training, lay, ((dense_local, grad_dense), (expert_local, grad_expert)),
         compute_mb, per_stage, domain, up, out, lat)
 
@@ -337,96 +309,6 @@ def column_parallel_shares(model: ModelSpec, params: ParamCount) -> tuple[float,
     up = h * model.ffn_hidden_size * (2 if model.ffn_type == "gated" else 1) * dense
     per_layer = params.matmul_active / model.num_layers
     return qkv / per_layer, up / per_layer
-
-
-def _accumulation_bytes(lay: Degrees, grad_dense: Any, grad_expert: Any,
-                        grad_bytes: Any) -> Any:
-    """HBM bytes of one unfused gradient-accumulation pass on a device: read the new and the
-    accumulated gradients and write the sum, over its trainable parameters (dense and routed
-    expert), on its shard where ZeRO 2-3 reduce-scatter every micro-batch."""
-    shards = lay.shard * lay.cp
-    # ZeRO-1 reduces once per step and accumulates whole gradients; ZeRO 2-3 reduce-scatter
-    # every micro-batch (_data_parallel) and accumulate their shard
-    sharded = (lay.zero_stage >= 2) * (1 - keeps_unsharded_across_micro_batches(lay))
-    return 3 * grad_bytes * (grad_dense / (1 + (shards - 1) * sharded) +
-                             grad_expert / (1 + (vmax(1, shards / lay.ep) - 1) * sharded))
-
-
-def _data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local: tuple,
-                   compute_mb: Any, per_stage: Any, domain: float, up: float, out: float,
-                   lat: tuple[float, float]) -> tuple[Any, Any]:
-    """(total, exposed) seconds per step of the data-parallel collectives. ``local``: the
-    (owned, trainable) parameters per device of the dense and of the routed-expert group.
-
-    Per parameter group (dense weights over dp x cp ranks; routed experts over dp x cp / ep):
-      ZeRO 0      all-reduce of the gradients, once per step
-      ZeRO 1      reduce-scatter of the gradients once per step, all-gather of the updated
-                  parameters once per step (ZeRO §5; Megatron's distributed optimizer)
-      ZeRO 2      the same, but the gradients reduce-scatter every micro-batch, since only
-                  their shard is kept (DeepSpeed stage 2's per-backward reduce hooks); so does
-                  any stage with offload, whose gradient shards go to the host each
-                  micro-batch (ZeRO-Offload)
-      ZeRO 3      all-gather of each layer's parameters before its forward and (when
-                  reshard_after_forward) again before its backward, reduce-scatter of its
-                  gradients, every micro-batch (ZeRO §5.3; FSDP2)
-      HSDP        the above inside shard groups of dp_shard ranks, plus an all-reduce of
-                  the gradient shards across the dp / dp_shard replicas once per step
-    Each collective is issued per layer and prefetched behind the neighbouring layer's
-    compute (FSDP's forward/backward prefetch; bucketed gradient reduction in the last
-    micro-batch's backward, in every one for ZeRO-2; the parameter all-gather in the next
-    step's first forward), so
-    only the first layer's and each layer's excess over its compute are exposed
-    (docs/performance-model.md).
-    """
-    # gradients reduce in the framework's dtype (fp32 under Megatron's main_grad and FSDP2's
-    # reduce_dtype); ZeRO-3 gathers weights in the compute dtype
-    _, g_b, _, w_b = framework_state_bytes(training.optimizer, training.precision,
-                                           lay.framework)
-    t, c, e, z = lay.tp, lay.cp, lay.ep, lay.zero_stage
-    # FSDP2 under pipelining keeps layers gathered and gradients unsharded across the step's
-    # micro-batches: its ZeRO-3 traffic happens once per step
-    keep = keeps_unsharded_across_micro_batches(lay)
-    m = lay.micro_batches + (1 - lay.micro_batches) * keep
-    fwd_frac = 1 / (3 + (lay.recompute == 2))  # forward share of a micro-batch's compute
-    f_layer = compute_mb * fwd_frac / per_stage
-    b_layer = compute_mb * (1 - fwd_frac) / per_stage
-    # fine-tuning: gradients (and ZeRO 1-2's updated parameters) of trainable ones only
-    (dense_local, dense_trained), (expert_local, expert_trained) = local
-    shard, replicas = lay.shard, lay.dp / lay.shard
-    reshard = lay.reshard_after_forward
-    total = exposed = 0.0
-    groups = [(dense_local, dense_trained, shard * c, t)]
-    if model.moe:  # routed experts: their own shard group, dp x cp / ep ranks
-        groups.append((expert_local, expert_trained, vmax(1, shard * c / e), t * e))
-    for local, train, n_s, stride in groups:
-        layer_bytes, train_bytes = local / per_stage, train / per_stage
-        bw, la = group_link(stride, n_s, domain, up, out, *lat)
-        frac = (n_s - 1) / n_s
-        gather = collective_seconds(layer_bytes * w_b, frac, n_s, bw, la, n_s - 1)
-        updated = collective_seconds(train_bytes * w_b, frac, n_s, bw, la, n_s - 1)
-        reduce = collective_seconds(train_bytes * g_b, frac * (1 + (z == 0)), n_s, bw, la,
-                                    (n_s - 1) * (1 + (z == 0)))
-        r_bw, r_la = group_link(stride * n_s, replicas, domain, up, out, *lat)
-        across = collective_seconds(train_bytes * g_b / n_s, 2 * (replicas - 1) / replicas,
-                                    replicas, r_bw, r_la, 2 * (replicas - 1)) * (z >= 1)
-        z3 = z == 3
-        # ZeRO 3: every micro-batch, gathers in forward and backward and the reduce-scatter
-        fwd_comm = gather
-        bwd_comm = gather * reshard + reduce
-        z3_total = m * per_stage * (fwd_comm + bwd_comm)
-        z3_exposed = m * (_overlapped(fwd_comm, f_layer, per_stage) +
-                          _overlapped(bwd_comm, b_layer, per_stage))
-        # ZeRO 0-1: one reduction in the last backward (ZeRO-2: in every backward), one
-        # gather in the next forward
-        reductions = 1 + (m - 1) * vmax(1 * (z == 2), 1 * (lay.offload >= 1))
-        low_total = per_stage * (reductions * reduce + updated * (z >= 1))
-        low_exposed = reductions * _overlapped(reduce, b_layer, per_stage) + \
-            _overlapped(updated, f_layer, per_stage) * (z >= 1)
-        across_total = per_stage * across
-        total = total + z3_total + (low_total - z3_total) * (1 - z3) + across_total
-        exposed = exposed + z3_exposed + (low_exposed - z3_exposed) * (1 - z3) + \
-            _overlapped(across, b_layer, per_stage)
-    return total, total + (exposed - total) * lay.dp_comm_overlap
 
 
 def flops_inputs(model: ModelSpec, training: TrainingSpec, params: ParamCount) -> dict:

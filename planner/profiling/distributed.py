@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from planner.estimators.model_state import state_bytes_per_param
 from planner.estimators.params import count_params
-from planner.estimators.step_time import collective_seconds
+from planner.estimators.data_parallel import collective_seconds
 from planner.profiling.report import Quantity
 from planner.specs import ModelSpec
 
@@ -183,7 +183,7 @@ def _compare(spec, strategy, n, dtype, busbw, local_s, dist_s, measured_bytes):
         total = collective_seconds(pred_bytes, (n - 1) / n, n, busbw, 0.0, 0)
         what = "FSDP all-gather + reduce-scatter tensors"
     # the step-time model's overlap: per layer, the first collective and each layer's excess
-    # over its compute are exposed (estimators/step_time.py, _data_parallel)
+    # over its compute are exposed (estimators/data_parallel.py, data_parallel)
     layers = spec.num_layers
     window = (2 / 3) * local_s if strategy == "ddp" else local_s
     per_comm, per_compute = total / layers, window / layers
