@@ -1,6 +1,7 @@
 """User calibration: efficiencies measured by `planner validate --calibrate` (one device) or
-derived from a measured run (`planner calibration add`), reused by later estimates on the same
-hardware (and said so in their assumptions).
+derived from a measured run (`planner calibration add`), and link bandwidths measured by
+nccl-tests or `planner validate --distributed --calibrate` (`planner calibration link`), reused
+by later estimates on the same hardware (and said so in their assumptions).
 
 Stored as JSON at $PLANNER_CALIBRATION, or ~/.config/planner/calibration.json (XDG), or a path
 given with --calibration. Pure stdlib: estimates read it without torch.
@@ -60,6 +61,9 @@ class Calibration:
     # and where it came from ("planner measure run ID, 16 devices, layout ...").
     compute_scale: float | None = None
     source: str | None = None
+    # The link calibrations the compute factor was fit with ("scale_out 0.71"; None: the
+    # model's default links), so that one fit before a link was measured is not stacked on it.
+    links: str | None = None
 
     def describe(self) -> str:
         kernels = f", {self.kernels} kernels" if self.kernels else ""
@@ -79,9 +83,50 @@ class Calibration:
         return self.measured_mfu / self.predicted_mfu
 
 
+LEVELS = ("scale_up", "scale_out")  # inside one scale-up domain (NVLink), across (NICs)
+
+
+@frozen
+class LinkCalibration:
+    """An achieved bus bandwidth measured on real hardware, as the fraction of one level's link
+    rate the step-time model uses for it (PerfParams.scale_up_efficiency /
+    scale_out_efficiency). Stored in the same file, marked ``kind: link``."""
+
+    hardware: str  # profile name
+    level: str  # one of LEVELS
+    efficiency: float  # achieved bus bandwidth / link rate, as the model charges it
+    bus_bandwidth_gb_per_s: float  # measured (nccl-tests busbw), at message_bytes
+    message_bytes: int
+    ranks: int
+    nodes: int
+    date: str
+    device_name: str
+    source: str  # "nccl-tests all_reduce_perf, results.txt" / "planner validate --distributed"
+    capped: bool = False  # measured above the link rate (NCCL tree/NVLS/SHARP), stored at 1.0
+    kind: str = "link"
+
+    def describe(self) -> str:
+        where = "inside one scale-up domain" if self.level == "scale_up" else "across domains"
+        cap = " (above the link rate; capped at it)" if self.capped else ""
+        return (f"{self.efficiency:.3g} of the link rate {where}, from "
+                f"{self.bus_bandwidth_gb_per_s:.1f} GB/s bus bandwidth{cap} measured on "
+                f"{self.date} ({self.source}: {self.ranks} ranks on {self.nodes} "
+                f"node{'s' if self.nodes != 1 else ''}, {self.message_bytes / 2**20:g} MiB "
+                f"messages, {self.device_name})")
+
+
 def load(path: Path | None = None) -> list[Calibration]:
-    """All stored calibrations ([] when there is no file); re-read only when the file
+    """All stored compute calibrations ([] when there is no file); re-read only when the file
     changes, since every estimate looks a calibration up."""
+    return [r for r in _load_all(path) if isinstance(r, Calibration)]
+
+
+def load_links(path: Path | None = None) -> list[LinkCalibration]:
+    """All stored link calibrations."""
+    return [r for r in _load_all(path) if isinstance(r, LinkCalibration)]
+
+
+def _load_all(path: Path | None) -> list[Calibration | LinkCalibration]:
     path = path or default_path()
     try:
         st = os.stat(path)
@@ -91,16 +136,17 @@ def load(path: Path | None = None) -> list[Calibration]:
 
 
 @lru_cache(maxsize=8)
-def _load_at(path: Path, mtime_ns: int, size: int) -> tuple[Calibration, ...]:
+def _load_at(path: Path, mtime_ns: int, size: int) -> tuple[Calibration | LinkCalibration, ...]:
     try:
         rows = json.loads(path.read_text())
-        return tuple(Calibration(**r) for r in rows)
-    except (ValueError, TypeError, OSError) as e:
+        return tuple(LinkCalibration(**r) if r.get("kind") == "link" else Calibration(**r)
+                     for r in rows)
+    except (ValueError, TypeError, AttributeError, OSError) as e:
         raise SpecError(f"calibration file {path} is not valid ({e}); fix or "
                         "`planner calibration clear`") from None
 
 
-def _write(rows: list[Calibration], path: Path) -> None:
+def _write(rows: list[Calibration | LinkCalibration], path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -108,11 +154,16 @@ def _write(rows: list[Calibration], path: Path) -> None:
     write_text_atomic(path, json.dumps([asdict(r) for r in rows], indent=2) + "\n")
 
 
-def save(entry: Calibration, path: Path | None = None) -> Path:
-    """Add a calibration, replacing one for the same hardware, precision and shape."""
+def _key(r: Calibration | LinkCalibration) -> tuple:
+    return ((r.hardware, r.level) if isinstance(r, LinkCalibration) else
+            (r.hardware, r.precision, r.shape))
+
+
+def save(entry: Calibration | LinkCalibration, path: Path | None = None) -> Path:
+    """Add a calibration, replacing one for the same hardware, precision and shape (a link
+    calibration: the same hardware and level)."""
     path = path or default_path()
-    rows = [r for r in load(path) if (r.hardware, r.precision, r.shape) !=
-            (entry.hardware, entry.precision, entry.shape)]
+    rows = [r for r in _load_all(path) if type(r) is not type(entry) or _key(r) != _key(entry)]
     _write(rows + [entry], path)
     return path
 
@@ -120,7 +171,7 @@ def save(entry: Calibration, path: Path | None = None) -> Path:
 def clear(path: Path | None = None, hardware: str | None = None) -> int:
     """Remove all calibrations (or those of one hardware); returns how many were removed."""
     path = path or default_path()
-    rows = load(path)
+    rows = _load_all(path)
     keep = [r for r in rows if hardware is not None and r.hardware != hardware]
     if rows:
         _write(keep, path)
@@ -140,3 +191,8 @@ def lookup(hardware: str, precision: str, params: float,
     rows = [r for r in load(path) if r.hardware == hardware and r.precision == precision
             and distance(r) <= math.log(MAX_SIZE_RATIO)]
     return min(rows, key=distance) if rows else None
+
+
+def lookup_links(hardware: str, path: Path | None = None) -> dict[str, LinkCalibration]:
+    """The link calibrations of this hardware profile, by level."""
+    return {r.level: r for r in load_links(path) if r.hardware == hardware}

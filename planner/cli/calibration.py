@@ -1,7 +1,8 @@
-"""`planner calibration list|add|clear`: the stored corrections of the performance model.
+"""`planner calibration list|add|link|clear`: the stored corrections of the performance model.
 
 `planner validate --calibrate` stores one from a timed single-device run; `calibration add`
-derives one from a run `planner measure` recorded, given the run's training configuration.
+derives one from a run `planner measure` recorded, given the run's training configuration;
+`calibration link` stores a link's achieved bandwidth from an nccl-tests output.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from planner.cli.options import COUNT, format_option, profiles_option
 
 @click.group("calibration")
 def calibration_group() -> None:
-    """Corrections of the performance model: from `planner validate --calibrate`, or
-    `planner calibration add` for a run `planner measure` recorded."""
+    """Corrections of the performance model: from `planner validate --calibrate`, `planner
+    calibration add` for a run `planner measure` recorded, or `planner calibration link` for
+    a link's bandwidth measured by nccl-tests."""
 
 
 @calibration_group.command("list")
@@ -31,11 +33,16 @@ def calibration_list(path, fmt) -> None:
     from planner.catalog import calibrations as calibration
     from planner.report.tabular import render_rows
 
-    rows = [{**asdict(c), "scale": c.scale}
-            for c in calibration.load(Path(path) if path else None)]
-    cols = ["hardware", "precision", "shape", "params", "measured_hfu", "predicted_mfu",
-            "scale", "date", "source"]
-    click.echo(render_rows(rows, cols, fmt), nl=False)
+    where = Path(path) if path else None
+    rows = [{"kind": "compute", **asdict(c), "scale": c.scale} for c in calibration.load(where)]
+    links = calibration.load_links(where)
+    shown = rows + [{"kind": "link", "hardware": c.hardware, "shape": c.level,
+                     "scale": c.efficiency, "date": c.date, "source": c.describe()}
+                    for c in links]
+    cols = ["kind", "hardware", "precision", "shape", "params", "measured_hfu",
+            "predicted_mfu", "scale", "date", "source"]
+    click.echo(render_rows(shown, cols, fmt, json_rows=rows + [asdict(c) for c in links]),
+               nl=False)
 
 
 @calibration_group.command("add")
@@ -83,9 +90,10 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
     options.pop("tokens", None)  # the run's steps, not a token budget, matter here
     req = resolve(model, run.hardware, None, None, profiles_dirs, shape, use_calibration=False,
                   devices=run.devices, **options)
-    rc = calibrate_from_run(req, run.devices, run.seconds / steps)
-    entry = calibration_entry(req, run, int(steps), rc)
-    saved = calibration.save(entry, Path(path) if path else None)
+    where = Path(path) if path else None
+    rc = calibrate_from_run(req, run.devices, run.seconds / steps, where)
+    entry = calibration_entry(req, run, int(steps), rc, where)
+    saved = calibration.save(entry, where)
     click.echo(f"calibration saved to {saved}: compute x{rc.compute_scale:.3f} (measured "
                f"{rc.measured_step_s:.4g} s per step, the model {rc.predicted_step_s:.4g} s); "
                f"{entry.describe()}", err=True)
@@ -96,6 +104,40 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
     if not exclude_seconds:
         click.echo("note: the run's whole duration counted as training steps; its start-up "
                    "makes the calibration pessimistic (--exclude-seconds)", err=True)
+
+
+@calibration_group.command("link")
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option("--hardware", "-H", required=True, help="Hardware profile the test ran on.")
+@profiles_option
+@click.option("--level", type=click.Choice(["scale_up", "scale_out"]),
+              help="The link the test measured (default: scale_up on one node, scale_out "
+                   "across nodes; needed where one scale-up domain spans nodes, as NVL72).")
+@click.option("--calibration", "path", type=click.Path(dir_okay=False),
+              help="Calibration file (default: $PLANNER_CALIBRATION, else "
+                   "~/.config/planner/calibration.json).")
+def calibration_link(results, hardware, profiles_dirs, level, path) -> None:
+    """Store a link's achieved bandwidth from RESULTS, the output of nccl-tests'
+    all_reduce_perf (or reduce_scatter_perf, all_gather_perf) run on the cluster, e.g.
+    `mpirun -np 16 -npernode 8 all_reduce_perf -b 8 -e 8G -f 2 -g 1 > results.txt`. The
+    largest bus bandwidth it reached, as a fraction of the profile's link rate (scale-up on one
+    node, the nodes' NICs across nodes), replaces the model's default for that level in later
+    estimates on that hardware, which say so."""
+    from planner.catalog import calibrations as calibration
+    from planner.catalog.catalog import load_hardware
+    from planner.measurement.nccl_tests import read_nccl_tests
+    from planner.planning.link_calibration import link_calibration
+
+    hw = load_hardware(hardware, profiles_dirs)
+    res = read_nccl_tests(Path(results))
+    test = f"nccl-tests {res.collective}_perf" if res.collective else "nccl-tests"
+    entry, warnings = link_calibration(hw, res.bus_bandwidth_gb_per_s, res.ranks, res.nodes,
+                                       res.message_bytes, f"{test}, {Path(results).name}",
+                                       res.device_name, level)
+    saved = calibration.save(entry, Path(path) if path else None)
+    click.echo(f"link calibration saved to {saved}: {entry.describe()}", err=True)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
 
 
 @calibration_group.command("clear")

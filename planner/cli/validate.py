@@ -113,7 +113,9 @@ def _render(rep, fmt: str) -> str:
               help="Meter energy with codecarbon (and NVML on NVIDIA GPUs).")
 @click.option("--max-error", type=click.FloatRange(min=0),
               help="Exit non-zero when any measured quantity is further off than PCT %.")
-@click.option("--calibrate", is_flag=True, help="Store the measured efficiency for estimates.")
+@click.option("--calibrate", is_flag=True,
+              help="Store the measured efficiency for estimates (with --distributed on GPUs: "
+                   "the measured link bandwidth).")
 @click.option("--calibration", "calibration_path", type=click.Path(dir_okay=False),
               help="Calibration file (default $PLANNER_CALIBRATION or "
                    "~/.config/planner/calibration.json).")
@@ -160,14 +162,8 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
         raise SpecError("--finetune qlora: validate builds NF4 weights with bitsandbytes on a "
                         "CUDA GPU only; use --finetune lora on this machine")
     if distributed:
-        from planner.profiling.distributed import run_distributed
-
-        from planner.report.distributed import render_distributed
-
-        out = run_distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt)
-        if out is not None:
-            click.echo(render_distributed(out, fmt), nl=False)
-        return
+        return _distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt,
+                            device, hardware, calibrate, calibration_path)
     from planner.cli.progress import Progress
     from planner.estimators.params import count_params
     from planner.profiling.validate import RunConfig, run_validation
@@ -184,6 +180,45 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
     if calibrate:
         _calibrate(rep, spec, cfg, calibration_path)
     _check_max_error(rep, max_error)
+
+
+def _distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt, device,
+                 hardware, calibrate, calibration_path) -> None:
+    """The data-parallel check; with --calibrate, also a link calibration from its ranks'
+    all-reduce bus bandwidth (GPUs only: gloo on CPU measures no accelerator link)."""
+    from planner.profiling.distributed import run_distributed
+    from planner.report.distributed import render_distributed
+
+    if calibrate and device != "cuda":
+        raise SpecError("--calibrate with --distributed stores the measured link bandwidth of "
+                        "GPUs (NCCL); gloo on a CPU measures no accelerator link: run it on GPUs")
+    out = run_distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt,
+                          measure_link=calibrate)
+    if out is None:  # not rank 0
+        return
+    click.echo(render_distributed(out, fmt), nl=False)
+    if calibrate:
+        _calibrate_link(out, hardware, calibration_path)
+
+
+def _calibrate_link(out, hardware: str | None, path: str | None) -> None:
+    from planner.catalog import calibrations as calibration
+    from planner.catalog.catalog import load_hardware
+    from planner.planning.link_calibration import link_calibration
+    from planner.profiling.validate import profile_for_gpu
+
+    name = hardware or profile_for_gpu(out.device_name)
+    if name is None:
+        raise SpecError(f"--calibrate: no hardware profile matches {out.device_name!r}; give "
+                        "--hardware (`planner hardware list`)")
+    entry, warnings = link_calibration(
+        load_hardware(name), out.link_bus_bandwidth_b_per_s / 1e9, out.world_size, out.nodes,
+        out.link_message_bytes, f"planner validate --distributed ({out.strategy})",
+        out.device_name)
+    saved = calibration.save(entry, Path(path) if path else None)
+    click.echo(f"link calibration saved to {saved}: {entry.describe()}", err=True)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
 
 
 def _finetune(spec, given: dict, distributed: bool, calibrate: bool):

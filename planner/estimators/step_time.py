@@ -56,7 +56,8 @@ class PerfParams:
     attention_efficiency: float = 0.45
     elementwise_bytes_per_h: float = 40.0
     eager_elementwise_bytes_per_h: float = 400.0
-    comm_efficiency: float = 0.80
+    scale_up_efficiency: float = 0.80
+    scale_out_efficiency: float = 0.80
     latency_intra_s: float = 5e-6
     latency_inter_s: float = 15e-6
     cp_overlap: float = 1.0
@@ -83,8 +84,12 @@ class PerfParams:
         "kernel per op, fp32 norm upcasts, unfused RoPE and SwiGLU): set on planner's own "
         "eager runs on one H100 and one H200 (docs/validation.md); their kernel breakdown "
         "measured ~12x the fused figure in memory-bound kernels",
-        "comm_efficiency": "achieved bus bandwidth / link rate: DeepSeek-V3 §3.2.2 reports "
-        "160 GB/s usable of 200 GB/s NVLink; nccl-tests busbw ~80-90% of link",
+        "scale_up_efficiency": "achieved bus bandwidth / link rate inside a scale-up domain: "
+        "DeepSeek-V3 §3.2.2 reports 160 GB/s usable of 200 GB/s NVLink; nccl-tests busbw "
+        "~80-90% of link; `planner calibration link` measures it",
+        "scale_out_efficiency": "achieved bus bandwidth / the NICs' line rate across domains: "
+        "nccl-tests busbw ~80-90% of the NICs' rate (nccl-tests PERFORMANCE.md); "
+        "`planner calibration link` measures it",
         "latency_intra_s": "heuristic NCCL per-hop latency inside a node (docs/formulas.md §4.2)",
         "latency_inter_s": "heuristic NCCL per-hop latency across nodes (docs/formulas.md §4.2)",
         "tp_overlap_fraction": "with tp_comm_overlap, the share of TP collective time hidden "
@@ -220,8 +225,8 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     compute_mb = gemm_s + attn_s + ew_bytes / hbm
 
     domain = hw.scale_up_domain_devices.value
-    up = hw.scale_up_bandwidth_gb_per_s_one_way.value * 1e9 * perf.comm_efficiency
-    out = hw.scale_out_bandwidth_gb_per_s.value * 1e9 * perf.comm_efficiency
+    up = hw.scale_up_bandwidth_gb_per_s_one_way.value * 1e9 * perf.scale_up_efficiency
+    out = hw.scale_out_bandwidth_gb_per_s.value * 1e9 * perf.scale_out_efficiency
     lat = (perf.latency_intra_s, perf.latency_inter_s)
 
     bw, la = group_link(1, t, domain, up, out, *lat)

@@ -8,7 +8,9 @@ the factor ``s`` on the compute constants (``step_time.calibrated``) that makes
 
     step_seconds(calibrated(perf, s)) = measured seconds per optimizer step
 
-for the run's layout. The step time falls as ``s`` grows, so ``s`` is found by bisection, up
+for the run's layout, with the links this hardware's link calibrations measured (`planner
+calibration link`; the model's defaults otherwise), so a measured network is not read as slow
+compute. The step time falls as ``s`` grows, so ``s`` is found by bisection, up
 to the factor at which the last efficiency reaches the peak (GEMMs on this hardware, then
 attention); a run faster than that has no such ``s`` and is refused.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from planner.catalog.calibrations import Calibration
 from planner.errors import SpecError
@@ -28,7 +31,7 @@ from planner.estimators.step_time import (
     step_seconds, step_time_terms,
 )
 from planner.estimators.vec import Degrees
-from planner.planning.resolve import Request
+from planner.planning.resolve import Request, links_used, with_links
 from planner.vocab import DEGREE_FLAGS
 
 MIN_SCALE = 1e-3  # compute speed factors searched: from here up to where the last one caps
@@ -51,7 +54,8 @@ class RunCalibration:
     kernels: str
 
 
-def calibrate_from_run(req: Request, devices: int, measured_step_s: float) -> RunCalibration:
+def calibrate_from_run(req: Request, devices: int, measured_step_s: float,
+                       links_path: Path | None = None) -> RunCalibration:
     """The compute factor that makes the model's step time for ``req``'s complete layout on
     ``devices`` equal ``measured_step_s`` (SpecError if the layout is not complete or no
     factor up to the efficiency caps does)."""
@@ -70,9 +74,10 @@ def calibrate_from_run(req: Request, devices: int, measured_step_s: float) -> Ru
     lay = Degrees.from_specs(train, par)
     params = count_params(req.model)
     fl = flops_inputs(req.model, train, params)
+    base, _ = with_links(DEFAULT_PERF, req.hw.name, links_path)
 
     def step(scale: float) -> float:
-        perf = calibrated(DEFAULT_PERF, scale)
+        perf = calibrated(base, scale)
         return float(step_seconds(step_time_terms(req.model, train, lay, req.hw, params, fl,
                                                   perf)))
 
@@ -150,8 +155,8 @@ def measured_run(record: dict, hardware: str | None, devices: int | None,
     return MeasuredRun(rid, hardware, devices, seconds, record["started_at"][:10], name)
 
 
-def calibration_entry(req: Request, run: MeasuredRun, steps: int,
-                      rc: RunCalibration) -> Calibration:
+def calibration_entry(req: Request, run: MeasuredRun, steps: int, rc: RunCalibration,
+                      links_path: Path | None = None) -> Calibration:
     """The stored calibration of ``rc``, naming the run it came from."""
     spec = req.model
     return Calibration(
@@ -162,6 +167,6 @@ def calibration_entry(req: Request, run: MeasuredRun, steps: int,
         measured_mfu=rc.measured_mfu, measured_hfu=rc.measured_hfu,
         predicted_mfu=rc.predicted_mfu, date=run.date,
         device_name=run.device_name or req.hw.name, model_version=PERF_MODEL_VERSION,
-        kernels=rc.kernels, compute_scale=rc.compute_scale,
+        kernels=rc.kernels, compute_scale=rc.compute_scale, links=links_used(req.hw.name, links_path),
         source=f"planner measure run {run.run_id}, {rc.devices} devices, {steps} steps in "
                f"{run.seconds:.1f} s")

@@ -231,7 +231,7 @@ def estimate(
 def _perf_assumptions(perf: PerfParams) -> tuple[Assumption, ...]:
     return tuple(Assumption(name=f"perf.{k}", value=getattr(perf, k), unit="",
                             source=src if getattr(perf, k) == getattr(DEFAULT_PERF, k) else
-                            "calibrated (see the 'calibration' assumption)",
+                            "calibrated (see the calibration assumptions)",
                             defaulted=getattr(perf, k) == getattr(DEFAULT_PERF, k))
                  for k, src in PerfParams.SOURCES.items())
 

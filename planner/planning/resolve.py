@@ -11,7 +11,8 @@ What it cannot fill alone are the layout's degrees and the batch rounding: those
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -238,9 +239,8 @@ def resolve(
     req = Request(spec, hw, tokens, train, split["parallel"], assumptions, grid, notes,
                   batch_given)
     if use_calibration:
-        req.perf, note = apply_calibration(req)
-        if note is not None:
-            req.notes.append(note)
+        req.perf, more = apply_calibration(req)
+        req.notes.extend(more)
     return req
 
 
@@ -263,38 +263,75 @@ def parallelism_spec(req: Request, devices: int, **update: Any) -> ParallelismSp
     return _validate(ParallelismSpec, {"devices": devices, **par, **update}, "layout")
 
 
-def apply_calibration(req: Request) -> tuple[PerfParams, Assumption | None]:
-    """The performance model corrected by a stored calibration for this hardware (see
-    `planner validate --calibrate`), and the assumption that says so; only a calibration of
-    a model within 10x of this one's size, on this very hardware profile, is used (a CPU
-    calibration never touches a GPU estimate). The measured / predicted throughput of that
-    run scales the compute constants it could see; the layout terms stay the model's. A flat
-    efficiency the user gave overrides both."""
+def apply_calibration(req: Request) -> tuple[PerfParams, list[Assumption]]:
+    """The performance model corrected by the stored calibrations for this hardware profile,
+    and the assumptions that say so (a CPU calibration, profile `cpu`, never touches a GPU
+    estimate). Measured links (`planner calibration link`) set the achieved fraction of each
+    level's link rate. A compute calibration (`planner validate --calibrate`, or `planner
+    calibration add` for a measured run) of a model within 10x of this one's size scales the
+    compute constants it could see; the layout terms stay the model's. A flat efficiency the
+    user gave overrides all of them."""
     if req.assumptions.efficiency is not None:
-        return req.perf, None
+        return req.perf, []
+    perf, notes = with_links(req.perf, req.hw.name)
+    perf, note = _compute_calibration(req, perf)
+    return perf, notes + ([note] if note is not None else [])
+
+
+def with_links(perf: PerfParams, hardware: str,
+               path: Path | None = None) -> tuple[PerfParams, list[Assumption]]:
+    """``perf`` with the link efficiencies measured on this hardware profile, if any (from the
+    calibration file at ``path``, else the default one)."""
+    from planner.catalog.calibrations import lookup_links
+
+    links = lookup_links(hardware, path)
+    if not links:
+        return perf, []
+    out = replace(perf, **{f"{level}_efficiency": cal.efficiency
+                           for level, cal in links.items()})
+    return out, [Assumption(
+        name=f"link_calibration.{level}", value=cal.efficiency, unit="of the link rate",
+        defaulted=False, source=f"{cal.describe()}; was {getattr(perf, level + '_efficiency'):g}"
+        " (the model's default)") for level, cal in sorted(links.items())]
+
+
+def _compute_calibration(req: Request, perf: PerfParams) -> tuple[PerfParams, Assumption | None]:
     from planner.catalog.calibrations import lookup
 
     precision = req.training.get("precision") or "bf16"
     cal = lookup(req.hw.name, precision, count_params(req.model).total)
     if cal is None or cal.hardware != req.hw.name or cal.predicted_mfu <= 0:
-        return req.perf, None
+        return perf, None
     if cal.model_version != PERF_MODEL_VERSION:
-        return req.perf, Assumption(
+        return perf, Assumption(
             name="calibration", value="not applied", unit="", defaulted=True,
             source=f"the stored calibration ({cal.describe()}) was made against an earlier "
             "performance model, whose prediction it corrected; re-run `planner validate "
             "--calibrate` (or `planner calibration add` for a measured run) on this hardware")
     scale = cal.scale
-    perf = calibrated(req.perf, scale)
-    changed = ", ".join(f"{k} {getattr(req.perf, k):g} -> {getattr(perf, k):.3g}"
+    scaled = calibrated(perf, scale)
+    now = links_used(req.hw.name)
+    stale = (f"; it was fit with {cal.links or 'the default links'} and the links are now "
+             f"{now or 'the defaults'}: re-run `planner calibration add` so it does not count "
+             "the network twice" if cal.compute_scale is not None and cal.links != now else "")
+    changed = ", ".join(f"{k} {getattr(perf, k):g} -> {getattr(scaled, k):.3g}"
                         for k in CALIBRATED)
-    return perf, Assumption(
+    return scaled, Assumption(
         name="calibration", value=round(scale, 4), unit="x the model's compute speed",
         defaulted=False, source=f"{cal.describe()}; " + (
             "measured / predicted throughput of that run" if cal.compute_scale is None else
             "the factor that reproduces that run's measured step time, its communication and "
             "bubble as the model has them,") + f" scales the compute constants ({changed}); "
-        "communication, bubble and layout terms are the model's")
+        f"communication, bubble and layout terms are the model's{stale}")
+
+
+def links_used(hardware: str, path: Path | None = None) -> str | None:
+    """The link calibrations of this hardware as a compute calibration records them."""
+    from planner.catalog.calibrations import lookup_links
+
+    links = lookup_links(hardware, path)
+    return ", ".join(f"{level} {cal.efficiency:g}" for level, cal in sorted(links.items())) \
+        or None
 
 
 def _count(value: float | str) -> float:

@@ -32,6 +32,14 @@ class DistributedResult:
     world_size: int
     bus_bandwidth_b_per_s: float
     device: str
+    nodes: int = 1
+    device_name: str = "cpu"
+    # with --calibrate: the all-reduce bus bandwidth at LINK_MESSAGE_BYTES, where it plateaus
+    link_bus_bandwidth_b_per_s: float | None = None
+    link_message_bytes: int = 0
+
+
+LINK_MESSAGE_BYTES = 2**30  # a link calibration's message (link_calibration.MIN_MESSAGE_BYTES)
 
 
 def _bus_bandwidth(dist, torch, device: str, n: int, nbytes: int = 16 * 2**20) -> float:
@@ -87,8 +95,10 @@ def _median_step(step, steps: int, warmup: int, sync) -> float:
 
 
 def run_distributed(spec: ModelSpec, strategy: str, steps: int, warmup: int, micro_batch: int,
-                    seq_len: int, dtype: str, fmt: str = "table") -> DistributedResult | None:
-    """Run on every rank; returns what was measured on rank 0 and None elsewhere."""
+                    seq_len: int, dtype: str, fmt: str = "table",
+                    measure_link: bool = False) -> DistributedResult | None:
+    """Run on every rank; returns what was measured on rank 0 and None elsewhere
+    (``measure_link``: also the bus bandwidth at LINK_MESSAGE_BYTES, for a link calibration)."""
     import torch
     import torch.distributed as dist
 
@@ -112,6 +122,8 @@ def run_distributed(spec: ModelSpec, strategy: str, steps: int, warmup: int, mic
         tokens, targets = make_batch(spec.vocab_size, micro_batch, seq_len, device, seed=rank)
         sync = (lambda: torch.cuda.synchronize()) if cuda else (lambda: None)
         busbw = _bus_bandwidth(dist, torch, device, n)
+        link = _bus_bandwidth(dist, torch, device, n, LINK_MESSAGE_BYTES) if measure_link \
+            else None
         local_s = _median_step(_stepper(base, tokens, targets, torch), steps, warmup, sync)
         measured_bytes, dist_s = _wrapped_run(strategy, base, tokens, targets, steps, warmup,
                                               sync, dist, torch)
@@ -121,7 +133,10 @@ def run_distributed(spec: ModelSpec, strategy: str, steps: int, warmup: int, mic
         dist.destroy_process_group()
     if rank != 0:
         return None
-    return DistributedResult(quantities, strategy, n, busbw, device)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", n))  # torchrun's ranks on this node
+    name = torch.cuda.get_device_name(device) if cuda else "cpu"
+    return DistributedResult(quantities, strategy, n, busbw, device, max(1, n // local), name,
+                             link, LINK_MESSAGE_BYTES if measure_link else 0)
 
 
 def _stepper(model, tokens, targets, torch):

@@ -149,7 +149,7 @@ def _step_line(e: Estimate) -> str:
     shown = ", ".join(f"{k} {v:.3g} s" for k, v in parts if v > 0.0005 * st.step_time_s)
     used = {"flat efficiency": "; time uses your flat efficiency, the model predicts HFU "
                                f"{st.predicted_hfu:.1%}",
-            "calibrated performance model": "; calibrated (see the 'calibration' assumption)",
+            "calibrated performance model": "; calibrated (see the calibration assumptions)",
             }.get(st.method, "")
     return (f"{st.step_time_s:.3g} s = {shown} (GEMM efficiency {st.gemm_efficiency:.0%}; "
             f"exposed communication only){used}")
