@@ -3,6 +3,7 @@ each against a value derived by hand (docs/formulas.md §3.2; docs/performance-m
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from planner.catalog.catalog import load_model
 from planner.estimators.memory import MemoryDefaults, memory_per_device, memory_terms
@@ -146,7 +147,8 @@ def test_offload_moves_optimizer_and_gradients_to_the_host():
     assert opt.fsdp_buffer_bytes == none.fsdp_buffer_bytes + 2 * layer
     assert both.weights_bytes == 0 and both.fsdp_buffer_bytes == opt.fsdp_buffer_bytes
     # a single GPU (no ZeRO sharding) streams its parameters too when they are on the host
-    single = _mem("llama3-8b", devices=1, zero_stage=0, offload="optimizer_params")
+    # (DeepSpeed runs single-GPU ZeRO-Offload as stage 2: one rank holds every shard)
+    single = _mem("llama3-8b", devices=1, zero_stage=2, offload="optimizer_params")
     assert single.weights_bytes == 0 and single.fsdp_buffer_bytes == 2 * 2 * layer + 2 * layer
     assert none.activations_bytes == opt.activations_bytes
 
@@ -180,9 +182,21 @@ def test_properties_of_the_execution_choices(tp, pp, zero, shard_div, framework)
     # gathered parameters never needs less.
     base = dict(devices=64, tp=tp, pp=pp, zero_stage=zero, framework=framework)
     dp = 64 // (tp * pp)
+    offloads = {"opt": {"offload": "optimizer"}, "both": {"offload": "optimizer_params"}}
     total = {k: _mem("llama3-8b", **base, **kw).total_bytes for k, kw in {
-        "none": {}, "opt": {"offload": "optimizer"}, "both": {"offload": "optimizer_params"},
+        "none": {}, **(offloads if zero else {}),  # offload needs ZeRO 1-3 (refused at 0)
         "hsdp": {"dp_shard": max(1, dp // shard_div)}, "keep": {"reshard_after_forward": False},
     }.items()}
-    assert total["both"] <= total["opt"] <= total["none"] + 1
+    if zero:
+        assert total["both"] <= total["opt"] <= total["none"] + 1
     assert total["hsdp"] >= total["none"] - 1 and total["keep"] >= total["none"] - 1
+
+
+def test_offload_without_zero_is_refused_and_the_search_skips_it():
+    # DeepSpeed's offload_optimizer is valid for ZeRO stages 1-3 only; FSDP CPUOffload is ZeRO-3
+    with pytest.raises(ValidationError, match="--offload optimizer needs --zero 1, 2 or 3"):
+        ParallelismSpec(devices=8, zero_stage=0, offload="optimizer")
+    from planner.planning.answer import estimate_plan
+
+    est = estimate_plan("llama3-8b", "h100-sxm", 8, "1B", offload="optimizer")
+    assert est.layout.zero_stage >= 1

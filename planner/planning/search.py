@@ -121,6 +121,7 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, hw: HardwareProf
         (dp % e == 0, "ep does not divide dp"),
         ((v == 1) | ((p > 1) & (p * v <= model.num_layers)),
          "virtual stages need pp > 1 and a layer per model chunk"),
+        ((space.offload == 0) | (cols["zero_stage"] >= 1), "offload needs ZeRO 1-3"),
     ]
     unit = dp * mb
     target = training.global_batch_size

@@ -102,6 +102,12 @@ class ParallelismSpec(Spec):
             )
         if self.virtual_stages > 1 and self.pipeline_schedule != "interleaved":
             raise ValueError("virtual_stages > 1 needs pipeline_schedule 'interleaved'")
+        if self.offload != "none" and self.zero_stage == 0:
+            raise ValueError(
+                f"--offload {self.offload} needs --zero 1, 2 or 3 (zero_stage in a plan file): "
+                "offload moves each rank's ZeRO partition of the optimizer states to the host "
+                "(DeepSpeed's offload_optimizer is valid for stages 1-3 only; FSDP's "
+                "CPUOffload is ZeRO-3)")
         if self.dp_shard is not None and self.dp % self.dp_shard:
             raise ValueError(
                 f"dp_shard={self.dp_shard} must divide dp={self.dp}; valid dp_shard: "
