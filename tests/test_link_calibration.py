@@ -5,7 +5,9 @@ measured run's compute factor is fit with the measured links."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -18,10 +20,12 @@ from planner.estimators.step_time import DEFAULT_PERF, flops_inputs, step_time_t
 from planner.estimators.vec import Degrees
 from planner.measurement.nccl_tests import parse_nccl_tests
 from planner.planning.answer import complete_row, specs_at
-from planner.planning.link_calibration import link_calibration
+from planner.estimators.data_parallel import collective_seconds, group_link
+from planner.planning.link_calibration import link_calibration, plateau
 from planner.planning.resolve import resolve
 
 H100 = "NVIDIA H100 80GB HBM3"
+HW_DIR = Path(__file__).resolve().parent.parent / "hardware_profiles"
 HEADER = ("#       size         count      type   redop    root     time   algbw   busbw #wrong"
           "     time   algbw   busbw #wrong")
 
@@ -52,24 +56,46 @@ def nccl_output(busbw_gb_per_s: float, ranks: int = 16, per_node: int = 8,
                               "#"]) + "\n"
 
 
-def test_parse_reads_ranks_nodes_and_the_plateau():
+def test_parse_reads_ranks_hosts_and_rows():
     res = parse_nccl_tests(nccl_output(300.0), "r.txt")
-    assert (res.collective, res.ranks, res.nodes, res.device_name) == \
-        ("all_reduce", 16, 2, H100)
-    assert res.message_bytes == res.largest_bytes == 2**33
+    assert (res.collective, res.ranks_per_host, res.ranks, res.nodes, res.device_name) == \
+        ("all_reduce", (8, 8), 16, 2, H100)
+    size, busbw = plateau(res.rows, "r.txt")
+    assert size == 2**33
     # at 8 GiB: busbw = 2(n-1)/n S / (20 us + 2(n-1)/n S / 300 GB/s), by hand 299.94 GB/s
     factor = 2 * 15 / 16
     expected = factor * 2**33 / (20e-6 + factor * 2**33 / 300e9) / 1e9
-    assert res.bus_bandwidth_gb_per_s == pytest.approx(expected, abs=0.01)
+    assert busbw == pytest.approx(expected, abs=0.01)
 
 
-def test_parse_takes_older_headers_and_ignores_nccl_info_lines():
+def _rccl(text: str) -> str:
+    """rccl-tests (and nccl-tests before 2022-09) print no Group in their Rank lines."""
+    return re.sub(r"Group\s+\d+\s+", "", text)
+
+
+def test_parse_takes_the_formats_launchers_and_logs_produce():
     old = HEADER.replace("    root", "")  # nccl-tests before the root column
-    text = nccl_output(150.0, ranks=8, header=old, root=False)
-    text = text.replace("# Out of bounds", "node-0:12:12 [0] NCCL INFO comm 0x1 done\n# Out of bounds")
-    res = parse_nccl_tests(text, "old.txt")
-    assert (res.ranks, res.nodes) == (8, 1)
-    assert res.bus_bandwidth_gb_per_s == pytest.approx(150.0, rel=1e-3)
+    base = nccl_output(150.0, ranks=8, header=old, root=False)
+    logged = base.replace("# Out of bounds", "10-0-3-7:2345:2401 [0] NCCL INFO comm 0x1 done\n"
+                          "# Out of bounds")  # a host name starting with a digit
+    for text in (base, _rccl(base), logged,
+                 "".join(f"0: {line}\n" for line in base.splitlines()),  # srun --label
+                 "".join(f"[1,0]<stdout>:{line}\n" for line in base.splitlines())):
+        res = parse_nccl_tests(text, "old.txt")
+        assert (res.ranks_per_host, res.collective) == ((8,), "all_reduce")
+        assert plateau(res.rows, "t")[1] == pytest.approx(150.0, rel=1e-3)
+    stamped = nccl_output(150.0, ranks=8).replace("#wrong\n", "#wrong  timestamp\n", 1)
+    stamped = "".join(line + (" 2025-11-02 10:11:12" if line.strip()[:1].isdigit() else "")
+                      + "\n" for line in stamped.splitlines())  # -S 1: a date and a time
+    assert plateau(parse_nccl_tests(stamped, "s.txt").rows, "t")[1] == \
+        pytest.approx(150.0, rel=1e-3)
+    mpi = base.replace("all_reduce_perf", "all_reduce_perf_mpi")
+    assert parse_nccl_tests(mpi, "m.txt").collective == "all_reduce"
+
+
+def test_parse_counts_uneven_hosts():
+    text = nccl_output(100.0, ranks=16).replace("on node-1 device  0", "on node-0 device  0")
+    assert parse_nccl_tests(text, "u.txt").ranks_per_host == (9, 7)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -77,52 +103,137 @@ def test_parse_takes_older_headers_and_ignores_nccl_info_lines():
     (nccl_output(100.0).replace("#  Rank", "#  Rnak"), "names no ranks"),
     (nccl_output(100.0, test="alltoall_perf"), "is alltoall_perf output"),
     (nccl_output(100.0).replace("      0\n", "\n", 1), "r.txt:"),  # a row short of a column
+    (nccl_output(100.0, ranks=8) + nccl_output(90.0), "holds 2 runs"),
+    (nccl_output(100.0) + "# Collective test starting: alltoall_perf\n", "give one run"),
+    (nccl_output(100.0).replace("Rank  5 Group  0", "Rank  5 Group  1"),
+     "separate groups"),  # NCCL_TESTS_SPLIT
 ])
-def test_parse_refuses_what_is_not_a_usable_result(text, message):
+def test_parse_refuses_what_is_not_one_usable_run(text, message):
     with pytest.raises(SpecError, match=message):
         parse_nccl_tests(text, "r.txt")
 
 
+def test_the_plateau_is_the_best_large_message():
+    rows = ((2**20, 500.0), (2**27, 320.0), (2**28, 330.0), (2**33, 310.0))  # a tree's hump
+    assert plateau(rows, "t") == (2**28, 330.0)
+    with pytest.raises(SpecError, match="largest message is 128 MiB"):
+        plateau(rows[:2], "t")
+
+
+def model_busbw(hw, perf, per_host, size, collective="all_reduce"):
+    """The bus bandwidth the step-time model's own collective gives for this run."""
+    ranks, k, domain = sum(per_host), per_host[0], int(hw.scale_up_domain_devices.value)
+    one_domain = len(per_host) == 1 or domain > hw.devices_per_node.value
+    stride = 1 if one_domain else domain // k
+    bw, lat = group_link(stride, ranks, domain,
+                         hw.scale_up_bandwidth_gb_per_s_one_way.value * 1e9 * perf.scale_up_efficiency,
+                         hw.scale_out_bandwidth_gb_per_s.value * 1e9 * perf.scale_out_efficiency,
+                         perf.latency_intra_s, perf.latency_inter_s)
+    mult = 2 if collective == "all_reduce" else 1
+    factor, hops = mult * (ranks - 1) / ranks, mult * (ranks - 1)
+    return factor * size / collective_seconds(size, factor, ranks, bw, lat, hops) / 1e9
+
+
+def _runs(hw):
+    """Runs the model can represent on this profile: one node (or one domain), and for
+    profiles whose nodes each hold a domain, 2 and 16 nodes at each divisor of the domain."""
+    domain, node = int(hw.scale_up_domain_devices.value), int(hw.devices_per_node.value)
+    if domain > node:  # a domain spans nodes: a run inside one domain, said with --level
+        yield (node,) * min(4, domain // node), "scale_up"
+        return
+    if domain > 1:
+        yield (domain,), None
+    for nodes in (2, 16):
+        for k in (d for d in range(1, domain + 1) if domain % d == 0):
+            yield (k,) * nodes, None
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in HW_DIR.glob("*.yaml")))
+def test_the_stored_efficiency_reproduces_the_measured_run_in_the_model(profile):
+    hw = load_hardware(profile)
+    truth = replace(DEFAULT_PERF, scale_up_efficiency=0.7, scale_out_efficiency=0.6)
+    checked = 0
+    for per_host, level in _runs(hw):
+        for collective in ("all_reduce", "all_gather"):
+            busbw = model_busbw(hw, truth, per_host, 2**30, collective)
+            try:
+                cal, _ = link_calibration(hw, collective, per_host, 2**30, busbw, "t", "gpu",
+                                          level, replace(DEFAULT_PERF, scale_up_efficiency=0.7))
+            except SpecError as e:  # only the scale-up cap may refuse a representable run
+                assert "caps that group" in str(e), (per_host, str(e))
+                continue
+            want = truth.scale_up_efficiency if cal.level == "scale_up" else \
+                truth.scale_out_efficiency
+            assert cal.efficiency == pytest.approx(want, abs=1e-5), (per_host, collective)
+            stored = replace(truth, **{f"{cal.level}_efficiency": cal.efficiency})
+            assert model_busbw(hw, stored, per_host, 2**30, collective) == \
+                pytest.approx(busbw, rel=1e-4)
+            checked += 1
+    assert checked >= 2
+
+
 def test_scale_out_efficiency_is_busbw_over_the_nodes_nics():
     hw = load_hardware("h100-sxm")  # 8 x 400 Gb/s ConnectX-7: 50 GB/s per GPU
-    cal, warnings = link_calibration(hw, 300.0, 16, 2, 2**33, "t", H100)
-    assert (cal.level, cal.efficiency, cal.capped, warnings) == ("scale_out", 0.75, False, [])
-    up, _ = link_calibration(hw, 380.0, 8, 1, 2**33, "t", H100)
-    assert up.level == "scale_up"
-    assert up.efficiency == pytest.approx(380 / 450, abs=1e-4)  # NVLink 450 GB/s one way
+    # 16 ranks at 8 GiB, 300 GB/s: t = 1.875 x 8 GiB / 300 GB/s = 53.69 ms, less the model's
+    # 30 hops x 15 us = 0.45 ms: 303.69 GB/s over 8 x 50 GB/s
+    cal, warnings = link_calibration(hw, "all_reduce", (8, 8), 2**33, 300.0, "t", H100)
+    t = 1.875 * 2**33 / 300e9
+    assert cal.level == "scale_out" and not cal.capped and warnings == []
+    assert cal.efficiency == pytest.approx(1.875 * 2**33 / (t - 30 * 15e-6) / 400e9, abs=1e-6)
+    up, _ = link_calibration(hw, "all_reduce", (8,), 2**33, 380.0, "t", H100)
+    t = 1.75 * 2**33 / 380e9
+    assert up.level == "scale_up"  # NVLink 450 GB/s one way, 14 hops x 5 us
+    assert up.efficiency == pytest.approx(1.75 * 2**33 / (t - 14 * 5e-6) / 450e9, abs=1e-6)
 
 
 def test_above_the_link_rate_is_capped_and_said():
-    cal, warnings = link_calibration(load_hardware("h100-sxm"), 480.0, 8, 1, 2**33, "t", H100)
+    cal, warnings = link_calibration(load_hardware("h100-sxm"), "all_reduce", (8,), 2**33,
+                                     480.0, "t", H100)
     assert cal.efficiency == 1.0 and cal.capped
     assert "above the 450 GB/s link rate" in warnings[0]
     assert "capped" in cal.describe()
 
 
-def test_a_slow_measurement_warns_that_the_profile_may_not_match():
-    _, warnings = link_calibration(load_hardware("h100-sxm"), 100.0, 16, 2, 2**33, "t", H100)
-    assert "under half the model's default" in warnings[0]
+def test_warnings_for_a_slow_run_and_an_unnamed_test():
+    _, warnings = link_calibration(load_hardware("h100-sxm"), None, (8, 8), 2**33, 100.0,
+                                   "t", H100)
+    assert "does not name its test; read as all_reduce_perf" in warnings[0]
+    assert "under half the model's default" in warnings[1]
 
 
-@pytest.mark.parametrize("args, message", [
-    ((300.0, 16, 2, 2**20), "peaked at 1 MiB messages"),
-    ((300.0, 12, 5, 2**33), "not the same number on each node"),
-    ((300.0, 1, 1, 2**33), "at least 2"),
+@pytest.mark.parametrize("profile, per_host, level, message", [
+    ("h100-sxm", (12, 4), None, "12/4 ranks on its 2 nodes"),
+    ("h100-sxm", (1,), None, "at least 2"),
+    ("h100-sxm", (3, 3), None, "by a divisor of 8"),
+    ("h100-sxm", (8, 8), "scale_up", "across scale-up domains"),
+    ("h100-sxm", (8,), "scale_out", "was on one node"),
+    ("l4", (8,), None, "no level between domains inside a node"),  # PCIe: domain 1
+    ("h100-nvl", (8,), None, "no level between domains inside a node"),  # NVLink pairs
+    ("gb200", (4, 4, 4, 4), None, "--level scale_up"),  # NVL72 spans 18 nodes
+    ("gb200", (4,) * 36, "scale_up", "span scale-up domains of 72"),
 ])
-def test_unusable_measurements_are_refused(args, message):
-    with pytest.raises(SpecError, match=message):
-        link_calibration(load_hardware("h100-sxm"), *args, "t", H100)
+def test_runs_the_model_cannot_represent_are_refused(profile, per_host, level, message):
+    hw = load_hardware(profile)
+    with pytest.raises(SpecError, match=re.escape(message)):
+        link_calibration(hw, "all_reduce", per_host, 2**33, 300.0, "t", H100, level)
 
 
-def test_a_domain_spanning_nodes_needs_the_level():
-    hw = load_hardware("gb200")  # NVL72: 72 GPUs in one NVLink domain, 4 per node
-    with pytest.raises(SpecError, match="--level"):
-        link_calibration(hw, 600.0, 16, 4, 2**33, "t", "B200")
-    cal, _ = link_calibration(hw, 600.0, 16, 4, 2**33, "t", "B200", level="scale_up")
-    assert cal.efficiency == pytest.approx(600 / hw.scale_up_bandwidth_gb_per_s_one_way.value,
-                                           abs=1e-4)
-    with pytest.raises(SpecError, match="--level scale_out: the run was on one node"):
-        link_calibration(hw, 600.0, 4, 1, 2**33, "t", "B200", level="scale_out")
+def test_a_group_the_scale_up_cap_hides_is_refused():
+    # 8 ranks per node on 2 B300 nodes (8 x 100 GB/s of NICs): 750 GB/s is past NVLink 900 x 0.8
+    with pytest.raises(SpecError, match="caps that group"):
+        link_calibration(load_hardware("b300"), "all_reduce", (8, 8), 2**33, 750.0, "t", "B300")
+
+
+def test_latency_bound_measurements_are_refused():
+    # 256 ranks at 256 MiB: the model's 510 hops x 15 us = 7.7 ms leave 19 ms of a 20 GB/s
+    # all-reduce's 26.7 ms to bandwidth, but more than all of a 400 GB/s one's 1.3 ms
+    cal, _ = link_calibration(load_hardware("h100-sxm"), "all_reduce", (8,) * 32, 2**28, 20.0,
+                              "t", H100)
+    assert cal.efficiency == pytest.approx(
+        1.9921875 * 2**28 / (1.9921875 * 2**28 / 20e9 - 510 * 15e-6) / 400e9, abs=1e-6)
+    with pytest.raises(SpecError, match="latency"):
+        link_calibration(load_hardware("h100-sxm"), "all_reduce", (8,) * 32, 2**28, 400.0, "t",
+                         H100)
 
 
 def _terms(req, devices, perf):
@@ -152,23 +263,53 @@ def test_cli_link_then_estimate_uses_and_names_it(runner, tmp_path):
     path.write_text(nccl_output(300.0, latency_us=0.0))  # 300.00 GB/s at every size
     result = runner.invoke(cli, ["calibration", "link", str(path), "-H", "h100-sxm"])
     assert result.exit_code == 0, result.stderr
-    assert "0.75 of the link rate across domains" in result.stderr
+    want = 1.875 * 2**33 / (1.875 * 2**33 / 300e9 - 30 * 15e-6) / 400e9  # 0.7563
+    assert f"{want:.3g} of the link rate across domains" in result.stderr
     listed = json.loads(runner.invoke(cli, ["calibration", "list", "--format", "json"]).stdout)
-    assert listed == [{**listed[0], "kind": "link", "level": "scale_out", "efficiency": 0.75}]
+    (row,) = listed
+    assert (row["kind"], row["level"]) == ("link", "scale_out")
+    assert row["efficiency"] == pytest.approx(want, abs=1e-6)
     args = ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "64", "--tokens", "1T",
             "--format", "json"]
     est = json.loads(runner.invoke(cli, args).stdout)
     notes = {a["name"]: a for a in est["assumptions"]}
-    assert notes["link_calibration.scale_out"]["value"] == 0.75
-    assert "results.txt: 16 ranks on 2 nodes" in notes["link_calibration.scale_out"]["source"]
-    assert notes["perf.scale_out_efficiency"]["value"] == 0.75
+    assert notes["link_calibration.scale_out"]["value"] == pytest.approx(want, abs=1e-6)
+    assert "results.txt, all_reduce: 16 ranks on 2 nodes" in \
+        notes["link_calibration.scale_out"]["source"]
+    assert notes["perf.scale_out_efficiency"]["value"] == pytest.approx(want, abs=1e-6)
     assert notes["perf.scale_up_efficiency"]["value"] == DEFAULT_PERF.scale_up_efficiency
     assert est["step"]["method"] == "calibrated performance model"
     # other hardware is untouched
     other = json.loads(runner.invoke(cli, [*args[:3], "-H", "h200", *args[5:]]).stdout)
     assert "link_calibration.scale_out" not in {a["name"] for a in other["assumptions"]}
+    again = runner.invoke(cli, ["calibration", "link", str(path), "-H", "h100-sxm"])
+    assert "note: it replaces" in again.stderr
     assert runner.invoke(cli, ["calibration", "clear"]).exit_code == 0
     assert calibration.load_links() == []
+
+
+def test_cli_link_refuses_another_gpus_results(runner, tmp_path):
+    path = tmp_path / "results.txt"
+    path.write_text(nccl_output(300.0))  # H100 ranks
+    result = runner.invoke(cli, ["calibration", "link", str(path), "-H", "a100-80gb"])
+    assert result.exit_code != 0 and "which is h100-sxm" in result.stderr
+    assert "--hardware" in result.stderr
+
+
+@pytest.mark.parametrize("field, value", [
+    ("efficiency", "0.75"), ("efficiency", None), ("efficiency", 0), ("efficiency", -0.5),
+    ("efficiency", float("nan")), ("efficiency", 1.5), ("level", "nvlink"), ("ranks", 2.5),
+])
+def test_a_hand_edited_link_row_is_one_line(runner, field, value):
+    link, _ = link_calibration(load_hardware("h100-sxm"), "all_reduce", (8, 8), 2**33, 300.0,
+                               "t", H100)
+    row = {**json.loads(json.dumps(link.__dict__)), field: value}
+    calibration.default_path().write_text(json.dumps([row]))
+    for args in (["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "16"],
+                 ["calibration", "list"]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code != 0 and "Traceback" not in result.stderr
+        assert "calibration file" in result.stderr and "is not valid" in result.stderr
 
 
 def test_cli_link_errors_are_one_line(runner, tmp_path):
@@ -176,7 +317,7 @@ def test_cli_link_errors_are_one_line(runner, tmp_path):
     path.write_text(nccl_output(300.0, largest=2**20))
     result = runner.invoke(cli, ["calibration", "link", str(path), "-H", "h100-sxm"])
     assert result.exit_code != 0 and "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1 and "peaked at 1 MiB messages" in result.stderr
+    assert result.stderr.count("\n") == 1 and "the largest message is 1 MiB" in result.stderr
     result = runner.invoke(cli, ["calibration", "link", str(path), "-H", "h100-sx"])
     assert result.exit_code != 0 and "h100-sxm" in result.stderr  # the nearest name
     result = runner.invoke(cli, ["calibration", "link", str(tmp_path / "none.txt"), "-H",
@@ -190,7 +331,8 @@ def test_links_and_compute_calibrations_share_the_file():
         micro_batch_size=1, measured_mfu=0.4, measured_hfu=0.4, predicted_mfu=0.5,
         date="2026-12-01", device_name=H100, model_version=None)
     calibration.save(cal)
-    link, _ = link_calibration(load_hardware("h100-sxm"), 300.0, 16, 2, 2**33, "t", H100)
+    link, _ = link_calibration(load_hardware("h100-sxm"), "all_reduce", (8, 8), 2**33, 300.0,
+                               "t", H100)
     calibration.save(link)
     calibration.save(replace(link, efficiency=0.7))  # replaces the same hardware and level
     assert calibration.load() == [cal]
@@ -209,7 +351,9 @@ def test_a_run_calibration_is_fit_with_the_measured_links():
 
     measured = float(step_seconds(_terms(req, 16, slow_net)))  # compute as modelled
     assert calibrate_from_run(req, 16, measured).compute_scale < 0.99  # read as slow compute
-    link, _ = link_calibration(load_hardware("h100-sxm"), 0.3 * 400, 16, 2, 2**33, "t", H100)
+    busbw = model_busbw(load_hardware("h100-sxm"), slow_net, (8, 8), 2**33)
+    link, _ = link_calibration(load_hardware("h100-sxm"), "all_reduce", (8, 8), 2**33, busbw,
+                               "t", H100)
     calibration.save(link)
     assert calibrate_from_run(req, 16, measured).compute_scale == pytest.approx(1.0, rel=1e-6)
 
@@ -230,7 +374,8 @@ def test_a_run_calibration_fit_before_the_links_says_to_refit(runner):
         return {a["name"]: a for a in est["assumptions"]}["calibration"]["source"]
 
     assert "re-run `planner calibration add`" not in note()
-    link, _ = link_calibration(load_hardware("h100-sxm"), 300.0, 16, 2, 2**33, "t", H100)
+    link, _ = link_calibration(load_hardware("h100-sxm"), "all_reduce", (8, 8), 2**33, 300.0,
+                               "t", H100)
     calibration.save(link)
     assert "fit with the default links and the links are now scale_out 0.75" in note()
 
@@ -241,12 +386,13 @@ def test_validate_distributed_calibrate_stores_the_ranks_link(tmp_path):
     from planner.cli.validate import _calibrate_link
     from planner.profiling.distributed import LINK_MESSAGE_BYTES, DistributedResult
 
-    out = DistributedResult([], "ddp", 8, 300e9, "cuda:0", 1, H100, 360e9, LINK_MESSAGE_BYTES)
+    out = DistributedResult([], "ddp", 8, 300e9, "cuda:0", (8,), H100, 360e9, LINK_MESSAGE_BYTES)
     _calibrate_link(out, None, None)  # the profile from the device name
     (link,) = calibration.load_links()
     assert (link.hardware, link.level, link.ranks, link.nodes) == ("h100-sxm", "scale_up", 8, 1)
-    assert link.efficiency == pytest.approx(360 / 450)
-    assert link.source == "planner validate --distributed (ddp)"
+    t = 1.75 * 2**30 / 360e9  # less the model's 14 hops x 5 us
+    assert link.efficiency == pytest.approx(1.75 * 2**30 / (t - 14 * 5e-6) / 450e9, abs=1e-6)
+    assert link.source == "planner validate --distributed (ddp), all_reduce"
 
 
 def test_validate_distributed_calibrate_refuses_a_cpu(runner):
@@ -254,3 +400,12 @@ def test_validate_distributed_calibrate_refuses_a_cpu(runner):
     result = runner.invoke(cli, ["validate", "--distributed", "--calibrate", "--device", "cpu"])
     assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert "gloo on a CPU measures no accelerator link" in result.stderr
+
+
+def test_validate_distributed_calibrate_needs_two_ranks_before_it_runs(monkeypatch):
+    from planner.cli.validate import _distributed
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(SpecError, match="at least 2 ranks"):  # before any model is built
+        _distributed(None, "ddp", 1, 0, 1, 8, "bf16", "table", "cuda", None, True, None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -86,7 +86,7 @@ class Calibration:
 LEVELS = ("scale_up", "scale_out")  # inside one scale-up domain (NVLink), across (NICs)
 
 
-@frozen
+@dataclass(frozen=True)
 class LinkCalibration:
     """An achieved bus bandwidth measured on real hardware, as the fraction of one level's link
     rate the step-time model uses for it (PerfParams.scale_up_efficiency /
@@ -104,6 +104,20 @@ class LinkCalibration:
     source: str  # "nccl-tests all_reduce_perf, results.txt" / "planner validate --distributed"
     capped: bool = False  # measured above the link rate (NCCL tree/NVLS/SHARP), stored at 1.0
     kind: str = "link"
+
+    def __post_init__(self) -> None:  # a hand-edited file must not reach the model
+        if self.level not in LEVELS:
+            raise ValueError(f"link level {self.level!r} is not one of {', '.join(LEVELS)}")
+        for name in ("efficiency", "bus_bandwidth_gb_per_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v <= 0 or (name == "efficiency" and v > 1):
+                raise ValueError(f"link {name} {v!r} is not a number in "
+                                 f"{'(0, 1]' if name == 'efficiency' else '(0, inf)'}")
+        for name in ("message_bytes", "ranks", "nodes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"link {name} {v!r} is not a whole number >= 1")
 
     def describe(self) -> str:
         where = "inside one scale-up domain" if self.level == "scale_up" else "across domains"

@@ -112,7 +112,8 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
 @profiles_option
 @click.option("--level", type=click.Choice(["scale_up", "scale_out"]),
               help="The link the test measured (default: scale_up on one node, scale_out "
-                   "across nodes; needed where one scale-up domain spans nodes, as NVL72).")
+                   "across nodes). Where one scale-up domain spans nodes (NVL72) the hosts do "
+                   "not say it: scale_up says the run stayed inside one domain.")
 @click.option("--calibration", "path", type=click.Path(dir_okay=False),
               help="Calibration file (default: $PLANNER_CALIBRATION, else "
                    "~/.config/planner/calibration.json).")
@@ -123,19 +124,40 @@ def calibration_link(results, hardware, profiles_dirs, level, path) -> None:
     largest bus bandwidth it reached, as a fraction of the profile's link rate (scale-up on one
     node, the nodes' NICs across nodes), replaces the model's default for that level in later
     estimates on that hardware, which say so."""
-    from planner.catalog import calibrations as calibration
     from planner.catalog.catalog import load_hardware
     from planner.measurement.nccl_tests import read_nccl_tests
-    from planner.planning.link_calibration import link_calibration
+    from planner.planning.link_calibration import plateau
+    from planner.profiling.validate import profile_for_gpu
 
     hw = load_hardware(hardware, profiles_dirs)
     res = read_nccl_tests(Path(results))
-    test = f"nccl-tests {res.collective}_perf" if res.collective else "nccl-tests"
-    entry, warnings = link_calibration(hw, res.bus_bandwidth_gb_per_s, res.ranks, res.nodes,
-                                       res.message_bytes, f"{test}, {Path(results).name}",
-                                       res.device_name, level)
-    saved = calibration.save(entry, Path(path) if path else None)
+    source = f"nccl-tests, {Path(results).name}"
+    size, busbw = plateau(res.rows, source)
+    named = {profile_for_gpu(d) for d in res.device_name.split(" / ")}
+    if None not in named and hw.name not in named:
+        raise click.BadParameter(f"{hardware!r}: {Path(results).name} ran on "
+                                 f"{res.device_name}, which is {' / '.join(sorted(named))}",
+                                 param_hint="--hardware")
+    save_link(hw, res.collective, res.ranks_per_host, size, busbw, source, res.device_name,
+              level, Path(path) if path else None)
+
+
+def save_link(hw, collective, per_host, size, busbw, source, device_name, level,
+              path: Path | None) -> None:
+    """Fit, store and report a link calibration (the command's and validate's)."""
+    from planner.catalog import calibrations as calibration
+    from planner.estimators.step_time import DEFAULT_PERF
+    from planner.planning.link_calibration import link_calibration
+    from planner.planning.resolve import with_links
+
+    perf, _ = with_links(DEFAULT_PERF, hw.name, path)
+    entry, warnings = link_calibration(hw, collective, per_host, size, busbw, source,
+                                       device_name, level, perf)
+    old = calibration.lookup_links(hw.name, path).get(entry.level)
+    saved = calibration.save(entry, path)
     click.echo(f"link calibration saved to {saved}: {entry.describe()}", err=True)
+    if old is not None:
+        click.echo(f"note: it replaces {old.describe()}", err=True)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 
 import click
@@ -192,6 +193,9 @@ def _distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt
     if calibrate and device != "cuda":
         raise SpecError("--calibrate with --distributed stores the measured link bandwidth of "
                         "GPUs (NCCL); gloo on a CPU measures no accelerator link: run it on GPUs")
+    if calibrate and "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        raise SpecError("--calibrate with --distributed measures a collective: run at least 2 "
+                        "ranks (torchrun --nproc-per-node 2 or more)")
     out = run_distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt,
                           measure_link=calibrate)
     if out is None:  # not rank 0
@@ -202,23 +206,19 @@ def _distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt
 
 
 def _calibrate_link(out, hardware: str | None, path: str | None) -> None:
-    from planner.catalog import calibrations as calibration
     from planner.catalog.catalog import load_hardware
-    from planner.planning.link_calibration import link_calibration
     from planner.profiling.validate import profile_for_gpu
+
+    from planner.cli.calibration import save_link
 
     name = hardware or profile_for_gpu(out.device_name)
     if name is None:
         raise SpecError(f"--calibrate: no hardware profile matches {out.device_name!r}; give "
                         "--hardware (`planner hardware list`)")
-    entry, warnings = link_calibration(
-        load_hardware(name), out.link_bus_bandwidth_b_per_s / 1e9, out.world_size, out.nodes,
-        out.link_message_bytes, f"planner validate --distributed ({out.strategy})",
-        out.device_name)
-    saved = calibration.save(entry, Path(path) if path else None)
-    click.echo(f"link calibration saved to {saved}: {entry.describe()}", err=True)
-    for w in warnings:
-        click.echo(f"warning: {w}", err=True)
+    save_link(load_hardware(name), "all_reduce", out.ranks_per_host, out.link_message_bytes,
+              out.link_bus_bandwidth_b_per_s / 1e9,
+              f"planner validate --distributed ({out.strategy})", out.device_name, None,
+              Path(path) if path else None)
 
 
 def _finetune(spec, given: dict, distributed: bool, calibrate: bool):

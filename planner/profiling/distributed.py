@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from planner.estimators.model_state import state_bytes_per_param
@@ -32,7 +34,7 @@ class DistributedResult:
     world_size: int
     bus_bandwidth_b_per_s: float
     device: str
-    nodes: int = 1
+    ranks_per_host: tuple[int, ...] = ()  # by host name, every rank's (all_gather_object)
     device_name: str = "cpu"
     # with --calibrate: the all-reduce bus bandwidth at LINK_MESSAGE_BYTES, where it plateaus
     link_bus_bandwidth_b_per_s: float | None = None
@@ -124,6 +126,8 @@ def run_distributed(spec: ModelSpec, strategy: str, steps: int, warmup: int, mic
         busbw = _bus_bandwidth(dist, torch, device, n)
         link = _bus_bandwidth(dist, torch, device, n, LINK_MESSAGE_BYTES) if measure_link \
             else None
+        hosts: list = [None] * n
+        dist.all_gather_object(hosts, socket.gethostname())  # the nodes, whatever launched us
         local_s = _median_step(_stepper(base, tokens, targets, torch), steps, warmup, sync)
         measured_bytes, dist_s = _wrapped_run(strategy, base, tokens, targets, steps, warmup,
                                               sync, dist, torch)
@@ -133,10 +137,10 @@ def run_distributed(spec: ModelSpec, strategy: str, steps: int, warmup: int, mic
         dist.destroy_process_group()
     if rank != 0:
         return None
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", n))  # torchrun's ranks on this node
     name = torch.cuda.get_device_name(device) if cuda else "cpu"
-    return DistributedResult(quantities, strategy, n, busbw, device, max(1, n // local), name,
-                             link, LINK_MESSAGE_BYTES if measure_link else 0)
+    per_host = tuple(Counter(hosts).values())
+    return DistributedResult(quantities, strategy, n, busbw, device, per_host, name, link,
+                             LINK_MESSAGE_BYTES if measure_link else 0)
 
 
 def _stepper(model, tokens, targets, torch):
