@@ -163,3 +163,47 @@ def test_the_search_reaches_the_hardwares_own_gemm_peak():
     measured, _ = _model_step(req, 8, 2.0)
     rc = calibrate_from_run(req, 8, measured)
     assert rc.compute_scale == pytest.approx(2.0, rel=1e-6) and rc.plausible
+
+
+def test_a_run_measured_with_its_training_flags_calibrates_without_them(runner):
+    # `planner measure` records the run's model, steps and layout; `calibration add RUN_ID`
+    # takes them from the record, and flags given on its command line win.
+    req = _request(seq_len=1024, global_batch_size=16)
+    step, _ = _model_step(req, 16, 0.5)
+    result = runner.invoke(cli, ["measure", "--meter", "cpu-time", "--hardware", "h100-sxm",
+                                 "--devices", "16", *FLAGS, "--steps", "2", "--", PY, "-c",
+                                 f"import time; time.sleep({2 * step + 0.2})"])
+    assert result.exit_code == 0, result.stderr
+    run_id = json.loads(runner.invoke(cli, ["runs", "list", "--format", "json"]).stdout)[-1]["id"]
+    shown = json.loads(runner.invoke(cli, ["runs", "show", run_id, "--format", "json"]).stdout)
+    assert shown["training"] == {"model": "llama3-8b", "steps": 2, "seq_len": 1024,
+                                 "global_batch": 16, "micro_batch": 1, "recompute": "none",
+                                 "tp": 2, "pp": 1, "cp": 1, "zero": "1"}
+    exclude = shown["duration_s"] - 2 * step
+    result = runner.invoke(cli, ["calibration", "add", run_id, "--exclude-seconds",
+                                 f"{exclude:.9f}"])
+    assert result.exit_code == 0, result.stderr
+    assert "from the run's record: --cp, --global-batch, --micro-batch, --model" in result.stderr
+    (cal,) = calibration.load()
+    assert cal.compute_scale == pytest.approx(0.5, rel=1e-4)
+    # a flag given wins over the record: one step in the same time is twice as slow
+    result = runner.invoke(cli, ["calibration", "add", run_id, "--steps", "1",
+                                 "--exclude-seconds", f"{exclude:.9f}"])
+    assert result.exit_code == 0, result.stderr
+    (cal,) = calibration.load()
+    assert cal.compute_scale < 0.5 * 0.6
+
+
+def test_measure_takes_steps_from_tokens_and_says_what_is_missing(runner):
+    from planner.cli.calibration import _steps_from_tokens
+
+    assert _steps_from_tokens({"tokens": 32768, "seq_len": 1024, "global_batch": 16}) == 2
+    assert _steps_from_tokens({"tokens": 30000, "seq_len": 1024, "global_batch": 16}) is None
+    result = runner.invoke(cli, ["measure", "--meter", "cpu-time", "--hardware", "h100-sxm",
+                                 "--devices", "16", "--seq-len", "1024", "--", PY, "-c", "0"])
+    assert result.exit_code == 0, result.stderr
+    run_id = json.loads(runner.invoke(cli, ["runs", "list", "--format", "json"]).stdout)[-1]["id"]
+    result = runner.invoke(cli, ["calibration", "add", run_id])
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    assert "--model, --global-batch, --steps (or record them with `planner measure`)" in \
+        result.stderr

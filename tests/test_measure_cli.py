@@ -288,7 +288,7 @@ def test_every_input_is_checked_before_the_command_runs(runner, ledger_env, tmp_
     assert "unknown model 'no-such-model'" in line and not marker.exists()
     line = _one_error_line(runner.invoke(cli, [*FAST, "--model", "llama3-8b", "--",
                                                *_marker_cmd(marker)]), 1)
-    assert "--model is used only" in line and not marker.exists()
+    assert "--model is used for the planner estimate" in line and not marker.exists()
     line = _one_error_line(runner.invoke(cli, [*FAST, "--hardware", "no-such-gpu", "--",
                                                *_marker_cmd(marker)]), 1)
     assert "no-such-gpu" in line and not marker.exists()

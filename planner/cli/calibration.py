@@ -54,8 +54,9 @@ def calibration_list(path, fmt) -> None:
               help="Devices the run trained on (default: the run's billed devices).")
 @training_options
 @layout_options
-@click.option("--steps", type=COUNT, required=True,
-              help="Optimizer steps the run took (with --global-batch and --seq-len).")
+@click.option("--steps", type=COUNT,
+              help="Optimizer steps the run took (with --global-batch and --seq-len; default: "
+                   "what `planner measure` recorded).")
 @click.option("--exclude-seconds", type=click.FloatRange(min=0), default=0.0,
               show_default=True, help="Seconds of the run that were not training steps "
               "(start-up, data loading, checkpoints), taken off its duration.")
@@ -68,23 +69,30 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
     """Derive a calibration from run RUN_ID of the ledger: the compute speed at which the
     model's step time for the run's own layout (every degree given: --tp, --pp, --cp,
     --zero, --micro-batch, --recompute, --virtual-stages) equals the measured one, with
-    communication and the bubble kept as the model has them. Later estimates on that
-    hardware, for models within 10x of its size, use it and say so."""
+    communication and the bubble kept as the model has them. Flags not given are taken from
+    what `planner measure` recorded with the run (its --model, --steps, --seq-len, --tp, ...).
+    Later estimates on that hardware, for models within 10x of its size, use it and say so."""
     from planner.catalog import calibrations as calibration
     from planner.measurement.ledger import Ledger, ledger_path
     from planner.planning.calibrate import calibrate_from_run, calibration_entry, measured_run
     from planner.planning.resolve import resolve
 
+    record = Ledger(ledger_path(ledger)).get(run_id)
+    recorded = record.get("training") or {}
+    opts.update({k: v for k, v in recorded.items() if k in opts and opts[k] is None})
+    steps = steps if steps is not None else recorded.get("steps") or _steps_from_tokens(recorded)
     missing = [flag for flag, key in (("--model", "model"), ("--seq-len", "seq_len"),
                                       ("--global-batch", "global_batch")) if opts.get(key) is None]
+    if steps is None:
+        missing.append("--steps")
     if missing:  # a calibration from defaults nobody ran would correct every later estimate
-        raise click.UsageError(f"give the run's {', '.join(missing)}: a calibration is made "
-                               "from what the run trained, not from defaults")
+        raise click.UsageError(f"give the run's {', '.join(missing)} (or record them with "
+                               "`planner measure`): a calibration is made from what the run "
+                               "trained, not from defaults")
     if steps < 1 or steps != int(steps):
         raise click.BadParameter(f"{steps:g} is not a whole number of steps (>= 1)",
                                  param_hint="--steps")
-    run = measured_run(Ledger(ledger_path(ledger)).get(run_id), hardware, devices,
-                       exclude_seconds)
+    run = measured_run(record, hardware, devices, exclude_seconds)
     model = opts.pop("model")
     shape, options = split_cli_options(opts)
     options.pop("tokens", None)  # the run's steps, not a token budget, matter here
@@ -94,6 +102,10 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
     rc = calibrate_from_run(req, run.devices, run.seconds / steps, where)
     entry = calibration_entry(req, run, int(steps), rc, where)
     saved = calibration.save(entry, where)
+    used = sorted(k for k in recorded if k not in ("steps", "tokens"))
+    if used:
+        click.echo(f"from the run's record: {', '.join('--' + k.replace('_', '-') for k in used)}"
+                   , err=True)
     click.echo(f"calibration saved to {saved}: compute x{rc.compute_scale:.3f} (measured "
                f"{rc.measured_step_s:.4g} s per step, the model {rc.predicted_step_s:.4g} s); "
                f"{entry.describe()}", err=True)
@@ -104,6 +116,16 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
     if not exclude_seconds:
         click.echo("note: the run's whole duration counted as training steps; its start-up "
                    "makes the calibration pessimistic (--exclude-seconds)", err=True)
+
+
+def _steps_from_tokens(recorded: dict) -> float | None:
+    """The optimizer steps a recorded run took from its --tokens, batch and sequence length
+    (None unless they give a whole number)."""
+    tokens, seq, batch = (recorded.get(k) for k in ("tokens", "seq_len", "global_batch"))
+    if not (tokens and seq and batch):
+        return None
+    steps = tokens / (seq * batch)
+    return steps if steps == int(steps) else None
 
 
 @calibration_group.command("link")

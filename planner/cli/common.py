@@ -37,26 +37,44 @@ def model_options(f):
     return _apply(f, opts)
 
 
+_RUN_TRAINING = [
+    click.option("--seq-len", type=BoundedInt(min=1), help="Sequence length (tokens)."),
+    click.option("--global-batch", type=BoundedInt(min=1), help="Sequences per step."),
+    click.option("--micro-batch", type=BoundedInt(min=1),
+                 help="Sequences per micro-batch."),
+    click.option("--precision", type=click.Choice(PRECISIONS)),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS)),
+    click.option("--recompute", type=click.Choice(RECOMPUTE)),
+    click.option("--flash-attention/--no-flash-attention", default=None),
+    click.option("--attention-flops", type=click.Choice(["full", "causal"]),
+                 help="Count full score matrices (PaLM/Megatron MFU) or the causal half."),
+    click.option("--dropout/--no-dropout", default=None,
+                 help="Dropout on: its masks are saved for backward (default off)."),
+    click.option("--kernels", type=click.Choice(KERNELS),
+                 help="fused (default: Megatron, Transformer Engine, Liger, torch.compile) "
+                      "or eager PyTorch elementwise kernels."),
+]
+
+
 def training_options(f):
     """What is trained: tokens, sequence, batch, precision, optimizer, recompute."""
     return _apply(f, [
         click.option("--tokens", "-t", type=TOKENS, help="Training tokens: 15T, 300B, 2e12."),
-        click.option("--seq-len", type=BoundedInt(min=1), help="Sequence length (tokens)."),
-        click.option("--global-batch", type=BoundedInt(min=1), help="Sequences per step."),
-        click.option("--micro-batch", type=BoundedInt(min=1),
-                     help="Sequences per micro-batch."),
-        click.option("--precision", type=click.Choice(PRECISIONS)),
-        click.option("--optimizer", type=click.Choice(OPTIMIZERS)),
-        click.option("--recompute", type=click.Choice(RECOMPUTE)),
-        click.option("--flash-attention/--no-flash-attention", default=None),
-        click.option("--attention-flops", type=click.Choice(["full", "causal"]),
-                     help="Count full score matrices (PaLM/Megatron MFU) or the causal half."),
-        click.option("--dropout/--no-dropout", default=None,
-                     help="Dropout on: its masks are saved for backward (default off)."),
-        click.option("--kernels", type=click.Choice(KERNELS),
-                     help="fused (default: Megatron, Transformer Engine, Liger, torch.compile) "
-                          "or eager PyTorch elementwise kernels."),
-    ])
+        *_RUN_TRAINING])
+
+
+def run_training_options(f):
+    """How a run trains, without its tokens (`planner measure` has its own --tokens)."""
+    return _apply(f, _RUN_TRAINING)
+
+
+# the click parameter names of run_training_options and layout_options, which `planner
+# measure` records for `planner calibration add`
+RUN_TRAINING_KEYS = ("seq_len", "global_batch", "micro_batch", "precision", "optimizer",
+                     "recompute", "flash_attention", "attention_flops", "dropout", "kernels")
+LAYOUT_KEYS = ("tp", "pp", "cp", "ep", "zero", "sequence_parallel", "pipeline_schedule",
+               "virtual_stages", "dp_shard", "reshard_after_forward", "tp_comm_overlap",
+               "dp_comm_overlap", "framework", "offload")
 
 
 def layout_options(f):

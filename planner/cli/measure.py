@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from planner.cli.common import layout_options, run_training_options
 from planner.cli.options import COUNT, format_option, profiles_option
 from planner.fileio import write_text_atomic
 
@@ -70,7 +71,8 @@ def _output_path(output: str | None, ledger: Path | None) -> Path | None:
               help="Your own USD per device-hour.")
 @click.option("--devices", type=click.IntRange(min=0),
               help="Devices billed (default: the GPUs visible to the command).")
-@click.option("--model", "-m", help="Model for the `planner estimate` beside the extrapolation.")
+@click.option("--model", "-m", help="Model for the `planner estimate` beside the extrapolation, "
+                                    "and recorded with the run's training flags below.")
 @click.option("--tokens", "-t", type=COUNT, help="Tokens the measured run processes: 50M.")
 @click.option("--steps", type=COUNT, help="Or optimizer steps the measured run takes.")
 @click.option("--extrapolate-to", type=COUNT, help="Tokens (or steps) of the full run: 2T.")
@@ -90,6 +92,8 @@ def _output_path(output: str | None, ledger: Path | None) -> Path | None:
 @format_option
 @click.option("--output", "-o", help="Write the report to FILE (atomically) instead of stderr; "
                                     "never the ledger or another SQLite file.")
+@run_training_options
+@layout_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def measure_cmd(command: tuple[str, ...], ledger: str | None, no_ledger: bool, fmt: str,
                 output: str | None, **opts) -> int:
@@ -140,7 +144,7 @@ def _measure(gate, command: tuple[str, ...], ledger: str | None, no_ledger: bool
         steps=opts["steps"], extrapolate_to=opts["extrapolate_to"],
         interval_s=opts["interval"], meter=opts["meter"], redetect=opts["redetect"],
         job=opts["job"], grid_hourly=opts["grid_hourly"], grid_live=opts["grid_live"],
-        grid_zone=opts["grid_zone"])
+        grid_zone=opts["grid_zone"], training=_training(opts))
     session = Session(options, path)  # every input is checked here, before the command runs
     session.root_pid = lambda: gate.proc.pid if gate.proc is not None else None
     try:
@@ -149,6 +153,17 @@ def _measure(gate, command: tuple[str, ...], ledger: str | None, no_ledger: bool
         raise ExitError(str(e), e.exit_code) from None
     _record(session, gate, command, outcome, fmt, out_path, path)
     return outcome.exit_code
+
+
+def _training(opts: dict) -> dict | None:
+    """The run's training configuration as given (click names: model, steps, tokens, seq_len,
+    tp, zero, ...), recorded for `planner calibration add`; None when no training flag was."""
+    from planner.cli.common import LAYOUT_KEYS, RUN_TRAINING_KEYS
+
+    given = {k: opts[k] for k in (*RUN_TRAINING_KEYS, *LAYOUT_KEYS) if opts[k] is not None}
+    if not given:
+        return None
+    return {k: opts[k] for k in ("model", "steps", "tokens") if opts[k] is not None} | given
 
 
 def _record(session, gate, command, outcome, fmt: str, out_path: Path | None,

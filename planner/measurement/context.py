@@ -47,6 +47,9 @@ class MeasureOptions:
     grid_hourly: str | None = None  # hourly g CO2e/kWh CSV (planner/measurement/grid_live.py)
     grid_live: str | None = None  # "electricitymaps" (token in $ELECTRICITYMAPS_TOKEN)
     grid_zone: str | None = None  # the provider's zone, default the --region country
+    # how the run trains (`planner measure --seq-len ... --tp ...`; click names), recorded for
+    # `planner calibration add`; None when not given
+    training: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,11 @@ def check_options(o: MeasureOptions) -> None:
         raise SpecError("give --tokens or --steps for the measured run, not both")
     if o.extrapolate_to is not None and o.tokens is None and o.steps is None:
         raise SpecError("--extrapolate-to needs --tokens (or --steps) of the measured run")
-    if o.model and o.extrapolate_to is None:
-        raise SpecError("--model is used only for the planner estimate beside an "
-                        "extrapolation: add --extrapolate-to N (with --tokens), or drop --model")
+    if o.model and o.extrapolate_to is None and o.training is None:
+        raise SpecError("--model is used for the planner estimate beside an extrapolation "
+                        "(add --extrapolate-to N, with --tokens) or recorded with the run's "
+                        "training flags (--seq-len, --global-batch, --tp, ...) for `planner "
+                        "calibration add`; add one, or drop --model")
     if o.grid_g_co2e_per_kwh is not None and (o.grid_hourly or o.grid_live):
         raise SpecError("give --grid (one figure) or --grid-hourly/--grid-live, not both")
     if o.price_tier and not o.hardware:

@@ -178,3 +178,6 @@ class RunRecord(Result):
     extrapolation: Extrapolation | None
     versions: dict[str, str | None]
     job: JobInfo | None = None  # the job, node and rank (planner/measurement/job.py)
+    # How the run trained, as given to `planner measure` (model, steps, seq_len, tp, zero, ...:
+    # click names), for `planner calibration add`; None when not given.
+    training: dict | None = None

@@ -218,7 +218,8 @@ class Session:
             interrupted_by=interrupted_by, complete=complete, error=error, energy=energy,
             carbon=carbon, cost=cost, extrapolation=self._extrapolation(duration, energy,
                                                                         carbon, cost),
-            versions=self._versions(host.meter), job=self.job)
+            versions=self._versions(host.meter), job=self.job,
+            training=self.options.training)
         return record
 
     def _grid_context(self):
