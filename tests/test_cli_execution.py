@@ -73,3 +73,19 @@ def test_bad_values_are_one_clear_line(runner, flags, expected):
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (["-n", "12", "--tp", "8"], "--devices 12 is not divisible by --tp x --pp x --cp = "
+                                "8 x 1 x 1 = 8; use a multiple of 8"),
+    (["-n", "16", "--tp", "1", "--pp", "1", "--cp", "1", "--ep", "3", "-m", "mixtral-8x7b"],
+     "--ep 3 must divide dp = 16"),
+    (["-n", "16", "--pp", "2", "--virtual-stages", "2", "--pipeline-schedule", "1f1b"],
+     "--virtual-stages 2 needs --pipeline-schedule interleaved"),
+])
+def test_layout_errors_name_the_flags(runner, flags, expected):
+    r = runner.invoke(cli, ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "--tokens", "1B",
+                            *flags])
+    assert r.exit_code != 0 and "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], r.stderr

@@ -235,6 +235,10 @@ def resolve(
         train["global_batch_size"], note = defaults.default_global_batch(params, train["seq_len"])
         notes.append(note)
     assumptions = _validate(Assumptions, split["assumptions"], "assumptions")
+    schedule, v = split["parallel"].get("pipeline_schedule"), split["parallel"].get("virtual_stages")
+    if schedule in ("1f1b", "gpipe") and v is not None and v > 1:  # never silently interleaved
+        raise SpecError(f"--virtual-stages {v} needs --pipeline-schedule interleaved, not "
+                        f"{schedule} (virtual_stages, pipeline_schedule in a plan file)")
     grid = grid_factor(region) if region else None
     req = Request(spec, hw, tokens, train, split["parallel"], assumptions, grid, notes,
                   batch_given)

@@ -92,16 +92,18 @@ class ParallelismSpec(Spec):
         mp = self.tp * self.pp * self.cp
         if self.devices % mp:
             raise ValueError(
-                f"devices={self.devices} is not divisible by tp*pp*cp = "
-                f"{self.tp}*{self.pp}*{self.cp} = {mp}; use a multiple of {mp}"
+                f"--devices {self.devices} is not divisible by --tp x --pp x --cp = "
+                f"{self.tp} x {self.pp} x {self.cp} = {mp}; use a multiple of {mp} (devices, "
+                "tp, pp, cp in a plan file)"
             )
         if self.dp % self.ep:
             raise ValueError(
-                f"ep={self.ep} must divide dp={self.dp} (devices / (tp*pp*cp)); "
-                f"valid ep: {', '.join(str(d) for d in _divisors(self.dp))}"
+                f"--ep {self.ep} must divide dp = {self.dp} (--devices / (--tp x --pp x "
+                f"--cp)); valid --ep: {', '.join(str(d) for d in _divisors(self.dp))}"
             )
         if self.virtual_stages > 1 and self.pipeline_schedule != "interleaved":
-            raise ValueError("virtual_stages > 1 needs pipeline_schedule 'interleaved'")
+            raise ValueError(f"--virtual-stages {self.virtual_stages} needs --pipeline-schedule "
+                             "interleaved (virtual_stages, pipeline_schedule in a plan file)")
         if self.offload != "none" and self.zero_stage == 0:
             raise ValueError(
                 f"--offload {self.offload} needs --zero 1, 2 or 3 (zero_stage in a plan file): "
@@ -110,7 +112,7 @@ class ParallelismSpec(Spec):
                 "CPUOffload is ZeRO-3)")
         if self.dp_shard is not None and self.dp % self.dp_shard:
             raise ValueError(
-                f"dp_shard={self.dp_shard} must divide dp={self.dp}; valid dp_shard: "
+                f"--dp-shard {self.dp_shard} must divide dp={self.dp}; valid dp_shard: "
                 f"{', '.join(str(d) for d in _divisors(self.dp))}"
             )
         return self
