@@ -103,6 +103,7 @@ class LinkCalibration:
     device_name: str
     source: str  # "nccl-tests all_reduce_perf, results.txt" / "planner validate --distributed"
     capped: bool = False  # measured above the link rate (NCCL tree/NVLS/SHARP), stored at 1.0
+    collective: str = "all_reduce"  # the measured collective (its factor and hops refit it)
     kind: str = "link"
 
     def __post_init__(self) -> None:  # a hand-edited file must not reach the model
@@ -116,15 +117,20 @@ class LinkCalibration:
                                  f"{'(0, 1]' if name == 'efficiency' else '(0, inf)'}")
         for name in ("message_bytes", "ranks", "nodes"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"link {name} {v!r} is not a whole number >= 1")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 2**50:
+                raise ValueError(f"link {name} {v!r} is not a whole number from 1 to 2**50")
+        if self.collective not in ("all_reduce", "reduce_scatter", "all_gather") or \
+                self.ranks % self.nodes or self.ranks < 2:
+            raise ValueError(f"link row of {self.ranks} ranks on {self.nodes} nodes "
+                             f"({self.collective}) is not a measured collective")
 
     def describe(self) -> str:
         where = "inside one scale-up domain" if self.level == "scale_up" else "across domains"
         cap = " (above the link rate; capped at it)" if self.capped else ""
         return (f"{self.efficiency:.3g} of the link rate {where}, from "
                 f"{self.bus_bandwidth_gb_per_s:.1f} GB/s bus bandwidth{cap} measured on "
-                f"{self.date} ({self.source}: {self.ranks} ranks on {self.nodes} "
+                f"{self.date} ({self.source}, {self.collective}: {self.ranks} ranks on "
+                f"{self.nodes} "
                 f"node{'s' if self.nodes != 1 else ''}, {self.message_bytes / 2**20:g} MiB "
                 f"messages, {self.device_name})")
 
@@ -155,7 +161,7 @@ def _load_at(path: Path, mtime_ns: int, size: int) -> tuple[Calibration | LinkCa
         rows = json.loads(path.read_text())
         return tuple(LinkCalibration(**r) if r.get("kind") == "link" else Calibration(**r)
                      for r in rows)
-    except (ValueError, TypeError, AttributeError, OSError) as e:
+    except (ValueError, TypeError, AttributeError, ArithmeticError, OSError) as e:
         raise SpecError(f"calibration file {path} is not valid ({e}); fix or "
                         "`planner calibration clear`") from None
 

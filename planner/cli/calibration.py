@@ -33,7 +33,7 @@ def calibration_list(path, fmt) -> None:
     from planner.catalog import calibrations as calibration
     from planner.report.tabular import render_rows
 
-    where = Path(path) if path else None
+    where = Path(path).expanduser() if path else None
     rows = [{"kind": "compute", **asdict(c), "scale": c.scale} for c in calibration.load(where)]
     links = calibration.load_links(where)
     shown = rows + [{"kind": "link", "hardware": c.hardware, "shape": c.level,
@@ -98,7 +98,7 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
     options.pop("tokens", None)  # the run's steps, not a token budget, matter here
     req = resolve(model, run.hardware, None, None, profiles_dirs, shape, use_calibration=False,
                   devices=run.devices, **options)
-    where = Path(path) if path else None
+    where = Path(path).expanduser() if path else None
     rc = calibrate_from_run(req, run.devices, run.seconds / steps, where)
     entry = calibration_entry(req, run, int(steps), rc, where)
     saved = calibration.save(entry, where)
@@ -149,19 +149,28 @@ def calibration_link(results, hardware, profiles_dirs, level, path) -> None:
     from planner.catalog.catalog import load_hardware
     from planner.measurement.nccl_tests import read_nccl_tests
     from planner.planning.link_calibration import plateau
-    from planner.profiling.validate import profile_for_gpu
 
     hw = load_hardware(hardware, profiles_dirs)
     res = read_nccl_tests(Path(results))
     source = f"nccl-tests, {Path(results).name}"
     size, busbw = plateau(res.rows, source)
-    named = {profile_for_gpu(d) for d in res.device_name.split(" / ")}
-    if None not in named and hw.name not in named:
-        raise click.BadParameter(f"{hardware!r}: {Path(results).name} ran on "
-                                 f"{res.device_name}, which is {' / '.join(sorted(named))}",
-                                 param_hint="--hardware")
+    check_device(hw, res.device_name, Path(results).name)
     save_link(hw, res.collective, res.ranks_per_host, size, busbw, source, res.device_name,
-              level, Path(path) if path else None)
+              level, Path(path).expanduser() if path else None)
+
+
+def check_device(hw, device_name: str, what: str) -> None:
+    """BadParameter (--hardware) when a shipped profile is not the GPUs that ran: every name
+    the run's ranks report maps to another profile (a profile of your own is not checked)."""
+    from planner.catalog.catalog import shipped_dir
+    from planner.profiling.validate import profile_for_gpu
+
+    named = {profile_for_gpu(d) for d in device_name.split(" / ")}
+    own = not (shipped_dir("hardware_profiles") / f"{hw.name}.yaml").is_file()
+    if None in named or hw.name in named or own:
+        return
+    raise click.BadParameter(f"{hw.name!r}: {what} ran on {device_name}, which is "
+                             f"{' / '.join(sorted(named))}", param_hint="--hardware")
 
 
 def save_link(hw, collective, per_host, size, busbw, source, device_name, level,
@@ -172,7 +181,7 @@ def save_link(hw, collective, per_host, size, busbw, source, device_name, level,
     from planner.planning.link_calibration import link_calibration
     from planner.planning.resolve import with_links
 
-    perf, _ = with_links(DEFAULT_PERF, hw.name, path)
+    perf, _ = with_links(DEFAULT_PERF, hw, path)
     entry, warnings = link_calibration(hw, collective, per_host, size, busbw, source,
                                        device_name, level, perf)
     old = calibration.lookup_links(hw.name, path).get(entry.level)
@@ -182,6 +191,22 @@ def save_link(hw, collective, per_host, size, busbw, source, device_name, level,
         click.echo(f"note: it replaces {old.describe()}", err=True)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
+    # the other level may no longer fit with this one (a scale-up figure caps scale-out groups)
+    for note in with_links(DEFAULT_PERF, hw, saved)[1]:
+        if note.value == "not applied":
+            click.echo(f"warning: {note.name} is not applied now: {note.source}", err=True)
+    if not _read_by_estimates(saved):
+        click.echo(f"note: estimates read {calibration.default_path()}; set "
+                   f"{calibration.ENV}={saved} for them to use this file", err=True)
+
+
+def _read_by_estimates(path: Path) -> bool:
+    from planner.catalog import calibrations as calibration
+
+    try:
+        return path.resolve() == calibration.default_path().resolve()
+    except OSError:
+        return False
 
 
 @calibration_group.command("clear")
@@ -191,6 +216,6 @@ def calibration_clear(path, hardware) -> None:
     """Remove stored calibrations."""
     from planner.catalog import calibrations as calibration
 
-    n = calibration.clear(Path(path) if path else None, hardware)
+    n = calibration.clear(Path(path).expanduser() if path else None, hardware)
     click.echo(f"removed {n} calibration{'s' if n != 1 else ''}", err=True)
 

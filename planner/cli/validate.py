@@ -125,6 +125,9 @@ def _render(rep, fmt: str) -> str:
 @click.option("--distributed", is_flag=True, help="Run under torchrun: data-parallel check.")
 @click.option("--strategy", type=click.Choice(["ddp", "fsdp"]), default="ddp",
               show_default=True, help="With --distributed.")
+@click.option("--level", type=click.Choice(["scale_up", "scale_out"]),
+              help="With --distributed --calibrate where one scale-up domain spans nodes "
+                   "(NVL72): the link the ranks used (`planner calibration link --help`).")
 @click.option("--finetune", type=click.Choice(["full", "partial", "lora", "qlora"]),
               help="Fine-tune instead: lora wraps the model with peft (qlora needs a GPU).")
 @click.option("--lora-rank", type=click.IntRange(min=1), help="LoRA rank (default 16).")
@@ -136,7 +139,7 @@ def _render(rep, fmt: str) -> str:
 @format_option
 def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq_len, hardware,
                  compile_, breakdown, region, energy, max_error, calibrate, calibration_path, serve,
-                 distributed, strategy, finetune, lora_rank, lora_targets, lora_dropout,
+                 distributed, strategy, level, finetune, lora_rank, lora_targets, lora_dropout,
                  trainable_layers, fmt) -> None:
     """Train a real model a few steps and compare every estimate with the measurement."""
     from planner.profiling import require_torch
@@ -164,7 +167,7 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
                         "CUDA GPU only; use --finetune lora on this machine")
     if distributed:
         return _distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt,
-                            device, hardware, calibrate, calibration_path)
+                            device, hardware, calibrate, calibration_path, level)
     from planner.cli.progress import Progress
     from planner.estimators.params import count_params
     from planner.profiling.validate import RunConfig, run_validation
@@ -184,7 +187,7 @@ def validate_cmd(model, scale_to, steps, warmup, device, dtype, micro_batch, seq
 
 
 def _distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt, device,
-                 hardware, calibrate, calibration_path) -> None:
+                 hardware, calibrate, calibration_path, level=None) -> None:
     """The data-parallel check; with --calibrate, also a link calibration from its ranks'
     all-reduce bus bandwidth (GPUs only: gloo on CPU measures no accelerator link)."""
     from planner.profiling.distributed import run_distributed
@@ -202,23 +205,25 @@ def _distributed(spec, strategy, steps, warmup, micro_batch, seq_len, dtype, fmt
         return
     click.echo(render_distributed(out, fmt), nl=False)
     if calibrate:
-        _calibrate_link(out, hardware, calibration_path)
+        _calibrate_link(out, hardware, calibration_path, level)
 
 
-def _calibrate_link(out, hardware: str | None, path: str | None) -> None:
+def _calibrate_link(out, hardware: str | None, path: str | None, level: str | None) -> None:
     from planner.catalog.catalog import load_hardware
     from planner.profiling.validate import profile_for_gpu
 
-    from planner.cli.calibration import save_link
+    from planner.cli.calibration import check_device, save_link
 
     name = hardware or profile_for_gpu(out.device_name)
     if name is None:
         raise SpecError(f"--calibrate: no hardware profile matches {out.device_name!r}; give "
                         "--hardware (`planner hardware list`)")
-    save_link(load_hardware(name), "all_reduce", out.ranks_per_host, out.link_message_bytes,
+    hw = load_hardware(name)
+    check_device(hw, out.device_name, "this run")
+    save_link(hw, "all_reduce", out.ranks_per_host, out.link_message_bytes,
               out.link_bus_bandwidth_b_per_s / 1e9,
-              f"planner validate --distributed ({out.strategy})", out.device_name, None,
-              Path(path) if path else None)
+              f"planner validate --distributed ({out.strategy})", out.device_name, level,
+              Path(path).expanduser() if path else None)
 
 
 def _finetune(spec, given: dict, distributed: bool, calibrate: bool):
@@ -262,7 +267,7 @@ def _calibrate(rep, spec, cfg, path) -> None:
         measured_mfu=mfu.measured, measured_hfu=mfu.measured, predicted_mfu=mfu.predicted,
         date=datetime.date.today().isoformat(), device_name=rep.device_name,
         model_version=PERF_MODEL_VERSION, kernels="fused" if cfg.compile else "eager")
-    saved = calibration.save(entry, Path(path) if path else None)
+    saved = calibration.save(entry, Path(path).expanduser() if path else None)
     click.echo(f"calibration saved to {saved}: {entry.describe()}", err=True)
     if rep.flags:
         click.echo("note: this run was flagged; the calibration may be unreliable", err=True)

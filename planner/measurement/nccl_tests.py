@@ -35,6 +35,7 @@ TEST_NAME = re.compile(r"\b(all_reduce|reduce_scatter|all_gather|alltoall|broadc
                        r"sendrecv|gather|scatter|hypercube)_perf(?:_mpi)?\b")
 NCCL_LOG = re.compile(r"\bNCCL (?:INFO|WARN|TRACE)\b")
 COLLECTIVES = ("all_reduce", "reduce_scatter", "all_gather")  # the model's collectives
+MAX_MESSAGE_BYTES = 2**50  # nccl-tests' -e goes to a few GiB; larger is not a real row
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,22 @@ def parse_nccl_tests(text: str, where: str) -> NcclTestsResult:
                         " give one run per file")
     collective = names.pop() if names else None
     if collective is not None and collective not in COLLECTIVES:
+        tests = ", ".join(c + "_perf" for c in COLLECTIVES)
         raise SpecError(f"{where}: is {collective}_perf output; the step-time model's link "
-                        f"bandwidth comes from one of {', '.join(c + '_perf' for c in COLLECTIVES)}")
+                        f"bandwidth comes from one of {tests}")
+    blocks = 0
     for n, line in enumerate(text.splitlines(), 1):
         stripped = PREFIX.sub("", line).strip()
         rank = RANK_LINE.match(stripped)
+        if stripped.startswith("#") and stripped.lstrip("# ").startswith("Using devices"):
+            blocks += 1
         if rank:
-            ranks[int(rank.group(1))] = (rank.group(2) or "0", rank.group(3), rank.group(4))
+            r = int(rank.group(1))
+            entry = (rank.group(2) or "0", rank.group(3), rank.group(4))
+            if ranks.get(r, entry) != entry:
+                raise SpecError(f"{where}:{n}: rank {r} appears twice, on different hosts or "
+                                "GPUs; give one run per file")
+            ranks[r] = entry
         elif stripped.startswith("#") and "busbw" in stripped.split() and "size" in stripped:
             columns, headers = stripped.lstrip("#").split(), headers + 1
         elif columns and stripped[:1].isdigit() and not NCCL_LOG.search(stripped):
@@ -88,12 +98,16 @@ def parse_nccl_tests(text: str, where: str) -> NcclTestsResult:
         raise SpecError(f"{where}: not nccl-tests output (no 'size ... busbw' header with "
                         "result rows under it); give the output of all_reduce_perf, e.g. "
                         "`all_reduce_perf -b 8 -e 8G -f 2 -g 1 > results.txt`")
-    if headers > 1:
-        raise SpecError(f"{where}: holds {headers} runs (result headers); give one run per file")
+    if headers > 1 or blocks > 1:
+        raise SpecError(f"{where}: holds {max(headers, blocks)} runs; give one run per file")
     if not ranks:
         raise SpecError(f"{where}: names no ranks ('#  Rank  0 ... Pid ... on HOST device ...' "
                         "lines), so the ranks and nodes it ran on are unknown; keep the whole "
                         "output")
+    if sorted(ranks) != list(range(len(ranks))):
+        missing = sorted(set(range(max(ranks) + 1)) - set(ranks))
+        raise SpecError(f"{where}: its Rank lines skip rank{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(map(str, missing[:5]))}; keep the whole output")
     groups = {g for g, _, _ in ranks.values()}
     if len(groups) > 1:
         raise SpecError(f"{where}: ran as {len(groups)} separate groups (NCCL_TESTS_SPLIT), "
@@ -115,7 +129,8 @@ def _row(tokens: list[str], columns: list[str]) -> tuple[int, float] | None:
         busbw = [float(tokens[i]) for i, c in enumerate(columns) if c == "busbw"]
     except ValueError:
         return None
-    if size < 0 or not busbw or not all(math.isfinite(b) and b >= 0 for b in busbw):
+    if not 0 <= size <= MAX_MESSAGE_BYTES or not busbw or \
+            not all(math.isfinite(b) and 0 <= b < 1e9 for b in busbw):
         return None
     return size, max(busbw)
 

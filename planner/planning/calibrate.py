@@ -74,7 +74,7 @@ def calibrate_from_run(req: Request, devices: int, measured_step_s: float,
     lay = Degrees.from_specs(train, par)
     params = count_params(req.model)
     fl = flops_inputs(req.model, train, params)
-    base, _ = with_links(DEFAULT_PERF, req.hw.name, links_path)
+    base, _ = with_links(DEFAULT_PERF, req.hw, links_path)
 
     def step(scale: float) -> float:
         perf = calibrated(base, scale)

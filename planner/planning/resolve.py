@@ -235,7 +235,8 @@ def resolve(
         train["global_batch_size"], note = defaults.default_global_batch(params, train["seq_len"])
         notes.append(note)
     assumptions = _validate(Assumptions, split["assumptions"], "assumptions")
-    schedule, v = split["parallel"].get("pipeline_schedule"), split["parallel"].get("virtual_stages")
+    schedule = split["parallel"].get("pipeline_schedule")
+    v = split["parallel"].get("virtual_stages")
     if schedule in ("1f1b", "gpipe") and v is not None and v > 1:  # never silently interleaved
         raise SpecError(f"--virtual-stages {v} needs --pipeline-schedule interleaved, not "
                         f"{schedule} (virtual_stages, pipeline_schedule in a plan file)")
@@ -277,26 +278,38 @@ def apply_calibration(req: Request) -> tuple[PerfParams, list[Assumption]]:
     user gave overrides all of them."""
     if req.assumptions.efficiency is not None:
         return req.perf, []
-    perf, notes = with_links(req.perf, req.hw.name)
+    perf, notes = with_links(req.perf, req.hw)
     perf, note = _compute_calibration(req, perf)
     return perf, notes + ([note] if note is not None else [])
 
 
-def with_links(perf: PerfParams, hardware: str,
+def with_links(perf: PerfParams, hw: HardwareProfile,
                path: Path | None = None) -> tuple[PerfParams, list[Assumption]]:
     """``perf`` with the link efficiencies measured on this hardware profile, if any (from the
-    calibration file at ``path``, else the default one)."""
-    from planner.catalog.calibrations import lookup_links
+    calibration file at ``path``, else the default one). Each is refit from its stored
+    measurement under the model's constants now, scale-up first (it caps scale-out groups);
+    one the model can no longer reproduce is not applied, and said so."""
+    from planner.catalog.calibrations import LEVELS, lookup_links
+    from planner.planning.link_calibration import refit
 
-    links = lookup_links(hardware, path)
-    if not links:
-        return perf, []
-    out = replace(perf, **{f"{level}_efficiency": cal.efficiency
-                           for level, cal in links.items()})
-    return out, [Assumption(
-        name=f"link_calibration.{level}", value=cal.efficiency, unit="of the link rate",
-        defaulted=False, source=f"{cal.describe()}; was {getattr(perf, level + '_efficiency'):g}"
-        " (the model's default)") for level, cal in sorted(links.items())]
+    links = lookup_links(hw.name, path)
+    notes = []
+    for level in (lv for lv in LEVELS if lv in links):
+        cal, name = links[level], f"{level}_efficiency"
+        try:
+            eff = refit(cal, hw, perf)
+        except SpecError as e:
+            notes.append(Assumption(
+                name=f"link_calibration.{level}", value="not applied", unit="", defaulted=True,
+                source=f"{cal.describe()}: {e}; the model's default {getattr(perf, name):g} is "
+                "used"))
+            continue
+        notes.append(Assumption(
+            name=f"link_calibration.{level}", value=round(eff, 4), unit="of the link rate",
+            defaulted=False, source=f"{cal.describe()}; was {getattr(perf, name):g} (the "
+            "model's default)"))
+        perf = replace(perf, **{name: eff})
+    return perf, notes
 
 
 def _compute_calibration(req: Request, perf: PerfParams) -> tuple[PerfParams, Assumption | None]:
@@ -334,7 +347,7 @@ def links_used(hardware: str, path: Path | None = None) -> str | None:
     from planner.catalog.calibrations import lookup_links
 
     links = lookup_links(hardware, path)
-    return ", ".join(f"{level} {cal.efficiency:g}" for level, cal in sorted(links.items())) \
+    return ", ".join(f"{level} {cal.efficiency:.4g}" for level, cal in sorted(links.items())) \
         or None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,8 +46,11 @@ class RunConfig:
 
 
 def profile_for_gpu(device_name: str) -> str | None:
-    """The hardware profile name for a CUDA device name (H100 80GB HBM3 -> h100-sxm)."""
-    return next((p for key, p in GPU_PROFILES if key.lower() in device_name.lower()), None)
+    """The hardware profile name for a CUDA device name (H100 80GB HBM3 -> h100-sxm), matching
+    whole words (an L40 is not an L4, a GH200 not an H200)."""
+    words = f" {re.sub(r'[^a-z0-9]+', ' ', device_name.lower())} "
+    return next((p for key, p in GPU_PROFILES
+                 if f" {re.sub(r'[^a-z0-9]+', ' ', key.lower())} " in words), None)
 
 
 def training_spec(cfg: RunConfig) -> TrainingSpec:
