@@ -450,3 +450,26 @@ def test_executed_attention_follows_windows_when_fused_and_s_when_unfused():
     unfused = TrainingSpec(**base, flash_attention=False)
     assert executed_attention_fraction(m, unfused) == pytest.approx(s * m.num_layers / full)
     assert executed_attention_fraction(m, unfused) > 3  # most layers' full s x s, not w
+
+
+def test_hsdp_replica_all_reduce_follows_the_framework():
+    # HSDP on 64 H100 (8 nodes), shard groups of 8 (one node, NVLink 450 x 0.8 GB/s), 8
+    # replicas over one NIC each (50 x 0.8 GB/s). Going from 1 to 4 micro-batches adds three
+    # micro-batches of ZeRO-3 traffic inside the node (two weight gathers, 2 B, and one
+    # gradient reduce-scatter, 2 B generic / 4 B under FSDP2's fp32 reduce_dtype: P x 7/8 of
+    # each over NVLink); FSDP2's default also all-reduces the gradient shards across the
+    # replicas in every backward (pytorch/pytorch#126166): 3 more of P x 4 / 8 x 2 x 7/8 over
+    # the NIC. The generic convention all-reduces once per step.
+    P = count_params(load_model("llama3-8b")).total
+
+    def dp_total(framework, batch):
+        deg = _deg(devices=64, dp=64, zero_stage=3, dp_shard=8, framework=framework,
+                   global_batch_size=batch)
+        return _terms("llama3-8b", deg, global_batch_size=batch)["dp_comm_total"]
+
+    nvlink, nic = 450e9 * 0.8, 50e9 * 0.8
+    for framework, g_b, replica_every_mb in ((0, 2, False), (2, 4, True)):
+        added = dp_total(framework, 256) - dp_total(framework, 64)
+        z3_mb = P * (2 * 2 + g_b) * 7 / 8 / nvlink
+        across = P * g_b / 8 * 2 * 7 / 8 / nic
+        assert added == pytest.approx(3 * z3_mb + 3 * across * replica_every_mb, rel=1e-9)

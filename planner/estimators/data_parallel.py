@@ -81,6 +81,7 @@ def data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local:
                   gradients, every micro-batch (ZeRO §5.3; FSDP2)
       HSDP        the above inside shard groups of dp_shard ranks, plus an all-reduce of
                   the gradient shards across the dp / dp_shard replicas once per step
+                  (every micro-batch under --framework fsdp2, its default)
     Each collective is issued per layer and prefetched behind the neighbouring layer's
     compute (FSDP's forward/backward prefetch; bucketed gradient reduction in the last
     micro-batch's backward, in every one for ZeRO-2; the parameter all-gather in the next
@@ -132,8 +133,13 @@ def data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local:
         low_total = per_stage * (reductions * reduce + updated * (z >= 1))
         low_exposed = reductions * _overlapped(reduce, b_layer, per_stage) + \
             _overlapped(updated, f_layer, per_stage) * (z >= 1)
-        across_total = per_stage * across
+        # HSDP's replica all-reduce: once per step (the shards accumulate, FSDP2's
+        # set_requires_all_reduce(False) until the last micro-batch), but every micro-batch
+        # under --framework fsdp2, whose default reduce-scatters and all-reduces each backward
+        # (pytorch#126166); under pipelining its schedules sync once (m is 1 here then)
+        across_n = 1 + (m - 1) * (lay.framework == 2) * (z >= 2)
+        across_total = per_stage * across * across_n
         total = total + z3_total + (low_total - z3_total) * (1 - z3) + across_total
         exposed = exposed + z3_exposed + (low_exposed - z3_exposed) * (1 - z3) + \
-            _overlapped(across, b_layer, per_stage)
+            across_n * _overlapped(across, b_layer, per_stage)
     return total, total + (exposed - total) * lay.dp_comm_overlap
