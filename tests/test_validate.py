@@ -295,12 +295,21 @@ def test_torch_missing_names_the_extra(runner, monkeypatch):
     assert "pip install torch==2.13.0" in result.stderr and "[profile]" in result.stderr
 
 
+def _free_port() -> int:
+    """A port no one listens on now (a fixed one collides with any other torchrun here)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_distributed_two_processes(strategy):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-         "--master-port", str(29500 + (strategy == "fsdp")), "-m", "planner", "validate",
+         "--master-port", str(_free_port()), "-m", "planner", "validate",
          "--distributed", "--strategy", strategy, "--scale-to", "2M", "--steps", "2",
          "--warmup", "1", "--seq-len", "64", "--micro-batch", "2", "--format", "json"],
         capture_output=True, text=True, timeout=300, env=env)
