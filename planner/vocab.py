@@ -46,3 +46,18 @@ DEGREE_FLAGS = {
 # frameworks' defaults: shard across all of dp, reshard after forward.
 REFINED_FLAGS = {"dp_shard": "--dp-shard", "reshard_after_forward": "--reshard-after-forward"}
 LAYOUT_FLAGS = {**DEGREE_FLAGS, **REFINED_FLAGS}
+
+
+# Option names the CLI spells differently from the specs (click's parameter name -> the API's).
+CLI_RENAMES = {"global_batch": "global_batch_size", "micro_batch": "micro_batch_size"}
+
+
+def api_training_options(cli: dict) -> dict:
+    """Training and layout options as click names them (``planner measure`` records them so)
+    -> the API's keyword arguments: renamed, ``zero`` ("0"-"3", "fsdp") to ``zero_stage``."""
+    options = {CLI_RENAMES.get(k, k): v for k, v in cli.items()}
+    if "zero" in options:
+        zero = options.pop("zero")
+        options["zero_stage"] = None if zero is None else (3 if zero == "fsdp" else int(zero))
+    return options
+

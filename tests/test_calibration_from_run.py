@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -194,16 +195,82 @@ def test_a_run_measured_with_its_training_flags_calibrates_without_them(runner):
     assert cal.compute_scale < 0.5 * 0.6
 
 
-def test_measure_takes_steps_from_tokens_and_says_what_is_missing(runner):
-    from planner.cli.calibration import _steps_from_tokens
-
-    assert _steps_from_tokens({"tokens": 32768, "seq_len": 1024, "global_batch": 16}) == 2
-    assert _steps_from_tokens({"tokens": 30000, "seq_len": 1024, "global_batch": 16}) is None
+def _measured_with(runner, *flags, seconds: float = 0.0) -> str:
     result = runner.invoke(cli, ["measure", "--meter", "cpu-time", "--hardware", "h100-sxm",
-                                 "--devices", "16", "--seq-len", "1024", "--", PY, "-c", "0"])
+                                 "--devices", "16", *flags, "--", PY, "-c",
+                                 f"import time; time.sleep({seconds})"])
     assert result.exit_code == 0, result.stderr
-    run_id = json.loads(runner.invoke(cli, ["runs", "list", "--format", "json"]).stdout)[-1]["id"]
+    return json.loads(runner.invoke(cli, ["runs", "list", "--format", "json"]).stdout)[-1]["id"]
+
+
+def test_steps_come_from_tokens_over_the_batch_as_given(runner):
+    base = ["-m", "llama3-8b", "--tp", "2", "--pp", "1", "--cp", "1", "--zero", "1",
+            "--micro-batch", "1", "--recompute", "none"]
+    run_id = _measured_with(runner, *base, "--tokens", "32768", "--seq-len", "1024",
+                            "--global-batch", "16", seconds=1.0)
+    # recorded: 32768 / (1024 x 16) = 2 steps
+    result = runner.invoke(cli, ["calibration", "add", run_id])
+    assert result.exit_code == 0, result.stderr
+    assert "--tokens" in result.stderr.splitlines()[0] and "2 steps" in result.stderr
+    # a given batch changes the steps the recorded tokens make: 32768 / (1024 x 32) = 1
+    result = runner.invoke(cli, ["calibration", "add", run_id, "--global-batch", "32"])
+    assert result.exit_code == 0 and "1 steps" in result.stderr, result.stderr
+    assert "--global-batch" not in result.stderr.splitlines()[0]  # given, not recorded
+    result = runner.invoke(cli, ["calibration", "add", run_id, "--seq-len", "3000"])
+    assert result.exit_code != 0 and "is 0.682667 steps, not a whole number" in result.stderr
+    result = runner.invoke(cli, ["calibration", "add", run_id, "--tokens", "65536"])
+    assert result.exit_code == 0 and "4 steps" in result.stderr, result.stderr
+
+
+def test_calibration_add_says_what_is_missing_and_refuses_a_bad_record(runner):
+    run_id = _measured_with(runner, "--seq-len", "1024")
     result = runner.invoke(cli, ["calibration", "add", run_id])
     assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert "--model, --global-batch, --steps (or record them with `planner measure`)" in \
         result.stderr
+    import sqlite3
+
+    from planner.measurement.ledger import Ledger, ledger_path
+
+    path = ledger_path(None)
+    rec = Ledger(path).get(run_id)
+    for bad, message in (([1, 2], "not a mapping"), ({"tp": "x"}, "recorded --tp 'x'"),
+                         ({"foo": 1}, "unknown training flag 'foo'")):
+        db = sqlite3.connect(path)  # a hand-edited or foreign record
+        with db:
+            db.execute("UPDATE runs SET record_json = ? WHERE id = ?",
+                       (json.dumps({**rec, "training": bad}), run_id))
+        db.close()
+        result = runner.invoke(cli, ["calibration", "add", run_id, *FLAGS, "--steps", "2"])
+        assert result.exit_code != 0 and "Traceback" not in result.stderr
+        assert message in result.stderr, result.stderr
+
+
+def test_measure_checks_the_recorded_layout_before_the_command_runs(runner, tmp_path,
+                                                                    monkeypatch):
+    marker = tmp_path / "ran"
+    result = runner.invoke(cli, ["measure", "--meter", "cpu-time", "--hardware", "h100-sxm",
+                                 "--devices", "16", "-m", "llama3-8b", "--tp", "3", "--pp", "1",
+                                 "--cp", "1", "--zero", "1", "--micro-batch", "1",
+                                 "--recompute", "none", "--seq-len", "1024", "--global-batch",
+                                 "16", "--", PY, "-c", f"open({str(marker)!r}, 'w')"])
+    assert result.exit_code != 0 and not marker.exists()
+    assert "--devices 16 is not divisible by --tp x --pp x --cp" in result.stderr
+    # a model file is recorded by its absolute path, so calibration add finds it from anywhere
+    (tmp_path / "m.yaml").write_text((Path(__file__).parent.parent / "planner" / "data" /
+                                      "models" / "llama3-8b.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    run_id = _measured_with(runner, "-m", "m.yaml", "--seq-len", "1024")
+    shown = json.loads(runner.invoke(cli, ["runs", "show", run_id, "--format", "json"]).stdout)
+    assert shown["training"]["model"] == str(tmp_path / "m.yaml")
+
+
+def test_one_nodes_record_of_a_job_needs_the_jobs_devices():
+    from planner.planning.calibrate import measured_run
+
+    record = {"id": "r1", "complete": True, "exit_code": 0, "duration_s": 10.0,
+              "started_at": "2026-12-01T00:00:00", "cost": {"hardware": "h100-sxm", "devices": 8},
+              "job": {"id": "J1", "num_nodes": 2, "world_size": 16}}
+    with pytest.raises(SpecError, match="one node's record of job J1 .*give --devices"):
+        measured_run(record, None, None, 0.0)
+    assert measured_run(record, None, 16, 0.0).devices == 16

@@ -65,7 +65,7 @@ def test_plan_and_compare_take_the_flags(runner, cmd):
     (["--framework", "megatronn"], "Invalid value for '--framework': 'megatronn' is not one of"),
     (["--offload", "gpu"], "Invalid value for '--offload': 'gpu' is not one of"),
     (["--dp-shard", "0"], "Invalid value for '--dp-shard'"),
-    (["--dp-shard", "3"], "--dp-shard 3 must divide dp=64; valid dp_shard: 1, 2, 4, 8"),
+    (["--dp-shard", "3"], "--dp-shard 3 must divide dp = 64; valid --dp-shard: 1, 2, 4, 8"),
 ])
 def test_bad_values_are_one_clear_line(runner, flags, expected):
     r = runner.invoke(cli, ["estimate", *LAYOUT, *flags])

@@ -155,7 +155,32 @@ def test_extrapolation_says_why_there_is_no_estimate(runner, tmp_path):
                                  "-o", str(out), "--", PY, "-c", "pass"])
     assert result.exit_code == 0, result.stderr
     est = json.loads(out.read_text())["extrapolation"]["planner_estimate"]
-    assert est["available"] is False and "--steps cannot be turned into tokens" in est["reason"]
+    assert est["available"] is False and "--steps are turned into tokens only with" in \
+        est["reason"]
+
+
+def test_the_estimate_beside_takes_the_runs_training_flags(runner, tmp_path):
+    # With --seq-len and --global-batch, steps become tokens (10 -> 1,000 steps of 4096 x 512
+    # tokens each); the layout flags reach the estimate as `planner estimate` would take them.
+    def estimate(*flags):
+        out = tmp_path / "x.json"
+        result = runner.invoke(cli, [*FAST, "--steps", "10", "--extrapolate-to", "1000", "-m",
+                                     "llama3-8b", "--hardware", "h100-sxm", "--devices", "8",
+                                     "--seq-len", "4096", "--global-batch", "512", *flags,
+                                     "--format", "json", "-o", str(out), "--", PY, "-c", "0"])
+        assert result.exit_code == 0, result.stderr
+        return json.loads(out.read_text())["extrapolation"]["planner_estimate"]
+
+    searched, fixed = estimate(), estimate("--tp", "8", "--pp", "1", "--cp", "1", "--zero", "3",
+                                           "--micro-batch", "1", "--recompute", "full")
+    assert searched["available"] and fixed["available"], (searched, fixed)
+    direct = json.loads(runner.invoke(cli, [
+        "estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "8", "--tokens",
+        str(1000 * 4096 * 512), "--seq-len", "4096", "--global-batch", "512", "--tp", "8",
+        "--pp", "1", "--cp", "1", "--zero", "3", "--micro-batch", "1", "--recompute", "full",
+        "--format", "json"]).stdout)
+    assert fixed["mfu"] == pytest.approx(direct["throughput"]["mfu"])
+    assert fixed["mfu"] < searched["mfu"]  # tp 8 with full recompute is not the best layout
 
 
 def _one_error_line(result, code: int) -> str:

@@ -473,3 +473,14 @@ def test_hsdp_replica_all_reduce_follows_the_framework():
         z3_mb = P * (2 * 2 + g_b) * 7 / 8 / nvlink
         across = P * g_b / 8 * 2 * 7 / 8 / nic
         assert added == pytest.approx(3 * z3_mb + 3 * across * replica_every_mb, rel=1e-9)
+
+
+def test_pipelined_fsdp2_syncs_its_replicas_once_per_step():
+    # torch.distributed.pipelining's schedules sync gradients once per step, whatever the
+    # shard group (also dp_shard 1, which keeps_unsharded_across_micro_batches does not cover)
+    def dp_total(batch):
+        deg = _deg(devices=64, tp=8, pp=2, dp=4, zero_stage=3, dp_shard=1, framework=2,
+                   global_batch_size=batch)
+        return _terms("llama3-8b", deg, global_batch_size=batch)["dp_comm_total"]
+
+    assert dp_total(256) == pytest.approx(dp_total(4))  # 64 micro-batches or 1

@@ -78,9 +78,12 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
     from planner.planning.resolve import resolve
 
     record = Ledger(ledger_path(ledger)).get(run_id)
-    recorded = record.get("training") or {}
-    opts.update({k: v for k, v in recorded.items() if k in opts and opts[k] is None})
-    steps = steps if steps is not None else recorded.get("steps") or _steps_from_tokens(recorded)
+    recorded = _recorded_training(record)
+    used = [k for k in recorded if k not in ("steps", "tokens") and k in opts
+            and opts[k] is None]
+    opts.update({k: recorded[k] for k in used})
+    steps, from_record = _steps(steps, opts, recorded)
+    used += from_record
     missing = [flag for flag, key in (("--model", "model"), ("--seq-len", "seq_len"),
                                       ("--global-batch", "global_batch")) if opts.get(key) is None]
     if steps is None:
@@ -90,8 +93,9 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
                                "`planner measure`): a calibration is made from what the run "
                                "trained, not from defaults")
     if steps < 1 or steps != int(steps):
+        hint = "--steps" if "steps" not in from_record else "--steps (the run's recorded one)"
         raise click.BadParameter(f"{steps:g} is not a whole number of steps (>= 1)",
-                                 param_hint="--steps")
+                                 param_hint=hint)
     run = measured_run(record, hardware, devices, exclude_seconds)
     model = opts.pop("model")
     shape, options = split_cli_options(opts)
@@ -102,10 +106,9 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
     rc = calibrate_from_run(req, run.devices, run.seconds / steps, where)
     entry = calibration_entry(req, run, int(steps), rc, where)
     saved = calibration.save(entry, where)
-    used = sorted(k for k in recorded if k not in ("steps", "tokens"))
     if used:
-        click.echo(f"from the run's record: {', '.join('--' + k.replace('_', '-') for k in used)}"
-                   , err=True)
+        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(used))
+        click.echo(f"from the run's record: {flags}", err=True)
     click.echo(f"calibration saved to {saved}: compute x{rc.compute_scale:.3f} (measured "
                f"{rc.measured_step_s:.4g} s per step, the model {rc.predicted_step_s:.4g} s); "
                f"{entry.describe()}", err=True)
@@ -118,14 +121,56 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
                    "makes the calibration pessimistic (--exclude-seconds)", err=True)
 
 
-def _steps_from_tokens(recorded: dict) -> float | None:
-    """The optimizer steps a recorded run took from its --tokens, batch and sequence length
-    (None unless they give a whole number)."""
-    tokens, seq, batch = (recorded.get(k) for k in ("tokens", "seq_len", "global_batch"))
-    if not (tokens and seq and batch):
-        return None
-    steps = tokens / (seq * batch)
-    return steps if steps == int(steps) else None
+def _recorded_training(record: dict) -> dict:
+    """The training flags `planner measure` recorded with the run, checked as this command
+    would check them given (SpecError naming the run and the flag otherwise)."""
+    from planner.errors import SpecError
+
+    rec, rid = record.get("training"), record.get("id")
+    if rec is None:
+        return {}
+    if not isinstance(rec, dict):
+        raise SpecError(f"run {rid}'s recorded training flags are not a mapping")
+    ctx = click.get_current_context()
+    params = {p.name: p for p in ctx.command.params}
+    out = {}
+    for key, value in rec.items():
+        param = params.get(key)
+        if param is None or key in ("hardware", "devices", "path", "ledger"):
+            raise SpecError(f"run {rid}'s record has an unknown training flag {key!r}")
+        try:
+            out[key] = None if value is None else param.type.convert(value, param, ctx)
+        except click.BadParameter as e:
+            raise SpecError(f"run {rid}'s recorded --{key.replace('_', '-')} {value!r}: "
+                            f"{e.message}") from None
+    return out
+
+
+def _steps(given: float | None, opts: dict, recorded: dict) -> tuple[float | None, list[str]]:
+    """(optimizer steps, the recorded flags they came from): --steps, else --tokens over
+    --seq-len x --global-batch as given, else the record's steps, else its tokens."""
+    from planner.errors import SpecError
+
+    def from_tokens(tokens: float, where: str) -> float:
+        seq, batch = opts.get("seq_len"), opts.get("global_batch")
+        if not (seq and batch):
+            raise SpecError(f"{where} {tokens:g} needs --seq-len and --global-batch to give "
+                            "steps; give --steps")
+        steps = tokens / (seq * batch)
+        if steps != int(steps) or steps < 1:
+            raise SpecError(f"{where} {tokens:g} over --seq-len {seq} x --global-batch {batch} "
+                            f"is {steps:g} steps, not a whole number; give --steps")
+        return steps
+
+    if given is not None:
+        return given, []
+    if opts.get("tokens") is not None:
+        return from_tokens(opts["tokens"], "--tokens"), []
+    if recorded.get("steps") is not None:
+        return recorded["steps"], ["steps"]
+    if recorded.get("tokens") is not None:
+        return from_tokens(recorded["tokens"], "the run's recorded --tokens"), ["tokens"]
+    return None, []
 
 
 @calibration_group.command("link")

@@ -9,11 +9,11 @@ import click
 from planner.cli.options import RANGE, TEXT, TOKENS, BoundedInt, FiniteFloat
 from planner.vocab import (
     FRAMEWORKS, KERNELS, OFFLOADS, OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES,
+    api_training_options,
 )
 
 SHAPE_FLAGS = ("layers", "d_model", "heads", "kv_heads", "head_dim", "ffn_hidden", "vocab",
                "experts", "top_k")
-_RENAME = {"global_batch": "global_batch_size", "micro_batch": "micro_batch_size"}
 
 
 def _apply(f, options):
@@ -144,9 +144,7 @@ def assumption_options(f):
 def split_cli_options(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(shape flags, API options) from the collected click parameters (consumes ``opts``)."""
     shape = {k: opts.pop(k) for k in SHAPE_FLAGS}
-    options = {_RENAME.get(k, k): v for k, v in opts.items()}
-    zero = options.pop("zero", None)
-    options["zero_stage"] = None if zero is None else (3 if zero == "fsdp" else int(zero))
+    options = api_training_options({"zero": None, **opts})
     options["grid_g_co2e_per_kwh"] = options.pop("grid_g", None)
     options["price_usd_per_device_hour"] = options.pop("price_per_hour", None)
     eff = options.pop("efficiency", None)

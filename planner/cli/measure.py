@@ -163,7 +163,33 @@ def _training(opts: dict) -> dict | None:
     given = {k: opts[k] for k in (*RUN_TRAINING_KEYS, *LAYOUT_KEYS) if opts[k] is not None}
     if not given:
         return None
-    return {k: opts[k] for k in ("model", "steps", "tokens") if opts[k] is not None} | given
+    out = {k: opts[k] for k in ("model", "steps", "tokens") if opts[k] is not None} | given
+    if out.get("model") and os.path.isfile(out["model"]):  # a file: found from anywhere later
+        out["model"] = os.path.abspath(out["model"])
+    _check_training(opts, out)
+    return out
+
+
+def _check_training(opts: dict, training: dict) -> None:
+    """The recorded training flags, checked now as an estimate would check them (before the
+    command runs): the options always, the layout too where it is complete and the devices
+    are known. Needs --model and --hardware; without them the check waits for `calibration
+    add`."""
+    if not (training.get("model") and opts["hardware"]):
+        return
+    from planner.estimators.layout import check_layout
+    from planner.planning.answer import complete_row, specs_at
+    from planner.planning.resolve import resolve
+    from planner.vocab import api_training_options
+
+    options = api_training_options({k: v for k, v in training.items()
+                                    if k not in ("model", "steps", "tokens")})
+    req = resolve(training["model"], opts["hardware"], None, None, opts["profiles_dirs"], {},
+                  use_calibration=False, devices=opts["devices"] or None, **options)
+    fixed = req.fixed_degrees()
+    if opts["devices"] and req.layout_complete(fixed):
+        train, par = specs_at(req, complete_row(req, fixed, opts["devices"]))
+        check_layout(req.model, train, par, req.hw)
 
 
 def _record(session, gate, command, outcome, fmt: str, out_path: Path | None,

@@ -136,8 +136,8 @@ def data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local:
         # HSDP's replica all-reduce: once per step (the shards accumulate, FSDP2's
         # set_requires_all_reduce(False) until the last micro-batch), but every micro-batch
         # under --framework fsdp2, whose default reduce-scatters and all-reduces each backward
-        # (pytorch#126166); under pipelining its schedules sync once (m is 1 here then)
-        across_n = 1 + (m - 1) * (lay.framework == 2) * (z >= 2)
+        # (pytorch#126166); under pipelining its schedules sync once per step
+        across_n = 1 + (lay.micro_batches - 1) * (lay.framework == 2) * (z >= 2) * (lay.pp == 1)
         across_total = per_stage * across * across_n
         total = total + z3_total + (low_total - z3_total) * (1 - z3) + across_total
         exposed = exposed + z3_exposed + (low_exposed - z3_exposed) * (1 - z3) + \

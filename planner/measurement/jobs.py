@@ -262,5 +262,6 @@ def _estimate(x: dict[str, Any], unit: str, measured: float, target: float,
                        grid_g_co2e_per_kwh=inputs.get("grid_g_co2e_per_kwh"),
                        price_tier=inputs.get("price_tier"),
                        price_per_hour=inputs.get("price_per_hour"),
-                       profiles_dirs=tuple(inputs.get("profiles_dirs") or ()))
+                       profiles_dirs=tuple(inputs.get("profiles_dirs") or ()),
+                       training=inputs.get("training"))
     return estimate_for(o, inputs.get("pue") or 1.0, devices)

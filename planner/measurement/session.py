@@ -248,7 +248,7 @@ class Session:
         inputs = {"model": o.model, "hardware": o.hardware, "region": o.region,
                   "pue": self.context.pue, "grid_g_co2e_per_kwh": o.grid_g_co2e_per_kwh,
                   "price_tier": o.price_tier, "price_per_hour": o.price_per_hour,
-                  "profiles_dirs": list(o.profiles_dirs)}
+                  "profiles_dirs": list(o.profiles_dirs), "training": o.training}
         return replace(x, inputs=inputs)
 
     @staticmethod

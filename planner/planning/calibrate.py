@@ -141,6 +141,11 @@ def measured_run(record: dict, hardware: str | None, devices: int | None,
                         f"{record.get('exit_code')}, {state}): a calibration needs a complete, "
                         "successful run")
     cost = record.get("cost") or {}
+    job = record.get("job") or {}
+    if devices is None and (job.get("num_nodes") or 1) > 1:
+        raise SpecError(f"run {rid} is one node's record of job {job.get('id')} "
+                        f"({job.get('num_nodes')} nodes, {job.get('world_size')} ranks), which "
+                        "bills that node's devices only: give --devices, the job's total")
     hardware, devices = hardware or cost.get("hardware"), devices or cost.get("devices")
     if not hardware or not devices:
         missing = " and ".join(f for f, v in (("--hardware", hardware), ("--devices", devices))

@@ -53,9 +53,8 @@ def spec_error(e: ValidationError, where: str) -> SpecError:
     msg = format_validation_error(e, where)
     for name, flag in FLAG.items():
         msg = msg.replace(f"{where}: {name}:", f"{flag}:")
-    # a cross-field rule on a value that has its own flag: name the flag as written
-    msg = msg.replace(f"{where}: dp_shard=", "--dp-shard ")
-    return SpecError(msg)
+    # the layout's cross-field rules name the flags themselves (specs/training.py)
+    return SpecError(msg.replace(f"{where}: --", "--"))
 
 
 # Validated specs by their input, when every value is a plain str, int, float, bool or None
@@ -239,7 +238,7 @@ def resolve(
     v = split["parallel"].get("virtual_stages")
     if schedule in ("1f1b", "gpipe") and v is not None and v > 1:  # never silently interleaved
         raise SpecError(f"--virtual-stages {v} needs --pipeline-schedule interleaved, not "
-                        f"{schedule} (virtual_stages, pipeline_schedule in a plan file)")
+                        f"{schedule} (virtual_stages, pipeline_schedule in the Python API)")
     grid = grid_factor(region) if region else None
     req = Request(spec, hw, tokens, train, split["parallel"], assumptions, grid, notes,
                   batch_given)

@@ -94,26 +94,27 @@ class ParallelismSpec(Spec):
             raise ValueError(
                 f"--devices {self.devices} is not divisible by --tp x --pp x --cp = "
                 f"{self.tp} x {self.pp} x {self.cp} = {mp}; use a multiple of {mp} (devices, "
-                "tp, pp, cp in a plan file)"
+                "tp, pp, cp in the Python API)"
             )
         if self.dp % self.ep:
             raise ValueError(
                 f"--ep {self.ep} must divide dp = {self.dp} (--devices / (--tp x --pp x "
-                f"--cp)); valid --ep: {', '.join(str(d) for d in _divisors(self.dp))}"
+                f"--cp)); valid --ep: {', '.join(str(d) for d in _divisors(self.dp))} (ep in "
+                "the Python API)"
             )
         if self.virtual_stages > 1 and self.pipeline_schedule != "interleaved":
             raise ValueError(f"--virtual-stages {self.virtual_stages} needs --pipeline-schedule "
-                             "interleaved (virtual_stages, pipeline_schedule in a plan file)")
+                             "interleaved (virtual_stages, pipeline_schedule in the Python API)")
         if self.offload != "none" and self.zero_stage == 0:
             raise ValueError(
-                f"--offload {self.offload} needs --zero 1, 2 or 3 (zero_stage in a plan file): "
+                f"--offload {self.offload} needs --zero 1, 2 or 3 (zero_stage in the Python API): "
                 "offload moves each rank's ZeRO partition of the optimizer states to the host "
                 "(DeepSpeed's offload_optimizer is valid for stages 1-3 only; FSDP's "
                 "CPUOffload is ZeRO-3)")
         if self.dp_shard is not None and self.dp % self.dp_shard:
             raise ValueError(
-                f"--dp-shard {self.dp_shard} must divide dp={self.dp}; valid dp_shard: "
-                f"{', '.join(str(d) for d in _divisors(self.dp))}"
+                f"--dp-shard {self.dp_shard} must divide dp = {self.dp}; valid --dp-shard: "
+                f"{', '.join(str(d) for d in _divisors(self.dp))} (dp_shard in the Python API)"
             )
         return self
 
