@@ -235,7 +235,13 @@ def test_calibration_add_says_what_is_missing_and_refuses_a_bad_record(runner):
     path = ledger_path(None)
     rec = Ledger(path).get(run_id)
     for bad, message in (([1, 2], "not a mapping"), ({"tp": "x"}, "recorded --tp 'x'"),
-                         ({"foo": 1}, "unknown training flag 'foo'")):
+                         ({"foo": 1}, "unknown training flag 'foo'"),
+                         ({"layers": 3}, "unknown training flag 'layers'"),
+                         ({"tp": [1]}, "recorded --tp [1]: expected a int"),
+                         ({"tp": 2.9}, "recorded --tp 2.9"),  # never truncated to 2
+                         ({"micro_batch": True}, "recorded --micro-batch True"),
+                         ({"zero": 1}, "recorded --zero 1: expected a str"),
+                         ({"steps": "2"}, "recorded --steps '2': expected a number")):
         db = sqlite3.connect(path)  # a hand-edited or foreign record
         with db:
             db.execute("UPDATE runs SET record_json = ? WHERE id = ?",
@@ -260,9 +266,32 @@ def test_measure_checks_the_recorded_layout_before_the_command_runs(runner, tmp_
     (tmp_path / "m.yaml").write_text((Path(__file__).parent.parent / "planner" / "data" /
                                       "models" / "llama3-8b.yaml").read_text())
     monkeypatch.chdir(tmp_path)
-    run_id = _measured_with(runner, "-m", "m.yaml", "--seq-len", "1024")
+    run_id = _measured_with(runner, "-m", "m.yaml", "--seq-len", "1024", "--global-batch", "16",
+                            "--tp", "2", "--pp", "1", "--cp", "1", "--zero", "1",
+                            "--micro-batch", "1", "--recompute", "none", "--steps", "2",
+                            seconds=1.0)
     shown = json.loads(runner.invoke(cli, ["runs", "show", run_id, "--format", "json"]).stdout)
     assert shown["training"]["model"] == str(tmp_path / "m.yaml")
+    monkeypatch.chdir(tmp_path.parent)  # and calibration add finds it from elsewhere
+    result = runner.invoke(cli, ["calibration", "add", run_id])
+    assert result.exit_code == 0, result.stderr
+    assert "--model" in result.stderr.splitlines()[0] and "--steps" in result.stderr
+
+
+def test_a_job_node_records_its_layout_unchecked_by_the_nodes_devices(runner, monkeypatch):
+    # in a 2-node job --devices are this node's 8: tp 8 x pp 2 spans both, and is not refused
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "2")
+    monkeypatch.setenv("SLURM_NODEID", "0")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_LOCALID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    result = runner.invoke(cli, ["measure", "--meter", "cpu-time", "--hardware", "h100-sxm",
+                                 "--devices", "8", "-m", "llama3-8b", "--seq-len", "4096",
+                                 "--global-batch", "32", "--tp", "8", "--pp", "2", "--cp", "1",
+                                 "--zero", "1", "--micro-batch", "1", "--recompute", "none",
+                                 "--", PY, "-c", "0"])
+    assert result.exit_code == 0, result.stderr
 
 
 def test_one_nodes_record_of_a_job_needs_the_jobs_devices():

@@ -180,6 +180,7 @@ def test_the_estimate_beside_takes_the_runs_training_flags(runner, tmp_path):
         "--pp", "1", "--cp", "1", "--zero", "3", "--micro-batch", "1", "--recompute", "full",
         "--format", "json"]).stdout)
     assert fixed["mfu"] == pytest.approx(direct["throughput"]["mfu"])
+    assert fixed["device_hours"] == pytest.approx(direct["time"]["device_hours"])
     assert fixed["mfu"] < searched["mfu"]  # tp 8 with full recompute is not the best layout
 
 

@@ -293,3 +293,30 @@ def test_job_extrapolation_beside_the_plan_for_all_its_devices(tmp_path, runner)
     assert s["extrapolation"]["projected"]["energy_kwh"] == pytest.approx(s["kwh"] * 40_000)
     text = runner.invoke(cli, ["runs", "summary", "--job", "x2", "--ledger", str(led)]).stdout
     assert "planner estimate: llama3-8b on 16 x h100-sxm" in text
+
+
+def test_job_extrapolation_in_steps_takes_the_recorded_training_flags(tmp_path, runner):
+    # Steps become tokens with the recorded --seq-len and --global-batch, and the recorded
+    # layout reaches the job's estimate (for all 16 devices): the same as `planner estimate`.
+    led = tmp_path / "l.sqlite"
+    layout = ["--tp", "8", "--pp", "1", "--cp", "1", "--zero", "1", "--micro-batch", "1",
+              "--recompute", "full"]
+    for node in (0, 1):
+        env = _env(tmp_path, node, 0, job="x3")
+        env.update(SLURM_NTASKS="2", SLURM_JOB_NUM_NODES="2", SLURM_PROCID=str(node))
+        r = subprocess.run([sys.executable, "-m", "planner", "measure", "--meter", "cpu-time",
+                            "--ledger", str(led), "--devices", "8", "--steps", "10",
+                            "--extrapolate-to", "1000", "--model", "llama3-8b", "--hardware",
+                            "h100-sxm", "--seq-len", "4096", "--global-batch", "64", *layout,
+                            "--", "true"], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    s = json.loads(runner.invoke(cli, ["runs", "summary", "--job", "x3", "--ledger", str(led),
+                                       "--format", "json"]).stdout)
+    est = s["extrapolation"]["planner_estimate"]
+    assert est["available"] and est["devices"] == 16, est
+    direct = json.loads(runner.invoke(cli, [
+        "estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "16", "--tokens",
+        str(1000 * 4096 * 64), "--seq-len", "4096", "--global-batch", "64", *layout,
+        "--format", "json"]).stdout)
+    assert est["device_hours"] == pytest.approx(direct["time"]["device_hours"])
+    assert est["mfu"] == pytest.approx(direct["throughput"]["mfu"])

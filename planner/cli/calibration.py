@@ -123,7 +123,9 @@ def calibration_add(run_id, hardware, profiles_dirs, devices, steps, exclude_sec
 
 def _recorded_training(record: dict) -> dict:
     """The training flags `planner measure` recorded with the run, checked as this command
-    would check them given (SpecError naming the run and the flag otherwise)."""
+    would check them given, with the JSON type each must have (SpecError naming the run and
+    the flag otherwise: a hand-edited or foreign record is never coerced)."""
+    from planner.cli.common import LAYOUT_KEYS, RUN_TRAINING_KEYS
     from planner.errors import SpecError
 
     rec, rid = record.get("training"), record.get("id")
@@ -133,16 +135,27 @@ def _recorded_training(record: dict) -> dict:
         raise SpecError(f"run {rid}'s recorded training flags are not a mapping")
     ctx = click.get_current_context()
     params = {p.name: p for p in ctx.command.params}
+    allowed = {"model", "steps", "tokens", *RUN_TRAINING_KEYS, *LAYOUT_KEYS}
     out = {}
     for key, value in rec.items():
-        param = params.get(key)
-        if param is None or key in ("hardware", "devices", "path", "ledger"):
+        flag = f"--{key.replace('_', '-')}"
+        if key not in allowed or key not in params:
             raise SpecError(f"run {rid}'s record has an unknown training flag {key!r}")
+        if value is None:
+            continue
+        param = params[key]
+        want = (bool if param.is_flag else str if isinstance(param.type, click.Choice) or
+                key == "model" else float if key in ("steps", "tokens") else int)
+        ok = isinstance(value, want) and not (want is not bool and isinstance(value, bool)) \
+            or (want is float and isinstance(value, int) and not isinstance(value, bool))
         try:
-            out[key] = None if value is None else param.type.convert(value, param, ctx)
-        except click.BadParameter as e:
-            raise SpecError(f"run {rid}'s recorded --{key.replace('_', '-')} {value!r}: "
-                            f"{e.message}") from None
+            if not ok:
+                raise TypeError
+            out[key] = param.type.convert(value, param, ctx)
+        except (click.BadParameter, TypeError, ValueError) as e:
+            why = e.message if isinstance(e, click.BadParameter) else \
+                f"expected {'a number' if want is float else 'a ' + want.__name__}"
+            raise SpecError(f"run {rid}'s recorded {flag} {value!r}: {why}") from None
     return out
 
 

@@ -164,7 +164,7 @@ def _training(opts: dict) -> dict | None:
     if not given:
         return None
     out = {k: opts[k] for k in ("model", "steps", "tokens") if opts[k] is not None} | given
-    if out.get("model") and os.path.isfile(out["model"]):  # a file: found from anywhere later
+    if out.get("model") and os.path.exists(out["model"]):  # a file or HF folder: found later
         out["model"] = os.path.abspath(out["model"])
     _check_training(opts, out)
     return out
@@ -173,10 +173,14 @@ def _training(opts: dict) -> dict | None:
 def _check_training(opts: dict, training: dict) -> None:
     """The recorded training flags, checked now as an estimate would check them (before the
     command runs): the options always, the layout too where it is complete and the devices
-    are known. Needs --model and --hardware; without them the check waits for `calibration
-    add`."""
+    are known (on one node: in a multi-node job --devices are this node's). Needs --model and
+    --hardware; without them the check waits for `calibration add`."""
     if not (training.get("model") and opts["hardware"]):
         return
+    from planner.measurement.job import detect_job
+
+    job = detect_job(os.environ, opts["job"])
+    one_node = job is None or (job.num_nodes or 1) == 1  # else --devices is this node's only
     from planner.estimators.layout import check_layout
     from planner.planning.answer import complete_row, specs_at
     from planner.planning.resolve import resolve
@@ -187,7 +191,7 @@ def _check_training(opts: dict, training: dict) -> None:
     req = resolve(training["model"], opts["hardware"], None, None, opts["profiles_dirs"], {},
                   use_calibration=False, devices=opts["devices"] or None, **options)
     fixed = req.fixed_degrees()
-    if opts["devices"] and req.layout_complete(fixed):
+    if opts["devices"] and one_node and req.layout_complete(fixed):
         train, par = specs_at(req, complete_row(req, fixed, opts["devices"]))
         check_layout(req.model, train, par, req.hw)
 

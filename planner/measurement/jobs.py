@@ -252,13 +252,17 @@ def _estimate(x: dict[str, Any], unit: str, measured: float, target: float,
               devices: int | None):
     """``planner estimate`` for the job's devices with the inputs its records were given."""
     inputs = x.get("inputs") or {}
-    if unit != "tokens" or not (inputs.get("model") and inputs.get("hardware")):
-        return None
+    training = inputs.get("training") or {}
+    per_step = 1 if unit == "tokens" else \
+        (training.get("seq_len") or 0) * (training.get("global_batch") or 0)
+    if not per_step or not (inputs.get("model") and inputs.get("hardware")):
+        return None  # steps without the batch and sequence length: no tokens to estimate
     from planner.measurement.compare import estimate_for
     from planner.measurement.context import MeasureOptions
 
     o = MeasureOptions(model=inputs["model"], hardware=inputs["hardware"],
-                       region=inputs.get("region"), tokens=measured, extrapolate_to=target,
+                       region=inputs.get("region"), tokens=measured * per_step,
+                       extrapolate_to=target * per_step,
                        grid_g_co2e_per_kwh=inputs.get("grid_g_co2e_per_kwh"),
                        price_tier=inputs.get("price_tier"),
                        price_per_hour=inputs.get("price_per_hour"),
