@@ -23,6 +23,9 @@ FRAMEWORKS = ("generic", "megatron", "fsdp2", "deepspeed")
 # (Megatron-LM, Transformer Engine, Liger, torch.compile) or "eager" PyTorch, one kernel per op.
 KERNELS = ("fused", "eager")
 OFFLOADS = ("none", "optimizer", "optimizer_params")  # ZeRO-Offload / FSDP CPUOffload; code
+# The network levels a link calibration measures: inside one scale-up domain (NVLink, ICI),
+# across domains (the NICs)
+LINK_LEVELS = ("scale_up", "scale_out")
 
 Precision = Literal[PRECISIONS]
 Optimizer = Literal[OPTIMIZERS]

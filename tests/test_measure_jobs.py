@@ -276,16 +276,21 @@ def test_job_extrapolation_scales_the_whole_job():
     assert s.extrapolation is None and any("not all given the same" in n for n in s.notes)
 
 
-def test_job_extrapolation_beside_the_plan_for_all_its_devices(tmp_path, runner):
-    led = tmp_path / "l.sqlite"
+def _measure_two_nodes(tmp_path, led, job: str, *flags: str) -> None:
+    """`planner measure` once per node of a 2-node SLURM job, 8 devices each."""
     for node in (0, 1):
-        env = _env(tmp_path, node, 0, job="x2")
+        env = _env(tmp_path, node, 0, job=job)
         env.update(SLURM_NTASKS="2", SLURM_JOB_NUM_NODES="2", SLURM_PROCID=str(node))
         r = subprocess.run([sys.executable, "-m", "planner", "measure", "--meter", "cpu-time",
-                            "--ledger", str(led), "--devices", "8", "--tokens", "50M",
-                            "--extrapolate-to", "2T", "--model", "llama3-8b", "--hardware",
-                            "h100-sxm", "--", "true"], env=env, capture_output=True, text=True)
+                            "--ledger", str(led), "--devices", "8", "--model", "llama3-8b",
+                            "--hardware", "h100-sxm", *flags, "--", "true"], env=env,
+                           capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
+
+
+def test_job_extrapolation_beside_the_plan_for_all_its_devices(tmp_path, runner):
+    led = tmp_path / "l.sqlite"
+    _measure_two_nodes(tmp_path, led, "x2", "--tokens", "50M", "--extrapolate-to", "2T")
     s = json.loads(runner.invoke(cli, ["runs", "summary", "--job", "x2", "--ledger", str(led),
                                        "--format", "json"]).stdout)
     est = s["extrapolation"]["planner_estimate"]
@@ -301,15 +306,8 @@ def test_job_extrapolation_in_steps_takes_the_recorded_training_flags(tmp_path, 
     led = tmp_path / "l.sqlite"
     layout = ["--tp", "8", "--pp", "1", "--cp", "1", "--zero", "1", "--micro-batch", "1",
               "--recompute", "full"]
-    for node in (0, 1):
-        env = _env(tmp_path, node, 0, job="x3")
-        env.update(SLURM_NTASKS="2", SLURM_JOB_NUM_NODES="2", SLURM_PROCID=str(node))
-        r = subprocess.run([sys.executable, "-m", "planner", "measure", "--meter", "cpu-time",
-                            "--ledger", str(led), "--devices", "8", "--steps", "10",
-                            "--extrapolate-to", "1000", "--model", "llama3-8b", "--hardware",
-                            "h100-sxm", "--seq-len", "4096", "--global-batch", "64", *layout,
-                            "--", "true"], env=env, capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+    _measure_two_nodes(tmp_path, led, "x3", "--steps", "10", "--extrapolate-to", "1000",
+                       "--seq-len", "4096", "--global-batch", "64", *layout)
     s = json.loads(runner.invoke(cli, ["runs", "summary", "--job", "x3", "--ledger", str(led),
                                        "--format", "json"]).stdout)
     est = s["extrapolation"]["planner_estimate"]

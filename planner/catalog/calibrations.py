@@ -19,6 +19,7 @@ from pathlib import Path
 from planner.errors import SpecError
 from planner.fileio import write_text_atomic
 from planner.results import frozen
+from planner.vocab import LINK_LEVELS
 
 ENV = "PLANNER_CALIBRATION"
 
@@ -83,7 +84,7 @@ class Calibration:
         return self.measured_mfu / self.predicted_mfu
 
 
-LEVELS = ("scale_up", "scale_out")  # inside one scale-up domain (NVLink), across (NICs)
+LEVELS = LINK_LEVELS
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,8 @@ class LinkCalibration:
         return (f"{self.efficiency:.3g} of the link rate {where}, from "
                 f"{self.bus_bandwidth_gb_per_s:.1f} GB/s bus bandwidth{cap} measured on "
                 f"{self.date} ({self.source}, {self.collective}: {self.ranks} ranks on "
-                f"{self.nodes} "
-                f"node{'s' if self.nodes != 1 else ''}, {self.message_bytes / 2**20:g} MiB "
+                f"{self.nodes} node{'s' if self.nodes != 1 else ''}, "
+                f"{self.message_bytes / 2**20:g} MiB "
                 f"messages, {self.device_name})")
 
 

@@ -14,6 +14,7 @@ import click
 from planner.cli.common import layout_options, model_options, split_cli_options, training_options
 from planner.cli.measure import ledger_option
 from planner.cli.options import COUNT, format_option, profiles_option
+from planner.vocab import LINK_LEVELS
 
 
 @click.group("calibration")
@@ -190,7 +191,7 @@ def _steps(given: float | None, opts: dict, recorded: dict) -> tuple[float | Non
 @click.argument("results", type=click.Path(dir_okay=False))
 @click.option("--hardware", "-H", required=True, help="Hardware profile the test ran on.")
 @profiles_option
-@click.option("--level", type=click.Choice(["scale_up", "scale_out"]),
+@click.option("--level", type=click.Choice(LINK_LEVELS),
               help="The link the test measured (default: scale_up on one node, scale_out "
                    "across nodes). Where one scale-up domain spans nodes (NVL72) the hosts do "
                    "not say it: scale_up says the run stayed inside one domain.")

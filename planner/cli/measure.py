@@ -181,8 +181,7 @@ def _check_training(opts: dict, training: dict) -> None:
 
     job = detect_job(os.environ, opts["job"])
     one_node = job is None or (job.num_nodes or 1) == 1  # else --devices is this node's only
-    from planner.estimators.layout import check_layout
-    from planner.planning.answer import complete_row, specs_at
+    from planner.planning.answer import layout_specs
     from planner.planning.resolve import resolve
     from planner.vocab import api_training_options
 
@@ -190,10 +189,8 @@ def _check_training(opts: dict, training: dict) -> None:
                                     if k not in ("model", "steps", "tokens")})
     req = resolve(training["model"], opts["hardware"], None, None, opts["profiles_dirs"], {},
                   use_calibration=False, devices=opts["devices"] or None, **options)
-    fixed = req.fixed_degrees()
-    if opts["devices"] and one_node and req.layout_complete(fixed):
-        train, par = specs_at(req, complete_row(req, fixed, opts["devices"]))
-        check_layout(req.model, train, par, req.hw)
+    if opts["devices"] and one_node and req.layout_complete(req.fixed_degrees()):
+        layout_specs(req, opts["devices"])
 
 
 def _record(session, gate, command, outcome, fmt: str, out_path: Path | None,

@@ -11,6 +11,7 @@ import click
 from planner.cli.options import COUNT, format_option
 from planner.errors import PlannerError, SpecError
 from planner.report.tabular import dumps_json
+from planner.vocab import LINK_LEVELS
 
 DEFAULT_MODEL, DEFAULT_SCALE = "llama3-8b", 20e6
 # On a GPU the default fills the card (a 20M model is launch-bound and says little about
@@ -125,7 +126,7 @@ def _render(rep, fmt: str) -> str:
 @click.option("--distributed", is_flag=True, help="Run under torchrun: data-parallel check.")
 @click.option("--strategy", type=click.Choice(["ddp", "fsdp"]), default="ddp",
               show_default=True, help="With --distributed.")
-@click.option("--level", type=click.Choice(["scale_up", "scale_out"]),
+@click.option("--level", type=click.Choice(LINK_LEVELS),
               help="With --distributed --calibrate where one scale-up domain spans nodes "
                    "(NVL72): the link the ranks used (`planner calibration link --help`).")
 @click.option("--finetune", type=click.Choice(["full", "partial", "lora", "qlora"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from planner.errors import InfeasibleError, SpecError
+from planner.estimators.layout import check_layout
 from planner.planning import defaults
 from planner.planning.estimate import estimate
 from planner.planning.resolve import (
@@ -81,6 +82,14 @@ def estimate_on(req: Request, devices: int, top: int = 0,
                 req, {**row, "global_batch_size": b}).range.expected.device_hours)
         est = spread.widen(est, factors, (1.0, 1.0))
     return est
+
+
+def layout_specs(req: Request, devices: int) -> tuple[TrainingSpec, ParallelismSpec]:
+    """The specs of the user's complete layout on ``devices``, checked as an estimate checks
+    it (the estimate's one-line SpecErrors)."""
+    train, par = specs_at(req, complete_row(req, req.fixed_degrees(), devices))
+    check_layout(req.model, train, par, req.hw)
+    return train, par
 
 
 def complete_row(req: Request, fixed: dict[str, Any], devices: int) -> dict[str, Any]:

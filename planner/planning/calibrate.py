@@ -24,7 +24,6 @@ from pathlib import Path
 from planner.catalog.calibrations import Calibration
 from planner.errors import SpecError
 from planner.estimators.flops import training_flops
-from planner.estimators.layout import check_layout
 from planner.estimators.params import count_params
 from planner.estimators.step_time import (
     DEFAULT_PERF, PERF_MODEL_VERSION, calibrated, flops_inputs, gemm_efficiency_max,
@@ -59,7 +58,7 @@ def calibrate_from_run(req: Request, devices: int, measured_step_s: float,
     """The compute factor that makes the model's step time for ``req``'s complete layout on
     ``devices`` equal ``measured_step_s`` (SpecError if the layout is not complete or no
     factor up to the efficiency caps does)."""
-    from planner.planning.answer import complete_row, specs_at
+    from planner.planning.answer import layout_specs
 
     if not (math.isfinite(measured_step_s) and measured_step_s > 0):
         raise SpecError(f"the measured step time must be a positive number of seconds, got "
@@ -69,8 +68,7 @@ def calibrate_from_run(req: Request, devices: int, measured_step_s: float,
         missing = [flag for name, flag in DEGREE_FLAGS.items() if name not in fixed]
         raise SpecError("a calibration needs the run's own layout, not a searched one: give "
                         + ", ".join(missing))
-    train, par = specs_at(req, complete_row(req, fixed, devices))
-    check_layout(req.model, train, par, req.hw)  # the estimate's one-line errors
+    train, par = layout_specs(req, devices)
     lay = Degrees.from_specs(train, par)
     params = count_params(req.model)
     fl = flops_inputs(req.model, train, params)
