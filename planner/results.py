@@ -206,6 +206,7 @@ class Layout(Result):
     offload: str = "none"
     dropout: bool = False
     kernels: str = "fused"  # fused or eager elementwise kernels (vocab.KERNELS)
+    grad_dtype: str = "bf16"  # gradients accumulate and reduce in it (given or the framework's)
 
 
 @frozen

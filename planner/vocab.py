@@ -22,6 +22,10 @@ FRAMEWORKS = ("generic", "megatron", "fsdp2", "deepspeed")
 # How the elementwise work (norms, activations, RoPE, residuals, loss) runs: "fused" kernels
 # (Megatron-LM, Transformer Engine, Liger, torch.compile) or "eager" PyTorch, one kernel per op.
 KERNELS = ("fused", "eager")
+# The dtype gradients accumulate and reduce in (Megatron --accumulate-allreduce-grads-in-fp32,
+# DeepSpeed data_types.grad_accum_dtype, FSDP2 MixedPrecisionPolicy.reduce_dtype); unset:
+# the framework's convention (model_state.grad_dtype_of)
+GRAD_DTYPES = ("fp32", "bf16", "fp16")
 OFFLOADS = ("none", "optimizer", "optimizer_params")  # ZeRO-Offload / FSDP CPUOffload; code
 # The network levels a link calibration measures: inside one scale-up domain (NVLink, ICI),
 # across domains (the NICs)
@@ -35,6 +39,7 @@ ZeroStage = Literal[ZERO_STAGES]
 Objective = Literal[OBJECTIVES]
 Framework = Literal[FRAMEWORKS]
 Kernels = Literal[KERNELS]
+GradDtype = Literal[GRAD_DTYPES]
 Offload = Literal[OFFLOADS]
 
 # The layout degrees a search chooses, by their one name (the TrainingSpec / ParallelismSpec

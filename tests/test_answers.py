@@ -115,8 +115,9 @@ def test_plan_candidate_table_prints_every_degree(runner, fmt):
 
 
 def test_megatron_fp16_accumulation_is_warned(runner):
-    # The model follows the 2022 Megatron-LM its Korthikanti rows ran (no fusion into fp16
-    # gradients); today's fuses them (07916bf245), so the estimate says it is pessimistic.
+    # The model follows the 2022 Megatron-LM (no fusion into fp16 gradients); today's fuses
+    # them (07916bf245), so the estimate says it is pessimistic. --grad-dtype fp32 is
+    # --accumulate-allreduce-grads-in-fp32: fused, no warning, fp32 gradients held.
     base = ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "16", "--tokens", "1B",
             "--tp", "2", "--pp", "1", "--cp", "1", "--zero", "1", "--micro-batch", "1",
             "--recompute", "none", "--global-batch", "64", "--framework", "megatron",
@@ -125,3 +126,13 @@ def test_megatron_fp16_accumulation_is_warned(runner):
     assert any("charged unfused" in w for w in fp16["warnings"])
     bf16 = json.loads(runner.invoke(cli, [*base, "--precision", "bf16"]).stdout)
     assert not any("charged unfused" in w for w in bf16["warnings"])
+    fp32 = json.loads(runner.invoke(cli, [*base, "--precision", "fp16", "--grad-dtype",
+                                          "fp32"]).stdout)
+    assert not any("charged unfused" in w for w in fp32["warnings"])
+    assert (fp16["layout"]["grad_dtype"], fp32["layout"]["grad_dtype"]) == ("fp16", "fp32")
+    assert fp32["memory_per_device"]["gradients_bytes"] == pytest.approx(
+        2 * fp16["memory_per_device"]["gradients_bytes"])
+    assert fp32["step"]["step_time_s"] < fp16["step"]["step_time_s"]
+    # given, it is not listed as a default; left out, the framework's choice is
+    assert [a["value"] for a in fp16["assumptions"] if a["name"] == "grad_dtype"] == ["fp16"]
+    assert not [a for a in fp32["assumptions"] if a["name"] == "grad_dtype"]

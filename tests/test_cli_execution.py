@@ -41,6 +41,33 @@ def test_estimate_shows_and_applies_the_choices(runner):
     assert not given & {"framework", "offload", "dropout", "dp_shard", "dp_comm_overlap"}
 
 
+def test_grad_dtype_flag_sets_gradients_and_their_reduction(runner):
+    # --grad-dtype fp32 (DeepSpeed grad_accum_dtype fp32, generic convention): ZeRO-3 shards
+    # 4 B gradients over 64 ranks, and the reduce-scatter moves twice the bf16 bytes.
+    bf16, fp32 = _estimate(runner), _estimate(runner, "--grad-dtype", "fp32")
+    assert (bf16["layout"]["grad_dtype"], fp32["layout"]["grad_dtype"]) == ("bf16", "fp32")
+    assert fp32["memory_per_device"]["gradients_bytes"] == pytest.approx(4 * 8.03e9 / 64,
+                                                                         rel=0.001)
+    assert bf16["memory_per_device"]["gradients_bytes"] == pytest.approx(2 * 8.03e9 / 64,
+                                                                         rel=0.001)
+    assert fp32["step"]["step_time_s"] > bf16["step"]["step_time_s"]
+    assert "bf16 gradients" in _estimate(runner, fmt="table")
+    # fsdp2 reduces in fp32 by default; saying so changes nothing but the assumptions list
+    fs = _estimate(runner, "--framework", "fsdp2")
+    fs32 = _estimate(runner, "--framework", "fsdp2", "--grad-dtype", "fp32")
+    assert fs["layout"] == fs32["layout"] and fs["step"] == fs32["step"]
+    assert [a["value"] for a in fs["assumptions"] if a["name"] == "grad_dtype"] == ["fp32"]
+
+
+def test_measure_refuses_a_bad_grad_dtype_before_the_command(runner, tmp_path):
+    marker = tmp_path / "ran"
+    r = runner.invoke(cli, ["measure", "--model", "llama3-8b", "--hardware", "h100-sxm",
+                            "--steps", "10", "--grad-dtype", "fp16", "--", "touch",
+                            str(marker)])
+    assert r.exit_code != 0 and not marker.exists()
+    assert "--grad-dtype fp16 with --precision bf16" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_estimate_text_and_markdown_show_the_execution_line(runner):
     text = _estimate(runner, "--dp-shard", "8", "--framework", "megatron", fmt="table")
     assert "ZeRO-3 (HSDP: shard 8 x 8 replicas)" in text
@@ -66,6 +93,12 @@ def test_plan_and_compare_take_the_flags(runner, cmd):
     (["--offload", "gpu"], "Invalid value for '--offload': 'gpu' is not one of"),
     (["--dp-shard", "0"], "Invalid value for '--dp-shard'"),
     (["--dp-shard", "3"], "--dp-shard 3 must divide dp = 64; valid --dp-shard: 1, 2, 4, 8"),
+    (["--grad-dtype", "fp16"], "--grad-dtype fp16 with --precision bf16: gradients accumulate "
+                               "in fp32 or in the compute dtype; valid --grad-dtype: fp32 or bf16"),
+    (["--grad-dtype", "bf16", "--precision", "fp32"], "valid --grad-dtype: fp32 ("),
+    (["--grad-dtype", "bf16", "--framework", "fsdp2"],
+     "--grad-dtype bf16 with --framework fsdp2: torchtitan reduces FSDP2 gradients in fp32"),
+    (["--grad-dtype", "fp64"], "Invalid value for '--grad-dtype': 'fp64' is not one of"),
 ])
 def test_bad_values_are_one_clear_line(runner, flags, expected):
     r = runner.invoke(cli, ["estimate", *LAYOUT, *flags])

@@ -127,6 +127,52 @@ def test_framework_state_bytes_by_hand():
     assert list(g) == [2, 4, 4, 2] and list(w) == [2, 2, 4, 2] and list(o) == [12, 12, 8, 12]
 
 
+def test_grad_dtype_sets_the_gradient_bytes_by_hand():
+    # Megatron's distributed-optimizer docs, bytes per parameter without a distributed
+    # optimizer: "fp16 param, fp16 grads" 20, "bf16 param, fp32 grads" 18. --fp16 with
+    # --accumulate-allreduce-grads-in-fp32 is the 18-byte one: fp32 main_grad, and the
+    # optimizer steps on it directly (no fp32 copy).
+    assert framework_state_bytes("adamw", "fp16", 1, "fp32") == (2, 4, 12, 2)
+    assert framework_state_bytes("adamw", "fp16", 1, "fp16") == (2, 2, 16, 2)
+    assert framework_state_bytes("adamw", "bf16", 1, "fp32") == (2, 4, 12, 2)
+    # Megatron-core --grad-reduce-in-bf16: bf16 main_grad, fp32 main grads at the step
+    assert framework_state_bytes("adamw", "bf16", 1, "bf16") == (2, 2, 16, 2)
+    # DeepSpeed grad_accum_dtype fp32 / generic: 2 + 4 + 12
+    assert framework_state_bytes("adamw", "bf16", 0, "fp32") == (2, 4, 12, 2)
+    assert framework_state_bytes("adamw", "bf16", 3, "bf16") == (2, 2, 12, 2)
+    # FSDP2 as torchtitan runs it: fp32 gradients whatever is given
+    assert framework_state_bytes("adamw", "bf16", 2, "fp32") == (4, 4, 8, 2)
+    # arrays of framework codes
+    _, g, o, _ = framework_state_bytes("adamw", "fp16", np.array([0, 1, 2, 3]), "fp32")
+    assert list(g) == [4, 4, 4, 4] and list(o) == [12, 12, 8, 12]
+    # the memory model follows: Llama-2-70B at tp8 pp4, generic with fp32 gradients holds
+    # Megatron's bf16 gradient bytes
+    par = dict(devices=256, tp=8, pp=4, zero_stage=1)
+    meg = _mem("llama2-70b", **par, framework="megatron")
+    gen32 = _mem("llama2-70b", _train(grad_dtype="fp32"), **par)
+    assert gen32.gradients_bytes == pytest.approx(meg.gradients_bytes)
+
+
+def test_grad_dtype_names_the_resolved_dtype():
+    from planner.estimators.model_state import grad_dtype_of
+    assert grad_dtype_of("adamw", "bf16", 1) == "fp32"
+    assert grad_dtype_of("adamw", "fp16", 1) == "fp16"
+    assert grad_dtype_of("adamw", "fp16", 1, "fp32") == "fp32"
+    assert grad_dtype_of("adamw", "bf16", 0) == "bf16"
+    assert grad_dtype_of("adamw", "fp8", 0) == "bf16"
+    assert grad_dtype_of("adamw", "bf16", 2) == "fp32"
+    assert grad_dtype_of("adamw", "fp32", 0) == "fp32"
+
+
+@pytest.mark.parametrize("precision, grad, valid", [
+    ("bf16", "fp16", "fp32 or bf16"), ("fp16", "bf16", "fp32 or fp16"),
+    ("fp32", "bf16", "fp32"), ("fp8", "fp16", "fp32 or bf16")])
+def test_grad_dtype_must_be_fp32_or_the_compute_dtype(precision, grad, valid):
+    with pytest.raises(ValidationError, match=f"--grad-dtype {grad} with --precision "
+                       f"{precision}.*valid --grad-dtype: {valid} "):
+        _train(precision=precision, grad_dtype=grad)
+
+
 def test_deepspeed_is_zero_accounting():
     a = _mem("llama3-8b", devices=64, zero_stage=3)
     b = _mem("llama3-8b", devices=64, zero_stage=3, framework="deepspeed")

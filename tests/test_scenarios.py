@@ -203,3 +203,26 @@ def test_scenario_and_budget_take_the_execution_settings(runner, tmp_path):
     eager_tokens = json.loads(runner.invoke(cli, [*budget, "--kernels", "eager"]).stdout)
     fused_tokens = json.loads(runner.invoke(cli, budget).stdout)
     assert eager_tokens["tokens"] < fused_tokens["tokens"]
+
+
+def test_scenario_grad_dtype_reaches_the_plan_as_the_flag_does(runner, tmp_path):
+    # training: grad_dtype is --grad-dtype: the same fp32-gradient plan from `run` and
+    # `estimate --grad-dtype fp32`, holding twice the generic convention's bf16 gradients.
+    text = (shipped_dir("scenarios") / "quickstart.yaml").read_text().replace(
+        "  global_batch: 512\n", "  global_batch: 512\n  grad_dtype: fp32\n")
+    path = tmp_path / "fp32.yaml"
+    path.write_text(text)
+    run = json.loads(runner.invoke(cli, ["run", str(path), "--format", "json"]).stdout)
+    plan = next(p for p in run["plans"] if p["hardware"]["name"] == "h100-sxm")
+    assert plan["layout"]["grad_dtype"] == "fp32"
+    base = ["estimate", "--model", "llama3-8b", "--hardware", "h100-sxm", "--devices", "64",
+            "--tokens", "1T", "--seq-len", "8192", "--global-batch", "512", "--region",
+            "aws:us-east-1", "--format", "json"]
+    est = json.loads(runner.invoke(cli, [*base, "--grad-dtype", "fp32"]).stdout)
+    assert plan["time"]["wall_clock_days"] == est["time"]["wall_clock_days"]
+    assert plan["memory_per_device"] == est["memory_per_device"]
+    bf16 = json.loads(runner.invoke(cli, base).stdout)
+    assert bf16["layout"]["grad_dtype"] == "bf16"
+    assert est["layout"] == {**bf16["layout"], "grad_dtype": "fp32"}  # the same layout wins
+    assert est["memory_per_device"]["gradients_bytes"] == pytest.approx(
+        2 * bf16["memory_per_device"]["gradients_bytes"])

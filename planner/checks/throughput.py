@@ -126,7 +126,8 @@ def korthikanti_checks(perf: PerfParams = PerfParams()) -> list[Check]:
         model = _gpt(h, heads, layers)
         training = TrainingSpec(tokens=1e9, seq_len=2048, global_batch_size=batch,
                                 micro_batch_size=mb, precision="fp16", recompute=mode,
-                                flash_attention=False, dropout=True)
+                                flash_attention=False, dropout=True,
+                                grad_dtype=table["settings"]["grad_dtype"])
         pred = _step_s(model, training, hw, perf, devices=gpus, tp=tp, pp=pp,
                        virtual_stages=v, sequence_parallel=int(mode == "selective"),
                        framework=FRAMEWORKS.index(table["settings"]["framework"]))

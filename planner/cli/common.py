@@ -8,7 +8,7 @@ import click
 
 from planner.cli.options import RANGE, TEXT, TOKENS, BoundedInt, FiniteFloat
 from planner.vocab import (
-    FRAMEWORKS, KERNELS, OFFLOADS, OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES,
+    FRAMEWORKS, GRAD_DTYPES, KERNELS, OFFLOADS, OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES,
     api_training_options,
 )
 
@@ -53,6 +53,9 @@ _RUN_TRAINING = [
     click.option("--kernels", type=click.Choice(KERNELS),
                  help="fused (default: Megatron, Transformer Engine, Liger, torch.compile) "
                       "or eager PyTorch elementwise kernels."),
+    click.option("--grad-dtype", type=click.Choice(GRAD_DTYPES),
+                 help="Dtype gradients accumulate and reduce in: fp32 or the 16-bit compute "
+                      "dtype (default: the --framework's convention)."),
 ]
 
 
@@ -71,7 +74,8 @@ def run_training_options(f):
 # the click parameter names of run_training_options and layout_options, which `planner
 # measure` records for `planner calibration add`
 RUN_TRAINING_KEYS = ("seq_len", "global_batch", "micro_batch", "precision", "optimizer",
-                     "recompute", "flash_attention", "attention_flops", "dropout", "kernels")
+                     "recompute", "flash_attention", "attention_flops", "dropout", "kernels",
+                     "grad_dtype")
 LAYOUT_KEYS = ("tp", "pp", "cp", "ep", "zero", "sequence_parallel", "pipeline_schedule",
                "virtual_stages", "dp_shard", "reshard_after_forward", "tp_comm_overlap",
                "dp_comm_overlap", "framework", "offload")

@@ -57,8 +57,10 @@ def accumulation_bytes(training: TrainingSpec, lay: Degrees, grad_dense: Any,
     stage = lay.zero_stage * (1 - keeps_unsharded_across_micro_batches(lay))
     shards, fw = lay.shard * lay.cp, lay.framework
     opt, prec = training.optimizer, training.precision
-    _, dense, _ = model_state_bytes(grad_dense, opt, prec, stage, shards, fw)
-    _, expert, _ = model_state_bytes(grad_expert, opt, prec, stage, vmax(1, shards / lay.ep), fw)
+    gd = training.grad_dtype
+    _, dense, _ = model_state_bytes(grad_dense, opt, prec, stage, shards, fw, gd)
+    _, expert, _ = model_state_bytes(grad_expert, opt, prec, stage, vmax(1, shards / lay.ep), fw,
+                                     gd)
     return 3 * (dense + expert)
 
 
@@ -89,10 +91,11 @@ def data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local:
     only the first layer's and each layer's excess over its compute are exposed
     (docs/performance-model.md).
     """
-    # gradients reduce in the framework's dtype (fp32 under Megatron's main_grad and FSDP2's
-    # reduce_dtype); ZeRO-3 gathers weights in the compute dtype
+    # gradients reduce in their dtype (--grad-dtype, else the framework's: fp32 under
+    # Megatron's bf16 main_grad and FSDP2's reduce_dtype); ZeRO-3 gathers weights in the
+    # compute dtype
     _, g_b, _, w_b = framework_state_bytes(training.optimizer, training.precision,
-                                           lay.framework)
+                                           lay.framework, training.grad_dtype)
     t, c, e, z = lay.tp, lay.cp, lay.ep, lay.zero_stage
     # FSDP2 under pipelining keeps layers gathered and gradients unsharded across the step's
     # micro-batches: its ZeRO-3 traffic happens once per step

@@ -34,11 +34,12 @@ def state_bytes_per_param(optimizer: str, precision: str) -> tuple[int, int, int
 _HAS_MASTER = ("adamw", "adamw_8bit", "adamw_fp8", "sgd_momentum")
 
 
-def framework_state_bytes(optimizer: str, precision: str, framework: Any = 0
-                          ) -> tuple[Any, Any, Any, Any]:
+def framework_state_bytes(optimizer: str, precision: str, framework: Any = 0,
+                          grad_dtype: str | None = None) -> tuple[Any, Any, Any, Any]:
     """(weights, gradients, optimizer, gathered) bytes per parameter under a framework's
     convention (code = index in vocab.FRAMEWORKS; a number or an array). ``gathered`` is
-    the dtype FSDP/ZeRO-3 all-gathers parameters in for compute.
+    the dtype FSDP/ZeRO-3 all-gathers parameters in for compute. The gradient bytes are
+    also those the data-parallel collectives reduce and an unfused accumulation moves.
 
     - generic and deepspeed: ZeRO's accounting (Rajbhandari et al. 2020 §3: fp16/bf16
       weights and gradients, fp32 master, m, v in the optimizer; DeepSpeed's own convention).
@@ -49,38 +50,62 @@ def framework_state_bytes(optimizer: str, precision: str, framework: Any = 0
     - fsdp2 (torchtitan): the sharded parameters are the fp32 masters and the sharded
       gradients are fp32 (MixedPrecisionPolicy param_dtype=bf16, reduce_dtype=fp32), so the
       master copy leaves the optimizer state; the unsharded compute copy is bf16.
+
+    ``grad_dtype`` ("fp32", "bf16", "fp16"; None: the convention above) sets the gradient
+    dtype instead: fp32 is Megatron's --accumulate-allreduce-grads-in-fp32 (fp16 weights,
+    fp32 main_grad: 2 + 4 + 12 B/param) and DeepSpeed's grad_accum_dtype fp32; a 16-bit one
+    under Megatron keeps 16-bit main_grad buffers and the fp32 main gradients in the
+    optimizer (as --fp16 does). FSDP2 reduces in fp32 as torchtitan runs it (its
+    mixed_precision_reduce takes float32 only), so a given dtype leaves fsdp2 as it is.
     """
     if type(framework) is int:  # one layout: a handful of recipes recur
-        return _framework_state_bytes_at(optimizer, precision, framework)
-    return _framework_state_bytes(optimizer, precision, framework)
+        return _framework_state_bytes_at(optimizer, precision, framework, grad_dtype)
+    return _framework_state_bytes(optimizer, precision, framework, grad_dtype)
 
 
 @lru_cache(maxsize=64)
-def _framework_state_bytes_at(optimizer: str, precision: str, framework: int) -> tuple:
-    return _framework_state_bytes(optimizer, precision, framework)
+def _framework_state_bytes_at(optimizer: str, precision: str, framework: int,
+                              grad_dtype: str | None) -> tuple:
+    return _framework_state_bytes(optimizer, precision, framework, grad_dtype)
 
 
-def _framework_state_bytes(optimizer: str, precision: str, framework: Any) -> tuple:
+def _framework_state_bytes(optimizer: str, precision: str, framework: Any,
+                           grad_dtype: str | None = None) -> tuple:
     w, g, o = state_bytes_per_param(optimizer, precision)
     mixed, meg, fs = precision not in ("fp32", "tf32"), framework == 1, framework == 2
-    meg_g, meg_o = (g, o + 4) if precision == "fp16" and g == 2 else (4 if mixed else g, o)
+    if grad_dtype is None:
+        meg_g, meg_o = (g, o + 4) if precision == "fp16" and g == 2 else (4 if mixed else g, o)
+    else:
+        g = 4 if grad_dtype == "fp32" else 2
+        meg_g, meg_o = g, o + 4 * (g == 2 and optimizer in _HAS_MASTER)
     fs_w, fs_g, fs_o = (4, 4, o - 4) if mixed and optimizer in _HAS_MASTER else (w, g, o)
     gathered = 2 if mixed else 4
     return (w + (fs_w - w) * fs, g + (meg_g - g) * meg + (fs_g - g) * fs,
             o + (meg_o - o) * meg + (fs_o - o) * fs, w + (gathered - w) * fs)
 
 
+def grad_dtype_of(optimizer: str, precision: str, framework: int,
+                  grad_dtype: str | None = None) -> str:
+    """The dtype gradients accumulate and reduce in: the one given, else the framework's
+    convention (framework_state_bytes)."""
+    g = framework_state_bytes(optimizer, precision, framework, grad_dtype)[1]
+    if g == 4:
+        return "fp32"
+    return grad_dtype or ("bf16" if precision in ("bf16", "fp8") else precision)
+
+
 def model_state_bytes(
     num_params: Any, optimizer: str, precision: str, zero_stage: Any, shards: Any,
-    framework: Any = 0,
+    framework: Any = 0, grad_dtype: str | None = None,
 ) -> tuple[Any, Any, Any]:
     """(weights, gradients, optimizer) bytes per device for ``num_params`` local parameters.
 
     ZeRO (Rajbhandari et al. 2020 §3): stage 1 shards optimizer state over ``shards``
     data-parallel ranks, stage 2 also gradients, stage 3 also weights. ``framework``: the
-    bytes per parameter of that framework's convention (framework_state_bytes).
+    bytes per parameter of that framework's convention and gradient dtype
+    (framework_state_bytes).
     """
-    w, g, o, _ = framework_state_bytes(optimizer, precision, framework)
+    w, g, o, _ = framework_state_bytes(optimizer, precision, framework, grad_dtype)
 
     def per(bytes_per: int, from_stage: int) -> Any:
         sharded = zero_stage >= from_stage
@@ -114,11 +139,12 @@ def stage_state_terms(training: TrainingSpec, lay: Degrees, shared: Any, routed:
     and streams each layer's in (2 x largest at the gather dtype, as ZeRO-3).
     """
     opt, prec, z, fw = training.optimizer, training.precision, lay.zero_stage, lay.framework
+    gd = training.grad_dtype
     shards = lay.shard * lay.cp
-    dense_states = model_state_bytes(shared, opt, prec, z, shards, fw)
-    expert_states = model_state_bytes(routed, opt, prec, z, vmax(1, shards / lay.ep), fw)
+    dense_states = model_state_bytes(shared, opt, prec, z, shards, fw, gd)
+    expert_states = model_state_bytes(routed, opt, prec, z, vmax(1, shards / lay.ep), fw, gd)
     weights, grads, optim = (a + b for a, b in zip(dense_states, expert_states))
-    _, g_bytes, _, gathered_bytes = framework_state_bytes(opt, prec, fw)
+    _, g_bytes, _, gathered_bytes = framework_state_bytes(opt, prec, fw, gd)
     accumulate = keeps_unsharded_across_micro_batches(lay)
     all_layers = vmax(1 - lay.reshard_after_forward, accumulate)
     on_host = 1 * (lay.offload >= 1)

@@ -213,7 +213,8 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     grad_dense, grad_expert = trainable_params_local(model, training, dense_local,
                                                      expert_local, t * p)
     meg = lay.framework == 1
-    g_acc = framework_state_bytes(training.optimizer, training.precision, lay.framework)[1]
+    g_acc = framework_state_bytes(training.optimizer, training.precision, lay.framework,
+                                  training.grad_dtype)[1]
     # Megatron fuses only into fp32 gradients (--bf16, or --accumulate-allreduce-grads-in-fp32;
     # its arguments.py turned gradient_accumulation_fusion off otherwise from 2022-02 until
     # 07916bf245, 2022-09-27, which fuses into fp16 too: planner follows the 2022 code its

@@ -10,6 +10,7 @@ from planner.estimators import outcome as oc
 from planner.estimators.flops import training_flops
 from planner.estimators.layout import check_layout
 from planner.estimators.memory import memory_per_device
+from planner.estimators.model_state import grad_dtype_of
 from planner.estimators.finetune import finetune_summary
 from planner.estimators.params import count_params
 from planner.estimators.step_time import (
@@ -27,6 +28,7 @@ from planner.results import (
     ModelSummary, Outcome, Range, StepBreakdown, Throughput, Time, frozen,
 )
 from planner.specs import Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec
+from planner.vocab import FRAMEWORKS
 from planner.units import GIB, HOURS_PER_DAY, SECONDS_PER_HOUR, TERA
 
 
@@ -181,7 +183,8 @@ def estimate(
             reshard_after_forward=par.reshard_after_forward,
             tp_comm_overlap=par.tp_comm_overlap, dp_comm_overlap=par.dp_comm_overlap,
             framework=par.framework,
-            offload=par.offload, dropout=training.dropout, kernels=training.kernels),
+            offload=par.offload, dropout=training.dropout, kernels=training.kernels,
+            grad_dtype=_grad_dtype(training, par)),
         flops=Flops(
             per_token=fl.model_per_token, total=fl.model_total,
             hardware_per_token=fl.hardware_per_token, hardware_total=fl.hardware_total,
@@ -253,15 +256,28 @@ _FIXED_SOURCES = {
 }
 
 
+def _grad_dtype(training: TrainingSpec, par: ParallelismSpec) -> str:
+    return grad_dtype_of(training.optimizer, training.precision,
+                         FRAMEWORKS.index(par.framework), training.grad_dtype)
+
+
+GRAD_DTYPE_SOURCE = ("the framework's convention: megatron accumulates in fp32 main_grad "
+                     "with bf16 (in fp16 with --fp16), fsdp2 reduces in fp32 (torchtitan's "
+                     "reduce_dtype), generic and deepspeed in the optimizer recipe's dtype "
+                     "(ZeRO's 2 B); --grad-dtype sets it")
+
+
 def _fixed_assumptions(training: TrainingSpec, par: ParallelismSpec) -> tuple[Assumption, ...]:
     """Training and layout settings that the user left at their defaults."""
+    grad = None if training.grad_dtype is not None else _grad_dtype(training, par)
     return _fixed_for(frozenset(training.model_fields_set), frozenset(par.model_fields_set),
-                      _FIXED_GET[0](training), _FIXED_GET[1](par), par.tp > 1)
+                      _FIXED_GET[0](training), _FIXED_GET[1](par), par.tp > 1, grad)
 
 
 @lru_cache(maxsize=256)
 def _fixed_for(train_set: frozenset, par_set: frozenset, train_values: tuple,
-               par_values: tuple, tp_above_one: bool) -> tuple[Assumption, ...]:
+               par_values: tuple, tp_above_one: bool, grad: str | None
+               ) -> tuple[Assumption, ...]:
     out = []
     for given, fields, values in ((train_set, _FIXED_FIELDS[0], train_values),
                                   (par_set, _FIXED_FIELDS[1], par_values)):
@@ -270,6 +286,9 @@ def _fixed_for(train_set: frozenset, par_set: frozenset, train_values: tuple,
                 out.append(Assumption(name=f, value=str(value), unit="",
                                       source=_FIXED_SOURCES.get(f, "planner default"),
                                       defaulted=True))
+    if grad is not None:
+        out.append(Assumption(name="grad_dtype", value=grad, unit="", source=GRAD_DTYPE_SOURCE,
+                              defaulted=True))
     if "dp_shard" not in par_set:
         out.append(Assumption(name="dp_shard", value="dp (no HSDP)", unit="",
                               source="planner default: ZeRO/FSDP shard over all of dp",
@@ -309,8 +328,11 @@ def _warnings(model: ModelSpec, training: TrainingSpec, par: ParallelismSpec,
         w.append(f"memory headroom is only {mem.headroom_bytes / GIB:.1f} GiB")
     micro_batches = training.global_batch_size // (
         training.micro_batch_size * par.devices // (par.tp * par.pp * par.cp))
-    if par.framework == "megatron" and training.precision == "fp16" and micro_batches > 1:
-        w.append("--framework megatron with fp16: gradient accumulation is charged unfused, as "
-                 "Megatron-LM ran it before 2022-09 (07916bf245 fuses into fp16 too); with "
-                 "today's Megatron-LM this step is a few percent pessimistic")
+    if par.framework == "megatron" and _grad_dtype(training, par) != "fp32" and \
+            micro_batches > 1:
+        w.append(f"--framework megatron with {_grad_dtype(training, par)} gradients: gradient "
+                 "accumulation is charged unfused, as Megatron-LM ran it before 2022-09 "
+                 "(07916bf245 fuses into 16-bit gradients too); with today's Megatron-LM this "
+                 "step is a few percent pessimistic (--grad-dtype fp32 is "
+                 "--accumulate-allreduce-grads-in-fp32, fused)")
     return w

@@ -27,6 +27,7 @@ from planner.results import Assumption
 from planner.specs import (
     Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec,
 )
+from planner.specs.training import check_grad_dtype
 from planner.units import parse_count
 from planner.estimators.step_time import (
     CALIBRATED, DEFAULT_PERF, PERF_MODEL_VERSION, PerfParams, calibrated,
@@ -239,6 +240,16 @@ def resolve(
     if schedule in ("1f1b", "gpipe") and v is not None and v > 1:  # never silently interleaved
         raise SpecError(f"--virtual-stages {v} needs --pipeline-schedule interleaved, not "
                         f"{schedule} (virtual_stages, pipeline_schedule in the Python API)")
+    grad = train.get("grad_dtype")
+    try:  # before any layout: `planner measure` checks its flags before the command runs
+        check_grad_dtype(grad, train.get("precision", TrainingSpec.model_fields["precision"]
+                                         .default))
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+    if grad in ("bf16", "fp16") and split["parallel"].get("framework") == "fsdp2":
+        raise SpecError(f"--grad-dtype {grad} with --framework fsdp2: torchtitan reduces FSDP2 "
+                        "gradients in fp32 only (its mixed_precision_reduce); use --grad-dtype "
+                        "fp32 or leave it unset (grad_dtype, framework in the Python API)")
     grid = grid_factor(region) if region else None
     req = Request(spec, hw, tokens, train, split["parallel"], assumptions, grid, notes,
                   batch_given)

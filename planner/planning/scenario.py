@@ -20,7 +20,7 @@ _TRAINING = {"seq_len": "seq_len", "global_batch": "global_batch_size",
              "micro_batch": "micro_batch_size", "precision": "precision",
              "optimizer": "optimizer", "recompute": "recompute", "kernels": "kernels",
              "flash_attention": "flash_attention", "attention_flops": "attention_flops",
-             "dropout": "dropout"}
+             "dropout": "dropout", "grad_dtype": "grad_dtype"}
 
 
 def scenario_paths() -> dict[str, Path]:

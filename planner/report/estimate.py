@@ -63,7 +63,8 @@ def _execution_line(lay) -> str:
     onoff = {True: "on", False: "off"}
     return (f"framework {lay.framework}, TP comm overlap {onoff[lay.tp_comm_overlap]}, "
             f"DP comm overlap {onoff[lay.dp_comm_overlap]}, "
-            f"offload {lay.offload}, dropout {onoff[lay.dropout]}, {lay.kernels} kernels")
+            f"offload {lay.offload}, dropout {onoff[lay.dropout]}, {lay.kernels} kernels, "
+            f"{lay.grad_dtype} gradients")
 
 
 def _power_line(e: Estimate) -> str:

@@ -10,7 +10,7 @@ from planner.specs.base import Name, PositiveWhole, Spec
 from planner.specs.finetune import FinetuneSpec
 from planner.specs.hardware import EfficiencyRange
 from planner.vocab import (
-    Framework, Kernels, Offload, Optimizer, Precision, Recompute, Schedule, ZeroStage,
+    Framework, GradDtype, Kernels, Offload, Optimizer, Precision, Recompute, Schedule, ZeroStage,
 )
 
 
@@ -39,9 +39,32 @@ class TrainingSpec(Spec):
         "without fused attention): its masks are saved for backward (Korthikanti et al. 2022 "
         "Table 2). Modern LLM pre-training uses none."
     )
+    grad_dtype: GradDtype | None = Field(
+        None, description="Dtype gradients accumulate and reduce in: fp32 (Megatron "
+        "--accumulate-allreduce-grads-in-fp32, DeepSpeed grad_accum_dtype, FSDP2 "
+        "reduce_dtype) or the 16-bit compute dtype. None: the framework's convention "
+        "(megatron: fp32 with bf16, fp16 with fp16; fsdp2: fp32; generic, deepspeed: the "
+        "optimizer recipe's)."
+    )
     finetune: FinetuneSpec | None = Field(
         None, description="Fine-tuning recipe (full, partial, lora, qlora); None = training "
         "every weight from scratch, as full fine-tuning does.")
+
+    @model_validator(mode="after")
+    def _check_grad_dtype(self) -> TrainingSpec:
+        check_grad_dtype(self.grad_dtype, self.precision)
+        return self
+
+
+def check_grad_dtype(grad: str | None, precision: str) -> None:
+    """Raise ValueError unless gradients are in fp32 or the compute dtype (bf16 under fp8)."""
+    if grad is None or grad == "fp32" or grad == precision or (precision, grad) == ("fp8", "bf16"):
+        return
+    valid = "fp32" if precision in ("fp32", "tf32") else \
+        f"fp32 or {'bf16' if precision == 'fp8' else precision}"
+    raise ValueError(f"--grad-dtype {grad} with --precision {precision}: gradients accumulate "
+                     f"in fp32 or in the compute dtype; valid --grad-dtype: {valid} "
+                     "(grad_dtype, precision in the Python API)")
 
 
 class ParallelismSpec(Spec):
