@@ -26,6 +26,10 @@ KERNELS = ("fused", "eager")
 # DeepSpeed data_types.grad_accum_dtype, FSDP2 MixedPrecisionPolicy.reduce_dtype); unset:
 # the framework's convention (model_state.grad_dtype_of)
 GRAD_DTYPES = ("fp32", "bf16", "fp16")
+# The fused attention kernel: "native", the one written for the device (FlashAttention-2 on
+# Ampere and Ada; FlashAttention-3, cuDNN, Transformer Engine on Hopper), or "fa2",
+# FlashAttention-2 wherever it runs (PyTorch SDPA's flash backend; the 2024 H100 stacks)
+ATTENTION_KERNELS = ("native", "fa2")
 OFFLOADS = ("none", "optimizer", "optimizer_params")  # ZeRO-Offload / FSDP CPUOffload; code
 # The network levels a link calibration measures: inside one scale-up domain (NVLink, ICI),
 # across domains (the NICs)
@@ -40,6 +44,7 @@ Objective = Literal[OBJECTIVES]
 Framework = Literal[FRAMEWORKS]
 Kernels = Literal[KERNELS]
 GradDtype = Literal[GRAD_DTYPES]
+AttentionKernel = Literal[ATTENTION_KERNELS]
 Offload = Literal[OFFLOADS]
 
 # The layout degrees a search chooses, by their one name (the TrainingSpec / ParallelismSpec

@@ -130,3 +130,20 @@ def test_non_editable_install_finds_shipped_data(tmp_path):
     assert where.startswith(str(target))
     n_profiles, params = counts.split()
     assert int(n_profiles) == len(SHIPPED) and int(params) == 8_030_261_248
+
+
+def test_fa2_attention_fraction_is_a_fraction(tmp_path):
+    _write_profile(tmp_path, "fast-fa2", **{"  value: 0.57\n": "  value: 1.5\n"})
+    with pytest.raises(SpecError, match=r"fa2_attention_fraction: value must be in \(0, 1\]"):
+        load_hardware("fast-fa2", (str(tmp_path),))
+
+
+def test_fa2_fraction_is_given_where_flashattention2_runs_and_only_there():
+    # FlashAttention-2 runs on Ampere, Ada and Hopper (its README); native on the first two,
+    # 0.57 of FlashAttention-3 on Hopper (Shah et al. 2024). Elsewhere nothing is published.
+    ampere_ada = {"a100-40gb", "a100-80gb", "a10g", "rtx-4090", "l4", "l40s"}
+    hopper = {"h100-sxm", "h100-pcie", "h100-nvl", "h200", "h800"}
+    for name in SHIPPED:
+        fig = load_hardware(name).fa2_attention_fraction
+        want = 1.0 if name in ampere_ada else 0.57 if name in hopper else None
+        assert (fig.value if fig else None) == want, name

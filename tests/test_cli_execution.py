@@ -59,6 +59,25 @@ def test_grad_dtype_flag_sets_gradients_and_their_reduction(runner):
     assert [a["value"] for a in fs["assumptions"] if a["name"] == "grad_dtype"] == ["fp32"]
 
 
+def test_attention_kernel_flag_slows_hopper_attention_only(runner):
+    # --attention-kernel fa2: FlashAttention-2 on an H100 at 0.57 of the native kernel
+    # (hardware_profiles/h100-sxm.yaml); on an A100 it is the native kernel.
+    h100 = ["-H", "h100-sxm", "--seq-len", "8192"]
+    native, fa2 = _estimate(runner, *h100), _estimate(runner, *h100, "--attention-kernel", "fa2")
+    assert (native["layout"]["attention_kernel"], fa2["layout"]["attention_kernel"]) == \
+        ("native", "fa2")
+    assert fa2["step"]["compute_s"] > native["step"]["compute_s"]
+    assert fa2["memory_per_device"] == native["memory_per_device"]
+    a100 = ["-H", "a100-80gb"]
+    assert _estimate(runner, *a100)["step"] == \
+        _estimate(runner, *a100, "--attention-kernel", "fa2")["step"]
+    listed = [a for a in native["assumptions"] if a["name"] == "attention_kernel"]
+    assert len(listed) == 1 and listed[0]["value"] == "native" and "cuDNN" in listed[0]["source"]
+    assert not [a for a in fa2["assumptions"] if a["name"] == "attention_kernel"]
+    assert "fa2 attention kernel" in _estimate(runner, *h100, "--attention-kernel", "fa2",
+                                               fmt="table")
+
+
 def test_measure_refuses_a_bad_grad_dtype_before_the_command(runner, tmp_path):
     marker = tmp_path / "ran"
     r = runner.invoke(cli, ["measure", "--model", "llama3-8b", "--hardware", "h100-sxm",
@@ -99,6 +118,11 @@ def test_plan_and_compare_take_the_flags(runner, cmd):
     (["--grad-dtype", "bf16", "--framework", "fsdp2"],
      "--grad-dtype bf16 with --framework fsdp2: torchtitan reduces FSDP2 gradients in fp32"),
     (["--grad-dtype", "fp64"], "Invalid value for '--grad-dtype': 'fp64' is not one of"),
+    (["--attention-kernel", "fa2", "--no-flash-attention"],
+     "--attention-kernel fa2 names a fused attention kernel: drop --no-flash-attention"),
+    (["--attention-kernel", "fa2", "-H", "b200"], "--attention-kernel fa2: b200 has no "
+     "fa2_attention_fraction figure"),
+    (["--attention-kernel", "fa3"], "Invalid value for '--attention-kernel': 'fa3' is not one of"),
 ])
 def test_bad_values_are_one_clear_line(runner, flags, expected):
     r = runner.invoke(cli, ["estimate", *LAYOUT, *flags])

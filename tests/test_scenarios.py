@@ -206,23 +206,30 @@ def test_scenario_and_budget_take_the_execution_settings(runner, tmp_path):
 
 
 def test_scenario_grad_dtype_reaches_the_plan_as_the_flag_does(runner, tmp_path):
-    # training: grad_dtype is --grad-dtype: the same fp32-gradient plan from `run` and
-    # `estimate --grad-dtype fp32`, holding twice the generic convention's bf16 gradients.
+    # training: grad_dtype is --grad-dtype, attention_kernel is --attention-kernel: the same
+    # plan from `run` and `estimate --grad-dtype fp32 --attention-kernel fa2`, holding twice
+    # the generic convention's bf16 gradients.
     text = (shipped_dir("scenarios") / "quickstart.yaml").read_text().replace(
-        "  global_batch: 512\n", "  global_batch: 512\n  grad_dtype: fp32\n")
+        "  global_batch: 512\n",
+        "  global_batch: 512\n  grad_dtype: fp32\n  attention_kernel: fa2\n")
     path = tmp_path / "fp32.yaml"
     path.write_text(text)
     run = json.loads(runner.invoke(cli, ["run", str(path), "--format", "json"]).stdout)
     plan = next(p for p in run["plans"] if p["hardware"]["name"] == "h100-sxm")
-    assert plan["layout"]["grad_dtype"] == "fp32"
+    assert (plan["layout"]["grad_dtype"], plan["layout"]["attention_kernel"]) == ("fp32", "fa2")
     base = ["estimate", "--model", "llama3-8b", "--hardware", "h100-sxm", "--devices", "64",
             "--tokens", "1T", "--seq-len", "8192", "--global-batch", "512", "--region",
             "aws:us-east-1", "--format", "json"]
-    est = json.loads(runner.invoke(cli, [*base, "--grad-dtype", "fp32"]).stdout)
+    est = json.loads(runner.invoke(cli, [*base, "--grad-dtype", "fp32", "--attention-kernel",
+                                         "fa2"]).stdout)
     assert plan["time"]["wall_clock_days"] == est["time"]["wall_clock_days"]
     assert plan["memory_per_device"] == est["memory_per_device"]
-    bf16 = json.loads(runner.invoke(cli, base).stdout)
-    assert bf16["layout"]["grad_dtype"] == "bf16"
-    assert est["layout"] == {**bf16["layout"], "grad_dtype": "fp32"}  # the same layout wins
-    assert est["memory_per_device"]["gradients_bytes"] == pytest.approx(
+    lay = est["layout"]  # the search's layout, given in full to both dtypes
+    fixed = [*base, "--attention-kernel", "fa2", "--tp", str(lay["tp"]), "--pp", str(lay["pp"]),
+             "--cp", str(lay["cp"]), "--ep", "1", "--zero", str(lay["zero_stage"]),
+             "--micro-batch", str(lay["micro_batch_size"]), "--recompute", lay["recompute"]]
+    bf16 = json.loads(runner.invoke(cli, fixed).stdout)
+    fp32 = json.loads(runner.invoke(cli, [*fixed, "--grad-dtype", "fp32"]).stdout)
+    assert (bf16["layout"]["grad_dtype"], fp32["layout"]["grad_dtype"]) == ("bf16", "fp32")
+    assert fp32["memory_per_device"]["gradients_bytes"] == pytest.approx(
         2 * bf16["memory_per_device"]["gradients_bytes"])

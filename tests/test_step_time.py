@@ -284,12 +284,12 @@ def test_ibm_fsdp_on_a_slow_network_within_12_percent(check):
 
 
 def test_ibm_fsdp_h100_rows_are_a_known_gap():
-    # The blog's H100 runs (FA2 and eager PyTorch on Hopper, early 2024) reached 32-37% MFU;
-    # the model predicts 9-25% more (FA2 ran at ~35% of an H100's peak, Shah et al. 2024,
-    # where the model's one attention constant is 45%). The gap is shown in
-    # docs/validation.md; this test notices when it closes or widens.
+    # The blog's H100 runs (SDPA's FlashAttention-2 and eager PyTorch on Hopper, early 2024)
+    # reached 32-37% MFU; with FlashAttention-2 at the profile's 0.57 of Hopper's native kernel
+    # the model still predicts 6-18% more (was 9-25% at the native kernel's speed). The gap is
+    # shown in docs/validation.md; this test notices when it closes or widens.
     errors = [c.error_pct for c in ibm_fsdp_checks() if "h100" in c.name]
-    assert len(errors) == 3 and all(5 < e < 30 for e in errors), errors
+    assert len(errors) == 3 and all(4 < e < 20 for e in errors), errors
 
 
 @pytest.mark.parametrize("check", palm_checks(), ids=lambda c: c.name)
@@ -298,20 +298,37 @@ def test_palm_two_pods_within_15_percent(check):
     assert abs(check.error_pct) < 15.0, check
 
 
-@pytest.mark.parametrize("check", [c for c in llama3_checks() if "131072" not in c.name],
-                         ids=lambda c: c.name)
-def test_llama3_table4_8k_rows_within_10_percent(check):
-    # Dubey et al. 2024 Table 4 (held out: H100, bf16, flash attention, 8K context).
+@pytest.mark.parametrize("check", llama3_checks(), ids=lambda c: c.name)
+def test_llama3_table4_within_10_percent(check):
+    # Dubey et al. 2024 Table 4 (held out: H100, bf16, fused attention, 8K and 128K context),
+    # with FlashAttention-2-class attention (the runs predate FlashAttention-3; an assumption
+    # the data file states).
     assert abs(check.error_pct) < 10.0, check
 
 
-def test_llama3_table4_128k_row_is_a_known_gap():
-    # At 128K context (cp 16) attention is half the model's compute. Under the PaLM count Meta cites,
-    # 38% MFU means attention kernels at ~25% of peak; the model's fused-attention constant
-    # is 45% (FlashAttention-2 on A100; 41% measured on our H100), so it predicts ~40% more.
-    # docs/validation.md shows the gap; this test notices when it closes or widens.
-    [row] = [c for c in llama3_checks() if "131072" in c.name]
-    assert 25 < row.error_pct < 60, row
+def test_llama3_table4_128k_row_rests_on_the_attention_kernel():
+    # At 128K context (cp 16) attention is half the model's compute: with the kernel written
+    # for Hopper (native, cuDNN / FlashAttention-3 speed) the model predicts ~40% more MFU
+    # than the 38% reported; the 8K rows move 2-4 points. What the kernel assumption carries
+    # is shown, not hidden.
+    native = {c.name: c.error_pct for c in llama3_checks(attention_kernel="native")}
+    fa2 = {c.name: c.error_pct for c in llama3_checks()}
+    long_row = "Llama 3 405B on 16384 H100, seq 131072"
+    assert 30 < native[long_row] < 60 and abs(fa2[long_row]) < 10
+    for name in native:
+        if name != long_row:
+            assert 1 < native[name] - fa2[name] < 6, name
+
+
+def test_fa2_attention_runs_at_the_profile_fraction_by_hand():
+    # Shah et al. 2024: FlashAttention-3 is 1.5-2x as fast as FlashAttention-2 on H100, so the
+    # profile's fraction is 1 / 1.75 = 0.57; on A100 FlashAttention-2 is the native kernel.
+    for hw, fraction in (("h100-sxm", 0.57), ("h200", 0.57), ("a100-80gb", 1.0)):
+        native = _terms("llama3-8b", _deg(), hw=hw, seq_len=8192)
+        fa2 = _terms("llama3-8b", _deg(), hw=hw, seq_len=8192, attention_kernel="fa2")
+        assert fa2["compute_attention"] == pytest.approx(native["compute_attention"] / fraction)
+        assert fa2["compute_gemm"] == native["compute_gemm"]
+        assert fa2["compute_memory"] == native["compute_memory"]
 
 
 @pytest.mark.parametrize("check", single_gpu_checks(), ids=lambda c: c.name)

@@ -25,7 +25,7 @@ from planner.errors import PlannerError, SpecError, UnknownNameError
 from planner.estimators import outcome as oc
 from planner.results import Result
 from planner.specs.base import PositiveWhole, Spec
-from planner.vocab import Framework, Precision, Recompute, ZeroStage
+from planner.vocab import AttentionKernel, Framework, Precision, Recompute, ZeroStage
 from planner.units import SECONDS_PER_HOUR, TERA
 
 DATASET = Path(__file__).resolve().parent.parent / "data" / "backtest" / "runs.yaml"
@@ -49,6 +49,7 @@ class PublishedLayout(Spec):
     recompute: Recompute | None = None
     dropout: bool | None = None
     framework: Framework | None = None
+    attention_kernel: AttentionKernel | None = None
 
     def options(self) -> dict[str, Any]:
         """The given fields as `resolve` options."""

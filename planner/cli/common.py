@@ -8,7 +8,7 @@ import click
 
 from planner.cli.options import RANGE, TEXT, TOKENS, BoundedInt, FiniteFloat
 from planner.vocab import (
-    FRAMEWORKS, GRAD_DTYPES, KERNELS, OFFLOADS, OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES,
+    ATTENTION_KERNELS, FRAMEWORKS, GRAD_DTYPES, KERNELS, OFFLOADS, OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES,
     api_training_options,
 )
 
@@ -53,6 +53,9 @@ _RUN_TRAINING = [
     click.option("--kernels", type=click.Choice(KERNELS),
                  help="fused (default: Megatron, Transformer Engine, Liger, torch.compile) "
                       "or eager PyTorch elementwise kernels."),
+    click.option("--attention-kernel", type=click.Choice(ATTENTION_KERNELS),
+                 help="native (default: the fused kernel written for the device) or fa2 "
+                      "(FlashAttention-2, PyTorch SDPA's flash backend; 0.57x on Hopper)."),
     click.option("--grad-dtype", type=click.Choice(GRAD_DTYPES),
                  help="Dtype gradients accumulate and reduce in: fp32 or the 16-bit compute "
                       "dtype (default: the --framework's convention)."),
@@ -75,7 +78,7 @@ def run_training_options(f):
 # measure` records for `planner calibration add`
 RUN_TRAINING_KEYS = ("seq_len", "global_batch", "micro_batch", "precision", "optimizer",
                      "recompute", "flash_attention", "attention_flops", "dropout", "kernels",
-                     "grad_dtype")
+                     "attention_kernel", "grad_dtype")
 LAYOUT_KEYS = ("tp", "pp", "cp", "ep", "zero", "sequence_parallel", "pipeline_schedule",
                "virtual_stages", "dp_shard", "reshard_after_forward", "tp_comm_overlap",
                "dp_comm_overlap", "framework", "offload")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from planner.errors import SpecError
 from planner.estimators.finetune import check_finetune
+from planner.estimators.step_time import attention_kernel_fraction
 from planner.specs.hardware import HardwareProfile
 from planner.specs.model import ModelSpec
 from planner.specs.training import ParallelismSpec, TrainingSpec
@@ -47,6 +48,7 @@ def check_layout(
         )
     check_finetune(model, training.precision, hw.name, hw.vendor, hw.supported_precisions,
                    training.finetune)
+    attention_kernel_fraction(hw, training)  # refuses a kernel the profile has no figure for
     if hw.peak_flops_per_s(training.precision) is None:
         raise SpecError(f"{hw.name} has no {training.precision} peak; valid precisions: "
                         f"{', '.join(hw.supported_precisions)}")

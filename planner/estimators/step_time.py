@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from planner.errors import SpecError
 from planner.estimators.finetune_memory import dequant_bytes_per_pass, trainable_params_local
 from planner.estimators.flops import (
     executed_attention_fraction, flash_backward_recompute_flops_per_token, training_flops,
@@ -76,7 +77,9 @@ class PerfParams:
         "gemm_half_tokens": "heuristic: tokens per micro-batch at which GEMM efficiency halves",
         "attention_efficiency": "FlashAttention-2 (Dao 2023): 50-73% of peak forward, lower "
         "backward, on A100, counting the backward as 2.5x the forward (its QK^T recompute), "
-        "as the model charges it",
+        "as the model charges it; the kernel written for each device (FlashAttention-3 on "
+        "H100: up to 75%, Shah et al. 2024) taken to reach the same share; --attention-kernel "
+        "fa2 scales it by the profile's fa2_attention_fraction",
         "elementwise_bytes_per_h": "heuristic: HBM traffic of norms, activations, residuals, "
         "dropout and softmax per token per layer, in units of d_model elements; calibrated on "
         "Megatron-LM Table 1 and Korthikanti et al. 2022 Table 5",
@@ -140,6 +143,20 @@ def gemm_efficiency_max(hw: HardwareProfile, perf: PerfParams) -> float:
     return min(1.0, perf.gemm_efficiency_max * hw.efficiency.expected / perf.reference_efficiency)
 
 
+def attention_kernel_fraction(hw: HardwareProfile, training: TrainingSpec) -> float:
+    """The fused attention kernel's speed relative to the one written for the device: 1 for
+    native, the profile's fa2_attention_fraction for FlashAttention-2 (0.57 on Hopper:
+    FlashAttention-3 is 1.5-2x as fast there, Shah et al. 2024)."""
+    if training.attention_kernel == "native":
+        return 1.0
+    fig = hw.fa2_attention_fraction
+    if fig is None:
+        raise SpecError(f"--attention-kernel {training.attention_kernel}: {hw.name} has no "
+                        "fa2_attention_fraction figure (FlashAttention-2's speed there is not "
+                        "published); use --attention-kernel native")
+    return fig.value
+
+
 def _sat(x: Any, half: float) -> Any:
     return x / (x + half)
 
@@ -180,7 +197,8 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
         rows = tokens_mb * model.moe.experts_per_token * e / model.moe.num_experts
         e_expert = e_max * _sat(rows, half_t) * _sat(h / t, half)
     gemm_s = ((gemm_hw - expert_hw) / e_gemm + expert_hw / e_expert) * share / peak
-    attn_s = attn_hw * share / (peak * perf.attention_efficiency)
+    attn_s = attn_hw * share / (peak * perf.attention_efficiency *
+                                attention_kernel_fraction(hw, training))
     hbm = hw.hbm_bandwidth_tb_per_s.value * 1e12
     # Memory-bound traffic per token per layer: norms/activations/residuals (~k * h), and
     # without fused attention the s^2 softmax/dropout passes (~10 a s); plus the loss over

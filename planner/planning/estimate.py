@@ -184,7 +184,7 @@ def estimate(
             tp_comm_overlap=par.tp_comm_overlap, dp_comm_overlap=par.dp_comm_overlap,
             framework=par.framework,
             offload=par.offload, dropout=training.dropout, kernels=training.kernels,
-            grad_dtype=_grad_dtype(training, par)),
+            grad_dtype=_grad_dtype(training, par), attention_kernel=training.attention_kernel),
         flops=Flops(
             per_token=fl.model_per_token, total=fl.model_total,
             hardware_per_token=fl.hardware_per_token, hardware_total=fl.hardware_total,
@@ -240,7 +240,7 @@ def _perf_assumptions(perf: PerfParams) -> tuple[Assumption, ...]:
 
 
 _FIXED_FIELDS = (("micro_batch_size", "precision", "optimizer", "recompute", "flash_attention",
-                  "attention_flops", "dropout", "kernels"),
+                  "attention_flops", "dropout", "kernels", "attention_kernel"),
                  ("zero_stage", "pipeline_schedule", "framework", "offload",
                   "tp_comm_overlap", "dp_comm_overlap"))
 _FIXED_GET = tuple(attrgetter(*fields) for fields in _FIXED_FIELDS)  # -> a tuple of values
@@ -251,6 +251,10 @@ _FIXED_SOURCES = {
     "kernels": "planner default: fused norms, activations and loss (Megatron-LM, Transformer "
                "Engine, Liger, torch.compile); plain PyTorch is --kernels eager, ~10x the "
                "elementwise traffic (docs/performance-model.md)",
+    "attention_kernel": "planner default: native, the fused attention kernel written for the "
+                        "device (FlashAttention-2 on Ampere and Ada; FlashAttention-3, cuDNN, "
+                        "Transformer Engine on Hopper, as PyTorch's SDPA picks cuDNN on H100); "
+                        "--attention-kernel fa2 for FlashAttention-2 stacks (0.57x on Hopper)",
     "framework": "planner default: generic = ZeRO's accounting (2+2+12 B/param, eager "
                  "SwiGLU); megatron, fsdp2, deepspeed follow theirs (docs/performance-model.md)",
 }

@@ -20,7 +20,8 @@ _TRAINING = {"seq_len": "seq_len", "global_batch": "global_batch_size",
              "micro_batch": "micro_batch_size", "precision": "precision",
              "optimizer": "optimizer", "recompute": "recompute", "kernels": "kernels",
              "flash_attention": "flash_attention", "attention_flops": "attention_flops",
-             "dropout": "dropout", "grad_dtype": "grad_dtype"}
+             "dropout": "dropout", "grad_dtype": "grad_dtype",
+             "attention_kernel": "attention_kernel"}
 
 
 def scenario_paths() -> dict[str, Path]:

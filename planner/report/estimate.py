@@ -64,7 +64,7 @@ def _execution_line(lay) -> str:
     return (f"framework {lay.framework}, TP comm overlap {onoff[lay.tp_comm_overlap]}, "
             f"DP comm overlap {onoff[lay.dp_comm_overlap]}, "
             f"offload {lay.offload}, dropout {onoff[lay.dropout]}, {lay.kernels} kernels, "
-            f"{lay.grad_dtype} gradients")
+            f"{lay.grad_dtype} gradients, {lay.attention_kernel} attention kernel")
 
 
 def _power_line(e: Estimate) -> str:

@@ -128,6 +128,11 @@ class HardwareProfile(Spec):
         description="Non-accelerator node power (CPUs, NICs, switches, fans) per device slot."
     )
     embodied_kg_co2e_per_device: Figure | None = None
+    fa2_attention_fraction: Figure | None = Field(
+        None, description="FlashAttention-2's training attention throughput on this device "
+        "(PyTorch SDPA's flash backend) as a fraction of the fused attention kernel written "
+        "for it (FlashAttention-3, cuDNN): 1 where FlashAttention-2 is that kernel (Ampere, "
+        "Ada); none: no published figure (--attention-kernel fa2 is refused).")
     prices: list[PriceQuote] = Field(min_length=1)
     efficiency: EfficiencyRange
     validation: Validation | None = Field(
@@ -155,6 +160,10 @@ class HardwareProfile(Spec):
             raise ValueError("give exactly one of memory_gb or memory_gib")
         if not any(self._peak(p) for p in PRECISIONS):
             raise ValueError("at least one peak_dense_*_tflops figure is required")
+        fa2 = self.fa2_attention_fraction
+        if fa2 is not None and not 0 < fa2.value <= 1:
+            raise ValueError(f"fa2_attention_fraction: value must be in (0, 1] (got "
+                             f"{fa2.value:g})")
         return self
 
     def _peak(self, precision: str) -> Figure | None:

@@ -16,7 +16,7 @@ from planner.specs.finetune import FinetuneSpec
 from planner.specs.model import ModelSpec
 from planner.specs.serving import ServingSettings
 from planner.specs.training import Assumptions
-from planner.vocab import GradDtype, Kernels, Objective, Optimizer, Precision, Recompute
+from planner.vocab import AttentionKernel, GradDtype, Kernels, Objective, Optimizer, Precision, Recompute
 from planner.units import parse_count
 
 
@@ -82,6 +82,9 @@ class TrainingSettings(Spec):
     flash_attention: bool | None = None
     attention_flops: Literal["full", "causal"] | None = None
     dropout: bool | None = None
+    attention_kernel: AttentionKernel | None = Field(
+        None, description="native (default: the kernel written for the device) or fa2 "
+        "(FlashAttention-2).")
     grad_dtype: GradDtype | None = Field(None, description="Dtype gradients accumulate and "
                                          "reduce in: fp32 or the compute dtype (default: the "
                                          "framework's convention).")

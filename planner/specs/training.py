@@ -10,7 +10,7 @@ from planner.specs.base import Name, PositiveWhole, Spec
 from planner.specs.finetune import FinetuneSpec
 from planner.specs.hardware import EfficiencyRange
 from planner.vocab import (
-    Framework, GradDtype, Kernels, Offload, Optimizer, Precision, Recompute, Schedule, ZeroStage,
+    AttentionKernel, Framework, GradDtype, Kernels, Offload, Optimizer, Precision, Recompute, Schedule, ZeroStage,
 )
 
 
@@ -39,6 +39,12 @@ class TrainingSpec(Spec):
         "without fused attention): its masks are saved for backward (Korthikanti et al. 2022 "
         "Table 2). Modern LLM pre-training uses none."
     )
+    attention_kernel: AttentionKernel = Field(
+        "native", description="The fused attention kernel: native, the one written for the "
+        "device (FlashAttention-2 on Ampere/Ada; FlashAttention-3, cuDNN, Transformer Engine "
+        "on Hopper), or fa2, FlashAttention-2 wherever it runs (PyTorch SDPA's flash backend "
+        "on 2024 H100 stacks), at the profile's fa2_attention_fraction of native."
+    )
     grad_dtype: GradDtype | None = Field(
         None, description="Dtype gradients accumulate and reduce in: fp32 (Megatron "
         "--accumulate-allreduce-grads-in-fp32, DeepSpeed grad_accum_dtype, FSDP2 "
@@ -53,6 +59,10 @@ class TrainingSpec(Spec):
     @model_validator(mode="after")
     def _check_grad_dtype(self) -> TrainingSpec:
         check_grad_dtype(self.grad_dtype, self.precision)
+        if self.attention_kernel != "native" and not self.flash_attention:
+            raise ValueError(f"--attention-kernel {self.attention_kernel} names a fused "
+                             "attention kernel: drop --no-flash-attention, or the kernel "
+                             "(attention_kernel, flash_attention in the Python API)")
         return self
 
 
