@@ -78,13 +78,43 @@ def test_attention_kernel_flag_slows_hopper_attention_only(runner):
                                                fmt="table")
 
 
-def test_measure_refuses_a_bad_grad_dtype_before_the_command(runner, tmp_path):
+@pytest.mark.parametrize("model_flags", [["--model", "llama3-8b", "--hardware", "h100-sxm"],
+                                         []])
+def test_measure_refuses_a_bad_grad_dtype_before_the_command(runner, tmp_path, model_flags):
+    # with or without --model/--hardware: the dtype check needs neither
     marker = tmp_path / "ran"
-    r = runner.invoke(cli, ["measure", "--model", "llama3-8b", "--hardware", "h100-sxm",
-                            "--steps", "10", "--grad-dtype", "fp16", "--", "touch",
-                            str(marker)])
+    r = runner.invoke(cli, ["measure", *model_flags, "--steps", "10", "--grad-dtype", "fp16",
+                            "--", "touch", str(marker)])
     assert r.exit_code != 0 and not marker.exists()
     assert "--grad-dtype fp16 with --precision bf16" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_api_reports_a_bad_name_before_the_dtype_rule():
+    # a misspelt precision or dtype is reported as such, not as "valid: fp32 or int8"
+    import planner
+    from planner.errors import SpecError
+    for kwargs, needle in (({"precision": "int8", "grad_dtype": "bf16"}, "precision"),
+                           ({"grad_dtype": "fp64"}, "grad_dtype")):
+        with pytest.raises(SpecError) as e:
+            planner.estimate("llama3-8b", "h100-sxm", tokens=1e9, devices=8, **kwargs)
+        assert needle in str(e.value) and "or int8" not in str(e.value), str(e.value)
+
+
+def test_megatron_bf16_gradients_are_fused_and_not_warned(runner):
+    # bf16 main_grad exists only in Megatron-core (--grad-reduce-in-bf16), which fuses into
+    # it; only fp16 gradients pay the 2022 code's unfused pass.
+    base = ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "16", "--tokens", "1B",
+            "--tp", "2", "--pp", "1", "--cp", "1", "--zero", "1", "--micro-batch", "1",
+            "--recompute", "none", "--global-batch", "64", "--framework", "megatron",
+            "--format", "json"]
+    bf16 = json.loads(runner.invoke(cli, [*base, "--grad-dtype", "bf16"]).stdout)
+    fp32 = json.loads(runner.invoke(cli, base).stdout)
+    assert bf16["layout"]["grad_dtype"] == "bf16" and fp32["layout"]["grad_dtype"] == "fp32"
+    assert not any("charged unfused" in w for w in bf16["warnings"])
+    assert bf16["step"]["compute_s"] == pytest.approx(fp32["step"]["compute_s"])
+    # 2 B main_grad + fp32 main gradients in the optimizer: 2 + 2 + 16, as --fp16
+    assert bf16["memory_per_device"]["gradients_bytes"] == pytest.approx(
+        fp32["memory_per_device"]["gradients_bytes"] / 2)
 
 
 def test_estimate_text_and_markdown_show_the_execution_line(runner):
@@ -116,7 +146,8 @@ def test_plan_and_compare_take_the_flags(runner, cmd):
                                "in fp32 or in the compute dtype; valid --grad-dtype: fp32 or bf16"),
     (["--grad-dtype", "bf16", "--precision", "fp32"], "valid --grad-dtype: fp32 ("),
     (["--grad-dtype", "bf16", "--framework", "fsdp2"],
-     "--grad-dtype bf16 with --framework fsdp2: torchtitan reduces FSDP2 gradients in fp32"),
+     "--grad-dtype bf16 with --framework fsdp2: FSDP2 as torchtitan runs it keeps fp32 "
+     "gradients for --optimizer adamw at --precision bf16"),
     (["--grad-dtype", "fp64"], "Invalid value for '--grad-dtype': 'fp64' is not one of"),
     (["--attention-kernel", "fa2", "--no-flash-attention"],
      "--attention-kernel fa2 names a fused attention kernel: drop --no-flash-attention"),
@@ -146,3 +177,20 @@ def test_layout_errors_name_the_flags(runner, flags, expected):
     assert r.exit_code != 0 and "Traceback" not in r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], r.stderr
+
+
+def test_partial_finetune_gradients_follow_the_framework(runner):
+    # A partial fine-tune under --framework megatron holds its trainable layers' gradients in
+    # fp32 main_grad, as a full run does: the default and --grad-dtype fp32 agree, at twice
+    # the generic convention's bf16 bytes.
+    base = ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "8", "--tp", "1", "--pp",
+            "1", "--zero", "1", "--micro-batch", "1", "--recompute", "none", "--finetune",
+            "partial", "--trainable-layers", "4", "--samples", "10000", "--format", "json"]
+    meg = json.loads(runner.invoke(cli, [*base, "--framework", "megatron"]).stdout)
+    meg32 = json.loads(runner.invoke(cli, [*base, "--framework", "megatron", "--grad-dtype",
+                                           "fp32"]).stdout)
+    gen = json.loads(runner.invoke(cli, base).stdout)
+    assert meg["memory_per_device"]["gradients_bytes"] == \
+        meg32["memory_per_device"]["gradients_bytes"]
+    assert meg["memory_per_device"]["gradients_bytes"] == pytest.approx(
+        2 * gen["memory_per_device"]["gradients_bytes"])

@@ -174,7 +174,13 @@ def _check_training(opts: dict, training: dict) -> None:
     """The recorded training flags, checked now as an estimate would check them (before the
     command runs): the options always, the layout too where it is complete and the devices
     are known (on one node: in a multi-node job --devices are this node's). Needs --model and
-    --hardware; without them the check waits for `calibration add`."""
+    --hardware; without them the check waits for `calibration add`, but for the gradient
+    dtype, which needs neither."""
+    if training.get("grad_dtype"):
+        from planner.planning.resolve import check_grad_dtype
+        from planner.vocab import api_training_options
+
+        check_grad_dtype(api_training_options(training), training)
     if not (training.get("model") and opts["hardware"]):
         return
     from planner.measurement.job import detect_job

@@ -121,7 +121,7 @@ def finetune_states(model: ModelSpec, training: TrainingSpec, lay: Degrees, p: P
     else:
         frozen_bytes = frozen * w16
     w, g, o = model_state_bytes(trainable_base, training.optimizer, training.precision,
-                                lay.zero_stage, shards, grad_dtype=training.grad_dtype)
+                                lay.zero_stage, shards, lay.framework, training.grad_dtype)
     opt = _ADAPTER_OPTIMIZER_BYTES[training.optimizer]
     wa, ga, oa = model_state_bytes(extra, "adamw", "fp32", lay.zero_stage, shards)
     wb = ft.adapter_bytes / 4  # model_state_bytes' fp32 adamw is (4, 4, 8) bytes

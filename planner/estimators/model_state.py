@@ -54,9 +54,9 @@ def framework_state_bytes(optimizer: str, precision: str, framework: Any = 0,
     ``grad_dtype`` ("fp32", "bf16", "fp16"; None: the convention above) sets the gradient
     dtype instead: fp32 is Megatron's --accumulate-allreduce-grads-in-fp32 (fp16 weights,
     fp32 main_grad: 2 + 4 + 12 B/param) and DeepSpeed's grad_accum_dtype fp32; a 16-bit one
-    under Megatron keeps 16-bit main_grad buffers and the fp32 main gradients in the
-    optimizer (as --fp16 does). FSDP2 reduces in fp32 as torchtitan runs it (its
-    mixed_precision_reduce takes float32 only), so a given dtype leaves fsdp2 as it is.
+    under Megatron keeps 16-bit main_grad buffers and, with an fp32 master, fp32 main
+    gradients in the optimizer (as --fp16 does). FSDP2's sharded gradients take its sharded
+    parameters' dtype whatever is given (grad_dtype_error refuses any other).
     """
     if type(framework) is int:  # one layout: a handful of recipes recur
         return _framework_state_bytes_at(optimizer, precision, framework, grad_dtype)
@@ -73,12 +73,17 @@ def _framework_state_bytes(optimizer: str, precision: str, framework: Any,
                            grad_dtype: str | None = None) -> tuple:
     w, g, o = state_bytes_per_param(optimizer, precision)
     mixed, meg, fs = precision not in ("fp32", "tf32"), framework == 1, framework == 2
-    if grad_dtype is None:
-        meg_g, meg_o = (g, o + 4) if precision == "fp16" and g == 2 else (4 if mixed else g, o)
-    else:
+    master = optimizer in _HAS_MASTER
+    # FSDP2: the sharded gradients take the sharded parameters' dtype (fp32 masters, or the
+    # recipe's 16-bit weights); a given dtype is refused unless it is that one (resolve)
+    fs_w, fs_g, fs_o = (4, 4, o - 4) if mixed and master else (w, g, o)
+    if grad_dtype is not None:
         g = 4 if grad_dtype == "fp32" else 2
-        meg_g, meg_o = g, o + 4 * (g == 2 and optimizer in _HAS_MASTER)
-    fs_w, fs_g, fs_o = (4, 4, o - 4) if mixed and optimizer in _HAS_MASTER else (w, g, o)
+    # Megatron: fp32 main_grad, unless the gradients are 16-bit (--fp16, a given 16-bit dtype):
+    # then the optimizer holds fp32 main gradients beside the fp32 master
+    meg_g = g if grad_dtype is not None or (precision == "fp16" and g == 2) else (
+        4 if mixed else g)
+    meg_o = o + 4 * (meg_g == 2 and mixed and master)
     gathered = 2 if mixed else 4
     return (w + (fs_w - w) * fs, g + (meg_g - g) * meg + (fs_g - g) * fs,
             o + (meg_o - o) * meg + (fs_o - o) * fs, w + (gathered - w) * fs)
@@ -91,7 +96,34 @@ def grad_dtype_of(optimizer: str, precision: str, framework: int,
     g = framework_state_bytes(optimizer, precision, framework, grad_dtype)[1]
     if g == 4:
         return "fp32"
-    return grad_dtype or ("bf16" if precision in ("bf16", "fp8") else precision)
+    return grad_dtype or ("fp16" if precision == "fp16" else "bf16")
+
+
+def grad_dtype_error(optimizer: str, precision: str, framework: int,
+                     grad_dtype: str | None) -> str | None:
+    """Why ``grad_dtype`` cannot be this recipe's gradient dtype (None: it can): fp32, or the
+    16-bit dtype the recipe computes in (bf16 under fp8; bf16 for the recipes that keep bf16
+    gradients under fp32 weights). FSDP2 as torchtitan runs it has one: its sharded
+    parameters' dtype (torchtitan's mixed_precision_reduce takes float32 only)."""
+    if grad_dtype is None:
+        return None
+    if framework == 2:
+        own = grad_dtype_of(optimizer, precision, 2)
+        if grad_dtype != own:
+            return (f"--grad-dtype {grad_dtype} with --framework fsdp2: FSDP2 as torchtitan "
+                    f"runs it keeps {own} gradients for --optimizer {optimizer} at --precision "
+                    f"{precision} (its sharded parameters' dtype; torchtitan reduces in fp32 "
+                    f"only); use --grad-dtype {own} or leave it unset (grad_dtype, framework "
+                    "in the Python API)")
+        return None
+    own = grad_dtype_of(optimizer, precision, 0)  # the recipe's, as ZeRO's accounting has it
+    valid = ["fp32"] + ([] if own == "fp32" else [own]) + \
+        ([precision] if precision in ("bf16", "fp16") and precision != own else [])
+    if grad_dtype in valid:
+        return None
+    return (f"--grad-dtype {grad_dtype} with --precision {precision}: gradients accumulate in "
+            f"fp32 or in the compute dtype; valid --grad-dtype: {' or '.join(valid)} "
+            "(grad_dtype, precision in the Python API)")
 
 
 def model_state_bytes(

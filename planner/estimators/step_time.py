@@ -236,8 +236,11 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     # Megatron fuses only into fp32 gradients (--bf16, or --accumulate-allreduce-grads-in-fp32;
     # its arguments.py turned gradient_accumulation_fusion off otherwise from 2022-02 until
     # 07916bf245, 2022-09-27, which fuses into fp16 too: planner follows the 2022 code its
-    # validation rows ran); with offload the gradients accumulate on the host instead
-    fused = meg * (g_acc == 4)
+    # validation rows ran, so fp16 gradients pay the pass). bf16 gradients exist only in the
+    # later code (Megatron-core --grad-reduce-in-bf16), which fuses into them. With offload the
+    # gradients accumulate on the host instead.
+    fp16_grads = (training.grad_dtype or training.precision) == "fp16"
+    fused = meg * (1 - (g_acc != 4) * fp16_grads)
     accum_bytes = accumulation_bytes(training, lay, grad_dense, grad_expert) * (1 - fused) * \
         (lay.offload == 0)
     ew_bytes = ew_bytes + accum_bytes * (m - 1) / m

@@ -266,9 +266,10 @@ def _grad_dtype(training: TrainingSpec, par: ParallelismSpec) -> str:
 
 
 GRAD_DTYPE_SOURCE = ("the framework's convention: megatron accumulates in fp32 main_grad "
-                     "with bf16 (in fp16 with --fp16), fsdp2 reduces in fp32 (torchtitan's "
-                     "reduce_dtype), generic and deepspeed in the optimizer recipe's dtype "
-                     "(ZeRO's 2 B); --grad-dtype sets it")
+                     "with bf16 (in fp16 with --fp16), fsdp2 in its sharded parameters' dtype "
+                     "(fp32 masters; torchtitan reduces in fp32), generic and deepspeed in "
+                     "the optimizer recipe's (ZeRO's accounting: the 16-bit compute dtype for "
+                     "AdamW); --grad-dtype sets it")
 
 
 def _fixed_assumptions(training: TrainingSpec, par: ParallelismSpec) -> tuple[Assumption, ...]:
@@ -332,11 +333,10 @@ def _warnings(model: ModelSpec, training: TrainingSpec, par: ParallelismSpec,
         w.append(f"memory headroom is only {mem.headroom_bytes / GIB:.1f} GiB")
     micro_batches = training.global_batch_size // (
         training.micro_batch_size * par.devices // (par.tp * par.pp * par.cp))
-    if par.framework == "megatron" and _grad_dtype(training, par) != "fp32" and \
+    if par.framework == "megatron" and _grad_dtype(training, par) == "fp16" and \
             micro_batches > 1:
-        w.append(f"--framework megatron with {_grad_dtype(training, par)} gradients: gradient "
-                 "accumulation is charged unfused, as Megatron-LM ran it before 2022-09 "
-                 "(07916bf245 fuses into 16-bit gradients too); with today's Megatron-LM this "
-                 "step is a few percent pessimistic (--grad-dtype fp32 is "
-                 "--accumulate-allreduce-grads-in-fp32, fused)")
+        w.append("--framework megatron with fp16 gradients: gradient accumulation is charged "
+                 "unfused, as Megatron-LM ran it before 2022-09 (07916bf245 fuses into fp16 "
+                 "too); with today's Megatron-LM this step is a few percent pessimistic "
+                 "(--grad-dtype fp32 is --accumulate-allreduce-grads-in-fp32, fused)")
     return w

@@ -27,12 +27,14 @@ from planner.results import Assumption
 from planner.specs import (
     Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec,
 )
-from planner.specs.training import check_grad_dtype
+from planner.estimators.model_state import grad_dtype_error
 from planner.units import parse_count
 from planner.estimators.step_time import (
     CALIBRATED, DEFAULT_PERF, PERF_MODEL_VERSION, PerfParams, calibrated,
 )
-from planner.vocab import DEGREE_FLAGS, LAYOUT_FLAGS, REFINED_FLAGS
+from planner.vocab import (
+    DEGREE_FLAGS, FRAMEWORKS, GRAD_DTYPES, LAYOUT_FLAGS, OPTIMIZERS, PRECISIONS, REFINED_FLAGS,
+)
 
 __all__ = ["Request", "apply_shape", "resolve", "spec_error"]
 
@@ -240,16 +242,7 @@ def resolve(
     if schedule in ("1f1b", "gpipe") and v is not None and v > 1:  # never silently interleaved
         raise SpecError(f"--virtual-stages {v} needs --pipeline-schedule interleaved, not "
                         f"{schedule} (virtual_stages, pipeline_schedule in the Python API)")
-    grad = train.get("grad_dtype")
-    try:  # before any layout: `planner measure` checks its flags before the command runs
-        check_grad_dtype(grad, train.get("precision", TrainingSpec.model_fields["precision"]
-                                         .default))
-    except ValueError as e:
-        raise SpecError(str(e)) from None
-    if grad in ("bf16", "fp16") and split["parallel"].get("framework") == "fsdp2":
-        raise SpecError(f"--grad-dtype {grad} with --framework fsdp2: torchtitan reduces FSDP2 "
-                        "gradients in fp32 only (its mixed_precision_reduce); use --grad-dtype "
-                        "fp32 or leave it unset (grad_dtype, framework in the Python API)")
+    check_grad_dtype(train, split["parallel"])
     grid = grid_factor(region) if region else None
     req = Request(spec, hw, tokens, train, split["parallel"], assumptions, grid, notes,
                   batch_given)
@@ -257,6 +250,23 @@ def resolve(
         req.perf, more = apply_calibration(req)
         req.notes.extend(more)
     return req
+
+
+def check_grad_dtype(training: dict[str, Any], parallel: dict[str, Any]) -> None:
+    """Refuse a --grad-dtype the recipe and framework cannot have (one line), before any
+    layout: `planner measure` checks its flags so before the command runs. Names that are
+    not in the vocabularies are left to the specs' own one-line errors."""
+    grad = training.get("grad_dtype")
+    fields = TrainingSpec.model_fields
+    opt = training.get("optimizer", fields["optimizer"].default)
+    prec = training.get("precision", fields["precision"].default)
+    framework = parallel.get("framework") or "generic"
+    if grad is None or grad not in GRAD_DTYPES or opt not in OPTIMIZERS or \
+            prec not in PRECISIONS or framework not in FRAMEWORKS:
+        return
+    why = grad_dtype_error(opt, prec, FRAMEWORKS.index(framework), grad)
+    if why:
+        raise SpecError(why)
 
 
 def devices_of(req: Request) -> tuple[int, list[Assumption]]:

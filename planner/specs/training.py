@@ -57,24 +57,14 @@ class TrainingSpec(Spec):
         "every weight from scratch, as full fine-tuning does.")
 
     @model_validator(mode="after")
-    def _check_grad_dtype(self) -> TrainingSpec:
-        check_grad_dtype(self.grad_dtype, self.precision)
+    def _check_attention_kernel(self) -> TrainingSpec:
+        # which gradient dtypes a recipe can take is checked where the framework is known
+        # (planning/resolve.py: model_state.grad_dtype_error)
         if self.attention_kernel != "native" and not self.flash_attention:
             raise ValueError(f"--attention-kernel {self.attention_kernel} names a fused "
                              "attention kernel: drop --no-flash-attention, or the kernel "
                              "(attention_kernel, flash_attention in the Python API)")
         return self
-
-
-def check_grad_dtype(grad: str | None, precision: str) -> None:
-    """Raise ValueError unless gradients are in fp32 or the compute dtype (bf16 under fp8)."""
-    if grad is None or grad == "fp32" or grad == precision or (precision, grad) == ("fp8", "bf16"):
-        return
-    valid = "fp32" if precision in ("fp32", "tf32") else \
-        f"fp32 or {'bf16' if precision == 'fp8' else precision}"
-    raise ValueError(f"--grad-dtype {grad} with --precision {precision}: gradients accumulate "
-                     f"in fp32 or in the compute dtype; valid --grad-dtype: {valid} "
-                     "(grad_dtype, precision in the Python API)")
 
 
 class ParallelismSpec(Spec):
