@@ -118,6 +118,14 @@ def test_calibration_add_from_a_measured_run_then_estimates_use_it(runner):
     assert notes["calibration"]["value"] == pytest.approx(0.5, rel=1e-3)
     assert "reproduces that run's measured step time" in notes["calibration"]["source"]
     assert json.loads(est.stdout)["step"]["method"] == "calibrated performance model"
+    # the run's attention kernel is stored; an estimate with another one says the factor is
+    # applied under that kernel's own speed (a FlashAttention-2 run's slowdown counted twice)
+    assert cal.attention_kernel == "native" and "native attention kernel" in cal.describe()
+    assert "attention kernel" not in notes["calibration"]["source"].split(cal.describe())[1]
+    fa2 = runner.invoke(cli, ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "64",
+                              "--tokens", "1T", "--attention-kernel", "fa2", "--format", "json"])
+    note = {a["name"]: a for a in json.loads(fa2.stdout)["assumptions"]}["calibration"]
+    assert "fit with the native attention kernel and this estimate uses fa2" in note["source"]
 
 
 def test_calibration_add_refuses_a_failed_run_and_a_missing_layout(runner):

@@ -203,6 +203,8 @@ def test_scenario_and_budget_take_the_execution_settings(runner, tmp_path):
     eager_tokens = json.loads(runner.invoke(cli, [*budget, "--kernels", "eager"]).stdout)
     fused_tokens = json.loads(runner.invoke(cli, budget).stdout)
     assert eager_tokens["tokens"] < fused_tokens["tokens"]
+    fa2 = json.loads(runner.invoke(cli, [*budget, "--attention-kernel", "fa2"]).stdout)
+    assert fa2["layout"]["attention_kernel"] == "fa2" and fa2["tokens"] < fused_tokens["tokens"]
 
 
 def test_scenario_grad_dtype_reaches_the_plan_as_the_flag_does(runner, tmp_path):

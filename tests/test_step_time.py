@@ -298,21 +298,23 @@ def test_palm_two_pods_within_15_percent(check):
     assert abs(check.error_pct) < 15.0, check
 
 
-@pytest.mark.parametrize("check", llama3_checks(), ids=lambda c: c.name)
-def test_llama3_table4_within_10_percent(check):
-    # Dubey et al. 2024 Table 4 (held out: H100, bf16, fused attention, 8K and 128K context),
-    # with FlashAttention-2-class attention (the runs predate FlashAttention-3; an assumption
-    # the data file states).
+@pytest.mark.parametrize("check", [c for c in llama3_checks() if "131072" not in c.name],
+                         ids=lambda c: c.name)
+def test_llama3_table4_8k_rows_within_10_percent(check):
+    # Dubey et al. 2024 Table 4 (held out: H100, bf16, fused attention, 8K context), with the
+    # default (native) attention kernel: the paper names none.
     assert abs(check.error_pct) < 10.0, check
 
 
-def test_llama3_table4_128k_row_rests_on_the_attention_kernel():
-    # At 128K context (cp 16) attention is half the model's compute: with the kernel written
-    # for Hopper (native, cuDNN / FlashAttention-3 speed) the model predicts ~40% more MFU
-    # than the 38% reported; the 8K rows move 2-4 points. What the kernel assumption carries
-    # is shown, not hidden.
-    native = {c.name: c.error_pct for c in llama3_checks(attention_kernel="native")}
-    fa2 = {c.name: c.error_pct for c in llama3_checks()}
+def test_llama3_table4_128k_row_is_a_known_gap_that_the_kernel_would_explain():
+    # At 128K context (cp 16) attention is half the model's compute. With the kernel written
+    # for Hopper (native: cuDNN / FlashAttention-3 speed) the model predicts ~40% more MFU
+    # than the 38% reported; with FlashAttention-2 (0.57 of it) the row would be within 10%.
+    # The paper names no kernel and cuDNN's Hopper attention was public, so the table keeps
+    # native and the gap stands; this test notices when it closes or widens, and shows what
+    # the FlashAttention-2 reading would do (the 8K rows move 2-4 points).
+    native = {c.name: c.error_pct for c in llama3_checks()}
+    fa2 = {c.name: c.error_pct for c in llama3_checks(attention_kernel="fa2")}
     long_row = "Llama 3 405B on 16384 H100, seq 131072"
     assert 30 < native[long_row] < 60 and abs(fa2[long_row]) < 10
     for name in native:

@@ -65,9 +65,15 @@ class Calibration:
     # The link calibrations the compute factor was fit with ("scale_out 0.71"; None: the
     # model's default links), so that one fit before a link was measured is not stacked on it.
     links: str | None = None
+    # The run's fused attention kernel as the fit took it (vocab.ATTENTION_KERNELS; None: not
+    # recorded, before --attention-kernel existed, or a validate run's SDPA choice), so that
+    # an estimate with another kernel says the factor is applied on top of it.
+    attention_kernel: str | None = None
 
     def describe(self) -> str:
         kernels = f", {self.kernels} kernels" if self.kernels else ""
+        if self.attention_kernel:
+            kernels += f", {self.attention_kernel} attention kernel"
         run = f" ({self.source})" if self.source else ""
         measured = (f"MFU {self.measured_mfu:.1%}" if self.compute_scale is not None else
                     f"HFU {self.measured_hfu:.1%}")  # validate's one-device runs: no recompute

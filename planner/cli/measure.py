@@ -176,11 +176,12 @@ def _check_training(opts: dict, training: dict) -> None:
     are known (on one node: in a multi-node job --devices are this node's). Needs --model and
     --hardware; without them the check waits for `calibration add`, but for the gradient
     dtype, which needs neither."""
-    if training.get("grad_dtype"):
-        from planner.planning.resolve import check_grad_dtype
+    if training.get("grad_dtype") or training.get("attention_kernel"):
+        from planner.planning.resolve import check_attention_kernel, check_grad_dtype
         from planner.vocab import api_training_options
 
         check_grad_dtype(api_training_options(training), training)
+        check_attention_kernel(training, None)  # the profile's figure: below, with --hardware
     if not (training.get("model") and opts["hardware"]):
         return
     from planner.measurement.job import detect_job

@@ -11,7 +11,7 @@ import click
 from planner.cli.finetune_options import finetune_options
 from planner.cli.options import COUNT, RANGE, format_option, profiles_option
 from planner.errors import SpecError
-from planner.vocab import KERNELS, PRECISIONS
+from planner.vocab import ATTENTION_KERNELS, KERNELS, PRECISIONS
 from planner.report.tabular import dumps_json
 
 
@@ -161,11 +161,14 @@ def _run(scenario, profiles_dirs, report_path, md_path, fmt, written: list) -> N
 @click.option("--goodput", type=click.FloatRange(min=0, max=1, min_open=True))
 @click.option("--kernels", type=click.Choice(KERNELS),
               help="With --model: fused (default) or eager PyTorch elementwise kernels.")
+@click.option("--attention-kernel", type=click.Choice(ATTENTION_KERNELS),
+              help="With --model: native (default) or fa2 (FlashAttention-2; 0.57x on Hopper).")
 @finetune_options(data=False)
 @format_option
 def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region, seq_len,
                global_batch, precision, price_tier, price_per_hour, deadline_days, devices,
-               tokens_per_param, efficiency, goodput, kernels, fmt, **finetune) -> None:
+               tokens_per_param, efficiency, goodput, kernels, attention_kernel, fmt,
+               **finetune) -> None:
     """What a budget buys: compute, the compute-optimal model and tokens, loss, devices, days.
 
     With --model: the tokens --usd buys for that model on the best layout on --devices
@@ -177,10 +180,11 @@ def budget_cmd(usd, flops, device_hours, model, hardware, profiles_dirs, region,
         _budget_model(usd, model, hardware, profiles_dirs, region, precision, price_tier,
                       price_per_hour, deadline_days, devices, efficiency, goodput, fmt,
                       seq_len=seq_len, global_batch_size=global_batch, kernels=kernels,
-                      **finetune)
+                      attention_kernel=attention_kernel, **finetune)
         return
-    if kernels:
-        raise SpecError("--kernels sets how a model's training runs: give --model too")
+    for flag, value in (("--kernels", kernels), ("--attention-kernel", attention_kernel)):
+        if value:
+            raise SpecError(f"{flag} sets how a model's training runs: give --model too")
     if finetune:
         flag = "--" + next(iter(finetune)).replace("_", "-")
         raise SpecError(f"{flag} prices a fine-tune of a model: give --model too")

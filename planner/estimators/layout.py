@@ -48,7 +48,7 @@ def check_layout(
         )
     check_finetune(model, training.precision, hw.name, hw.vendor, hw.supported_precisions,
                    training.finetune)
-    attention_kernel_fraction(hw, training)  # refuses a kernel the profile has no figure for
+    attention_kernel_fraction(hw, training.attention_kernel)  # refuses one without a figure
     if hw.peak_flops_per_s(training.precision) is None:
         raise SpecError(f"{hw.name} has no {training.precision} peak; valid precisions: "
                         f"{', '.join(hw.supported_precisions)}")

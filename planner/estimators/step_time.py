@@ -143,17 +143,18 @@ def gemm_efficiency_max(hw: HardwareProfile, perf: PerfParams) -> float:
     return min(1.0, perf.gemm_efficiency_max * hw.efficiency.expected / perf.reference_efficiency)
 
 
-def attention_kernel_fraction(hw: HardwareProfile, training: TrainingSpec) -> float:
+def attention_kernel_fraction(hw: HardwareProfile, kernel: str) -> float:
     """The fused attention kernel's speed relative to the one written for the device: 1 for
     native, the profile's fa2_attention_fraction for FlashAttention-2 (0.57 on Hopper:
     FlashAttention-3 is 1.5-2x as fast there, Shah et al. 2024)."""
-    if training.attention_kernel == "native":
+    if kernel == "native":
         return 1.0
     fig = hw.fa2_attention_fraction
     if fig is None:
-        raise SpecError(f"--attention-kernel {training.attention_kernel}: {hw.name} has no "
-                        "fa2_attention_fraction figure (FlashAttention-2's speed there is not "
-                        "published); use --attention-kernel native")
+        raise SpecError(f"--attention-kernel {kernel}: {hw.name} has no fa2_attention_fraction "
+                        "figure (FlashAttention-2 does not run there, or its speed there is not "
+                        "published); use --attention-kernel native (attention_kernel in the "
+                        "Python API)")
     return fig.value
 
 
@@ -198,7 +199,7 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
         e_expert = e_max * _sat(rows, half_t) * _sat(h / t, half)
     gemm_s = ((gemm_hw - expert_hw) / e_gemm + expert_hw / e_expert) * share / peak
     attn_s = attn_hw * share / (peak * perf.attention_efficiency *
-                                attention_kernel_fraction(hw, training))
+                                attention_kernel_fraction(hw, training.attention_kernel))
     hbm = hw.hbm_bandwidth_tb_per_s.value * 1e12
     # Memory-bound traffic per token per layer: norms/activations/residuals (~k * h), and
     # without fused attention the s^2 softmax/dropout passes (~10 a s); plus the loss over

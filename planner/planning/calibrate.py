@@ -171,5 +171,6 @@ def calibration_entry(req: Request, run: MeasuredRun, steps: int, rc: RunCalibra
         predicted_mfu=rc.predicted_mfu, date=run.date,
         device_name=run.device_name or req.hw.name, model_version=PERF_MODEL_VERSION,
         kernels=rc.kernels, compute_scale=rc.compute_scale, links=links_used(req.hw.name, links_path),
+        attention_kernel=req.training.get("attention_kernel") or "native",
         source=f"planner measure run {run.run_id}, {rc.devices} devices, {steps} steps in "
                f"{run.seconds:.1f} s")

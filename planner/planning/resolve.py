@@ -28,12 +28,14 @@ from planner.specs import (
     Assumptions, HardwareProfile, ModelSpec, ParallelismSpec, TrainingSpec,
 )
 from planner.estimators.model_state import grad_dtype_error
+from planner.specs.training import attention_kernel_error
 from planner.units import parse_count
 from planner.estimators.step_time import (
-    CALIBRATED, DEFAULT_PERF, PERF_MODEL_VERSION, PerfParams, calibrated,
+    CALIBRATED, DEFAULT_PERF, PERF_MODEL_VERSION, PerfParams, attention_kernel_fraction,
+    calibrated,
 )
 from planner.vocab import (
-    DEGREE_FLAGS, FRAMEWORKS, GRAD_DTYPES, LAYOUT_FLAGS, OPTIMIZERS, PRECISIONS, REFINED_FLAGS,
+    ATTENTION_KERNELS, DEGREE_FLAGS, FRAMEWORKS, GRAD_DTYPES, LAYOUT_FLAGS, OPTIMIZERS, PRECISIONS, REFINED_FLAGS,
 )
 
 __all__ = ["Request", "apply_shape", "resolve", "spec_error"]
@@ -243,6 +245,7 @@ def resolve(
         raise SpecError(f"--virtual-stages {v} needs --pipeline-schedule interleaved, not "
                         f"{schedule} (virtual_stages, pipeline_schedule in the Python API)")
     check_grad_dtype(train, split["parallel"])
+    check_attention_kernel(train, hw)
     grid = grid_factor(region) if region else None
     req = Request(spec, hw, tokens, train, split["parallel"], assumptions, grid, notes,
                   batch_given)
@@ -267,6 +270,18 @@ def check_grad_dtype(training: dict[str, Any], parallel: dict[str, Any]) -> None
     why = grad_dtype_error(opt, prec, FRAMEWORKS.index(framework), grad)
     if why:
         raise SpecError(why)
+
+
+def check_attention_kernel(training: dict[str, Any], hw: HardwareProfile | None) -> None:
+    """Refuse a fused attention kernel with unfused attention, or one the profile has no
+    figure for (one line), before any layout (`planner measure` checks so before the
+    command runs; without a profile, the first only)."""
+    kernel = training.get("attention_kernel")
+    why = attention_kernel_error(kernel, training.get("flash_attention"))
+    if why:
+        raise SpecError(why)
+    if kernel in ATTENTION_KERNELS and hw is not None:
+        attention_kernel_fraction(hw, kernel)
 
 
 def devices_of(req: Request) -> tuple[int, list[Assumption]]:
@@ -351,6 +366,12 @@ def _compute_calibration(req: Request, perf: PerfParams) -> tuple[PerfParams, As
     stale = (f"; it was fit with {cal.links or 'the default links'} and the links are now "
              f"{now or 'the defaults'}: re-run `planner calibration add` so it does not count "
              "the network twice" if cal.compute_scale is not None and cal.links != now else "")
+    ran, asked = cal.attention_kernel or "native", req.training.get("attention_kernel") or "native"
+    if ran != asked:
+        stale += (f"; its run was fit with the {ran} attention kernel and this estimate uses "
+                  f"{asked}, whose speed the model applies on top of the factor (if the run "
+                  f"used {asked}, re-run `planner calibration add` with --attention-kernel "
+                  f"{asked}, or its slowdown counts twice)")
     changed = ", ".join(f"{k} {getattr(perf, k):g} -> {getattr(scaled, k):.3g}"
                         for k in CALIBRATED)
     return scaled, Assumption(

@@ -60,11 +60,19 @@ class TrainingSpec(Spec):
     def _check_attention_kernel(self) -> TrainingSpec:
         # which gradient dtypes a recipe can take is checked where the framework is known
         # (planning/resolve.py: model_state.grad_dtype_error)
-        if self.attention_kernel != "native" and not self.flash_attention:
-            raise ValueError(f"--attention-kernel {self.attention_kernel} names a fused "
-                             "attention kernel: drop --no-flash-attention, or the kernel "
-                             "(attention_kernel, flash_attention in the Python API)")
+        why = attention_kernel_error(self.attention_kernel, self.flash_attention)
+        if why:
+            raise ValueError(why)
         return self
+
+
+def attention_kernel_error(kernel: str | None, flash_attention: bool | None) -> str | None:
+    """Why a fused attention kernel cannot be named with unfused attention (None: it can)."""
+    if kernel in (None, "native") or flash_attention is not False:
+        return None
+    return (f"--attention-kernel {kernel} names a fused attention kernel: drop "
+            "--no-flash-attention, or the kernel (attention_kernel, flash_attention in the "
+            "Python API)")
 
 
 class ParallelismSpec(Spec):
