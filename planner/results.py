@@ -208,6 +208,7 @@ class Layout(Result):
     kernels: str = "fused"  # fused or eager elementwise kernels (vocab.KERNELS)
     grad_dtype: str = "bf16"  # gradients accumulate and reduce in it (given or the framework's)
     attention_kernel: str = "native"  # the fused attention kernel (vocab.ATTENTION_KERNELS)
+    virtual_stages: int = 1  # model chunks per pipeline rank (interleaving depth v)
 
 
 @frozen

@@ -341,17 +341,18 @@ def test_coverage_rests_on_the_published_layout_and_the_stalls(result):
         {"mpt-7b", "llama3.1-8b"}
 
 
-def test_llama31_8b_would_be_inside_with_flashattention2(result):
+def test_llama31_8b_with_flashattention2_is_closer_but_still_outside(result):
     # The paper names no attention kernel, so the runs keep the default (native). Read with
-    # FlashAttention-2 (0.57 of Hopper's native kernel) Llama 3.1 8B's worst case would just
-    # hold the card's 1.46M hours; docs/validation.md says so and does not count it.
+    # FlashAttention-2 (0.57 of Hopper's native kernel) Llama 3.1 8B comes 4 points closer,
+    # its worst case 1.43M hours, still short of the card's 1.46M (docs/validation.md).
     row = _row(result, "llama3.1-8b")
     assert not row.reported_within_range
     run = next(r for r in load_runs() if r.id == "llama3.1-8b")
     from planner.checks.backtest import PublishedLayout
     fa2 = predict(run.model_copy(update={"layout": PublishedLayout(attention_kernel="fa2")}))
-    assert fa2.reported_within_range
-    assert fa2.predicted_device_hours > row.predicted_device_hours
+    assert not fa2.reported_within_range
+    assert row.predicted_device_hours < fa2.predicted_device_hours < row.reported_device_hours
+    assert fa2.predicted_device_hours_high > 0.95 * row.reported_device_hours
 
 
 def test_in_range_means_between_low_and_high(result):

@@ -184,7 +184,8 @@ def estimate(
             tp_comm_overlap=par.tp_comm_overlap, dp_comm_overlap=par.dp_comm_overlap,
             framework=par.framework,
             offload=par.offload, dropout=training.dropout, kernels=training.kernels,
-            grad_dtype=_grad_dtype(training, par), attention_kernel=training.attention_kernel),
+            grad_dtype=_grad_dtype(training, par), attention_kernel=training.attention_kernel,
+            virtual_stages=par.virtual_stages),
         flops=Flops(
             per_token=fl.model_per_token, total=fl.model_total,
             hardware_per_token=fl.hardware_per_token, hardware_total=fl.hardware_total,

@@ -221,7 +221,9 @@ def refinements(model: ModelSpec, hw: HardwareProfile, fit: dict[str, np.ndarray
     if not len(fit["devices"]):
         return {k: v[:0] for k, v in fit.items()}
     domain = int(hw.scale_up_domain_devices.value)
-    order = np.lexsort((fit["step_s"], fit["devices"]))
+    # fastest per sequence trained, as the answer ranks them (time for the tokens): layouts
+    # differ in global batch (rounded to dp x micro-batch), so a short step can be a small one
+    order = np.lexsort((fit["step_s"] / fit["global_batch_size"], fit["devices"]))
     picks, seen = [], {}
     for i in order:
         n = int(fit["devices"][i])

@@ -32,7 +32,8 @@ def _summary_lines(e: Estimate) -> list[tuple[str, str]]:
                      f"{e.hardware.precision} peak {e.hardware.peak_tflops:g} TFLOP/s"),
         ("Layout", f"dp {lay.dp} x tp {lay.tp} x pp {lay.pp} x cp {lay.cp} (ep {lay.ep}), "
                    f"ZeRO-{lay.zero_stage}{_hsdp(lay)}, SP "
-                   f"{'on' if lay.sequence_parallel else 'off'}, {lay.pipeline_schedule}, "
+                   f"{'on' if lay.sequence_parallel else 'off'}, {lay.pipeline_schedule}"
+                   f"{f' (v {lay.virtual_stages})' if lay.virtual_stages > 1 else ''}, "
                    f"recompute {lay.recompute}"),
         ("", _execution_line(lay)),
         *_choice_lines(e),
