@@ -125,7 +125,7 @@ def test_calibration_add_from_a_measured_run_then_estimates_use_it(runner):
     fa2 = runner.invoke(cli, ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "64",
                               "--tokens", "1T", "--attention-kernel", "fa2", "--format", "json"])
     note = {a["name"]: a for a in json.loads(fa2.stdout)["assumptions"]}["calibration"]
-    assert "fit with the native attention kernel and this estimate uses fa2" in note["source"]
+    assert "fit as native attention and this estimate uses fa2" in note["source"]
 
 
 def test_calibration_add_refuses_a_failed_run_and_a_missing_layout(runner):
@@ -311,3 +311,17 @@ def test_one_nodes_record_of_a_job_needs_the_jobs_devices():
     with pytest.raises(SpecError, match="one node's record of job J1 .*give --devices"):
         measured_run(record, None, None, 0.0)
     assert measured_run(record, None, 16, 0.0).devices == 16
+
+
+@pytest.mark.parametrize("field, value", [("attention_kernel", "fa3"), ("kernels", 7)])
+def test_a_hand_edited_calibration_with_an_unknown_kernel_is_refused(tmp_path, field, value):
+    path = tmp_path / "calibrations.json"
+    row = dict(hardware="h100-sxm", precision="bf16", params=1, shape="x", seq_len=1,
+               micro_batch_size=1, measured_mfu=0.3, measured_hfu=0.3, predicted_mfu=0.4,
+               date="2026-11-23", device_name="H100", **{field: value})
+    path.write_text(json.dumps([row]))
+    with pytest.raises(SpecError, match=f"calibration file .* is not valid .*{field}"):
+        calibration.load(path)
+    del row[field]  # a file from before the field: still read
+    path.write_text(json.dumps([row]))
+    assert calibration.load(path)[0].attention_kernel is None

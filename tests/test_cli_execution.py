@@ -78,6 +78,14 @@ def test_attention_kernel_flag_slows_hopper_attention_only(runner):
                                                fmt="table")
 
 
+def test_measure_refuses_an_attention_kernel_the_hardware_has_no_figure_for(runner, tmp_path):
+    marker = tmp_path / "ran"
+    r = runner.invoke(cli, ["measure", "--hardware", "tpu-v5p", "--attention-kernel", "fa2",
+                            "--steps", "10", "--", "touch", str(marker)])
+    assert r.exit_code != 0 and not marker.exists()
+    assert "tpu-v5p has no fa2_attention_fraction figure" in r.stderr
+
+
 @pytest.mark.parametrize("model_flags", [["--model", "llama3-8b", "--hardware", "h100-sxm"],
                                          []])
 def test_measure_refuses_a_bad_grad_dtype_before_the_command(runner, tmp_path, model_flags):

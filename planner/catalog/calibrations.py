@@ -19,7 +19,7 @@ from pathlib import Path
 from planner.errors import SpecError
 from planner.fileio import write_text_atomic
 from planner.results import frozen
-from planner.vocab import LINK_LEVELS
+from planner.vocab import ATTENTION_KERNELS, KERNELS, LINK_LEVELS
 
 ENV = "PLANNER_CALIBRATION"
 
@@ -166,11 +166,21 @@ def _load_all(path: Path | None) -> list[Calibration | LinkCalibration]:
 def _load_at(path: Path, mtime_ns: int, size: int) -> tuple[Calibration | LinkCalibration, ...]:
     try:
         rows = json.loads(path.read_text())
-        return tuple(LinkCalibration(**r) if r.get("kind") == "link" else Calibration(**r)
-                     for r in rows)
+        return tuple(LinkCalibration(**r) if r.get("kind") == "link" else
+                     _checked(Calibration(**r)) for r in rows)
     except (ValueError, TypeError, AttributeError, ArithmeticError, OSError) as e:
         raise SpecError(f"calibration file {path} is not valid ({e}); fix or "
                         "`planner calibration clear`") from None
+
+
+def _checked(cal: Calibration) -> Calibration:
+    """A compute calibration whose named choices are ones the model knows (a hand-edited file
+    must not reach the model); ValueError otherwise."""
+    for name, valid in (("kernels", KERNELS), ("attention_kernel", ATTENTION_KERNELS)):
+        value = getattr(cal, name)
+        if value is not None and value not in valid:
+            raise ValueError(f"{name} {value!r} is not one of {', '.join(valid)}")
+    return cal
 
 
 def _write(rows: list[Calibration | LinkCalibration], path: Path) -> None:

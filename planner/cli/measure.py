@@ -181,7 +181,11 @@ def _check_training(opts: dict, training: dict) -> None:
         from planner.vocab import api_training_options
 
         check_grad_dtype(api_training_options(training), training)
-        check_attention_kernel(training, None)  # the profile's figure: below, with --hardware
+        hw = None
+        if training.get("attention_kernel") and opts["hardware"]:
+            from planner.catalog.catalog import load_hardware
+            hw = load_hardware(opts["hardware"], opts["profiles_dirs"])
+        check_attention_kernel(training, hw)
     if not (training.get("model") and opts["hardware"]):
         return
     from planner.measurement.job import detect_job

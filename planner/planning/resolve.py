@@ -366,12 +366,16 @@ def _compute_calibration(req: Request, perf: PerfParams) -> tuple[PerfParams, As
     stale = (f"; it was fit with {cal.links or 'the default links'} and the links are now "
              f"{now or 'the defaults'}: re-run `planner calibration add` so it does not count "
              "the network twice" if cal.compute_scale is not None and cal.links != now else "")
-    ran, asked = cal.attention_kernel or "native", req.training.get("attention_kernel") or "native"
-    if ran != asked:
-        stale += (f"; its run was fit with the {ran} attention kernel and this estimate uses "
-                  f"{asked}, whose speed the model applies on top of the factor (if the run "
-                  f"used {asked}, re-run `planner calibration add` with --attention-kernel "
-                  f"{asked}, or its slowdown counts twice)")
+    ran, asked = cal.attention_kernel, req.training.get("attention_kernel") or "native"
+    if ran is None and asked != "native":
+        stale += (f"; the run's attention kernel was not recorded and this estimate's {asked} "
+                  "speed is applied on top of the factor, which already holds whatever kernel "
+                  "the run used")
+    elif ran is not None and ran != asked:
+        stale += (f"; its run was fit as {ran} attention and this estimate uses {asked}, whose "
+                  "speed the model applies on top of the factor (right if the run did use "
+                  f"{ran}; if it used {asked}, re-run `planner calibration add` with "
+                  f"--attention-kernel {asked})")
     changed = ", ".join(f"{k} {getattr(perf, k):g} -> {getattr(scaled, k):.3g}"
                         for k in CALIBRATED)
     return scaled, Assumption(

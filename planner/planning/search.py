@@ -207,49 +207,74 @@ def search(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile,
     return Candidates(kept, rejected, searched, closest)
 
 
-REFINE_TOP = 4  # best fitting layouts per device count that the refinement expands
 MAX_VIRTUAL_STAGES = 32
+_FAMILY = ("devices", "tp", "pp", "cp", "ep", "zero_stage", "micro_batch_size", "recompute")
+
+
+def refinement_seeds(fit: dict[str, np.ndarray], space: SearchSpace) -> np.ndarray:
+    """The fitting layouts whose refinements could beat the best of their device count, one
+    per family (the degrees a refinement keeps). A refinement changes only the data-parallel
+    collectives (HSDP, kept weights), the bubble and the pipeline p2p (interleaving), and each
+    of those is >= 0, so a layout's step less them, per sequence trained (how the answer
+    ranks layouts on one device count), bounds every refinement of it from below; the
+    optimizer step only grows under HSDP. Ranking seeds by their own step instead missed the
+    layouts held back by full-width collectives (Llama-3-8B on 8,192 H100: 816K device-hours
+    found, 567K there)."""
+    gbs = fit["global_batch_size"]
+    key = fit["step_s"] / gbs
+    bound = (fit["step_s"] - fit["dp_comm_s"] - fit["bubble_s"] - fit["pp_comm_s"]) / gbs
+    counts, at = np.unique(fit["devices"], return_inverse=True)
+    best = np.full(len(counts), np.inf)
+    np.minimum.at(best, at, key)
+    cand = np.nonzero(bound < best[at] * (1 - 1e-12))[0]
+    if not len(cand):
+        return cand
+    fixed_v = "virtual_stages" in space.fixed
+    cols = [fit[c][cand] for c in _FAMILY]
+    # interleaving depth is re-enumerated unless fixed (or there is no pipeline)
+    cols.append(np.where(fixed_v | (fit["pp"][cand] == 1), fit["virtual_stages"][cand], 0))
+    cols += [fit["dp_shard"][cand], fit["reshard_after_forward"][cand]]
+    order = np.lexsort((key[cand], *cols[::-1]))  # by family, then fastest first
+    fam = np.stack([c[order] for c in cols], axis=1)
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = np.any(fam[1:] != fam[:-1], axis=1)
+    return cand[order[first]]
 
 
 def refinements(model: ModelSpec, hw: HardwareProfile, fit: dict[str, np.ndarray],
                 space: SearchSpace) -> dict[str, np.ndarray]:
-    """Variants of the fastest fitting layouts on each device count that the base grid does
-    not hold: every interleaving depth v that divides the layers per stage (the base grid
-    tries 1, 2, 4, 8; Megatron's 530B run used 3, Calculon's best GPT-3 layouts one layer
-    per chunk), HSDP shard groups of 1, 2, 4 and 8 scale-up domains (ZeRO 1-3), and keeping
-    gathered weights from forward to backward (ZeRO 3). Degrees the user fixed stay fixed."""
+    """Variants of the fitting layouts that could beat their device count's best
+    (refinement_seeds) that the base grid does not hold: every interleaving depth v that
+    divides the layers per stage (the base grid tries 1, 2, 4, 8; Megatron's 530B run used 3,
+    Calculon's best GPT-3 layouts one layer per chunk), HSDP shard groups of 1, 2, 4 and 8
+    scale-up domains (ZeRO 1-3), and keeping gathered weights from forward to backward
+    (ZeRO 3). Degrees the user fixed stay fixed (HSDP's shard group and resharding too)."""
     if not len(fit["devices"]):
         return {k: v[:0] for k, v in fit.items()}
     domain = int(hw.scale_up_domain_devices.value)
-    # fastest per sequence trained, as the answer ranks them (time for the tokens): layouts
-    # differ in global batch (rounded to dp x micro-batch), so a short step can be a small one
-    order = np.lexsort((fit["step_s"] / fit["global_batch_size"], fit["devices"]))
-    picks, seen = [], {}
-    for i in order:
-        n = int(fit["devices"][i])
-        if seen.get(n, 0) < REFINE_TOP:
-            picks.append(int(i))
-            seen[n] = seen.get(n, 0) + 1
+    picks = refinement_seeds(fit, space)
     rows, vs, shards, keeps = [], [], [], []
     base_v = set(space.virtual_stages)
     for i in picks:
         p, dp = int(fit["pp"][i]), int(fit["dp"][i])
         z, unit = int(fit["zero_stage"][i]), int(fit["tp"][i] * fit["cp"][i])
+        own_shard, own_keep = int(fit["dp_shard"][i]), int(fit["reshard_after_forward"][i])
         v_opts = [int(fit["virtual_stages"][i])]
         if "virtual_stages" not in space.fixed and p > 1:
             per = -(-model.num_layers // p)
             v_opts = [v for v in range(1, min(per, MAX_VIRTUAL_STAGES) + 1)
                       if per % v == 0 and p * v <= model.num_layers]
-        s_opts = [dp]
+        s_opts = [own_shard]
         if "dp_shard" not in space.fixed and z >= 1:
             s_opts += sorted({k * domain // unit for k in (1, 2, 4, 8)
                               if k * domain >= unit and dp % (k * domain // unit) == 0
-                              and k * domain // unit < dp})
-        r_opts = [1] + ([0] if z == 3 and "reshard_after_forward" not in space.fixed else [])
+                              and k * domain // unit < dp} - {own_shard})
+        r_opts = [own_keep] + ([1 - own_keep] if z == 3 and
+                               "reshard_after_forward" not in space.fixed else [])
         for v in v_opts:
             for sh in s_opts:
                 for r in r_opts:
-                    if v in base_v and sh == dp and r == 1:
+                    if v in base_v and sh == own_shard and r == own_keep:
                         continue  # already in the base grid
                     rows.append(i)
                     vs.append(v)

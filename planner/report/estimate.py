@@ -138,9 +138,19 @@ def _choice_lines(e: Estimate) -> list[tuple[str, str]]:
         lines.append(("", f"#{i}: tp {row['tp']} pp {row['pp']} cp {row['cp']} ep {row['ep']} "
                           f"dp {row['dp']}, ZeRO-{row['zero_stage']}, micro-batch "
                           f"{row['micro_batch_size']}, recompute {row['recompute']}, v "
-                          f"{row['virtual_stages']}: {row['days']:,.1f} days, "
+                          f"{row['virtual_stages']}{_row_extras(row)}: {row['days']:,.1f} days, "
                           f"{row['memory_gib']:g} GiB"))
     return lines
+
+
+def _row_extras(row: dict) -> str:
+    """A runner-up's HSDP group and kept weights, which tell it apart from the best."""
+    text = ""
+    if row.get("dp_shard", row["dp"]) < row["dp"]:
+        text += f", HSDP {row['dp_shard']} x {row['dp'] // row['dp_shard']}"
+    if not row.get("reshard_after_forward", 1):
+        text += ", weights kept"
+    return text
 
 
 def _step_line(e: Estimate) -> str:
