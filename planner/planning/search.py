@@ -208,6 +208,8 @@ def search(model: ModelSpec, training: TrainingSpec, hw: HardwareProfile,
 
 
 MAX_VIRTUAL_STAGES = 32
+NEAR_BEST = 0.01  # the answer's tie window (sizing.headroom_order, spread.near_best_factors)
+RISK_MARGIN = 0.05  # the answer's memory-risk window (sizing.headroom_order)
 _FAMILY = ("devices", "tp", "pp", "cp", "ep", "zero_stage", "micro_batch_size", "recompute")
 
 
@@ -217,16 +219,18 @@ def refinement_seeds(fit: dict[str, np.ndarray], space: SearchSpace) -> np.ndarr
     collectives (HSDP, kept weights), the bubble and the pipeline p2p (interleaving), and each
     of those is >= 0, so a layout's step less them, per sequence trained (how the answer
     ranks layouts on one device count), bounds every refinement of it from below; the
-    optimizer step only grows under HSDP. Ranking seeds by their own step instead missed the
-    layouts held back by full-width collectives (Llama-3-8B on 8,192 H100: 816K device-hours
-    found, 567K there)."""
+    optimizer step only grows under HSDP. The answer also picks within windows of the best
+    (the 1% tie window, most headroom first; safe layouts within 5% when the tied ones are at
+    memory risk; the range widened over the tied), so seeds are taken up to those windows
+    above the best. Ranking seeds by their own step instead missed the layouts held back by
+    full-width collectives (Llama-3-8B on 8,192 H100: 816K device-hours found, 572K there)."""
     gbs = fit["global_batch_size"]
     key = fit["step_s"] / gbs
     bound = (fit["step_s"] - fit["dp_comm_s"] - fit["bubble_s"] - fit["pp_comm_s"]) / gbs
     counts, at = np.unique(fit["devices"], return_inverse=True)
     best = np.full(len(counts), np.inf)
     np.minimum.at(best, at, key)
-    cand = np.nonzero(bound < best[at] * (1 - 1e-12))[0]
+    cand = np.nonzero(bound < best[at] * (1 + NEAR_BEST) * (1 + RISK_MARGIN))[0]
     if not len(cand):
         return cand
     fixed_v = "virtual_stages" in space.fixed
@@ -254,7 +258,8 @@ def refinements(model: ModelSpec, hw: HardwareProfile, fit: dict[str, np.ndarray
     domain = int(hw.scale_up_domain_devices.value)
     picks = refinement_seeds(fit, space)
     rows, vs, shards, keeps = [], [], [], []
-    base_v = set(space.virtual_stages)
+    base_v = ({space.fixed["virtual_stages"]} if "virtual_stages" in space.fixed else
+              set(space.virtual_stages))
     for i in picks:
         p, dp = int(fit["pp"][i]), int(fit["dp"][i])
         z, unit = int(fit["zero_stage"][i]), int(fit["tp"][i] * fit["cp"][i])

@@ -28,7 +28,9 @@ from planner.planning.outcome_chain import (
 )
 from planner.planning.reliability import checkpoint_bytes_for
 from planner.planning.resolve import Request, parallelism_spec, training_spec
-from planner.planning.search import Candidates, SearchSpace, device_grid, search
+from planner.planning.search import (
+    NEAR_BEST, RISK_MARGIN, Candidates, SearchSpace, device_grid, search,
+)
 from planner.results import Assumption, Estimate, LayoutChoice
 from planner.units import GIB
 from planner.vocab import FRAMEWORKS, LAYOUT_FLAGS, OBJECTIVES, OFFLOADS, RECOMPUTE
@@ -178,11 +180,11 @@ def _select(q: Question, c: Candidates, out: dict[str, np.ndarray], hw_name: str
     return np.nonzero(ok)[0]
 
 
-NEAR_BEST = 0.01  # layouts within 1% of the best on the objective count as tied
-# A layout whose memory's high case (MEMORY_SPREAD over the prediction) overflows the device
-# yields to one that fits it within this margin: the step-time model's held-out error on the
-# NeMo, torchtitan and IBM A100 rows is within 5-10% (docs/validation.md).
-RISK_MARGIN = 0.05
+# NEAR_BEST: layouts within 1% of the best on the objective count as tied. RISK_MARGIN: a
+# layout whose memory's high case (MEMORY_SPREAD over the prediction) overflows the device
+# yields to one that fits it within 5%: the step-time model's held-out error on the NeMo,
+# torchtitan and IBM A100 rows is within 5-10% (docs/validation.md). Both live in search.py,
+# whose refinement must reach every layout these windows can pick.
 
 
 def headroom_order(idx: np.ndarray, key: np.ndarray, days: np.ndarray, memory: np.ndarray,
