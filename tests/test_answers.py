@@ -114,14 +114,17 @@ def test_plan_candidate_table_prints_every_degree(runner, fmt):
         assert all(values[w] not in ("", "n/a") for w in want), values
 
 
+MEGATRON_16 = ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "16", "--tokens", "1B",
+               "--tp", "2", "--pp", "1", "--cp", "1", "--zero", "1", "--micro-batch", "1",
+               "--recompute", "none", "--global-batch", "64", "--framework", "megatron",
+               "--format", "json"]
+
+
 def test_megatron_fp16_accumulation_is_warned(runner):
     # The model follows the 2022 Megatron-LM (no fusion into fp16 gradients); today's fuses
     # them (07916bf245), so the estimate says it is pessimistic. --grad-dtype fp32 is
     # --accumulate-allreduce-grads-in-fp32: fused, no warning, fp32 gradients held.
-    base = ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "16", "--tokens", "1B",
-            "--tp", "2", "--pp", "1", "--cp", "1", "--zero", "1", "--micro-batch", "1",
-            "--recompute", "none", "--global-batch", "64", "--framework", "megatron",
-            "--format", "json"]
+    base = MEGATRON_16
     fp16 = json.loads(runner.invoke(cli, [*base, "--precision", "fp16"]).stdout)
     assert any("charged unfused" in w for w in fp16["warnings"])
     bf16 = json.loads(runner.invoke(cli, [*base, "--precision", "bf16"]).stdout)
@@ -136,3 +139,16 @@ def test_megatron_fp16_accumulation_is_warned(runner):
     # given, it is not listed as a default; left out, the framework's choice is
     assert [a["value"] for a in fp16["assumptions"] if a["name"] == "grad_dtype"] == ["fp16"]
     assert not [a for a in fp32["assumptions"] if a["name"] == "grad_dtype"]
+
+
+def test_megatron_bf16_gradients_are_fused_and_not_warned(runner):
+    # bf16 main_grad exists only in Megatron-core (--grad-reduce-in-bf16), which fuses into
+    # it; only fp16 gradients pay the 2022 code's unfused pass.
+    bf16 = json.loads(runner.invoke(cli, [*MEGATRON_16, "--grad-dtype", "bf16"]).stdout)
+    fp32 = json.loads(runner.invoke(cli, MEGATRON_16).stdout)
+    assert bf16["layout"]["grad_dtype"] == "bf16" and fp32["layout"]["grad_dtype"] == "fp32"
+    assert not any("charged unfused" in w for w in bf16["warnings"])
+    assert bf16["step"]["compute_s"] == pytest.approx(fp32["step"]["compute_s"])
+    # 2 B main_grad + fp32 main gradients in the optimizer: 2 + 2 + 16, as --fp16
+    assert bf16["memory_per_device"]["gradients_bytes"] == pytest.approx(
+        fp32["memory_per_device"]["gradients_bytes"] / 2)

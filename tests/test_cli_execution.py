@@ -108,23 +108,6 @@ def test_api_reports_a_bad_name_before_the_dtype_rule():
         assert needle in str(e.value) and "or int8" not in str(e.value), str(e.value)
 
 
-def test_megatron_bf16_gradients_are_fused_and_not_warned(runner):
-    # bf16 main_grad exists only in Megatron-core (--grad-reduce-in-bf16), which fuses into
-    # it; only fp16 gradients pay the 2022 code's unfused pass.
-    base = ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "16", "--tokens", "1B",
-            "--tp", "2", "--pp", "1", "--cp", "1", "--zero", "1", "--micro-batch", "1",
-            "--recompute", "none", "--global-batch", "64", "--framework", "megatron",
-            "--format", "json"]
-    bf16 = json.loads(runner.invoke(cli, [*base, "--grad-dtype", "bf16"]).stdout)
-    fp32 = json.loads(runner.invoke(cli, base).stdout)
-    assert bf16["layout"]["grad_dtype"] == "bf16" and fp32["layout"]["grad_dtype"] == "fp32"
-    assert not any("charged unfused" in w for w in bf16["warnings"])
-    assert bf16["step"]["compute_s"] == pytest.approx(fp32["step"]["compute_s"])
-    # 2 B main_grad + fp32 main gradients in the optimizer: 2 + 2 + 16, as --fp16
-    assert bf16["memory_per_device"]["gradients_bytes"] == pytest.approx(
-        fp32["memory_per_device"]["gradients_bytes"] / 2)
-
-
 def test_estimate_text_and_markdown_show_the_execution_line(runner):
     text = _estimate(runner, "--dp-shard", "8", "--framework", "megatron", fmt="table")
     assert "ZeRO-3 (HSDP: shard 8 x 8 replicas)" in text

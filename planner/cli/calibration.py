@@ -238,7 +238,7 @@ def save_link(hw, collective, per_host, size, busbw, source, device_name, level,
     from planner.catalog import calibrations as calibration
     from planner.estimators.step_time import DEFAULT_PERF
     from planner.planning.link_calibration import link_calibration
-    from planner.planning.resolve import with_links
+    from planner.planning.applied_calibration import with_links
 
     perf, _ = with_links(DEFAULT_PERF, hw, path)
     entry, warnings = link_calibration(hw, collective, per_host, size, busbw, source,

@@ -30,7 +30,8 @@ from planner.estimators.step_time import (
     step_seconds, step_time_terms,
 )
 from planner.estimators.vec import Degrees
-from planner.planning.resolve import Request, links_used, with_links
+from planner.planning.applied_calibration import links_used, with_links
+from planner.planning.resolve import Request
 from planner.vocab import DEGREE_FLAGS
 
 MIN_SCALE = 1e-3  # compute speed factors searched: from here up to where the last one caps
