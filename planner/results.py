@@ -207,6 +207,8 @@ class Layout(Result):
     dropout: bool = False
     kernels: str = "fused"  # fused or eager elementwise kernels (vocab.KERNELS)
     grad_dtype: str = "bf16"  # gradients accumulate and reduce in it (given or the framework's)
+    adapter_grad_dtype: str | None = None  # LoRA/QLoRA: the adapters' gradients (their dtype)
+    base_grads: bool = True  # any of the model's own weights train (LoRA: only its biases)
     attention_kernel: str = "native"  # the fused attention kernel (vocab.ATTENTION_KERNELS)
     virtual_stages: int = 1  # model chunks per pipeline rank (interleaving depth v)
 

@@ -152,3 +152,55 @@ def test_dora_bad_input_is_one_line(runner, args, needle):
     r = runner.invoke(cli, ["estimate", "--model", "llama3-8b", *args])
     assert r.exit_code == 1 and needle in r.stderr, r.output
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,label,adapter,per_trainable", [
+    # peft's autocast_adapter_dtype keeps LoRA adapters in fp32; qlora.py casts them to bf16
+    (["--finetune", "lora"], "fp32 adapter gradients", "fp32", 4),
+    (["--finetune", "qlora"], "bf16 adapter gradients", "bf16", 2),
+])
+def test_lora_says_its_adapters_gradient_dtype(runner, args, label, adapter, per_trainable):
+    # the label is the bytes charged: every trainable parameter is an adapter's, held in the
+    # adapters' dtype (ZeRO-0 on one device), whatever the base's convention (bf16 here)
+    base = ["estimate", "--model", "llama3-8b", "--hardware", "h100-sxm", "--devices", "1",
+            "--tokens", "100M", *args]
+    text = runner.invoke(cli, base)
+    assert text.exit_code == 0, text.stderr
+    assert f"{label}," in text.stdout and " bf16 gradients" not in text.stdout
+    est = json.loads(runner.invoke(cli, [*base, "--format", "json"]).stdout)
+    lay = est["layout"]
+    assert (lay["adapter_grad_dtype"], lay["base_grads"], lay["grad_dtype"]) == \
+        (adapter, False, "bf16")
+    assert est["memory_per_device"]["gradients_bytes"] == \
+        per_trainable * est["model"]["params_trainable"]
+
+
+def test_lora_with_trained_biases_names_both_gradient_dtypes(runner):
+    # --lora-bias all trains the model's biases: they follow --grad-dtype, the adapters not
+    base = ["estimate", "--model", "qwen2-7b", "--hardware", "h100-sxm", "--devices", "1",
+            "--tokens", "100M", "--finetune", "lora", "--lora-bias", "all"]
+    out = runner.invoke(cli, base).stdout
+    assert "fp32 adapter and bf16 base-weight gradients," in out
+    out = runner.invoke(cli, [*base, "--grad-dtype", "fp32"]).stdout
+    assert "fp32 adapter and base-weight gradients," in out
+    est = json.loads(runner.invoke(cli, [*base, "--format", "json"]).stdout)
+    assert est["layout"]["base_grads"] is True
+    assert est["model"]["finetune"] is not None and est["layout"]["adapter_grad_dtype"] == "fp32"
+
+
+def test_grad_dtype_that_moves_nothing_is_warned(runner):
+    # LoRA without trained biases has no base-weight gradients for --grad-dtype to set
+    base = ["estimate", "--model", "llama3-8b", "--hardware", "h100-sxm", "--devices", "1",
+            "--tokens", "100M", "--finetune", "lora"]
+    plain = json.loads(runner.invoke(cli, [*base, "--format", "json"]).stdout)
+    given = json.loads(runner.invoke(cli, [*base, "--grad-dtype", "fp32", "--format",
+                                           "json"]).stdout)
+    assert any(w.startswith("--grad-dtype fp32 moves nothing: lora trains none of the "
+                            "model's weights") for w in given["warnings"]), given["warnings"]
+    assert given["memory_per_device"] == plain["memory_per_device"]
+    assert "warning: --grad-dtype fp32 moves nothing" in runner.invoke(
+        cli, [*base, "--grad-dtype", "fp32"]).stdout
+    full = runner.invoke(cli, ["estimate", "--model", "llama3-8b", "--hardware", "h100-sxm",
+                               "--devices", "8", "--tokens", "100M", "--finetune", "full",
+                               "--grad-dtype", "fp32"])
+    assert "moves nothing" not in full.stderr

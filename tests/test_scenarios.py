@@ -102,6 +102,37 @@ def test_bad_scenario_files_name_file_line_and_field(runner, tmp_path, text, nee
     assert str(path) in err and needle in err, err
 
 
+TRAINING_BAD = [
+    # a setting no candidate changes: the training key's line, its words, no candidate named
+    ("  grad_dtype: fp16\n", "h200", "line 12: training.grad_dtype fp16 with "
+     "training.precision bf16: gradients accumulate in fp32 or in the compute dtype; valid "
+     "training.grad_dtype: fp32 or bf16"),
+    ("  attention_kernel: fa2\n  flash_attention: false\n", "h200",
+     "line 12: training.attention_kernel fa2 names a fused attention kernel: drop "
+     "training.flash_attention: false, or the kernel"),
+    # one candidate cannot have it: that candidate, and the training key's line
+    ("  attention_kernel: fa2\n", "b200", "line 12: hardware[1] (b200): "
+     "training.attention_kernel fa2: b200 has no fa2_attention_fraction figure"),
+]
+
+
+@pytest.mark.parametrize("lines,second,needle", TRAINING_BAD,
+                         ids=["grad-dtype", "kernel-unfused", "kernel-hardware"])
+def test_scenario_training_errors_name_the_training_keys(runner, tmp_path, lines, second,
+                                                          needle):
+    # resolve words these errors with the command line's flags; a scenario has no flags
+    text = (shipped_dir("scenarios") / "quickstart.yaml").read_text().replace(
+        "  global_batch: 512\n", "  global_batch: 512\n" + lines).replace(
+        "hardware: h200", f"hardware: {second}")
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = runner.invoke(cli, ["run", str(path)])
+    err = result.stderr.strip()
+    assert result.exit_code == 1 and len(err.splitlines()) == 1, result.output
+    assert err.startswith(f"error: {path} ") and needle in err, err
+    assert "--" not in err and "Python API" not in err, err
+
+
 def test_unknown_scenario_name(runner):
     result = runner.invoke(cli, ["run", "quikstart"])
     assert result.exit_code == 1 and "quickstart" in result.stderr

@@ -269,3 +269,18 @@ def finetune_summary(model: ModelSpec, ft: FinetuneSpec | None) -> dict:
     if extras and ft.mode != "full":
         what += " + " + ",".join(extras) + " trained in full"
     return {"finetune": what, "params_trainable": t.trainable, "params_frozen": t.frozen}
+
+
+def adapter_grad_dtype(ft: FinetuneSpec | None) -> str | None:
+    """The dtype LoRA adapters' (and modules_to_save copies') gradients are held in: their
+    adapter_precision (finetune_memory charges ft.adapter_bytes for them); None without
+    adapters."""
+    if ft is None or not ft.uses_lora:
+        return None
+    return "bf16" if ft.adapter_bytes == 2 else "fp32"
+
+
+def trains_base_weights(model: ModelSpec, ft: FinetuneSpec | None) -> bool:
+    """Whether any of the model's own parameters train (their gradients follow grad_dtype):
+    always without adapters; with LoRA only its trained biases."""
+    return ft is None or not ft.uses_lora or trainable_params(model, ft).trainable_base > 0

@@ -11,7 +11,8 @@ from planner.estimators.flops import training_flops
 from planner.estimators.layout import check_layout
 from planner.estimators.memory import memory_per_device
 from planner.estimators.model_state import grad_dtype_of
-from planner.estimators.finetune import finetune_summary
+from planner.estimators.finetune import adapter_grad_dtype, finetune_summary, \
+    trains_base_weights
 from planner.estimators.params import count_params
 from planner.estimators.step_time import (
     COMPONENTS, DEFAULT_PERF, PerfParams, flops_inputs, step_seconds, step_time_terms,
@@ -184,7 +185,10 @@ def estimate(
             tp_comm_overlap=par.tp_comm_overlap, dp_comm_overlap=par.dp_comm_overlap,
             framework=par.framework,
             offload=par.offload, dropout=training.dropout, kernels=training.kernels,
-            grad_dtype=_grad_dtype(training, par), attention_kernel=training.attention_kernel,
+            grad_dtype=_grad_dtype(training, par),
+            adapter_grad_dtype=adapter_grad_dtype(training.finetune),
+            base_grads=trains_base_weights(model, training.finetune),
+            attention_kernel=training.attention_kernel,
             virtual_stages=par.virtual_stages),
         flops=Flops(
             per_token=fl.model_per_token, total=fl.model_total,
@@ -322,6 +326,11 @@ def _unused(user: Assumptions) -> list[str]:
 def _warnings(model: ModelSpec, training: TrainingSpec, par: ParallelismSpec,
               mem) -> list[str]:
     w = []
+    ft = training.finetune
+    if training.grad_dtype is not None and not trains_base_weights(model, ft):
+        w.append(f"--grad-dtype {training.grad_dtype} moves nothing: {ft.mode} trains none of "
+                 f"the model's weights, and its adapters' gradients are held in their own "
+                 f"precision ({adapter_grad_dtype(ft)}, finetune.adapter_precision)")
     chunks = par.pp * par.virtual_stages
     if model.num_layers % chunks:
         busiest = -(-model.num_layers // chunks) * par.virtual_stages

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.planning.resolve import resolve
+from planner.planning.resolve import check_attention_kernel, check_grad_dtype, resolve
 from planner.catalog.catalog import shipped_dir
 from planner.catalog.yamlio import load_spec
 from planner.catalog.catalog import load_model
@@ -22,6 +23,17 @@ _TRAINING = {"seq_len": "seq_len", "global_batch": "global_batch_size",
              "flash_attention": "flash_attention", "attention_flops": "attention_flops",
              "dropout": "dropout", "grad_dtype": "grad_dtype",
              "attention_kernel": "attention_kernel"}
+
+
+# The flags a training setting is given by on the command line, as resolve's errors name
+# them, and the scenario key that gives it here (training.<key>).
+_TRAINING_FLAGS = {"--seq-len": "seq_len", "--global-batch": "global_batch",
+                   "--micro-batch": "micro_batch", "--precision": "precision",
+                   "--optimizer": "optimizer", "--recompute": "recompute",
+                   "--kernels": "kernels", "--no-flash-attention": "flash_attention",
+                   "--flash-attention": "flash_attention",
+                   "--attention-flops": "attention_flops", "--dropout": "dropout",
+                   "--attention-kernel": "attention_kernel", "--grad-dtype": "grad_dtype"}
 
 
 def scenario_paths() -> dict[str, Path]:
@@ -102,6 +114,12 @@ def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) 
     options = {_TRAINING[k]: v for k, v in sc.training.model_dump().items() if v is not None}
     options.update(sc.assumptions.model_dump(exclude_none=True))
     options.update(_finetune_options(sc, model, path))
+    try:  # what no candidate changes is an error about the training keys alone
+        check_grad_dtype(options, {})
+        check_attention_kernel(options, None)
+    except PlannerError as e:
+        msg, keys = _in_scenario_keys(str(e))
+        raise SpecError(f"{_where(path, *(('training', k) for k in keys))}: {msg}") from None
     plans, questions, skipped = [], [], []
     for i, cand in enumerate(sc.hardware):
         opts = dict(options)
@@ -117,8 +135,9 @@ def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) 
             skipped.append(f"hardware[{i}] ({cand.hardware}): {e}")
             continue
         except PlannerError as e:
-            raise SpecError(f"{_where(path, ('hardware', i, 'hardware'))}: hardware[{i}] "
-                            f"({cand.hardware}): {e}") from None
+            msg, keys = _in_scenario_keys(str(e))
+            where = _where(path, *(("training", k) for k in keys), ("hardware", i, "hardware"))
+            raise SpecError(f"{where}: hardware[{i}] ({cand.hardware}): {msg}") from None
         questions.append(q.describe())
     if not plans:
         raise InfeasibleError(f"{path}: no hardware option can answer it; " + "; ".join(skipped))
@@ -156,12 +175,51 @@ def _finetune_options(sc: Scenario, model, path: Path) -> dict[str, Any]:
     return {**out, "finetune": sc.finetune}
 
 
-def _where(path: Path, key: tuple) -> str:
-    """'file line N' for a key path in the scenario file (just the file if unknown)."""
+def _in_scenario_keys(msg: str) -> tuple[str, list[str]]:
+    """An error worded with command-line flags, reworded with this file's keys
+    (--grad-dtype -> training.grad_dtype; the Python API's names dropped), and the training
+    keys it names, in order."""
+    found, original = [], msg
+    for flag, key in _TRAINING_FLAGS.items():
+        pattern = rf"(?<![\w-]){re.escape(flag)}(?![\w-])"
+        if hit := re.search(pattern, original):
+            found.append((hit.start(), key))
+            said = f"training.{key}" + (": false" if flag.startswith("--no-") else "")
+            msg = re.sub(pattern, said, msg)
+    keys = [key for _, key in sorted(found)]
+    if keys:
+        msg = re.sub(r" \([^()]* in the Python API\)", "", msg)
+    return msg, keys
+
+
+def _where(path: Path, *keys: tuple) -> str:
+    """'file line N' for the first of the key paths that the scenario file holds, else for
+    as much of the last one as it holds (just the file if none)."""
     from planner.catalog.yamlio import line_of, read_yaml
 
     try:
-        line = line_of(read_yaml(path, with_lines=True)[1], key)
+        tree = read_yaml(path, with_lines=True)[1]
     except PlannerError:
-        line = None
+        return str(path)
+    held = [k for k in keys if _holds(tree, k)]
+    line = line_of(tree, (held or keys)[-1 if not held else 0])
     return f"{path} line {line}" if line else str(path)
+
+
+def _holds(tree: Any, key: tuple) -> bool:
+    """Whether the node tree has the whole key path (line_of answers a partial one too)."""
+    import yaml
+
+    node = tree
+    for part in key:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode)
+                         and k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+                and part < len(node.value):
+            node = node.value[part]
+        else:
+            return False
+        if node is None:
+            return False
+    return True

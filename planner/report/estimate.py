@@ -65,7 +65,18 @@ def _execution_line(lay) -> str:
     return (f"framework {lay.framework}, TP comm overlap {onoff[lay.tp_comm_overlap]}, "
             f"DP comm overlap {onoff[lay.dp_comm_overlap]}, "
             f"offload {lay.offload}, dropout {onoff[lay.dropout]}, {lay.kernels} kernels, "
-            f"{lay.grad_dtype} gradients, {lay.attention_kernel} attention kernel")
+            f"{_grads(lay)}, {lay.attention_kernel} attention kernel")
+
+
+def _grads(lay) -> str:
+    """The gradients' dtype: LoRA adapters' own, and the base weights' where any train."""
+    if lay.adapter_grad_dtype is None:
+        return f"{lay.grad_dtype} gradients"
+    if not lay.base_grads:
+        return f"{lay.adapter_grad_dtype} adapter gradients"
+    if lay.adapter_grad_dtype == lay.grad_dtype:
+        return f"{lay.grad_dtype} adapter and base-weight gradients"
+    return f"{lay.adapter_grad_dtype} adapter and {lay.grad_dtype} base-weight gradients"
 
 
 def _power_line(e: Estimate) -> str:
