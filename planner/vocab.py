@@ -55,8 +55,9 @@ DEGREE_FLAGS = {
     "virtual_stages": "--virtual-stages",
 }
 # Degrees the search refines around its best layouts (HSDP's shard group, FSDP's resharding).
-# A complete layout (every DEGREE_FLAGS degree given) takes them as given, or at the
-# frameworks' defaults: shard across all of dp, reshard after forward.
+# Like any degree, the search chooses them when they are not given; a run described by its
+# layout (calibrate, measure) takes the frameworks' defaults: shard across all of dp,
+# reshard after forward (Request.refined_open).
 REFINED_FLAGS = {"dp_shard": "--dp-shard", "reshard_after_forward": "--reshard-after-forward"}
 LAYOUT_FLAGS = {**DEGREE_FLAGS, **REFINED_FLAGS}
 

@@ -12,7 +12,8 @@ from planner.planning.resolve import _validate
 from planner.specs import Assumptions, ParallelismSpec, TrainingSpec
 
 FULL_LAYOUT = ["estimate", "--tp", "1", "--pp", "1", "--cp", "1", "--zero", "3",
-               "--micro-batch", "1", "--recompute", "selective"]
+               "--micro-batch", "1", "--recompute", "selective", "--dp-shard", "64",
+               "--reshard-after-forward"]  # every degree: the built-in plan's 64 devices
 # numpy: only a search needs it; torch, codecarbon: only validate and measure; yaml: the parse
 # cache is warm; difflib: only a mistake's "did you mean"; html: only markdown output
 NOT_IMPORTED = ("numpy", "torch", "codecarbon", "yaml", "difflib", "html")

@@ -29,8 +29,8 @@ def estimate_cmd(model, hardware, profiles_dirs, devices, tokens, region, altern
     """Estimate parameters, FLOPs, memory, time, cost, energy and carbon for one plan.
 
     Layout degrees you do not give (--tp, --pp, --cp, --ep, --zero, --micro-batch,
-    --recompute, --virtual-stages) are chosen by the same search `planner plan --devices N`
-    runs; the output says which. With no options it runs the built-in plan (the
+    --recompute, --virtual-stages; with ZeRO, --dp-shard and --reshard-after-forward) are
+    chosen by the same search `planner plan --devices N` runs; the output says which. With no options it runs the built-in plan (the
     `quickstart` scenario's: llama3-8b on 64 x h100-sxm, 1T tokens). Every default it
     fills in is listed under Assumptions.
     """

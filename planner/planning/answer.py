@@ -58,11 +58,12 @@ def estimate_at(req: Request, row: dict[str, Any], choice: LayoutChoice | None =
 
 def estimate_on(req: Request, devices: int, top: int = 0,
                 show_unfit: bool = False) -> Estimate:
-    """The estimate on ``devices``: the user's layout when every degree is given, else the
-    best layout the search finds for the rest (the same answer as `plan --devices N`).
+    """The estimate on ``devices``: the user's layout when every degree is given (the HSDP
+    shard group and resharding too, where they matter), else the best layout the search
+    finds for the rest (the same answer as `plan --devices N`).
     ``show_unfit``: when nothing fits, the smallest-memory layout (to see why)."""
     fixed = req.fixed_degrees()
-    if not req.layout_complete(fixed):
+    if not req.layout_complete(fixed) or req.refined_open(fixed, devices):
         from planner.planning.sizing import Question, answer, closest_row
 
         try:

@@ -156,10 +156,19 @@ class Request:
         for k in REFINED_FLAGS:
             if given.get(k) is not None:
                 fixed[k] = given[k]
-        if fixed.keys() >= _DEGREES:  # a complete layout: the frameworks' defaults
-            fixed.setdefault("dp_shard", None)
-            fixed.setdefault("reshard_after_forward", True)
         return fixed
+
+    def refined_open(self, fixed: dict[str, Any], devices: int) -> bool:
+        """Whether a complete layout (``fixed``) leaves a refined degree open that changes
+        the answer: the ZeRO shard group (HSDP) with ZeRO >= 1 over dp > 1, resharding after
+        forward with ZeRO-3. The search chooses them, as it chooses any degree not given; a
+        run described by its layout (calibrate, measure) takes the frameworks' defaults
+        instead: shard across all of dp, reshard after forward."""
+        mp = fixed["tp"] * fixed["pp"] * fixed["cp"]
+        if fixed["zero_stage"] < 1 or devices % mp or devices // mp < 2:
+            return False
+        return "dp_shard" not in fixed or \
+            (fixed["zero_stage"] == 3 and "reshard_after_forward" not in fixed)
 
     def given_degrees(self) -> dict[str, Any]:
         """The degrees the user gave (fixed_degrees less the ones implied)."""

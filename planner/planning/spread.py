@@ -115,6 +115,8 @@ def widen(est: Estimate, batch: tuple[float, float], layout: tuple[float, float]
     spans = est.ranges
     if spans is not None:
         best, exp, worst = spans.mfu
-        spans = dataclasses.replace(spans, mfu=[best / lo, exp, worst / hi])
+        fast, step, slow = spans.step_time_s  # the same work in the widened time
+        spans = dataclasses.replace(spans, mfu=[best / lo, exp, worst / hi],
+                                    step_time_s=[fast * lo, step, slow * hi])
     return dataclasses.replace(est, range=rng, ranges=spans,
                                assumptions=[*est.assumptions, *notes])
