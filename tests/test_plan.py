@@ -153,3 +153,42 @@ def test_a_calibration_made_against_an_earlier_model_is_not_applied():
     calibration.save(current)
     assert estimate_plan("gpt2", "h100-sxm", 8, "10B").step.method == \
         "calibrated performance model"
+
+
+def test_a_flat_efficiency_keeps_the_models_layout():
+    """--efficiency sets how fast the plan runs, not which layout is fastest: under a flat
+    efficiency every layout without recompute ties, and the tie had gone to the most memory
+    headroom (tp 8 x cp 8 for this 8B on 64 GPUs, rated by the model at 4% HFU; review).
+    The step-time model still ranks; the time follows the flat figure (40% of peak)."""
+    import planner
+    args = dict(model="llama3-8b", hardware="h100-sxm", devices=64, tokens="1T",
+                seq_len=8192, global_batch_size=512)
+    model = planner.estimate(**args)
+    flat = planner.estimate(**args, efficiency=0.4)  # as --efficiency 0.4
+    keys = ("tp", "pp", "cp", "zero_stage", "micro_batch_size", "recompute", "dp_shard")
+    assert [getattr(flat.layout, k) for k in keys] == [getattr(model.layout, k) for k in keys]
+    assert flat.step.method == "flat efficiency"
+    assert flat.range.expected.efficiency == pytest.approx(0.4)
+    assert flat.time.step_time_s > model.time.step_time_s  # 40% is below the model's
+
+
+def test_the_api_takes_efficiency_as_the_flag_does(runner):
+    """efficiency=0.4 in Python is --efficiency 0.4 (it was refused for lacking a source;
+    review); a (low, expected, high) triple is the range."""
+    import json
+    from planner.cli import cli
+    args = dict(model="llama3-8b", hardware="h100-sxm", devices=8, tokens="10B", tp=1, pp=1,
+                cp=1, zero_stage=3, micro_batch_size=1, recompute="none", dp_shard=8,
+                reshard_after_forward=True)
+    one = planner.estimate(**args, efficiency=0.4)
+    cli_out = json.loads(runner.invoke(cli, [
+        "estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "8", "-t", "10B", "--tp", "1",
+        "--pp", "1", "--cp", "1", "--zero", "3", "--micro-batch", "1", "--recompute", "none",
+        "--dp-shard", "8", "--reshard-after-forward", "--efficiency", "0.4", "--format",
+        "json"]).stdout)
+    assert one.time.wall_clock_days == cli_out["time"]["wall_clock_days"]
+    three = planner.estimate(**args, efficiency=(0.3, 0.4, 0.5))
+    assert three.time.wall_clock_days == one.time.wall_clock_days
+    assert three.range.high.wall_clock_days > one.range.high.wall_clock_days
+    with pytest.raises(SpecError):
+        planner.estimate(**args, efficiency=(0.5, 0.4, 0.3))

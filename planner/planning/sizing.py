@@ -13,7 +13,7 @@ plan's numbers are exactly those of `planner estimate` for that layout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -133,6 +133,20 @@ def outcomes(req: Request, c: Candidates) -> dict[str, np.ndarray]:
     inp = outcome_inputs(req.hw, req.assumptions, req.grid)
     return outcome_values(a["hw_flops_per_token"] * req.tokens, a["devices"], peak, eff,
                           goodput, inp)
+
+
+def _ranking_outcomes(req: Request, c: Candidates, out: dict[str, np.ndarray]
+                      ) -> dict[str, np.ndarray]:
+    """The outcomes layouts are ranked by: the answer's own, except under a flat
+    --efficiency, which makes every layout without recompute tie (days follow FLOPs alone)
+    and would hand the choice to the most memory headroom (tp 8 x cp 8 for an 8B on 64
+    GPUs, which the model rates at 4% HFU; review). There the step-time model ranks them:
+    which layout is fastest is the model's question, how fast it runs is the user's."""
+    if req.assumptions.efficiency is None:
+        return out
+    model = replace(req, assumptions=req.assumptions.model_copy(
+        update={"efficiency": None}))
+    return outcomes(model, c)
 
 
 def _deadline_batch(req: Request, q: Question, worst_days: np.ndarray, n: np.ndarray,
@@ -312,7 +326,8 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     else:
         idx = _select(q, cands, out, req.hw.name)
     key = RANK_KEY[q.objective] if q.kind != "budget" else "days"
-    order = headroom_order(idx, out[key], out["days"], cands.arrays["memory_bytes"],
+    rank = _ranking_outcomes(req, cands, out)
+    order = headroom_order(idx, rank[key], rank["days"], cands.arrays["memory_bytes"],
                            req.hw.memory_bytes)
     rows = [_row(cands, out, int(i)) for i in order[:max(top, 1)]]
     fixed = req.fixed_degrees()
@@ -329,7 +344,7 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     chosen = int(n[order[0]])
     if batch is None:  # only the chosen count's batch spread is needed
         batch = spread.batch_factors(req, [chosen], {chosen: base[chosen]}, _device_hours)
-    tied = order[(out[key][order] <= out[key][order[0]] * (1 + NEAR_BEST))
+    tied = order[(rank[key][order] <= rank[key][order[0]] * (1 + NEAR_BEST))
                  & (n[order] == chosen)]
     best = spread.widen(best, batch.get(chosen, (1.0, 1.0)),
                         spread.near_best_factors(out["device_hours"], tied,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from planner.specs.base import Name, PositiveWhole, Spec
 from planner.specs.finetune import FinetuneSpec
@@ -169,7 +169,8 @@ class Assumptions(Spec):
     """Overrides for the planner's defaults. Anything left None uses a sourced default."""
 
     efficiency: EfficiencyRange | None = Field(
-        None, description="Fraction of peak on executed FLOPs; default from the profile."
+        None, description="Fraction of peak on executed FLOPs; default from the profile. "
+        "A number is all three cases, (low, expected, high) the range."
     )
     goodput_low: float | None = Field(None, gt=0, le=1)
     goodput_expected: float | None = Field(None, gt=0, le=1)
@@ -195,6 +196,21 @@ class Assumptions(Spec):
         "(stragglers, data and evaluation pauses, hangs).")
     power_scope: Literal["accelerator", "server", "facility"] | None = Field(
         None, description="Scope of the energy and carbon figures (default facility).")
+
+    @field_validator("efficiency", mode="before")
+    @classmethod
+    def _efficiency(cls, v):
+        """efficiency=0.4 or (0.3, 0.4, 0.5) as --efficiency takes them; the source says
+        the user set it (the CLI's own 'set by user (--efficiency)' when it came from there)."""
+        if isinstance(v, bool):
+            return v  # refused by the range's own validation, not taken for 1
+        if isinstance(v, (int, float)):
+            v = (v, v, v)
+        if isinstance(v, (list, tuple)) and len(v) == 3:
+            v = dict(zip(("low", "expected", "high"), v))
+        if isinstance(v, dict) and "source" not in v:
+            v = {**v, "source": "set by user (efficiency)"}
+        return v
 
 
 def _divisors(n: int) -> list[int]:
