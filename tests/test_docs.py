@@ -108,7 +108,7 @@ def test_validation_throughput_table_is_current():
 
     text = VALIDATION.read_text()
     rows = report().splitlines()[2:]
-    assert len(rows) == 51
+    assert len(rows) == 57
     for row in rows:
         assert row in text, f"docs/validation.md throughput table is stale: {row}"
 
@@ -119,6 +119,7 @@ def test_validation_throughput_table_says_which_rows_set_a_constant():
     held_out = text.split("**Held-out rows.**")[1].split("\n## ")[0]
     assert calibrated.count("\n| GPT ") == 13 and calibrated.count("eager PyTorch, seq") == 9
     assert "\n| Llama 3" not in calibrated and "NeMo on" not in calibrated
+    assert calibrated.count("NeMo FP8 on") == 1 and held_out.count("NeMo FP8 on") == 5
     assert held_out.count("\n| Llama 3 405B") == 3 and held_out.count("\n| GPT ") == 5
     assert "recompute" not in "".join(l for l in held_out.splitlines() if l.startswith("| GPT "))
     assert held_out.count("NeMo on") == 6 and "eager PyTorch, seq" not in held_out

@@ -141,22 +141,25 @@ def korthikanti_checks(perf: PerfParams = PerfParams()) -> list[Check]:
     return out
 
 
-def nemo_checks(perf: PerfParams = PerfParams()) -> list[Check]:
-    """NeMo on DGX H100 (dgxc-benchmarking, held out): predicted vs published tokens/s per
-    GPU, at the published layouts, Megatron conventions and fused kernels."""
-    table = _table("nemo_dgxc_h100_bf16")
+def nemo_checks(perf: PerfParams = PerfParams(), precision: str = "bf16") -> list[Check]:
+    """NeMo on DGX H100 (dgxc-benchmarking): predicted vs published tokens/s per GPU, at
+    the published layouts, Megatron conventions and fused kernels. BF16 rows are all held
+    out; of the FP8 rows one set fp8_gemm_ratio (its role in the data file)."""
+    table = _table(f"nemo_dgxc_h100_{precision}")
     hw, st = load_hardware(table["hardware"]), table["settings"]
     out = []
-    for name, gpus, batch, tp, pp, cp, v, tokens_s in table["rows"]:
+    for name, gpus, batch, tp, pp, cp, v, tokens_s, *role in table["rows"]:
         training = TrainingSpec(tokens=1e9, seq_len=st["seq_len"], global_batch_size=batch,
                                 micro_batch_size=st["micro_batch"], recompute="none",
-                                kernels=st["kernels"])
+                                kernels=st["kernels"], precision=st["precision"])
         step = _step_s(load_model(name), training, hw, perf, devices=gpus, tp=tp, pp=pp,
                        cp=cp, virtual_stages=v, zero_stage=st["zero_stage"],
                        framework=FRAMEWORKS.index(st["framework"]), tp_comm_overlap=int(tp > 1))
-        out.append(Check(f"{name} NeMo on {gpus} H100, seq {st['seq_len']}", tokens_s / gpus,
-                         batch * st["seq_len"] / (step * gpus), "tokens/s/GPU",
-                         f"tp{tp} pp{pp} cp{cp} v{v} dp{gpus // (tp * pp * cp)}"))
+        label = "" if precision == "bf16" else f" {precision.upper()}"
+        out.append(Check(f"{name} NeMo{label} on {gpus} H100, seq {st['seq_len']}",
+                         tokens_s / gpus, batch * st["seq_len"] / (step * gpus),
+                         "tokens/s/GPU", f"tp{tp} pp{pp} cp{cp} v{v} dp{gpus // (tp * pp * cp)}",
+                         fitted=role == ["fit"]))
     return out
 
 
@@ -249,7 +252,7 @@ def all_checks() -> list[Check]:
     """Every row: Megatron and Korthikanti (they set the fused constants), planner's own GPU
     runs (they set the eager constant), and the held-out rest (docs/validation.md)."""
     return (megatron_checks() + llama3_checks() + korthikanti_checks() + nemo_checks()
-            + torchtitan_checks() + ibm_fsdp_checks() + palm_checks() + single_gpu_checks())
+            + nemo_checks(precision="fp8") + torchtitan_checks() + ibm_fsdp_checks() + palm_checks() + single_gpu_checks())
 
 
 def report() -> str:
