@@ -14,7 +14,7 @@ from pydantic import Field, PositiveFloat, field_validator, model_validator
 from planner.specs.base import Name, Spec
 from planner.units import GB, GIB, TERA
 
-Confidence = Literal["vendor", "secondary", "recalled", "derived", "uncertain"]
+Confidence = Literal["vendor", "measured", "secondary", "recalled", "derived", "uncertain"]
 PriceTier = Literal[
     "on_demand", "reserved_1y", "reserved_3y", "spot", "capacity_block", "neocloud", "assumption"
 ]
@@ -111,6 +111,11 @@ class HardwareProfile(Spec):
         "`planner serve --precision fp4` runs at it.")
     memory_gb: Figure | None = Field(None, description="Capacity in 1e9 bytes (vendor GB).")
     memory_gib: Figure | None = Field(None, description="Capacity in 2**30 bytes.")
+    reported_memory_mib: Figure | None = Field(
+        None, description="The memory the driver reports (nvidia-smi's memory.total, MiB): "
+        "what a job can allocate, its CUDA context included; ECC and firmware carve-outs "
+        "excluded. The capacity plans are checked against when given (memory_gib / "
+        "memory_gb are the vendor's nominal figure).")
     hbm_bandwidth_tb_per_s: Figure
     scale_up_bandwidth_gb_per_s_one_way: Figure = Field(
         description="Per-device bandwidth in one direction inside the scale-up domain "
@@ -172,7 +177,15 @@ class HardwareProfile(Spec):
     # -- canonical units -------------------------------------------------------------------
     @property
     def memory_bytes(self) -> float:
-        """Device memory capacity in bytes."""
+        """Device memory capacity in bytes: what the driver reports where the profile has
+        it (an H100 80GB reports 81,559 MiB, 79.6 GiB), else the nominal capacity."""
+        if self.reported_memory_mib is not None:
+            return self.reported_memory_mib.value * 2**20
+        return self.nominal_memory_bytes
+
+    @property
+    def nominal_memory_bytes(self) -> float:
+        """The vendor's capacity in bytes (memory_gib or memory_gb)."""
         if self.memory_gib is not None:
             return self.memory_gib.value * GIB
         assert self.memory_gb is not None
