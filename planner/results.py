@@ -270,6 +270,7 @@ class StepBreakdown(Result):
     gemm_efficiency: float  # achieved fraction of peak for the layout's GEMM shapes
     predicted_mfu: float
     predicted_hfu: float
+    overlapped_comm_s: float = 0.0  # communication hidden under compute, charged as free
 
 
 @frozen

@@ -543,6 +543,30 @@ def test_hsdp_replica_all_reduce_follows_the_framework():
         assert added == pytest.approx(3 * z3_mb + 3 * across * replica_every_mb, rel=1e-9)
 
 
+def test_replica_all_reduce_shares_the_backward_with_the_reduce_scatter_on_the_nics():
+    # 64 H100, ZeRO-3 HSDP in shard groups of 16 (two nodes) x 4 replicas, one micro-batch.
+    # Each layer's backward carries its weight gather, its gradient reduce-scatter (both
+    # through the NICs, the group leaving the node) and then the replica all-reduce of the
+    # shards (NICs too): the three hide behind that layer's backward compute together. They
+    # had each been hidden behind all of it. Per layer (no latency): gather = reduce = g
+    # (2-byte weights and gradients, the same collective), across = P_layer x 2 / 16 x
+    # 2 x 3/4 over one NIC (50 x 0.8 GB/s); exposed = the first layer's and every layer's
+    # excess, forward (g against f) and backward (2g + across against b).
+    m = load_model("llama3-8b")
+    L = m.num_layers
+    t = _terms("llama3-8b", _deg(devices=64, dp=64, zero_stage=3, dp_shard=16),
+               global_batch_size=64, seq_len=1024)
+    P = count_params(m)
+    layer = (P.total) / L  # the dense parameters spread over the blocks, as data_parallel
+    across = layer * 2 / 16 * 2 * 3 / 4 / (50e9 * 0.8)
+    g = (t["dp_comm_total"] - L * across) / (3 * L)
+    f = t["compute"] / 3 / L
+    b = t["compute"] * 2 / 3 / L
+    expect = (g + L * max(0.0, g - f)) + (2 * g + across + L * max(0.0, 2 * g + across - b))
+    assert 2 * g + across > b  # the case where hiding them one by one was wrong
+    assert t["dp_comm"] == pytest.approx(expect, rel=1e-9)
+
+
 def test_pipelined_fsdp2_syncs_its_replicas_once_per_step():
     # torch.distributed.pipelining's schedules sync gradients once per step, whatever the
     # shard group (also dp_shard 1, which keeps_unsharded_across_micro_batches does not cover)

@@ -143,6 +143,14 @@ def data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local:
         across_n = 1 + (lay.micro_batches - 1) * (lay.framework == 2) * (z >= 2) * (lay.pp == 1)
         across_total = per_stage * across * across_n
         total = total + z3_total + (low_total - z3_total) * (1 - z3) + across_total
+        # The replica all-reduce follows each layer's gradient reduce-scatter in the same
+        # backward: where the shard group leaves the scale-up domain both cross the NICs,
+        # so they hide behind that layer's compute together, not each behind all of it
+        shared = (stride * n_s > domain) * (replicas > 1)
+        own = z3 * bwd_comm + (1 - z3) * reduce
+        with_across = _overlapped(own + across, b_layer, per_stage) - \
+            _overlapped(own, b_layer, per_stage)
         exposed = exposed + z3_exposed + (low_exposed - z3_exposed) * (1 - z3) + \
-            across_n * _overlapped(across, b_layer, per_stage)
+            across_n * (shared * with_across + (1 - shared) * _overlapped(across, b_layer,
+                                                                          per_stage))
     return total, total + (exposed - total) * lay.dp_comm_overlap

@@ -337,8 +337,16 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
         "compute_gemm": m * gemm_s, "compute_attention": m * attn_s,
         "compute_memory": m * ew_bytes / hbm,
         # communication before overlap, for checking volumes by hand
-        "tp_comm_total": m * tp_raw, "dp_comm_total": dp_total,
+        "tp_comm_total": m * tp_raw, "dp_comm_total": dp_total, "cp_comm_total": m * cp_mb,
     }
+
+
+def overlapped_comm_s(terms: dict[str, Any]) -> Any:
+    """Communication the model runs under compute and charges nothing for: the DP, TP and
+    CP collectives before overlap less what is left exposed. Kernels that share a GPU slow
+    each other (SMs, HBM), which the model does not charge; this is how much it assumes
+    away (docs/performance-model.md, "Overlap")."""
+    return sum(terms[f"{k}_comm_total"] - terms[f"{k}_comm"] for k in ("dp", "tp", "cp"))
 
 
 def column_parallel_shares(model: ModelSpec, params: ParamCount) -> tuple[float, float]:
