@@ -104,6 +104,33 @@ def test_a_file_that_is_not_a_ledger(tmp_path):
         Ledger(junk).runs()
 
 
+@pytest.mark.parametrize("stored", ["{bad", "[1, 2]", '{"id": "other"}', "[" * 100_000])
+def test_damaged_row_is_one_line_error_naming_the_ledger_and_run(runner, tmp_path, stored):
+    from planner.cli import cli
+
+    path = tmp_path / "runs.sqlite"
+    led = Ledger.open_for_writing(path)
+    led.add(sample_record("good00000000", kwh=1.0))
+    led.add(sample_record("bad000000000", kwh=2.0))
+    db = sqlite3.connect(path)
+    db.execute("UPDATE runs SET record_json = ? WHERE id = 'bad000000000'", (stored,))
+    db.commit()
+    db.close()
+    dest = tmp_path / "dest.sqlite"
+    for argv in (["runs", "list"], ["runs", "export"], ["runs", "show", "bad0"],
+                 ["runs", "summary", "--job", "j"], ["calibration", "add", "bad0"],
+                 ["runs", "merge", str(path), "--ledger", str(dest)]):
+        if "--ledger" not in argv:
+            argv = argv + ["--ledger", str(path)]
+        result = runner.invoke(cli, argv)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, (argv, result.stderr)
+        assert lines[0].startswith(f"error: run ledger {path}: run 'bad000000000' is damaged: "
+                                   "its record_json is not valid"), lines
+        assert "Traceback" not in result.stderr + result.stdout
+    assert Ledger(dest).runs() == []  # a merge that meets a damaged run copies nothing
+
+
 def test_missing_ledger_reads_as_empty(tmp_path):
     led = Ledger(tmp_path / "never.sqlite")
     assert led.runs() == [] and led.summary() == []

@@ -167,6 +167,8 @@ class Ledger:
             raise LedgerError(f"no run ledger at {source}")
         with src._read() as db:
             rows = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY rowid")]
+        for row in rows:  # a corrupt run is refused before anything is copied
+            _record(row, source)
 
         def work(db: sqlite3.Connection) -> dict[str, int]:
             have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
@@ -219,7 +221,7 @@ class Ledger:
             sql += f" LIMIT {int(limit)}"
         with self._read() as db:
             rows = [] if db is None else db.execute(sql, args).fetchall()
-        return [_record(r) for r in reversed(rows)]
+        return [_record(r, self.path) for r in reversed(rows)]
 
     def get(self, run_id: str) -> dict[str, Any]:
         """One run by id or unique id prefix; LedgerError if none or ambiguous."""
@@ -233,7 +235,7 @@ class Ledger:
         if len(rows) > 1:
             ids = ", ".join(sorted(r["id"] for r in rows)[:5])
             raise LedgerError(f"run id '{run_id}' is ambiguous: {ids}")
-        return _record(rows[0])
+        return _record(rows[0], self.path)
 
     def summary(self) -> list[dict[str, Any]]:
         """Totals by label: runs, complete runs, seconds, kWh, kg CO2e, USD."""
@@ -286,17 +288,34 @@ def _job_columns(job: dict[str, Any] | None) -> dict[str, Any]:
             "meters_node": int(bool(job["meters_node"]))}
 
 
-def _record(row: sqlite3.Row) -> dict[str, Any]:
-    """The stored record; rows migrated from schema v1 are rebuilt from their columns."""
-    if row["record_json"]:
-        return json.loads(row["record_json"])
+def _record(row: sqlite3.Row | dict[str, Any], path: Path) -> dict[str, Any]:
+    """The stored record; rows migrated from schema v1 are rebuilt from their columns.
+    LedgerError naming the ledger, the run and the column when the row does not hold a record
+    (a hand-edited or damaged ledger)."""
+    column = "record_json" if row["record_json"] else "methods_json"
+    try:
+        value = json.loads(row[column] or "{}")
+        if column == "record_json" and (not isinstance(value, dict) or value.get("id") != row["id"]
+                                        or any(not isinstance(value.get(k), dict)
+                                               for k in ("energy", "carbon", "cost"))):
+            raise ValueError("not a run record: a JSON object with the run's id, energy, "
+                             "carbon and cost")
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise LedgerError(f"run ledger {path}: run '{row['id']}' is damaged: its {column} is "
+                          f"not valid ({why}); delete that row or restore the ledger from a "
+                          "backup") from None
+    if column == "record_json":
+        return value
     return {
         "id": row["id"], "label": row["label"], "command": None, "command_line": row["command"],
         "started_at": row["started_at"], "ended_at": row["ended_at"],
         "duration_s": row["duration_s"], "exit_code": row["exit_code"],
         "complete": bool(row["complete"]),
         "energy": {"kwh": row["energy_kwh"], "it_kwh": None, "cpu_kwh": None, "gpu_kwh": None,
-                   "ram_kwh": None, "methods": json.loads(row["methods_json"] or "{}")},
+                   "ram_kwh": None, "methods": value},
         "carbon": {"kg_co2e": row["kg_co2e"]}, "cost": {"total_usd": row["cost_usd"]},
         "extrapolation": None, "ledger_schema": row["schema_version"],
     }
