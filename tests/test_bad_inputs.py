@@ -374,3 +374,64 @@ def test_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         cli_module.main()
     assert exc.value.code == 130
+
+
+def _calibration_row(**changes) -> dict:
+    from planner.estimators.step_time import PERF_MODEL_VERSION
+
+    return {"hardware": "h100-sxm", "precision": "bf16", "params": 8030261248,
+            "shape": "llama3-8b", "seq_len": 8192, "micro_batch_size": 1, "measured_mfu": 0.4,
+            "measured_hfu": 0.4, "predicted_mfu": 0.5, "date": "2026-01-01",
+            "device_name": "H100", "model_version": PERF_MODEL_VERSION, "kernels": "fused",
+            **changes}
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("compute_scale", 0, "compute_scale must be a number from 0.001 to 1000 (got 0)"),
+    ("compute_scale", -5.0, "compute_scale must be a number from 0.001 to 1000 (got -5.0)"),
+    ("compute_scale", float("nan"), "compute_scale must be a number from 0.001 to 1000"),
+    ("compute_scale", 1e300, "compute_scale must be a number from 0.001 to 1000 (got 1e+300)"),
+    ("measured_mfu", "0.4", "measured_mfu must be a fraction of peak in (0, 1] (got '0.4')"),
+    ("predicted_mfu", 0, "predicted_mfu must be a fraction of peak in (0, 1] (got 0)"),
+    ("predicted_mfu", 1e-9, "measured_mfu / predicted_mfu must be from 0.001 to 1000"),
+    ("params", "8B", "params must be a whole number from 1 to"),
+    ("seq_len", True, "seq_len must be a whole number"),
+    ("hardware", 5, "hardware must be non-empty text (got 5)"),
+    ("model_version", "4", "model_version must be a whole number"),
+    ("compute_scal", 1.0, "unknown key 'compute_scal'"),
+])
+def test_hand_edited_calibration_is_one_line_naming_file_row_and_field(runner, field, value,
+                                                                      needle):
+    from planner.catalog import calibrations
+
+    path = calibrations.default_path()
+    path.write_text(json.dumps([_calibration_row(), _calibration_row(**{field: value})]))
+    for argv in (["estimate"], ["calibration", "list"]):
+        assert_one_line_error(runner.invoke(cli, argv),
+                              [f"calibration file {path} is not valid: row 2: {needle}"])
+
+
+def test_a_calibration_the_reader_would_refuse_is_never_written(tmp_path):
+    from planner.catalog import calibrations
+
+    row = calibrations.Calibration(**_calibration_row(measured_mfu=1.5))
+    with pytest.raises(PlannerError, match=r"not saved: measured_mfu .* \(got 1.5\)"):
+        calibrations.save(row, tmp_path / "cal.json")
+    assert not (tmp_path / "cal.json").exists()
+
+
+def test_deeply_nested_calibration_file_is_one_line(runner, tmp_path, monkeypatch):
+    from planner.catalog import calibrations
+
+    deep = "[" * 100_000 + "]" * 100_000
+    calibrations.default_path().write_text(deep)
+    nccl = tmp_path / "nccl.txt"
+    nccl.write_text("# not reached\n")
+    path = tmp_path / "cal.json"
+    path.write_text(deep)
+    for argv in (["estimate"], ["calibration", "list"],
+                 ["calibration", "list", "--calibration", str(path)],
+                 ["validate", "--device", "cpu", "--scale-to", "2M", "--no-energy",
+                  "--calibrate", "--calibration", str(path)]):
+        assert_one_line_error(runner.invoke(cli, argv),
+                              ["calibration file", "is not valid: nested too deeply"])

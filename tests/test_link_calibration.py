@@ -315,6 +315,18 @@ def test_a_hand_edited_link_row_is_one_line(runner, field, value):
         assert "calibration file" in result.stderr and "is not valid" in result.stderr
 
 
+def test_a_deeply_nested_calibration_file_is_one_line_for_link(runner, tmp_path):
+    results, path = tmp_path / "results.txt", tmp_path / "cal.json"
+    results.write_text(nccl_output(300.0))
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    result = runner.invoke(cli, ["calibration", "link", str(results), "-H", "h100-sxm",
+                                 "--calibration", str(path)])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.stderr
+    assert lines[0] == (f"error: calibration file {path} is not valid: nested too deeply to "
+                        "be a calibration file; fix it or delete the file")
+
+
 def test_cli_link_errors_are_one_line(runner, tmp_path):
     path = tmp_path / "results.txt"
     path.write_text(nccl_output(300.0, largest=2**20))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -164,23 +164,97 @@ def _load_all(path: Path | None) -> list[Calibration | LinkCalibration]:
 
 @lru_cache(maxsize=8)
 def _load_at(path: Path, mtime_ns: int, size: int) -> tuple[Calibration | LinkCalibration, ...]:
+    from planner.catalog.yamlio import read_text
+
+    # (not `planner calibration clear`: it reads the file first, and refuses one it cannot read)
+    bad, fix = f"calibration file {path} is not valid", "fix it or delete the file"
+    text = read_text(path, kind="calibration JSON")  # at most 4 MiB of UTF-8, or one line
     try:
-        rows = json.loads(path.read_text())
-        return tuple(LinkCalibration(**r) if r.get("kind") == "link" else
-                     _checked(Calibration(**r)) for r in rows)
-    except (ValueError, TypeError, AttributeError, ArithmeticError, OSError) as e:
-        raise SpecError(f"calibration file {path} is not valid ({e}); fix or "
-                        "`planner calibration clear`") from None
+        rows = json.loads(text)
+    except RecursionError:
+        raise SpecError(f"{bad}: nested too deeply to be a calibration file; {fix}") from None
+    except ValueError as e:
+        raise SpecError(f"{bad} JSON ({e}); {fix}") from None
+    if not isinstance(rows, list):
+        raise SpecError(f"{bad}: expected a JSON list of calibrations (got a JSON "
+                        f"{type(rows).__name__}); {fix}")
+    out: list[Calibration | LinkCalibration] = []
+    for i, r in enumerate(rows, 1):
+        try:
+            out.append(_row(r))
+        except (ValueError, TypeError, ArithmeticError) as e:  # 10**400: OverflowError
+            raise SpecError(f"{bad}: row {i}: {e}; fix or remove that row") from None
+    return tuple(out)
 
 
-def _checked(cal: Calibration) -> Calibration:
-    """A compute calibration whose named choices are ones the model knows (a hand-edited file
-    must not reach the model); ValueError otherwise."""
+def _row(r: object) -> Calibration | LinkCalibration:
+    """One stored row as a calibration; ValueError naming the key when it is not one."""
+    if not isinstance(r, dict):
+        raise ValueError(f"expected a JSON object (got a JSON {type(r).__name__})")
+    cls = LinkCalibration if r.get("kind") == "link" else Calibration
+    known = {f.name: f for f in fields(cls)}
+    for key in r:
+        if key not in known:
+            raise ValueError(f"unknown key {key!r}")
+    for name, f in known.items():
+        if f.default is MISSING and name not in r:
+            raise ValueError(f"missing key {name!r}")
+    for name in TEXT_FIELDS[cls]:
+        v = r.get(name)
+        if not (v is None and known[name].default is None) and \
+                not (isinstance(v, str) and v.strip()):
+            raise ValueError(f"{name} must be non-empty text (got {v!r})")
+    return LinkCalibration(**r) if cls is LinkCalibration else check(Calibration(**r))
+
+
+TEXT_FIELDS = {
+    Calibration: ("hardware", "precision", "shape", "date", "device_name", "source", "links"),
+    LinkCalibration: ("hardware", "date", "device_name", "source"),
+}
+# A compute factor `planner calibration add` fits lies from MIN_SCALE up to where the
+# efficiency caps stop its search (1 / the hardware's GEMM efficiency, under 3 on every shipped
+# profile; 1 / attention efficiency, 2.2): MAX_SCALE leaves room for any profile's own figures.
+MIN_SCALE = 1e-3
+MAX_SCALE = 1e3
+MAX_PARAMS = 10**15
+MAX_COUNT = 1_000_000_000  # seq_len, micro_batch_size: as every integer flag
+
+
+def check(cal: Calibration) -> Calibration:
+    """A compute calibration whose figures the model can use: whole-number sizes, MFU and HFU
+    fractions of peak in (0, 1] (the model caps every efficiency at the peak), a compute factor
+    from MIN_SCALE to MAX_SCALE, and named choices the model knows (a hand-edited file must
+    not reach the model); ValueError naming the field otherwise."""
+    for name, top in (("params", MAX_PARAMS), ("seq_len", MAX_COUNT),
+                      ("micro_batch_size", MAX_COUNT)):
+        v = getattr(cal, name)
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
+            raise ValueError(f"{name} must be a whole number from 1 to {top:,} (got {v!r})")
+    for name in ("measured_mfu", "measured_hfu", "predicted_mfu"):
+        v = getattr(cal, name)
+        if not _real(v) or not 0 < v <= 1:
+            raise ValueError(f"{name} must be a fraction of peak in (0, 1] (got {v!r})")
+    if cal.compute_scale is not None and not (_real(cal.compute_scale) and
+                                              MIN_SCALE <= cal.compute_scale <= MAX_SCALE):
+        raise ValueError(f"compute_scale must be a number from {MIN_SCALE:g} to "
+                         f"{MAX_SCALE:g} (got {cal.compute_scale!r})")
+    if cal.compute_scale is None and not MIN_SCALE <= cal.scale <= MAX_SCALE:
+        raise ValueError(f"measured_mfu / predicted_mfu must be from {MIN_SCALE:g} to "
+                         f"{MAX_SCALE:g} (got {cal.measured_mfu!r} / {cal.predicted_mfu!r})")
+    v = cal.model_version
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        raise ValueError(f"model_version must be a whole number >= 1 or null (got {v!r})")
     for name, valid in (("kernels", KERNELS), ("attention_kernel", ATTENTION_KERNELS)):
         value = getattr(cal, name)
         if value is not None and value not in valid:
             raise ValueError(f"{name} {value!r} is not one of {', '.join(valid)}")
     return cal
+
+
+def _real(v: object) -> bool:
+    """A finite number, not a bool (an int is finite at any size: 10**400 just compares)."""
+    return not isinstance(v, bool) and (isinstance(v, int) or
+                                        isinstance(v, float) and math.isfinite(v))
 
 
 def _write(rows: list[Calibration | LinkCalibration], path: Path) -> None:
@@ -200,6 +274,11 @@ def save(entry: Calibration | LinkCalibration, path: Path | None = None) -> Path
     """Add a calibration, replacing one for the same hardware, precision and shape (a link
     calibration: the same hardware and level)."""
     path = path or default_path()
+    if isinstance(entry, Calibration):
+        try:
+            check(entry)
+        except ValueError as e:  # what the reader would refuse is never written
+            raise SpecError(f"calibration not saved: {e}") from None
     rows = [r for r in _load_all(path) if type(r) is not type(entry) or _key(r) != _key(entry)]
     _write(rows + [entry], path)
     return path

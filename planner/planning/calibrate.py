@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from planner.catalog.calibrations import Calibration
+from planner.catalog.calibrations import MIN_SCALE, Calibration
 from planner.errors import SpecError
 from planner.estimators.flops import training_flops
 from planner.estimators.params import count_params
@@ -34,7 +34,7 @@ from planner.planning.applied_calibration import links_used, with_links
 from planner.planning.resolve import Request
 from planner.vocab import DEGREE_FLAGS
 
-MIN_SCALE = 1e-3  # compute speed factors searched: from here up to where the last one caps
+# compute speed factors are searched from MIN_SCALE (calibrations.py) up to where the last cap is
 LEAST_PLAUSIBLE = 0.3  # below this (or past the GEMM cap) a wrong --steps is likelier
 
 
