@@ -90,3 +90,47 @@ def test_default_location_and_no_home(monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setattr(os.path, "expanduser", lambda p: p)  # no home directory known
     assert parse_cache.cache_dir() is None
+
+
+def test_an_entry_that_does_not_match_its_source_or_parse_is_a_miss(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("a: 1\n")
+    read_yaml(f)
+    entry, _ = parse_cache._entry(f)
+    header = entry.read_text().split("\n", 1)[0]
+    for damaged in (header + "\n" + "[" * 100_000 + "]" * 100_000,  # RecursionError
+                    header + '\n{"a": 2}',  # data changed, its CRC not
+                    header + "\n{bad", "{bad", "\xff"):
+        entry.write_text(damaged)
+        assert parse_cache.get(f) is None, damaged[:40]
+        assert read_yaml(f)[0] == {"a": 1} and parse_cache.get(f) == {"a": 1}
+    st = f.stat()  # an edit that keeps the size and the modification time
+    f.write_text("a: 2\n")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert parse_cache._entry(f)[0] == entry and parse_cache.get(f) is None
+    assert read_yaml(f)[0] == {"a": 2}
+
+
+def test_a_valid_file_is_never_blamed_for_its_cache_entry(runner, tmp_path):
+    # an entry whose CRC was recomputed over bad data: validation fails on it, the file is
+    # parsed again, and the estimate is the one the file gives
+    import json
+    import zlib
+
+    from planner.cli import cli
+
+    model = tmp_path / "m.yaml"
+    model.write_text((Path(catalog.__file__).parent.parent / "data" / "models" /
+                      "llama3-8b.yaml").read_text().replace("name: llama3-8b", "name: m"))
+    args = ["estimate", "-m", str(model), "--format", "json"]
+    first = runner.invoke(cli, args)
+    assert first.exit_code == 0, first.stderr
+    entry, source = parse_cache._entry(model)
+    data = {**json.loads(entry.read_text().split("\n", 1)[1]), "num_layers": "many"}
+    text = json.dumps(data, separators=(",", ":"))
+    crc = zlib.crc32(text.encode(), zlib.crc32(model.read_bytes()))
+    entry.write_text(json.dumps({"source": source, "crc": crc}) + "\n" + text)
+    again = subprocess.run([sys.executable, "-m", "planner", *args], capture_output=True,
+                           text=True)  # (a new process: no spec cached in memory)
+    assert again.returncode == 0 and again.stderr == "" and again.stdout == first.stdout
+    assert parse_cache.get(model)["num_layers"] == 32  # the entry is repaired

@@ -208,8 +208,7 @@ def read_yaml(path: Path, with_lines: bool = False) -> tuple[Any, Any]:
             loader.dispose()
     if data is None:
         raise SpecError(f"{path}: file is empty")
-    if not with_lines:
-        parse_cache.put(path, data)
+    parse_cache.put(path, data, text)  # (also after with_lines: it repairs a bad entry)
     return data, node if with_lines else None
 
 
@@ -306,13 +305,17 @@ def load_spec(model: type[M], path: Path) -> M:
     from pydantic import ValidationError
 
     data, _ = read_yaml(path)
+    if isinstance(data, dict):
+        try:
+            return model.model_validate(data)
+        except ValidationError:
+            pass
+    # An error is reported from a fresh parse, never from the parse cache's copy (which a
+    # damaged entry could have changed): the file is read again, with its lines.
+    data, annotated = read_yaml(path, with_lines=True)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping of keys at the top level")
-    try:
-        return model.model_validate(data)
-    except ValidationError:
-        _, annotated = read_yaml(path, with_lines=True)
-        return validate_spec(model, data, str(path), annotated)
+    return validate_spec(model, data, str(path), annotated)
 
 
 def validate_spec(model: type[M], data: dict, where: str, annotated: Any = None) -> M:
