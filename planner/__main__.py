@@ -1,4 +1,5 @@
-"""``python -m planner``: the same entry point as the ``planner`` console script."""
+"""``python -m planner`` and the ``planner`` console script (pyproject.toml names this
+module's ``main``): Ctrl-C while the CLI is still importing exits 130 quietly, as later."""
 
 try:
     from planner.cli import main

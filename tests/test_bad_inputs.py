@@ -353,6 +353,30 @@ def test_plot_treats_dollars_in_names_as_text(runner, tmp_path):
     assert plot.stat().st_size > 1000
 
 
+@pytest.mark.parametrize("launch", ["console-script", "python -m planner"])
+def test_ctrl_c_while_the_cli_imports_exits_130_without_a_traceback(launch):
+    # Ctrl-C lands while planner.cli imports click (as a SIGINT 20-60 ms after launch does):
+    # the console script pyproject.toml names, and `python -m planner`, exit 130 quietly.
+    import subprocess
+    import sys
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    target = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]["planner"]
+    module, attr = target.split(":")
+    run = (f"from {module} import {attr}\nsys.exit({attr}())" if launch == "console-script"
+           else "import runpy\nrunpy.run_module('planner', run_name='__main__')")
+    code = ("import sys, importlib.abc\n"
+            "class CtrlC(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'click':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, CtrlC())\nsys.argv = ['planner', 'estimate']\n" + run)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=root, timeout=60)
+    assert done.returncode == 130 and done.stdout == "" and done.stderr == "", done.stderr
+
+
 def test_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
     import planner.cli as cli_module
 
