@@ -26,15 +26,22 @@ _COUNT_RE = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMBG
 
 MAX_INT = 10**9  # the largest shape, count or degree any spec accepts (specs/base.py)
 MAX_COUNT = 1e30  # larger than any token, FLOP, dollar or device-hour count planner is asked
+# Bounds that keep every result finite and readable (1e-300 as an efficiency would print
+# 300-digit day counts; a 1e18 requests/s load a fleet past float precision, TTFT inf):
+MIN_FRACTION = 1e-3  # the least efficiency or goodput a plan takes (0.1%)
+STORAGE_GB_PER_S = (1e-3, 10**6)  # aggregate checkpoint bandwidth: 1 MB/s to 1 PB/s
+MAX_EPOCHS = 10_000  # passes over a dataset
+MAX_RATE_PER_S = 1e9  # a serving load's requests per second
+MAX_TOKENS_PER_DAY = 1e18  # a serving load's input + output tokens per day
 
 
 def parse_count(text: str | int | float, what: str = "count", minimum: float = 0.0,
-                unit: str = "") -> float:
+                unit: str = "", maximum: float = MAX_COUNT) -> float:
     """Parse '15T', '300B', '2e12', '1.5M' or a number into a plain float.
 
     Suffixes are decimal: K=1e3, M=1e6, B/G=1e9, T=1e12, P=1e15.
     Raises ValueError naming ``what`` when the text is not a finite quantity above 0, at
-    least ``minimum`` (when given; e.g. 1 for tokens) and at most MAX_COUNT.
+    least ``minimum`` (when given; e.g. 1 for tokens) and at most ``maximum`` (MAX_COUNT).
     """
     if isinstance(text, bool):
         raise ValueError(f"{what}: must be a number, not {str(text).lower()}")
@@ -51,8 +58,8 @@ def parse_count(text: str | int | float, what: str = "count", minimum: float = 0
                 "K, M, B, T (e.g. 15T, 300B, 2e12)"
             )
         value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
-    if not math.isfinite(value) or value <= 0 or value > MAX_COUNT:
-        raise ValueError(f"{what}: must be a positive number of at most {MAX_COUNT:g}, "
+    if not math.isfinite(value) or value <= 0 or value > maximum:
+        raise ValueError(f"{what}: must be a positive number of at most {maximum:g}, "
                          f"got '{text}'")
     if value < minimum:
         raise ValueError(f"{what}: must be at least {minimum:g}{' ' + unit if unit else ''}, "

@@ -10,6 +10,7 @@ here in tmp_path; nothing big is committed.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -161,6 +162,11 @@ FILES = [
      ["run", "{dir}/s.yaml"], ["s.yaml", "duplicate key 'title'"]),
     ("scenario-inf-budget", {"s.yaml": scenario(constraints={"budget_usd": float("inf")})},
      ["run", "{dir}/s.yaml", "--format", "json"], ["s.yaml", "budget_usd"]),
+    ("scenario-huge-epochs", {"s.yaml": scenario(data={"tokens": "1T", "epochs": 1e30})},
+     ["run", "{dir}/s.yaml"], ["s.yaml", "data.epochs", "10000"]),
+    ("scenario-epochs-past-the-token-cap", {"s.yaml": scenario(data={"tokens": "1e28",
+                                                                     "epochs": 5000})},
+     ["run", "{dir}/s.yaml"], ["s.yaml", "tokens x epochs", "5e+31 tokens", "1e+30"]),
 ]
 
 FLAGS = [
@@ -197,6 +203,17 @@ FLAGS = [
     (["estimate", "--efficiency", "nan"], ["--efficiency"]),
     (["estimate", "--efficiency", "0.5:0.4:0.3"], ["--efficiency"]),
     (["estimate", "--goodput", "inf"], ["--goodput"]),
+    # bounds that keep every result finite: never nan, inf or 300-digit day counts
+    (["estimate", "--efficiency", "1e-300"], ["--efficiency", "0.001<=x<=1"]),
+    (["estimate", "--goodput", "1e-300"], ["--goodput", "0.001<=x<=1"]),
+    (["estimate", "--storage-gb-per-s", "1e-300"], ["--storage-gb-per-s", "0.001<=x<=1000000"]),
+    (["estimate", "--storage-gb-per-s", "1e-300", "--format", "json"], ["--storage-gb-per-s"]),
+    (["estimate", "--epochs", "1e30"], ["--epochs", "0<x<=10000"]),
+    (["estimate", "--epochs", "1000", "--tokens", "1e28"],
+     ["--epochs 1000", "= 1e+31 tokens", "1e+30"]),
+    (["serve", "-m", "llama3-8b", "--rate", "1e18/s"], ["--rate", "at most 1e+09/s"]),
+    (["serve", "-m", "llama3-8b", "--tokens-per-day", "1e30"],
+     ["--tokens-per-day", "at most 1e+18"]),
     # text: empty never means "the default"
     (["estimate", "--hardware", ""], ["--hardware", "empty"]),
     (["estimate", "--region", ""], ["--region", "empty"]),
@@ -459,3 +476,22 @@ def test_deeply_nested_calibration_file_is_one_line(runner, tmp_path, monkeypatc
                   "--calibrate", "--calibration", str(path)]):
         assert_one_line_error(runner.invoke(cli, argv),
                               ["calibration file", "is not valid: nested too deeply"])
+
+
+def test_a_load_past_the_bound_is_refused_by_the_api_too():
+    from planner.planning.serve import serve
+
+    for kind, value, bound in (("rate", 1e18, "1e+09"), ("tokens_per_day", 1e30, "1e+18")):
+        with pytest.raises(PlannerError, match=re.escape(f"planner sizes; give at most {bound}")):
+            serve("llama3-8b", ["h100-sxm"], None, None, load=(kind, value))
+
+
+def test_a_ttft_target_at_the_largest_load_is_sized_at_once(runner):
+    # the replicas meeting --ttft-p50 are bisected: one at a time took minutes at 1e9/s
+    t0 = time.perf_counter()
+    result = runner.invoke(cli, ["serve", "-m", "llama3-8b", "--rate", "1e9/s", "--ttft-p50",
+                                 "1s", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert time.perf_counter() - t0 < 10
+    (opt,) = json.loads(result.stdout)["options"]
+    assert opt["ttft_s"]["expected"] <= 1.0 and opt["replicas"] > 7e7

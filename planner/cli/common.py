@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from planner.cli.options import RANGE, TEXT, TOKENS, BoundedInt, FiniteFloat
+from planner.units import STORAGE_GB_PER_S
 from planner.vocab import (
     ATTENTION_KERNELS, FRAMEWORKS, GRAD_DTYPES, KERNELS, OFFLOADS, OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES,
     api_training_options,
@@ -138,7 +139,7 @@ def assumption_options(f):
         click.option("--stall-fraction", type=FiniteFloat(min=0, max=0.9),
                      help="Share of wall clock lost outside failures: stragglers, data and "
                           "evaluation pauses, hangs (default 0 / 0.015 / 0.155)."),
-        click.option("--storage-gb-per-s", type=FiniteFloat(min=0, min_open=True),
+        click.option("--storage-gb-per-s", type=FiniteFloat(*STORAGE_GB_PER_S),
                      help="Aggregate checkpoint write bandwidth (default 0.122 GB/s per "
                           "device)."),
         click.option("--price-tier", type=TEXT,

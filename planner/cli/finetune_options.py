@@ -6,6 +6,7 @@ import click
 
 from planner.cli.options import COUNT, TEXT, BoundedInt, FiniteFloat
 from planner.specs.finetune import FINETUNE_MODES
+from planner.units import MAX_EPOCHS
 
 
 def finetune_options(f=None, *, data: bool = True):
@@ -37,7 +38,7 @@ def finetune_options(f=None, *, data: bool = True):
                      help="Train the input embedding in full too."),
         click.option("--train-lm-head", is_flag=True, default=None,
                      help="Train the LM head in full too."),
-        click.option("--epochs", type=FiniteFloat(min=0, min_open=True),
+        click.option("--epochs", type=FiniteFloat(min=0, max=MAX_EPOCHS, min_open=True),
                      help="Passes over the data (tokens or samples are one epoch)."),
         click.option("--samples", type=COUNT,
                      help="Dataset size in samples (x --avg-sample-tokens, else x --seq-len)."),

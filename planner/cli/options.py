@@ -13,7 +13,9 @@ import math
 import click
 
 from planner.report import FORMATS
-from planner.units import MAX_COUNT, MAX_INT, parse_count  # not specs: pydantic is slow to load
+from planner.units import (  # not specs: pydantic is slow to load
+    MAX_COUNT, MAX_INT, MIN_FRACTION, parse_count,
+)
 
 
 def _flag(param) -> str:
@@ -25,12 +27,13 @@ class CountType(click.ParamType):
 
     name = "count"
 
-    def __init__(self, minimum: float = 0.0, unit: str = ""):
-        self.minimum, self.unit = minimum, unit
+    def __init__(self, minimum: float = 0.0, unit: str = "", maximum: float = MAX_COUNT):
+        self.minimum, self.unit, self.maximum = minimum, unit, maximum
 
     def convert(self, value, param, ctx):
         try:
-            return parse_count(value, what=_flag(param), minimum=self.minimum, unit=self.unit)
+            return parse_count(value, what=_flag(param), minimum=self.minimum, unit=self.unit,
+                               maximum=self.maximum)
         except ValueError as e:
             self.fail(str(e).removeprefix(f"{_flag(param)}: "), param, ctx)
 
@@ -79,7 +82,7 @@ class Text(click.ParamType):
 
 
 class RangeType(click.ParamType):
-    """A fraction, or low:expected:high, each in (0, 1]."""
+    """A fraction, or low:expected:high, each from MIN_FRACTION to 1."""
 
     name = "range"
 
@@ -92,8 +95,9 @@ class RangeType(click.ParamType):
             self.fail(f"'{value}' is not a number or low:expected:high", param, ctx)
         if len(parts) == 1:
             parts = parts * 3
-        if len(parts) != 3 or not all(0 < x <= 1 for x in parts):
-            self.fail(f"'{value}': give one fraction in (0, 1] or low:expected:high", param, ctx)
+        if len(parts) != 3 or not all(MIN_FRACTION <= x <= 1 for x in parts):
+            self.fail(f"'{value}': give one fraction in the range {MIN_FRACTION:g}<=x<=1, or "
+                      "low:expected:high", param, ctx)
         if not parts[0] <= parts[1] <= parts[2]:
             self.fail(f"'{value}': need low <= expected <= high", param, ctx)
         return tuple(parts)

@@ -8,9 +8,10 @@ import re
 import click
 
 from planner.cli.common import model_options
-from planner.cli.options import COUNT, TEXT, BoundedInt, FiniteFloat, format_option, \
+from planner.cli.options import TEXT, BoundedInt, CountType, FiniteFloat, format_option, \
     profiles_option
 from planner.errors import SpecError
+from planner.units import MAX_RATE_PER_S, MAX_TOKENS_PER_DAY
 
 _NUM = r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)"
 _TIME = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
@@ -51,6 +52,9 @@ class Rate(click.ParamType):
         if not rate > 0:
             self.fail(f"'{value}' is no load; give a rate above 0 (e.g. 20/s), or leave "
                       "--rate out to size one replica", param, ctx)
+        if not rate <= MAX_RATE_PER_S:
+            self.fail(f"'{value}' is {rate:.3g} requests/s; give at most "
+                      f"{MAX_RATE_PER_S:g}/s", param, ctx)
         return rate
 
 
@@ -82,8 +86,8 @@ PRECISIONS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
 @click.option("--output-tokens", type=BoundedInt(min=1),
               help="Generated tokens per request (default 500, listed and warned).")
 @click.option("--rate", type=Rate(), help="Load: requests per second (20/s, 1200/min).")
-@click.option("--tokens-per-day", type=COUNT,
-              help="Load: input + output tokens per day (2B).")
+@click.option("--tokens-per-day", type=CountType(maximum=MAX_TOKENS_PER_DAY),
+              help=f"Load: input + output tokens per day (2B; at most {MAX_TOKENS_PER_DAY:g}).")
 @click.option("--concurrency", type=BoundedInt(min=1), help="Load: requests in flight.")
 @click.option("--devices", "-n", type=BoundedInt(min=1),
               help="The best deployment on exactly N devices.")

@@ -12,6 +12,7 @@ from planner.catalog.yamlio import format_validation_error
 from planner.errors import SpecError
 from planner.results import Assumption
 from planner.specs.finetune import FinetuneSpec
+from planner.units import MAX_COUNT, MAX_EPOCHS
 
 DATA_KEYS = ("epochs", "samples", "packing", "avg_sample_tokens")
 FINETUNE_KEYS = ("finetune", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout",
@@ -88,8 +89,9 @@ def dataset_tokens(tokens: float | None, samples: float | None, epochs: float | 
     if tokens is not None and samples is not None:
         raise SpecError("--tokens and --samples both given; give one (samples are counted "
                         "as samples x --avg-sample-tokens, or x --seq-len)")
-    if epochs is not None and not epochs > 0:
-        raise SpecError(f"--epochs: must be more than 0 (got {epochs})")
+    if epochs is not None and not 0 < epochs <= MAX_EPOCHS:
+        raise SpecError(f"--epochs: must be more than 0 and at most {MAX_EPOCHS:g} (got "
+                        f"{epochs:g})")
     if avg_sample_tokens is not None and avg_sample_tokens > seq_len:
         raise SpecError(f"--avg-sample-tokens {avg_sample_tokens}: longer than --seq-len "
                         f"{seq_len} (samples would be truncated); give at most {seq_len} or "
@@ -121,6 +123,10 @@ def dataset_tokens(tokens: float | None, samples: float | None, epochs: float | 
     if epochs is None:
         notes.append(_note("epochs", 1, "", "planner default: one pass over the data"))
     total = tokens * n_epochs
+    if total > MAX_COUNT:
+        raise SpecError(f"--epochs {n_epochs:g}: {tokens:.3g} tokens per epoch x {n_epochs:g} "
+                        f"epochs = {total:.3g} tokens, more than the {MAX_COUNT:g} a plan takes "
+                        "(as --tokens); give fewer --epochs or a smaller dataset")
     notes.append(_note("dataset_tokens", total, "tokens",
                        f"{tokens:,.0f} tokens per epoch x {n_epochs:g} epochs", defaulted=False))
     return total, notes

@@ -49,9 +49,21 @@ def replicas_for_ttft(q: ServeQuestion, p: Point, replicas: int) -> int:
     target = q.targets[0]
     if target is None or arrival_rate(q) is None:
         return replicas
-    while p.ttft_s + slot_wait_s(q, p, replicas) > target:
-        replicas += 1
-    return replicas
+
+    def meets(r: int) -> bool:
+        return p.ttft_s + slot_wait_s(q, p, r) <= target
+
+    if meets(replicas):
+        return replicas
+    # the wait falls as replicas grow: double past the answer, then bisect (one replica at a
+    # time took minutes for a load of a billion requests/s)
+    fails, ok = replicas, 2 * replicas
+    while not meets(ok):
+        fails, ok = ok, 2 * ok
+    while ok - fails > 1:
+        mid = (fails + ok) // 2
+        fails, ok = (fails, mid) if meets(mid) else (mid, ok)
+    return ok
 
 
 def replicas_for_capacity(q: ServeQuestion, p: Point) -> int | None:

@@ -22,8 +22,11 @@ from planner.planning.serve_point import (
 )
 from planner.results import Assumption
 from planner.specs import Assumptions, HardwareProfile, ModelSpec
+from planner.units import MAX_INT, MAX_RATE_PER_S, MAX_TOKENS_PER_DAY
 
 DEFAULT_LENGTHS = (1000, 500)
+# the most a load may be (the flags' bounds; a fleet past them would outgrow float precision)
+MAX_LOAD = {"rate": MAX_RATE_PER_S, "tokens_per_day": MAX_TOKENS_PER_DAY, "concurrency": MAX_INT}
 LENGTHS_SOURCE = ("planner default: a chat turn of 1,000 prompt and 500 generated tokens "
                   "(between TensorRT-LLM's published 1000/1000 and 500/2000 benchmark shapes)")
 
@@ -105,6 +108,10 @@ def resolve_serve(req: ServeRequest) -> ServeQuestion:
         flag = "--" + req.load[0].replace("_", "-")
         raise SpecError(f"{flag}: {req.load[1]:g} is no load; give a value above 0 (or leave "
                         "it out to size one replica)")
+    if req.load is not None and not req.load[1] <= MAX_LOAD[req.load[0]]:
+        flag = "--" + req.load[0].replace("_", "-")
+        raise SpecError(f"{flag}: {req.load[1]:g} is more than planner sizes; give at most "
+                        f"{MAX_LOAD[req.load[0]]:g}")
     kv = _kv_precision(req, notes)
     user = _validate(Assumptions, {k: v for k, v in req.assumptions.items() if v is not None},
                      "assumptions")

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, field_validator, model_validator
 
 from planner.specs.base import Name, Spec
-from planner.units import GB, GIB, TERA
+from planner.units import GB, GIB, MIN_FRACTION, TERA
 
 Confidence = Literal["vendor", "measured", "secondary", "recalled", "derived", "uncertain"]
 PriceTier = Literal[
@@ -55,9 +55,9 @@ class PriceQuote(Spec):
 class EfficiencyRange(Spec):
     """Fraction of dense peak achieved on executed FLOPs during training, low/expected/high."""
 
-    low: float = Field(gt=0, le=1)
-    expected: float = Field(gt=0, le=1)
-    high: float = Field(gt=0, le=1)
+    low: float = Field(ge=MIN_FRACTION, le=1)
+    expected: float = Field(ge=MIN_FRACTION, le=1)
+    high: float = Field(ge=MIN_FRACTION, le=1)
     source: str = Field(min_length=3)
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ from planner.specs.model import ModelSpec
 from planner.specs.serving import ServingSettings
 from planner.specs.training import Assumptions
 from planner.vocab import AttentionKernel, GradDtype, Kernels, Objective, Optimizer, Precision, Recompute
-from planner.units import parse_count
+from planner.units import MAX_COUNT, MAX_EPOCHS, parse_count
 
 
 def _count(v, info=None):
@@ -37,7 +37,8 @@ class DataSpec(Spec):
     chinchilla: bool = Field(False, description="20 tokens per parameter (Hoffmann 2022).")
     samples: float | None = Field(None, description="Dataset size in sequences (counted as "
                                   "samples x training.seq_len; planner estimate --samples).")
-    epochs: PositiveFloat | None = Field(None, description="Passes over the data (--epochs).")
+    epochs: float | None = Field(None, gt=0, le=MAX_EPOCHS,
+                                 description="Passes over the data (--epochs).")
     packing: Literal["on", "off"] | None = Field(
         None, description="on (default): samples packed into full rows; off: each sample "
         "padded to training.seq_len (--packing).")
@@ -65,6 +66,11 @@ class DataSpec(Spec):
                              "length, to count the samples padded to training.seq_len)")
         if self.tokens is not None and self.tokens < 1:
             raise ValueError(f"tokens must be at least 1 (got {self.tokens:g})")
+        if self.tokens is not None and self.epochs is not None and \
+                self.tokens * self.epochs > MAX_COUNT:
+            raise ValueError(f"tokens x epochs is {self.tokens:.3g} x {self.epochs:g} = "
+                             f"{self.tokens * self.epochs:.3g} tokens, more than the "
+                             f"{MAX_COUNT:g} a plan takes; give fewer epochs")
         return self
 
 

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, field_validator, model_validator
 
 from planner.specs.base import PositiveWhole, Spec
-from planner.units import parse_count
+from planner.units import MAX_RATE_PER_S, MAX_TOKENS_PER_DAY, parse_count
 
 WeightPrecision = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 KVPrecision = Literal["bf16", "fp16", "fp8", "int8"]
@@ -29,9 +29,10 @@ class ServingSettings(Spec):
         None, description="Prompt tokens per request (default 1000, listed in the output).")
     output_tokens: PositiveWhole | None = Field(
         None, description="Generated tokens per request (default 500, listed in the output).")
-    rate_per_s: PositiveFloat | None = Field(None, description="Load: requests per second.")
-    tokens_per_day: PositiveFloat | None = Field(
-        None, description="Load: input + output tokens per day (2B).")
+    rate_per_s: float | None = Field(None, gt=0, le=MAX_RATE_PER_S,
+                                     description="Load: requests per second.")
+    tokens_per_day: float | None = Field(
+        None, gt=0, le=MAX_TOKENS_PER_DAY, description="Load: input + output tokens per day (2B).")
     concurrency: PositiveWhole | None = Field(None, description="Load: requests in flight.")
     tpot_ms: PositiveFloat | None = Field(None, description="Target time per output token.")
     ttft_p50_ms: PositiveFloat | None = Field(None, description="Target median TTFT.")
@@ -44,7 +45,8 @@ class ServingSettings(Spec):
     def _count(cls, v):
         if isinstance(v, bool):
             raise ValueError(f"must be a number, not {str(v).lower()}")
-        return parse_count(v, "tokens_per_day") if isinstance(v, str) else v
+        return parse_count(v, "tokens_per_day", maximum=MAX_TOKENS_PER_DAY) \
+            if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _one_load(self) -> ServingSettings:

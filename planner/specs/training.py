@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from planner.specs.base import Name, PositiveWhole, Spec
 from planner.specs.finetune import FinetuneSpec
 from planner.specs.hardware import EfficiencyRange
+from planner.units import MIN_FRACTION, STORAGE_GB_PER_S
 from planner.vocab import (
     AttentionKernel, Framework, GradDtype, Kernels, Offload, Optimizer, Precision, Recompute, Schedule, ZeroStage,
 )
@@ -172,9 +173,9 @@ class Assumptions(Spec):
         None, description="Fraction of peak on executed FLOPs; default from the profile. "
         "A number is all three cases, (low, expected, high) the range."
     )
-    goodput_low: float | None = Field(None, gt=0, le=1)
-    goodput_expected: float | None = Field(None, gt=0, le=1)
-    goodput_high: float | None = Field(None, gt=0, le=1)
+    goodput_low: float | None = Field(None, ge=MIN_FRACTION, le=1)
+    goodput_expected: float | None = Field(None, ge=MIN_FRACTION, le=1)
+    goodput_high: float | None = Field(None, ge=MIN_FRACTION, le=1)
     pue: float | None = Field(None, ge=1, le=3)
     grid_g_co2e_per_kwh: float | None = Field(None, ge=0, le=2000)
     power_fraction: float | None = Field(None, gt=0, le=1.5, description="Avg power / TDP.")
@@ -190,7 +191,8 @@ class Assumptions(Spec):
     restart_minutes: float | None = Field(
         None, ge=0, le=1440, description="Minutes from an interruption to training again.")
     storage_gb_per_s: float | None = Field(
-        None, gt=0, description="Aggregate checkpoint write bandwidth, GB/s.")
+        None, ge=STORAGE_GB_PER_S[0], le=STORAGE_GB_PER_S[1],
+        description="Aggregate checkpoint write bandwidth, GB/s.")
     stall_fraction: float | None = Field(
         None, ge=0, le=0.9, description="Share of wall clock lost outside failures "
         "(stragglers, data and evaluation pauses, hangs).")
