@@ -214,6 +214,11 @@ FLAGS = [
     (["serve", "-m", "llama3-8b", "--rate", "1e18/s"], ["--rate", "at most 1e+09/s"]),
     (["serve", "-m", "llama3-8b", "--tokens-per-day", "1e30"],
      ["--tokens-per-day", "at most 1e+18"]),
+    # a recipe the model cannot have: never silently all of its layers
+    (["estimate", "--finetune", "partial", "--trainable-layers", "100"],
+     ["--trainable-layers 100", "llama3-8b has 32 layers", "give 0 to 32"]),
+    (["plan", "-n", "8", "--finetune", "partial", "--trainable-layers", "33"],
+     ["--trainable-layers 33", "give 0 to 32"]),
     # text: empty never means "the default"
     (["estimate", "--hardware", ""], ["--hardware", "empty"]),
     (["estimate", "--region", ""], ["--region", "empty"]),

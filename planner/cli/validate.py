@@ -230,7 +230,7 @@ def _calibrate_link(out, hardware: str | None, path: str | None, level: str | No
 def _finetune(spec, given: dict, distributed: bool, calibrate: bool):
     """The recipe to validate (None: training from scratch), checked against the model."""
     from planner.estimators.finetune import resolve_targets
-    from planner.planning.finetune import finetune_spec
+    from planner.planning.finetune import check_layers, finetune_spec
 
     ft = finetune_spec({k: v for k, v in given.items() if v is not None})
     if ft is None:
@@ -240,6 +240,7 @@ def _finetune(spec, given: dict, distributed: bool, calibrate: bool):
                         "is not supported; validate a fine-tune on one device without it")
     if ft.uses_lora:
         resolve_targets(spec, ft.lora_targets)
+    check_layers(ft, spec)
     return ft
 
 

@@ -66,6 +66,15 @@ def finetune_spec(opts: dict[str, Any]) -> FinetuneSpec | None:
         raise SpecError(msg) from None
 
 
+def check_layers(ft: FinetuneSpec, model) -> None:
+    """SpecError naming --trainable-layers when a partial fine-tune asks for more blocks than
+    the model has (never silently all of them)."""
+    n, total = ft.trainable_layers, model.num_layers
+    if ft.mode == "partial" and n is not None and not 0 <= n <= total:
+        raise SpecError(f"--trainable-layers {n}: {model.name} has {total} layers; give 0 to "
+                        f"{total} (--finetune full trains them all)")
+
+
 def _note(name: str, value, unit: str, source: str, defaulted: bool = True) -> Assumption:
     return Assumption(name=name, value=value, unit=unit, source=source, defaulted=defaulted)
 

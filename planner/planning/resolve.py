@@ -217,6 +217,8 @@ def resolve(
     hw = load_hardware(hardware, tuple(profiles_dirs))
     params = count_params(spec).total
     ft = finetune.finetune_spec(ft_opts)
+    if ft is not None:
+        finetune.check_layers(ft, spec)
     if tokens is None and ft is None:
         tokens, note = defaults.default_tokens(params)
         notes.append(note)
