@@ -33,6 +33,7 @@ STORAGE_GB_PER_S = (1e-3, 10**6)  # aggregate checkpoint bandwidth: 1 MB/s to 1 
 MAX_EPOCHS = 10_000  # passes over a dataset
 MAX_RATE_PER_S = 1e9  # a serving load's requests per second
 MAX_TOKENS_PER_DAY = 1e18  # a serving load's input + output tokens per day
+MAX_GRID_G_CO2E_PER_KWH = 2000  # above any grid: lignite plants emit ~1,100-1,200 g CO2e/kWh
 
 
 def parse_count(text: str | int | float, what: str = "count", minimum: float = 0.0,

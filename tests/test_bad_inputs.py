@@ -183,6 +183,10 @@ FLAGS = [
     (["estimate", "--price-per-hour", "inf", "--format", "json"], ["--price-per-hour"]),
     (["estimate", "--price-per-hour", "0"], ["--price-per-hour"]),
     (["estimate", "--grid", "nan"], ["--grid"]),
+    (["estimate", "--grid", "1e30"], ["--grid", "1e+30", "0<=x<=2000"]),
+    (["plan", "--grid", "2001"], ["--grid", "0<=x<=2000"]),
+    (["serve", "-m", "llama3-8b", "--grid", "1e30"], ["--grid", "0<=x<=2000"]),
+    (["measure", "--no-ledger", "--grid", "1e30", "--", "true"], ["--grid", "0<=x<=2000"]),
     (["estimate", "--power-fraction", "inf"], ["--power-fraction"]),
     (["plan", "--deadline-days", "nan"], ["--deadline-days"]),
     (["budget", "--usd", "1M", "--price-per-hour", "inf"], ["--price-per-hour"]),
@@ -500,3 +504,10 @@ def test_a_ttft_target_at_the_largest_load_is_sized_at_once(runner):
     assert time.perf_counter() - t0 < 10
     (opt,) = json.loads(result.stdout)["options"]
     assert opt["ttft_s"]["expected"] <= 1.0 and opt["replicas"] > 7e7
+
+
+@pytest.mark.parametrize("command", ["estimate", "plan", "compare", "serve", "measure"])
+def test_help_states_the_bound_the_flag_checks(runner, command):
+    # --grid was [x>=0] in --help while the spec refused more than 2000
+    text = " ".join(runner.invoke(cli, [command, "--help"]).stdout.split())
+    assert "--grid FLOAT RANGE" in text and "[0<=x<=2000]" in text, text

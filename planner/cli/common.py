@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from planner.cli.options import RANGE, TEXT, TOKENS, BoundedInt, FiniteFloat
-from planner.units import STORAGE_GB_PER_S
+from planner.units import MAX_GRID_G_CO2E_PER_KWH, STORAGE_GB_PER_S
 from planner.vocab import (
     ATTENTION_KERNELS, FRAMEWORKS, GRAD_DTYPES, KERNELS, OFFLOADS, OPTIMIZERS, PRECISIONS, RECOMPUTE, SCHEDULES,
     api_training_options,
@@ -119,7 +119,7 @@ def assumption_options(f):
     return _apply(f, [
         click.option("--region", "-r", type=TEXT,
                      help="FR, US-VA, aws:us-east-1, gcp:europe-west4, ..."),
-        click.option("--grid", "grid_g", type=FiniteFloat(min=0),
+        click.option("--grid", "grid_g", type=FiniteFloat(min=0, max=MAX_GRID_G_CO2E_PER_KWH),
                      help="Grid intensity, g CO2e/kWh (overrides --region's)."),
         click.option("--pue", type=FiniteFloat(min=1, max=3)),
         click.option("--efficiency", type=RANGE,

@@ -15,6 +15,7 @@ import click
 from planner.cli.common import layout_options, run_training_options
 from planner.cli.options import COUNT, format_option, profiles_option
 from planner.fileio import write_text_atomic
+from planner.units import MAX_GRID_G_CO2E_PER_KWH
 
 LEDGER_HELP = "Ledger file (default: $PLANNER_LEDGER, else ~/.local/share/planner/runs.sqlite)."
 ledger_option = click.option("--ledger", type=click.Path(dir_okay=False), help=LEDGER_HELP)
@@ -54,7 +55,7 @@ def _output_path(output: str | None, ledger: Path | None) -> Path | None:
 @click.command("measure", context_settings={"allow_interspersed_args": False})
 @click.option("--label", "-l", help="Name to group runs by (`planner runs summary`).")
 @click.option("--region", "-r", help="FR, US-VA, aws:us-east-1, gcp:europe-west4, ...")
-@click.option("--grid", "grid_g", type=click.FloatRange(min=0),
+@click.option("--grid", "grid_g", type=click.FloatRange(min=0, max=MAX_GRID_G_CO2E_PER_KWH),
               help="Grid intensity, g CO2e/kWh (overrides --region's).")
 @click.option("--grid-hourly", type=click.Path(dir_okay=False),
               help="Hourly grid intensity CSV (time, g CO2e/kWh) for the run's hours.")

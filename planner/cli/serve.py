@@ -11,7 +11,7 @@ from planner.cli.common import model_options
 from planner.cli.options import TEXT, BoundedInt, CountType, FiniteFloat, format_option, \
     profiles_option
 from planner.errors import SpecError
-from planner.units import MAX_RATE_PER_S, MAX_TOKENS_PER_DAY
+from planner.units import MAX_GRID_G_CO2E_PER_KWH, MAX_RATE_PER_S, MAX_TOKENS_PER_DAY
 
 _NUM = r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)"
 _TIME = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
@@ -104,7 +104,8 @@ PRECISIONS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
 @click.option("--max-batch", type=BoundedInt(min=1),
               help="Engine cap on sequences per replica (default 256, vLLM max_num_seqs).")
 @click.option("--region", "-r", type=TEXT, help="FR, US-VA, aws:us-east-1, ...")
-@click.option("--grid", "grid_g", type=FiniteFloat(min=0), help="Grid g CO2e/kWh.")
+@click.option("--grid", "grid_g", type=FiniteFloat(min=0, max=MAX_GRID_G_CO2E_PER_KWH),
+              help="Grid g CO2e/kWh.")
 @click.option("--pue", type=FiniteFloat(min=1, max=3))
 @click.option("--power-fraction", type=FiniteFloat(min=0.01, max=1.5),
               help="Average accelerator power / TDP (default 1.0).")

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from planner.specs.base import Name, PositiveWhole, Spec
 from planner.specs.finetune import FinetuneSpec
 from planner.specs.hardware import EfficiencyRange
-from planner.units import MIN_FRACTION, STORAGE_GB_PER_S
+from planner.units import MAX_GRID_G_CO2E_PER_KWH, MIN_FRACTION, STORAGE_GB_PER_S
 from planner.vocab import (
     AttentionKernel, Framework, GradDtype, Kernels, Offload, Optimizer, Precision, Recompute, Schedule, ZeroStage,
 )
@@ -177,7 +177,7 @@ class Assumptions(Spec):
     goodput_expected: float | None = Field(None, ge=MIN_FRACTION, le=1)
     goodput_high: float | None = Field(None, ge=MIN_FRACTION, le=1)
     pue: float | None = Field(None, ge=1, le=3)
-    grid_g_co2e_per_kwh: float | None = Field(None, ge=0, le=2000)
+    grid_g_co2e_per_kwh: float | None = Field(None, ge=0, le=MAX_GRID_G_CO2E_PER_KWH)
     power_fraction: float | None = Field(None, gt=0, le=1.5, description="Avg power / TDP.")
     host_power_w_per_device: float | None = Field(None, ge=0)
     runtime_overhead_gib: float | None = Field(None, ge=0)
