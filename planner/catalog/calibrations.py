@@ -19,6 +19,7 @@ from pathlib import Path
 from planner.errors import SpecError
 from planner.fileio import write_text_atomic
 from planner.results import frozen
+from planner.units import MAX_INT
 from planner.vocab import ATTENTION_KERNELS, KERNELS, LINK_LEVELS
 
 ENV = "PLANNER_CALIBRATION"
@@ -217,7 +218,6 @@ TEXT_FIELDS = {
 MIN_SCALE = 1e-3
 MAX_SCALE = 1e3
 MAX_PARAMS = 10**15
-MAX_COUNT = 1_000_000_000  # seq_len, micro_batch_size: as every integer flag
 
 
 def check(cal: Calibration) -> Calibration:
@@ -225,8 +225,8 @@ def check(cal: Calibration) -> Calibration:
     fractions of peak in (0, 1] (the model caps every efficiency at the peak), a compute factor
     from MIN_SCALE to MAX_SCALE, and named choices the model knows (a hand-edited file must
     not reach the model); ValueError naming the field otherwise."""
-    for name, top in (("params", MAX_PARAMS), ("seq_len", MAX_COUNT),
-                      ("micro_batch_size", MAX_COUNT)):
+    for name, top in (("params", MAX_PARAMS), ("seq_len", MAX_INT),  # as every integer flag
+                      ("micro_batch_size", MAX_INT)):
         v = getattr(cal, name)
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
             raise ValueError(f"{name} must be a whole number from 1 to {top:,} (got {v!r})")
