@@ -186,6 +186,25 @@ def test_budget_cli(runner):
     assert bad.exit_code == 1 and "exactly one of" in bad.stderr
 
 
+def test_budget_cases_run_best_to_worst(runner):
+    """`cases.low` is the best case, as `range.low` in an estimate and every range in planner
+    (docs/json.md): with --efficiency 0.3:0.4:0.5 the best case is the 0.5 of peak, and at a
+    fixed $1M it buys the most FLOPs and the largest compute-optimal model; the table's
+    "best case" row is that case."""
+    args = ["budget", "--usd", "1M", "--hardware", "h100-sxm", "--price-per-hour", "2",
+            "--efficiency", "0.3:0.4:0.5", "--goodput", "0.9", "--deadline-days", "90"]
+    data = json.loads(runner.invoke(cli, args + ["--format", "json"]).stdout)
+    cases = data["cases"]
+    assert [cases[k]["efficiency"] for k in ("low", "expected", "high")] == [0.5, 0.4, 0.3]
+    # 500,000 device-hours x 3600 s x 989.4 TFLOP/s (H100 dense bf16) x 0.5 x 0.9
+    assert cases["low"]["flops"] == pytest.approx(5e5 * 3600 * 989.4e12 * 0.5 * 0.9, rel=1e-3)
+    assert cases["low"]["flops"] > cases["expected"]["flops"] > cases["high"]["flops"]
+    params = [cases[k]["allocations"][0]["params"] for k in ("low", "expected", "high")]
+    assert params == sorted(params, reverse=True)
+    table = runner.invoke(cli, args).stdout
+    assert "best case (0.50 of peak)" in table and "worst case (0.30 of peak)" in table
+
+
 def test_budget_flops_reproduce_themselves(runner):
     out = runner.invoke(cli, ["budget", "--flops", "1e21", "--format", "json"])
     data = json.loads(out.stdout)

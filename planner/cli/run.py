@@ -278,7 +278,7 @@ def _render_budget(ans, fmt: str) -> str:
         return dumps_json(ans.to_dict()) + "\n"
     rows = []
     # best case first, as in every range planner prints: the most compute the money buys
-    for case, label in (("high", "best case"), ("expected", "expected"), ("low", "worst case")):
+    for case, label in (("low", "best case"), ("expected", "expected"), ("high", "worst case")):
         c = ans.cases[case]
         for a in c.allocations:
             rows.append({"case": f"{label} ({c.efficiency:.2f} of peak)", "flops": c.flops,

@@ -100,17 +100,22 @@ class BudgetAnswer(Result):
     devices: int
     days: float
     goodput: float
-    cases: dict[str, BudgetCase]  # low / expected / high efficiency
+    cases: dict[str, BudgetCase]  # low (best case) / expected / high (worst case)
     assumptions: list
 
 
 def answer_budget(hardware, precision: str, device_hours: float, usd: float | None,
                   price: float, efficiency: tuple[float, float, float], goodput: float,
                   devices: int, tokens_per_param: float | None, assumptions: list) -> BudgetAnswer:
-    """Allocations for the low / expected / high efficiency cases of one budget."""
+    """Allocations for the best, expected and worst cases of one budget.
+
+    ``efficiency`` is the profile's (low, expected, high) fraction of peak; the cases are keyed
+    as every range in planner's output: ``low`` is the best case (the high efficiency, the
+    most compute the money buys) and ``high`` the worst, as an estimate's ``range.low`` is its
+    shortest, cheapest outcome (docs/json.md)."""
     peak = hardware.peak_flops_per_s(precision)
     cases = {}
-    for name, eff in zip(("low", "expected", "high"), efficiency):
+    for name, eff in zip(("low", "expected", "high"), reversed(efficiency)):
         c = useful_flops(device_hours, peak, eff, goodput)
         cases[name] = BudgetCase(efficiency=eff, flops=c,
                                  allocations=allocations(c, tokens_per_param))
