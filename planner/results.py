@@ -307,7 +307,7 @@ class Energy(Result):
 class Reliability(Result):
     """The goodput model's expected case: checkpoints, interruptions, restarts, stalls."""
 
-    checkpoint_bytes: float  # weights + optimizer state, one copy
+    checkpoint_bytes: float  # what trains: its weights + optimizer state, one copy
     checkpoint_write_s: float  # bytes / storage bandwidth: the stall per checkpoint
     storage_gb_per_s: float  # aggregate write bandwidth
     checkpoint_interval_s: float  # Young/Daly optimum

@@ -217,6 +217,41 @@ def test_cli_table_prints_checkpoint_line(runner):
     assert any(x.startswith("Failures") and "goodput" in x for x in out.splitlines())
 
 
+FT70 = dict(model="llama3-70b", hardware="h100-sxm", devices=64, tokens="10B")
+
+
+def test_finetune_checkpoints_what_trains():
+    """A LoRA/QLoRA/partial checkpoint is its trainable weights + their optimizer state (peft
+    saves adapters only; the frozen base is on disk). By hand, Llama-3-70B (80 blocks, d 8192,
+    8 KV heads of 128): LoRA r16 on q (8192 -> 8192) and v (8192 -> 1024) is
+    80 x 16 x (16,384 + 9,216) = 32,768,000 adapter params; fp32 adapters + AdamW m, v is
+    4 + 8 B each (393.2 MB); QLoRA's bf16 adapters + paged 8-bit AdamW 2 + 2 B (131.1 MB).
+    Partial trains its base weights at the recipe's 2 + 12 B; full fine-tuning every weight."""
+    import planner
+    adapters = 80 * 16 * (8192 + 8192 + 8192 + 1024)
+    lora = planner.estimate(**FT70, finetune="lora")
+    assert lora.model.params_trainable == adapters == 32_768_000
+    assert lora.reliability.checkpoint_bytes == adapters * (4 + 8)
+    qlora = planner.estimate(**FT70, finetune="qlora")
+    assert qlora.reliability.checkpoint_bytes == adapters * (2 + 2)
+    partial = planner.estimate(**FT70, finetune="partial", trainable_layers=8)
+    assert partial.reliability.checkpoint_bytes == partial.model.params_trainable * (2 + 12)
+    full = planner.estimate(**FT70, finetune="full")
+    assert full.reliability.checkpoint_bytes == pytest.approx(full.model.params_total * 14)
+    # a smaller checkpoint writes faster: the Young/Daly interval shortens with it
+    assert lora.reliability.checkpoint_interval_s < full.reliability.checkpoint_interval_s
+
+
+def test_cli_lora_checkpoint_line_says_trainable_weights(runner):
+    from planner.cli import cli
+    args = ["estimate", "--model", "llama3-70b", "--hardware", "h100-sxm", "--devices", "64",
+            "--tokens", "10B", "--finetune"]
+    lines = {ft: next(x for x in runner.invoke(cli, args + [ft]).stdout.splitlines()
+                      if x.startswith("Checkpoint")) for ft in ("lora", "full")}
+    assert "393 MB (trainable weights + optimizer state)" in lines["lora"]  # 32.768M x 12 B
+    assert "988 GB (weights + optimizer state)" in lines["full"]  # 70.55B x 14 B
+
+
 def test_mfu_step_time_and_memory_carry_ranges():
     e = _est()
     q = e.ranges

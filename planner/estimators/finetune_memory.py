@@ -13,7 +13,7 @@ from typing import Any
 
 from planner.estimators.finetune import TrainableParams, block_linears, expert_parameters, \
     resolve_targets, trainable_params
-from planner.estimators.model_state import model_state_bytes
+from planner.estimators.model_state import model_state_bytes, state_bytes_per_param
 from planner.estimators.params import ParamCount
 from planner.estimators.vec import Degrees, vmax, vmin
 from planner.specs.finetune import FinetuneSpec
@@ -126,6 +126,22 @@ def finetune_states(model: ModelSpec, training: TrainingSpec, lay: Degrees, p: P
     wa, ga, oa = model_state_bytes(extra, "adamw", "fp32", lay.zero_stage, shards)
     wb = ft.adapter_bytes / 4  # model_state_bytes' fp32 adamw is (4, 4, 8) bytes
     return frozen_bytes / z3 + w + wa * wb, g + ga * wb, o + oa * opt / 8
+
+
+def finetune_checkpoint_bytes(model: ModelSpec, training: TrainingSpec) -> float:
+    """Bytes of one checkpoint of a partial, LoRA or QLoRA fine-tune: what trains, its weights
+    and optimizer state, at the bytes finetune_states holds them in (trainable base weights,
+    biases included, at the recipe's weight + optimizer bytes; adapters and modules_to_save
+    copies at ``adapter_bytes`` + the adapter optimizer's). The frozen base is already on disk
+    and does not change, so it is not rewritten: peft's save_pretrained writes the adapters
+    (and copies) only, the Trainer adds their optimizer state. A framework that saves a
+    partial fine-tune's whole state_dict also writes its frozen weights; restarts need only
+    what trains."""
+    t = trainable_params(model, training.finetune)
+    w, _, o = state_bytes_per_param(training.optimizer, training.precision)
+    added = t.adapters + t.copies + t.expert_adapters
+    return t.trainable_base * (w + o) + \
+        added * (training.finetune.adapter_bytes + _ADAPTER_OPTIMIZER_BYTES[training.optimizer])
 
 
 def _edge_adapters(model: ModelSpec, ft: FinetuneSpec, emb_here: Any, head_here: Any) -> Any:

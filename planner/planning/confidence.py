@@ -32,7 +32,7 @@ def worst_case_outcomes(req, c, training) -> dict[str, np.ndarray]:
         eff = worst_efficiency(predicted, prof.low, prof.expected)
     else:
         eff = np.full(len(c), user.efficiency.low)
-    ckpt = checkpoint_bytes_for(count_params(req.model).total, training)
+    ckpt = checkpoint_bytes_for(req.model, count_params(req.model).total, training)
     goodput = np.asarray(goodput_cases(a["devices"], user, ckpt)[0]) * np.ones(len(c))
     return outcome_values(a["hw_flops_per_token"] * req.tokens, a["devices"], peak, eff,
                           goodput, outcome_inputs(req.hw, user, req.grid))

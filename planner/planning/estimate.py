@@ -142,7 +142,7 @@ def estimate(
     step_s = step_seconds(terms)
     tokens_step = training.global_batch_size * training.seq_len
     predicted_hfu = fl.hardware_per_token * tokens_step / (step_s * par.devices * peak)
-    ckpt = rel.checkpoint_bytes_for(params.total, training)
+    ckpt = rel.checkpoint_bytes_for(model, params.total, training)
     cases = _cases(_efficiencies(hw, predicted_hfu, led), par.devices, led, ckpt)
     inp, mem_defaults, lifetime, fixed_items = _resolved_inputs(hw, assumptions, grid)
     led.items.extend(fixed_items)

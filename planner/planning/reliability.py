@@ -6,9 +6,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 from planner.estimators import goodput as gp
+from planner.estimators.finetune_memory import finetune_checkpoint_bytes
 from planner.estimators.model_state import state_bytes_per_param
 from planner.results import Assumption, Reliability
-from planner.specs import Assumptions, TrainingSpec
+from planner.specs import Assumptions, ModelSpec, TrainingSpec
 from planner.units import GB, SECONDS_PER_HOUR
 
 FAILURE_MODEL_SOURCE = (
@@ -17,8 +18,12 @@ FAILURE_MODEL_SOURCE = (
     "checkpoints; x (1 - stall_fraction) for time lost outside failures")
 
 
-def checkpoint_bytes_for(params_total: float, training: TrainingSpec) -> float:
-    """One checkpoint's bytes: weights + optimizer state for the training recipe."""
+def checkpoint_bytes_for(model: ModelSpec, params_total: float, training: TrainingSpec) -> float:
+    """One checkpoint's bytes: what trains, its weights + optimizer state. Pre-training and
+    full fine-tuning train every parameter; a partial, LoRA or QLoRA fine-tune saves its
+    trainable weights only, the frozen base being on disk already (finetune_checkpoint_bytes)."""
+    if training.finetune is not None and training.finetune.mode != "full":
+        return finetune_checkpoint_bytes(model, training)
     w, _, o = state_bytes_per_param(training.optimizer, training.precision)
     return gp.checkpoint_bytes(params_total, w, o)
 

@@ -127,9 +127,8 @@ def outcomes(req: Request, c: Candidates) -> dict[str, np.ndarray]:
     eff = (a["hw_flops_per_token"] * tokens_step / (a["step_s"] * a["devices"] * peak)
            if req.assumptions.efficiency is None else
            np.full(len(c), req.assumptions.efficiency.expected))
-    goodput = np.asarray(goodput_cases(a["devices"], req.assumptions,
-                                       checkpoint_bytes_for(count_params(req.model).total, t))[1]) \
-        * np.ones(len(c))
+    ckpt = checkpoint_bytes_for(req.model, count_params(req.model).total, t)
+    goodput = np.asarray(goodput_cases(a["devices"], req.assumptions, ckpt)[1]) * np.ones(len(c))
     inp = outcome_inputs(req.hw, req.assumptions, req.grid)
     return outcome_values(a["hw_flops_per_token"] * req.tokens, a["devices"], peak, eff,
                           goodput, inp)

@@ -87,6 +87,8 @@ def _power_line(e: Estimate) -> str:
 
 
 def _duration(s: float) -> str:
+    if s < 0.1:  # a LoRA checkpoint writes in milliseconds: '0.017 s', not '0.0 s'
+        return f"{s:.2g} s"
     return f"{s:,.1f} s" if s < 120 else f"{s / 60:,.1f} min" if s < 7200 else \
         f"{s / 3600:,.1f} h" if s < 172_800 else f"{s / 86_400:,.1f} days"
 
@@ -95,7 +97,11 @@ def _reliability_lines(e: Estimate) -> list[tuple[str, str]]:
     r = e.reliability
     if r is None:
         return []
-    return [("Checkpoint", f"{r.checkpoint_bytes / 1e9:,.0f} GB (weights + optimizer state), "
+    # a fine-tune with frozen weights checkpoints what trains (reliability.checkpoint_bytes_for)
+    what = "trainable weights" if e.model.params_frozen else "weights"
+    size = f"{r.checkpoint_bytes / 1e9:,.0f} GB" if r.checkpoint_bytes >= 1e9 else \
+        f"{r.checkpoint_bytes / 1e6:,.3g} MB"
+    return [("Checkpoint", f"{size} ({what} + optimizer state), "
                            f"written in {_duration(r.checkpoint_write_s)} at "
                            f"{r.storage_gb_per_s:,.4g} GB/s aggregate, every "
                            f"{_duration(r.checkpoint_interval_s)} (Young/Daly)"),
