@@ -185,3 +185,60 @@ def test_partial_finetune_gradients_follow_the_framework(runner):
         meg32["memory_per_device"]["gradients_bytes"]
     assert meg["memory_per_device"]["gradients_bytes"] == pytest.approx(
         2 * gen["memory_per_device"]["gradients_bytes"])
+
+
+def _zero(stage):
+    """LAYOUT at another ZeRO stage."""
+    at = LAYOUT.index("--zero") + 1
+    return [*LAYOUT[:at], str(stage), *LAYOUT[at + 1:]]
+
+
+def test_zero1_and_2_shard_groups_are_named_for_what_they_shard(runner):
+    """A shard group below dp shards what the stage shards (model_state_bytes): under ZeRO-1
+    the optimizer state over dp_shard ranks, replicated across dp / dp_shard, the weights
+    whole on every rank (a partial distributed optimizer, not HSDP, whose weights shard too).
+    By hand, llama3-8b on dp 64, --dp-shard 8: optimizer bytes 8x those of sharding over all
+    64 ranks, weights and gradients the same."""
+    layout = _zero(1)
+    args = ["estimate", *layout, "--dp-shard", "8"]
+    text = runner.invoke(cli, args).stdout
+    lay = next(x for x in text.splitlines() if x.startswith("Layout"))
+    assert "ZeRO-1 (optimizer sharded over 8, 8 replicas)" in lay and "HSDP" not in lay
+    mem = json.loads(runner.invoke(cli, args + ["--format", "json"]).stdout)[
+        "memory_per_device"]
+    whole = json.loads(runner.invoke(cli, ["estimate", *layout, "--format", "json"]).stdout)[
+        "memory_per_device"]
+    assert mem["optimizer_bytes"] == pytest.approx(8 * whole["optimizer_bytes"])
+    assert (mem["weights_bytes"], mem["gradients_bytes"]) == pytest.approx(
+        (whole["weights_bytes"], whole["gradients_bytes"]))
+    text = runner.invoke(cli, ["estimate", *_zero(2), "--dp-shard", "8"]).stdout
+    assert "ZeRO-2 (optimizer + gradients sharded over 8, 8 replicas)" in text
+
+
+def test_shard_group_labels():
+    from planner.planning.sizing import describe_layout
+    from planner.report.fmt import shard_group
+    assert shard_group(3, 64, 8) == "HSDP: shard 8 x 8 replicas"
+    assert shard_group(1, 64, 8) == "optimizer sharded over 8, 8 replicas"
+    # the group spans dp_shard x cp ranks (model_state_bytes: shards = dp_shard x cp)
+    assert shard_group(2, 32, 4, cp=2) == \
+        "optimizer + gradients sharded over 4 x cp 2, 8 replicas"
+    assert shard_group(1, 64, 64) == ""  # all of dp: no group to name
+    assert shard_group(0, 64, 8) == ""  # ZeRO-0 shards nothing
+    row = dict(tp=8, pp=4, cp=1, ep=1, dp=64, zero_stage=1, micro_batch_size=1,
+               recompute="selective", dp_shard=8, reshard_after_forward=0, virtual_stages=1)
+    text = describe_layout(row)
+    assert "optimizer sharded over 8, 8 replicas" in text and "HSDP" not in text
+    assert "kept" not in text  # reshard-after-forward is ZeRO-3's
+
+
+def test_plan_table_shows_reshard_for_zero3_only(runner):
+    """reshard-after-forward re-gathers ZeRO-3's sharded weights; ZeRO 0-2 rows print '-'."""
+    def reshard_cells(zero):
+        out = runner.invoke(cli, ["plan", "-m", "llama3-8b", "--devices", "64", "--zero", zero,
+                                  "--top", "3"]).stdout
+        lines = out.split("Top layouts")[-1].split("Rejected")[0].strip().splitlines()
+        at = lines[0].split().index("reshard")
+        return {ln.split()[at] for ln in lines[2:] if ln.strip()}
+    assert reshard_cells("1") == {"-"}
+    assert reshard_cells("3") <= {"on", "off"}

@@ -223,9 +223,14 @@ def describe_layout(row: dict[str, Any]) -> str:
     text = (f"tp {row['tp']} pp {row['pp']} cp {row['cp']} ep {row['ep']} dp {row['dp']}, "
             f"ZeRO-{row['zero_stage']}, micro-batch {row['micro_batch_size']}, "
             f"recompute {row['recompute']}")
-    if row.get("dp_shard", row["dp"]) < row["dp"]:
-        text += f", HSDP {row['dp_shard']} x {row['dp'] // row['dp_shard']}"
-    if not row.get("reshard_after_forward", 1):
+    shard, z, cp = row.get("dp_shard", row["dp"]), row["zero_stage"], row["cp"]
+    if z and shard < row["dp"]:  # as report.fmt.shard_group: HSDP is ZeRO-3's
+        replicas = row["dp"] // shard
+        what = "optimizer + gradients" if z == 2 else "optimizer"
+        over = f"{shard} x cp {cp}" if cp > 1 else f"{shard}"
+        text += f", HSDP {shard} x {replicas}" if z == 3 else \
+            f", {what} sharded over {over}, {replicas} replicas"
+    if z == 3 and not row.get("reshard_after_forward", 1):
         text += ", weights kept from forward to backward"
     return text + (f", {row['virtual_stages']} virtual stages" if row["virtual_stages"] > 1
                    else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from planner.report.tabular import flatten, render_rows
 from planner.results import Estimate
-from planner.report.fmt import carbon, energy, gib, money
+from planner.report.fmt import carbon, energy, gib, money, shard_group
 from planner.units import fmt_count
 from planner.report.tabular import dumps_json
 
@@ -128,15 +128,15 @@ def _goodput_given(e: Estimate) -> str:
 
 _FLAG = {"tp": "tp", "pp": "pp", "cp": "cp", "ep": "ep", "zero_stage": "zero",
          "micro_batch_size": "micro-batch", "recompute": "recompute",
-         "virtual_stages": "virtual stages", "dp_shard": "HSDP shard group",
+         "virtual_stages": "virtual stages", "dp_shard": "ZeRO shard group",
          "reshard_after_forward": "reshard after forward"}
 
 
 def _hsdp(lay) -> str:
-    """' (HSDP: shard 8 x 16 replicas)' and/or ', weights kept fwd->bwd' when they apply."""
-    out = ""
-    if lay.zero_stage and 0 < lay.dp_shard < lay.dp:
-        out += f" (HSDP: shard {lay.dp_shard} x {lay.dp // lay.dp_shard} replicas)"
+    """' (HSDP: shard 8 x 16 replicas)' (ZeRO-3; ZeRO-1/2: ' (optimizer sharded over 8, 16
+    replicas)') and/or ', weights kept fwd->bwd' when they apply."""
+    group = shard_group(lay.zero_stage, lay.dp, lay.dp_shard, lay.cp)
+    out = f" ({group})" if group else ""
     if lay.zero_stage == 3 and not lay.reshard_after_forward:
         out += ", weights kept from forward to backward"
     return out
@@ -161,11 +161,11 @@ def _choice_lines(e: Estimate) -> list[tuple[str, str]]:
 
 
 def _row_extras(row: dict) -> str:
-    """A runner-up's HSDP group and kept weights, which tell it apart from the best."""
-    text = ""
-    if row.get("dp_shard", row["dp"]) < row["dp"]:
-        text += f", HSDP {row['dp_shard']} x {row['dp'] // row['dp_shard']}"
-    if not row.get("reshard_after_forward", 1):
+    """A runner-up's shard group (HSDP, or ZeRO-1/2's optimizer groups) and kept weights,
+    which tell it apart from the best."""
+    group = shard_group(row["zero_stage"], row["dp"], row.get("dp_shard", row["dp"]), row["cp"])
+    text = f", {group}" if group else ""
+    if row["zero_stage"] == 3 and not row.get("reshard_after_forward", 1):
         text += ", weights kept"
     return text
 

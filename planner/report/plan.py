@@ -31,10 +31,17 @@ def _candidate_rows(candidates: list[dict], fmt: str) -> tuple[list[dict], list[
         r = {SHORT_LABELS.get(k, k): v for k, v in c.items()}
         r.update(mfu=f"{c['mfu']:.1%}", days=f"{c['days']:,.1f}",
                  device_hours=fmt_count(c["device_hours"]), cost_usd=_money(c["cost_usd"]),
-                 kg_co2e=_carbon(c["kg_co2e"]), reshard="on" if c["reshard_after_forward"]
-                 else "off")
+                 kg_co2e=_carbon(c["kg_co2e"]), reshard=_reshard(c))
         out.append(r)
     return out, [SHORT_LABELS.get(k, k) for k in CANDIDATE_COLUMNS]
+
+
+def _reshard(row: dict) -> str:
+    """'on' / 'off' for ZeRO-3, whose weights are gathered and resharded; '-' for ZeRO 0-2,
+    whose weights stay whole on every rank, so reshard-after-forward means nothing there."""
+    if row["zero_stage"] != 3:
+        return "-"
+    return "on" if row["reshard_after_forward"] else "off"
 
 
 def render_plan(result, fmt: str) -> str:
