@@ -204,3 +204,14 @@ def test_grad_dtype_that_moves_nothing_is_warned(runner):
                                "--devices", "8", "--tokens", "100M", "--finetune", "full",
                                "--grad-dtype", "fp32"])
     assert "moves nothing" not in full.stderr
+
+
+def test_scenario_finetune_and_data_errors_name_their_keys(runner, tmp_path):
+    # resolve words these with the flags (--trainable-layers, --finetune, --epochs); in a
+    # scenario they are the finetune and data keys, on their lines
+    path = _scenario(tmp_path, "data: {tokens: 1B}\nfinetune: {mode: partial, "
+                     "trainable_layers: 100}\n")
+    err = _run(runner, path).stderr.strip()
+    assert "line 8:" in err and "finetune.trainable_layers 100: llama3-8b has 32 layers; " \
+        "give 0 to 32 (finetune.mode full trains them all)" in err, err
+    assert "--" not in err and len(err.splitlines()) == 1

@@ -25,8 +25,8 @@ _TRAINING = {"seq_len": "seq_len", "global_batch": "global_batch_size",
              "attention_kernel": "attention_kernel"}
 
 
-# The flags a training setting is given by on the command line, as resolve's errors name
-# them, and the scenario key that gives it here (training.<key>).
+# The flags a setting is given by on the command line, as resolve's errors name them, and
+# the scenario key that gives it here.
 _TRAINING_FLAGS = {"--seq-len": "seq_len", "--global-batch": "global_batch",
                    "--micro-batch": "micro_batch", "--precision": "precision",
                    "--optimizer": "optimizer", "--recompute": "recompute",
@@ -34,6 +34,14 @@ _TRAINING_FLAGS = {"--seq-len": "seq_len", "--global-batch": "global_batch",
                    "--flash-attention": "flash_attention",
                    "--attention-flops": "attention_flops", "--dropout": "dropout",
                    "--attention-kernel": "attention_kernel", "--grad-dtype": "grad_dtype"}
+_FLAG_KEYS = {**{flag: ("training", key) for flag, key in _TRAINING_FLAGS.items()},
+              "--epochs": ("data", "epochs"), "--samples": ("data", "samples"),
+              "--tokens": ("data", "tokens"), "--packing": ("data", "packing"),
+              "--avg-sample-tokens": ("data", "avg_sample_tokens"),
+              "--trainable-layers": ("finetune", "trainable_layers"),
+              "--finetune": ("finetune", "mode"),
+              "--lora-rank": ("finetune", "lora_rank"),
+              "--lora-dropout": ("finetune", "lora_dropout")}
 
 
 def scenario_paths() -> dict[str, Path]:
@@ -119,7 +127,7 @@ def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) 
         check_attention_kernel(options, None)
     except PlannerError as e:
         msg, keys = _in_scenario_keys(str(e))
-        raise SpecError(f"{_where(path, *(('training', k) for k in keys))}: {msg}") from None
+        raise SpecError(f"{_where(path, *keys)}: {msg}") from None
     plans, questions, skipped = [], [], []
     for i, cand in enumerate(sc.hardware):
         opts = dict(options)
@@ -136,7 +144,7 @@ def run_scenario(sc: Scenario, path: Path, profiles_dirs: tuple[str, ...] = ()) 
             continue
         except PlannerError as e:
             msg, keys = _in_scenario_keys(str(e))
-            where = _where(path, *(("training", k) for k in keys), ("hardware", i, "hardware"))
+            where = _where(path, *keys, ("hardware", i, "hardware"))
             raise SpecError(f"{where}: hardware[{i}] ({cand.hardware}): {msg}") from None
         questions.append(q.describe())
     if not plans:
@@ -175,16 +183,16 @@ def _finetune_options(sc: Scenario, model, path: Path) -> dict[str, Any]:
     return {**out, "finetune": sc.finetune}
 
 
-def _in_scenario_keys(msg: str) -> tuple[str, list[str]]:
+def _in_scenario_keys(msg: str) -> tuple[str, list[tuple[str, str]]]:
     """An error worded with command-line flags, reworded with this file's keys
-    (--grad-dtype -> training.grad_dtype; the Python API's names dropped), and the training
-    keys it names, in order."""
+    (--grad-dtype -> training.grad_dtype, --epochs -> data.epochs; the Python API's names
+    dropped), and the key paths it names, in order."""
     found, original = [], msg
-    for flag, key in _TRAINING_FLAGS.items():
+    for flag, key in _FLAG_KEYS.items():
         pattern = rf"(?<![\w-]){re.escape(flag)}(?![\w-])"
         if hit := re.search(pattern, original):
             found.append((hit.start(), key))
-            said = f"training.{key}" + (": false" if flag.startswith("--no-") else "")
+            said = ".".join(key) + (": false" if flag.startswith("--no-") else "")
             msg = re.sub(pattern, said, msg)
     keys = [key for _, key in sorted(found)]
     if keys:
