@@ -511,3 +511,17 @@ def test_help_states_the_bound_the_flag_checks(runner, command):
     # --grid was [x>=0] in --help while the spec refused more than 2000
     text = " ".join(runner.invoke(cli, [command, "--help"]).stdout.split())
     assert "--grid FLOAT RANGE" in text and "[0<=x<=2000]" in text, text
+
+
+
+def test_a_shard_group_without_zero_is_refused(runner):
+    # Without ZeRO nothing is sharded and DDP all-reduces over all of dp: a --dp-shard below
+    # dp had dropped the gradient all-reduce across its "replicas" (DP time 0; review)
+    from planner.cli import cli
+    res = runner.invoke(cli, ["estimate", "-m", "llama3-8b", "-H", "h100-sxm", "-n", "64",
+                              "--tp", "2", "--pp", "1", "--cp", "1", "--zero", "0",
+                              "--micro-batch", "1", "--recompute", "none", "--dp-shard", "1",
+                              "--no-fit-check"])
+    err = res.stderr.strip()
+    assert res.exit_code == 1 and len(err.splitlines()) == 1
+    assert err.startswith("error: --dp-shard 1 needs --zero 1, 2 or 3") and "dp = 32" in err

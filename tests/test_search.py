@@ -167,6 +167,12 @@ def test_degrees_without_the_shard_group_get_the_plans_shard_group(runner):
     est = json.loads(runner.invoke(cli, ["estimate", *base, *map(str, flags)]).stdout)
     assert est["layout"] == lay
     assert est["time"]["device_hours"] == plan["time"]["device_hours"]
+    # and it is that complete layout's estimate, range and all, as with the flags given
+    given = json.loads(runner.invoke(cli, [
+        "estimate", *base, *map(str, flags), "--dp-shard", str(lay["dp_shard"]),
+        "--reshard-after-forward" if lay["reshard_after_forward"] else
+        "--no-reshard-after-forward"]).stdout)
+    assert est["range"] == given["range"] and est["layout"] == given["layout"]
     full = json.loads(runner.invoke(cli, ["estimate", *base, *map(str, flags), "--dp-shard",
                                           str(lay["dp"])]).stdout)
     assert full["layout"]["dp_shard"] == lay["dp"]

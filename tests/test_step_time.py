@@ -576,3 +576,61 @@ def test_pipelined_fsdp2_syncs_its_replicas_once_per_step():
         return _terms("llama3-8b", deg, global_batch_size=batch)["dp_comm_total"]
 
     assert dp_total(256) == pytest.approx(dp_total(4))  # 64 micro-batches or 1
+
+
+
+@pytest.mark.parametrize("hw", ["tpu-v5p", "gaudi3"])
+def test_fp8_is_never_slower_than_bf16_where_the_peaks_are_equal(hw):
+    # These profiles list the same FP8 and BF16 peak: FP8 at fp8_gemm_ratio of it would be
+    # slower than the 16-bit path (review), so the linears run at the 16-bit rate there
+    h = load_hardware(hw)
+    assert h.peak_flops_per_s("fp8") == h.peak_flops_per_s("bf16")
+    steps = [step_seconds(_terms("llama3-8b", _deg(devices=64, dp=64, zero_stage=1), hw=hw,
+                                 seq_len=4096, global_batch_size=64, precision=p))
+             for p in ("bf16", "fp8")]
+    assert steps[1] == pytest.approx(steps[0])
+
+
+def test_fp8_without_a_bf16_peak_uses_the_fp16_one():
+    # peak_dense_bf16_tflops is optional: FP8's 16-bit parts (attention, the output layer)
+    # then run at the FP16 peak, not crash on a missing one (review)
+    base = load_hardware("h100-sxm")
+    no_bf16 = base.model_copy(update={"peak_dense_bf16_tflops": None})
+    m, p = load_model("llama3-8b"), count_params(load_model("llama3-8b"))
+    t = TrainingSpec(tokens=1e9, seq_len=4096, global_batch_size=64, precision="fp8")
+    deg = _deg(devices=64, dp=64, zero_stage=1)
+    a = step_time_terms(m, t, deg, base, p, flops_inputs(m, t, p))
+    b = step_time_terms(m, t, deg, no_bf16, p, flops_inputs(m, t, p))
+    assert base.peak_flops_per_s("fp16") == base.peak_flops_per_s("bf16")
+    assert step_seconds(b) == pytest.approx(step_seconds(a))
+
+
+def test_a_frozen_output_layer_costs_four_v_h_under_fp8():
+    # LoRA freezes the head: forward and input gradient, 4 V h a token, run at the BF16
+    # peak; the 6 V h of a trained head had moved block FLOPs to the BF16 rate (review)
+    from planner.estimators.step_time import _head_flops_per_token
+    from planner.specs.finetune import FinetuneSpec
+    p = count_params(load_model("llama3-8b"))
+    lora = TrainingSpec(tokens=1e9, seq_len=4096, global_batch_size=64, precision="fp8",
+                        finetune=FinetuneSpec(mode="lora"))
+    full = TrainingSpec(tokens=1e9, seq_len=4096, global_batch_size=64, precision="fp8")
+    assert _head_flops_per_token(lora, p) == 4 * p.vocab_times_width
+    assert _head_flops_per_token(full, p) == 6 * p.vocab_times_width
+
+
+def test_replica_all_reduce_inside_one_node_shares_nvlink_with_the_shard_group():
+    # 8 H100 in one node, ZeRO-3 in shard groups of 4 x 2 replicas: both collectives run on
+    # NVLink, so the replica all-reduce hides with the gather and reduce-scatter behind each
+    # layer's backward, as on the NICs (review). Per layer, no latency: gather = reduce = g,
+    # across = P_layer x 2 / 4 x 2 x 1/2 over NVLink (450 x 0.8 GB/s).
+    m = load_model("llama3-8b")
+    L = m.num_layers
+    t = _terms("llama3-8b", _deg(devices=8, dp=8, zero_stage=3, dp_shard=4),
+               seq_len=1024, global_batch_size=8)
+    layer = count_params(m).total / L
+    across = layer * 2 / 4 * 2 * 1 / 2 / (450e9 * 0.8)
+    g = (t["dp_comm_total"] - L * across) / (3 * L)
+    f, b = t["compute"] / 3 / L, t["compute"] * 2 / 3 / L
+    expect = (g + L * max(0.0, g - f)) + (2 * g + across + L * max(0.0, 2 * g + across - b))
+    assert 2 * g + across > b
+    assert t["dp_comm"] == pytest.approx(expect, rel=1e-9)

@@ -144,9 +144,11 @@ def data_parallel(model: ModelSpec, training: TrainingSpec, lay: Degrees, local:
         across_total = per_stage * across * across_n
         total = total + z3_total + (low_total - z3_total) * (1 - z3) + across_total
         # The replica all-reduce follows each layer's gradient reduce-scatter in the same
-        # backward: where the shard group leaves the scale-up domain both cross the NICs,
-        # so they hide behind that layer's compute together, not each behind all of it
-        shared = (stride * n_s > domain) * (replicas > 1)
+        # backward: on the same link (both across the NICs, the shard group leaving the
+        # scale-up domain; or both inside it) they hide behind that layer's compute
+        # together, not each behind all of it
+        shared = vmax(1 * (stride * n_s > domain), 1 * (stride * n_s * replicas <= domain)) * \
+            (replicas > 1)
         own = z3 * bwd_comm + (1 - z3) * reduce
         with_across = _overlapped(own + across, b_layer, per_stage) - \
             _overlapped(own, b_layer, per_stage)

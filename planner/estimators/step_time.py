@@ -137,7 +137,9 @@ DEFAULT_PERF = PerfParams()  # the constants as calibrated (docs/validation.md)
 # (2026-12-01). 3: Megatron's async TP backward and fused gradient accumulation (into fp32
 # gradients only), the unfused accumulation pass elsewhere (2026-12-01, later). 4: ZeRO-2
 # reduce-scatters every micro-batch, column-parallel shares of active weights (2026-12-01).
-PERF_MODEL_VERSION = 4
+# 5: FP8 attention and output layer at the 16-bit peak, fp8_gemm_ratio; HSDP's replica
+# all-reduce shares the backward with the shard group's collectives (2026-12-02).
+PERF_MODEL_VERSION = 5
 CALIBRATED = ("gemm_efficiency_max", "attention_efficiency", "elementwise_bytes_per_h",
               "eager_elementwise_bytes_per_h", "score_passes")
 
@@ -200,20 +202,23 @@ def step_time_terms(model: ModelSpec, training: TrainingSpec, lay: Degrees,
     # the casts and scaling folded in), and keeps the attention core and the output layer
     # in BF16: TE's FP8 attention is opt-in (NVTE_FP8_DPA), Megatron's output layer is not a
     # TE module (DeepSeek-V3 §3.3.1 keeps both in BF16 too). Those run at the 16-bit peak.
+    # Where FP8 at that ratio is no faster than the 16-bit path (TPU v5p/v6e, Gaudi 3 and
+    # Trainium 1 list the same peak for both), the linears are taken to run at the 16-bit rate.
     fp8 = training.precision == "fp8"
-    peak16 = hw.peak_flops_per_s("bf16") if fp8 else peak
-    e_block = e_gemm * (perf.fp8_gemm_ratio if fp8 else 1.0)
+    peak16 = (hw.peak_flops_per_s("bf16") or hw.peak_flops_per_s("fp16") or peak) if fp8 \
+        else peak
+    block_peak = vmax(peak * perf.fp8_gemm_ratio, peak16) if fp8 else peak
     share = tokens_mb / t * per_stage / L  # this device's share of per-token FLOPs
     # Routed experts multiply small matrices: each sees tokens x k x ep / E rows.
     expert_hw = 6 * flops["expert_matmul"] * (1 + rc_full / 3)
-    e_expert = e_block
+    e_expert = e_gemm
     if model.moe:
         rows = tokens_mb * model.moe.experts_per_token * e / model.moe.num_experts
-        e_expert = e_max * _sat(rows, half_t) * _sat(h / t, half) * e_block / e_gemm
-    # the output layer (LM head), in BF16 under FP8: its 6 V h FLOPs a token (not recomputed)
-    head_hw = vmin(6.0 * flops["head_matmul"], gemm_hw - expert_hw) * fp8
-    gemm_s = ((gemm_hw - expert_hw - head_hw) / e_block + expert_hw / e_expert) * share / \
-        peak + head_hw / e_gemm * share / peak16
+        e_expert = e_max * _sat(rows, half_t) * _sat(h / t, half)
+    # the output layer (LM head), in BF16 under FP8 (its FLOPs are not recomputed)
+    head_hw = vmin(flops["head_flops"], gemm_hw - expert_hw) * fp8
+    gemm_s = ((gemm_hw - expert_hw - head_hw) / e_gemm + expert_hw / e_expert) * share / \
+        block_peak + head_hw / e_gemm * share / peak16
     attn_s = attn_hw * share / (peak16 * perf.attention_efficiency *
                                 attention_kernel_fraction(hw, training.attention_kernel))
     hbm = hw.hbm_bandwidth_tb_per_s.value * 1e12
@@ -376,7 +381,15 @@ def flops_inputs(model: ModelSpec, training: TrainingSpec, params: ParamCount) -
             "attention_recompute": flash_backward_recompute_flops_per_token(model, training),
             "attention_executed": executed_attention_fraction(model, training),
             "layers_matmul": params.layers_matmul_active * grad, "expert_matmul": expert,
-            "head_matmul": params.vocab_times_width}
+            "head_flops": _head_flops_per_token(training, params)}
+
+
+def _head_flops_per_token(training: TrainingSpec, params: ParamCount) -> float:
+    """The output layer's FLOPs a token: forward, input gradient and weight gradient (6 V h),
+    or without the weight gradient where a fine-tune freezes it (4 V h)."""
+    ft = training.finetune
+    frozen = ft is not None and ft.mode != "full" and not ft.train_lm_head
+    return (4.0 if frozen else 6.0) * params.vocab_times_width
 
 
 COMPONENTS = ("compute", "tp_comm", "cp_comm", "ep_comm", "pp_comm", "bubble", "dp_comm",

@@ -62,8 +62,11 @@ def estimate_on(req: Request, devices: int, top: int = 0,
     shard group and resharding too, where they matter), else the best layout the search
     finds for the rest (the same answer as `plan --devices N`).
     ``show_unfit``: when nothing fits, the smallest-memory layout (to see why)."""
-    fixed = req.fixed_degrees()
-    if not req.layout_complete(fixed) or req.refined_open(fixed, devices):
+    fixed, choice = req.fixed_degrees(), None
+    if req.layout_complete(fixed) and req.refined_open(fixed, devices):
+        refined, choice = _searched_refinement(req, devices)
+        fixed = {**fixed, **refined}
+    if not req.layout_complete(fixed):
         from planner.planning.sizing import Question, answer, closest_row
 
         try:
@@ -73,7 +76,7 @@ def estimate_on(req: Request, devices: int, top: int = 0,
                 raise
             return estimate_at(req, closest_row(req, devices))
     row = complete_row(req, fixed, devices)
-    est = estimate_at(req, row)
+    est = estimate_at(req, row, choice)
     if not req.batch_given:  # the rule's batch is an uncertain input: its spread (spread.py)
         from planner.planning import spread
         target = req.training["global_batch_size"]
@@ -91,6 +94,18 @@ def layout_specs(req: Request, devices: int) -> tuple[TrainingSpec, ParallelismS
     train, par = specs_at(req, complete_row(req, req.fixed_degrees(), devices))
     check_layout(req.model, train, par, req.hw)
     return train, par
+
+
+def _searched_refinement(req: Request, devices: int) -> tuple[dict[str, Any], Any]:
+    """The ZeRO shard group and resharding the search picks for a layout given without them
+    (as `plan --devices N` would), and how they were chosen: the rest is that complete
+    layout's estimate, its range too, as with the flags given."""
+    from planner.planning.sizing import Question, answer
+
+    best = answer(req, Question("devices", devices), top=1).best
+    lay = best.layout
+    return ({"dp_shard": lay.dp_shard, "reshard_after_forward": lay.reshard_after_forward},
+            best.layout_choice)
 
 
 def complete_row(req: Request, fixed: dict[str, Any], devices: int) -> dict[str, Any]:

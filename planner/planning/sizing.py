@@ -134,18 +134,23 @@ def outcomes(req: Request, c: Candidates) -> dict[str, np.ndarray]:
                           goodput, inp)
 
 
-def _ranking_outcomes(req: Request, c: Candidates, out: dict[str, np.ndarray]
-                      ) -> dict[str, np.ndarray]:
-    """The outcomes layouts are ranked by: the answer's own, except under a flat
-    --efficiency, which makes every layout without recompute tie (days follow FLOPs alone)
-    and would hand the choice to the most memory headroom (tp 8 x cp 8 for an 8B on 64
-    GPUs, which the model rates at 4% HFU; review). There the step-time model ranks them:
-    which layout is fastest is the model's question, how fast it runs is the user's."""
-    if req.assumptions.efficiency is None:
+def _ranking_outcomes(req: Request, c: Candidates, out: dict[str, np.ndarray],
+                      idx: np.ndarray, key: str) -> dict[str, np.ndarray]:
+    """The outcomes layouts are ranked by: the answer's own. Under a flat --efficiency every
+    layout without recompute ties (days follow executed FLOPs alone), and the tie went to
+    the most memory headroom (tp 8 x cp 8 for an 8B on 64 GPUs, 4% HFU by the model;
+    review): there the step-time model breaks the ties within NEAR_BEST of the best, and the
+    rest stay in the flat order behind them (a recomputing layout is slower at any flat
+    efficiency, whatever the model says of it)."""
+    if req.assumptions.efficiency is None or not len(idx):
         return out
-    model = replace(req, assumptions=req.assumptions.model_copy(
-        update={"efficiency": None}))
-    return outcomes(model, c)
+    model = outcomes(replace(req, assumptions=req.assumptions.model_copy(
+        update={"efficiency": None})), c)
+    best = out[key][idx].min()
+    near = out[key] <= best * (1 + NEAR_BEST)
+    m = model[key] / model[key][idx][near[idx]].min() * best  # the model's best at the best
+    rest = out[key] + m[idx][near[idx]].max() * (1 + 2 * NEAR_BEST)  # behind every tie
+    return {**out, key: np.where(near, m, rest)}
 
 
 def _deadline_batch(req: Request, q: Question, worst_days: np.ndarray, n: np.ndarray,
@@ -330,8 +335,8 @@ def answer(req: Request, q: Question, top: int = 10) -> PlanResult:
     else:
         idx = _select(q, cands, out, req.hw.name)
     key = RANK_KEY[q.objective] if q.kind != "budget" else "days"
-    rank = _ranking_outcomes(req, cands, out)
-    order = headroom_order(idx, rank[key], rank["days"], cands.arrays["memory_bytes"],
+    rank = _ranking_outcomes(req, cands, out, idx, key)
+    order = headroom_order(idx, rank[key], out["days"], cands.arrays["memory_bytes"],
                            req.hw.memory_bytes)
     rows = [_row(cands, out, int(i)) for i in order[:max(top, 1)]]
     fixed = req.fixed_degrees()

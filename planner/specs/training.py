@@ -148,6 +148,11 @@ class ParallelismSpec(Spec):
                 f"--dp-shard {self.dp_shard} must divide dp = {self.dp}; valid --dp-shard: "
                 f"{', '.join(str(d) for d in _divisors(self.dp))} (dp_shard in the Python API)"
             )
+        if self.dp_shard is not None and self.dp_shard != self.dp and self.zero_stage == 0:
+            raise ValueError(
+                f"--dp-shard {self.dp_shard} needs --zero 1, 2 or 3 (dp_shard, zero_stage in the "
+                f"Python API): without ZeRO nothing is sharded, and the gradients all-reduce "
+                f"over all of dp = {self.dp}")
         return self
 
     @property
