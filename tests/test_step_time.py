@@ -339,20 +339,23 @@ def test_llama3_table4_8k_rows_within_10_percent(check):
     assert abs(check.error_pct) < 10.0, check
 
 
-def test_llama3_table4_128k_row_is_a_known_gap_that_the_kernel_would_explain():
-    # At 128K context (cp 16) attention is half the model's compute. With the kernel written
-    # for Hopper (native: cuDNN / FlashAttention-3 speed) the model predicts ~40% more MFU
-    # than the 38% reported; with FlashAttention-2 (0.57 of it) the row would be within 10%.
-    # The paper names no kernel and cuDNN's Hopper attention was public, so the table keeps
-    # native and the gap stands; this test notices when it closes or widens, and shows what
-    # the FlashAttention-2 reading would do (the 8K rows move 2-4 points).
-    native = {c.name: c.error_pct for c in llama3_checks()}
+def test_llama3_table4_128k_row_is_a_known_gap_that_either_unstated_choice_closes():
+    # At 128K context (cp 16) attention is ~40% of the FLOPs under PaLM's full count. The
+    # paper states neither the count behind its MFU nor the kernel; as the table reads it
+    # (full count, the native kernel) the model predicts ~40% more MFU than the 38%
+    # reported. With the causal count, or with FlashAttention-2, all three rows are within
+    # 6% (docs/validation.md, "Known gaps"). This notices when the gap closes or widens,
+    # and when either reading stops fitting.
+    table = {c.name: c.error_pct for c in llama3_checks()}
+    causal = {c.name: c.error_pct for c in llama3_checks(attention_flops="causal")}
     fa2 = {c.name: c.error_pct for c in llama3_checks(attention_kernel="fa2")}
     long_row = "Llama 3 405B on 16384 H100, seq 131072"
-    assert 30 < native[long_row] < 60 and abs(fa2[long_row]) < 10
-    for name in native:
-        if name != long_row:
-            assert 1 < native[name] - fa2[name] < 6, name
+    assert 30 < table[long_row] < 60
+    for reading in (causal, fa2):
+        assert all(abs(err) < 6 for err in reading.values()), reading
+    for name in table:
+        if name != long_row:  # at 8K attention is 4% of the FLOPs: a few points either way
+            assert 1 < table[name] - fa2[name] < 6 and 1 < table[name] - causal[name] < 6
 
 
 def test_fa2_attention_runs_at_the_profile_fraction_by_hand():
