@@ -261,13 +261,16 @@ def test_properties_of_the_execution_choices(tp, pp, zero, shard_div, framework)
     base = dict(devices=64, tp=tp, pp=pp, zero_stage=zero, framework=framework)
     dp = 64 // (tp * pp)
     offloads = {"opt": {"offload": "optimizer"}, "both": {"offload": "optimizer_params"}}
+    hsdp = {"hsdp": {"dp_shard": max(1, dp // shard_div)}}
     total = {k: _mem("llama3-8b", **base, **kw).total_bytes for k, kw in {
-        "none": {}, **(offloads if zero else {}),  # offload needs ZeRO 1-3 (refused at 0)
-        "hsdp": {"dp_shard": max(1, dp // shard_div)}, "keep": {"reshard_after_forward": False},
+        # offload and a shard group below dp need ZeRO 1-3 (refused at 0)
+        "none": {}, **(offloads if zero else {}), **(hsdp if zero else {}),
+        "keep": {"reshard_after_forward": False},
     }.items()}
     if zero:
         assert total["both"] <= total["opt"] <= total["none"] + 1
-    assert total["hsdp"] >= total["none"] - 1 and total["keep"] >= total["none"] - 1
+        assert total["hsdp"] >= total["none"] - 1
+    assert total["keep"] >= total["none"] - 1
 
 
 def test_offload_without_zero_is_refused_and_the_search_skips_it():
