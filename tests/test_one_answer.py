@@ -220,3 +220,17 @@ def test_finetune_compare_is_the_scenario(finetune_answers):
     for a, b in zip(finetune_answers["compare_all"], finetune_answers["run_all"], strict=True):
         assert a["hardware"]["name"] == b["hardware"]["name"]
         _same(_outcome(a), _outcome(b))
+
+
+def test_a_count_no_layout_splits_names_the_counts_around_it(runner):
+    """3,072 H100 for a 2,048-sequence batch: no layout splits it (dp must divide the
+    batch), but 2,048 devices do. The line had said "the fewest devices that fit: 4096" as if
+    fewer could not (review); it names the nearest counts on both sides, each of which
+    `plan --devices` answers."""
+    base = ["-m", "llama3-70b", "-H", "h100-sxm", "-t", "15T", "--global-batch", "2048"]
+    result = runner.invoke(cli, ["plan", *base, "--devices", "3072"])
+    err = result.stderr.strip()
+    assert result.exit_code == 1 and len(err.splitlines()) == 1
+    assert err.endswith("the nearest device counts that fit: 2048 and 4096"), err
+    for n in ("2048", "4096"):
+        assert runner.invoke(cli, ["plan", *base, "--devices", n]).exit_code == 0

@@ -272,7 +272,15 @@ def fit_hints(req: Request, q: Question, counts: list[int]) -> str:
     hw, given, msg = req.hw, _given(req), ""
     node = int(hw.devices_per_node.value)
     probe = _search(req, device_grid(node, 1 << 20, min_devices=max(counts) + 1))
-    if len(probe):
+    # a fixed count that no layout splits (3,072 GPUs for a 2,048-sequence batch) can sit
+    # between counts that fit: name the one below too, not only the next one up
+    below = _search(req, device_grid(node, max(counts) - 1)) if q.kind == "devices" and \
+        max(counts) > 1 else probe[:0]
+    if len(probe) and len(below):
+        msg += (f"; the nearest device counts that fit: {int(below.arrays['devices'].max())}"
+                f" and {int(probe.arrays['devices'].min())}")
+        msg += f" with {given}" if given else ""
+    elif len(probe):
         msg += f"; the fewest devices that fit: {int(probe.arrays['devices'].min())}"
         msg += f" with {given}" if given else ""
     elif given:
