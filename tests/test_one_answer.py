@@ -146,7 +146,7 @@ def test_no_layout_at_all_says_so_not_memory(runner):
     assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
     err = result.stderr
     assert "no layout of bloom-176b on 384 x a100-80gb divides its 2048-sequence batch" in err
-    assert "does not fit" not in err and "the fewest devices that fit: 512" in err
+    assert "does not fit" not in err and "the nearest device counts that fit: 256 and 512" in err
 
 
 def test_execution_switches_reach_the_search():
