@@ -75,3 +75,35 @@ def api_training_options(cli: dict) -> dict:
         options["zero_stage"] = None if zero is None else (3 if zero == "fsdp" else int(zero))
     return options
 
+
+# The words for a layout's ZeRO shard group and kept weights: the estimate's layout line, a
+# plan's runners-up and the no-fit messages (planning.no_fit.describe_layout) say them alike.
+KEPT_WEIGHTS = "weights kept from forward to backward"
+
+
+def shard_group(zero_stage: int, dp: int, dp_shard: int, cp: int = 1) -> str:
+    """What a ZeRO shard group smaller than dp holds, as the memory and data-parallel models
+    take it (model_state_bytes, data_parallel: states shard over dp_shard x cp ranks and
+    replicate across dp / dp_shard): 'HSDP: shard 8 x 8 replicas' under ZeRO-3, whose weights
+    shard too (FSDP HYBRID_SHARD); 'optimizer sharded over 8, 8 replicas' under ZeRO-1
+    ('optimizer + gradients' under ZeRO-2), a partial distributed optimizer whose weights stay
+    whole on every rank (Megatron-LM --num-distributed-optimizer-instances), so not HSDP.
+    '' where the states shard over all of dp, or under ZeRO-0, which shards nothing."""
+    if not zero_stage or not 0 < dp_shard < dp:
+        return ""
+    replicas = dp // dp_shard
+    if zero_stage == 3:
+        return f"HSDP: shard {dp_shard} x {replicas} replicas"
+    over = f"{dp_shard} x cp {cp}" if cp > 1 else f"{dp_shard}"
+    what = "optimizer + gradients" if zero_stage == 2 else "optimizer"
+    return f"{what} sharded over {over}, {replicas} replicas"
+
+
+def layout_extras(row: dict) -> list[str]:
+    """A layout's shard group and kept weights, where they apply ('' parts left out), from
+    a search row or a Layout's fields (zero_stage, dp, dp_shard, cp, reshard_after_forward)."""
+    out = [shard_group(row["zero_stage"], row["dp"], row.get("dp_shard") or row["dp"],
+                       row["cp"])]
+    if row["zero_stage"] == 3 and not row.get("reshard_after_forward", True):
+        out.append(KEPT_WEIGHTS)
+    return [x for x in out if x]

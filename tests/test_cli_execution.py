@@ -216,8 +216,8 @@ def test_zero1_and_2_shard_groups_are_named_for_what_they_shard(runner):
 
 
 def test_shard_group_labels():
-    from planner.planning.sizing import describe_layout
-    from planner.report.fmt import shard_group
+    from planner.planning.no_fit import describe_layout
+    from planner.vocab import shard_group
     assert shard_group(3, 64, 8) == "HSDP: shard 8 x 8 replicas"
     assert shard_group(1, 64, 8) == "optimizer sharded over 8, 8 replicas"
     # the group spans dp_shard x cp ranks (model_state_bytes: shards = dp_shard x cp)

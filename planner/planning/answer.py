@@ -142,7 +142,8 @@ def estimate_plan(
         mem = est.memory_per_device
         head = (f"layout does not fit: needs {mem.total_bytes / GIB:.1f} GiB per device "
                 f"({mem.stage} stage) of {mem.capacity_bytes / GIB:.1f} GiB")
-        from planner.planning.sizing import Question, fit_hints
+        from planner.planning.no_fit import fit_hints
+        from planner.planning.sizing import Question
 
         rest = fit_hints(req, Question("devices", n), [n])
         raise InfeasibleError(head + rest + " (or --no-fit-check to see it)")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from planner.report.tabular import flatten, render_rows
 from planner.results import Estimate
-from planner.report.fmt import carbon, energy, gib, money, shard_group
+from planner.report.fmt import carbon, energy, gib, money
 from planner.units import fmt_count
+from planner.vocab import KEPT_WEIGHTS, layout_extras, shard_group
 from planner.report.tabular import dumps_json
 
 
@@ -134,11 +135,11 @@ _FLAG = {"tp": "tp", "pp": "pp", "cp": "cp", "ep": "ep", "zero_stage": "zero",
 
 def _hsdp(lay) -> str:
     """' (HSDP: shard 8 x 16 replicas)' (ZeRO-3; ZeRO-1/2: ' (optimizer sharded over 8, 16
-    replicas)') and/or ', weights kept fwd->bwd' when they apply."""
+    replicas)') and/or ', weights kept from forward to backward' when they apply."""
     group = shard_group(lay.zero_stage, lay.dp, lay.dp_shard, lay.cp)
     out = f" ({group})" if group else ""
     if lay.zero_stage == 3 and not lay.reshard_after_forward:
-        out += ", weights kept from forward to backward"
+        out += f", {KEPT_WEIGHTS}"
     return out
 
 
@@ -163,11 +164,7 @@ def _choice_lines(e: Estimate) -> list[tuple[str, str]]:
 def _row_extras(row: dict) -> str:
     """A runner-up's shard group (HSDP, or ZeRO-1/2's optimizer groups) and kept weights,
     which tell it apart from the best."""
-    group = shard_group(row["zero_stage"], row["dp"], row.get("dp_shard", row["dp"]), row["cp"])
-    text = f", {group}" if group else ""
-    if row["zero_stage"] == 3 and not row.get("reshard_after_forward", 1):
-        text += ", weights kept"
-    return text
+    return "".join(f", {x}" for x in layout_extras(row))
 
 
 def _step_line(e: Estimate) -> str:

@@ -1,5 +1,4 @@
-"""Human formatting of money, energy, carbon, durations, sizes and shard groups (shared by
-all reports)."""
+"""Human formatting of money, energy, carbon, durations and sizes (shared by all reports)."""
 
 from __future__ import annotations
 
@@ -48,20 +47,3 @@ def duration(days: float) -> str:
 def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
-
-def shard_group(zero_stage: int, dp: int, dp_shard: int, cp: int = 1) -> str:
-    """What a ZeRO shard group smaller than dp holds, as the memory and data-parallel models
-    take it (model_state_bytes, data_parallel: states shard over dp_shard x cp ranks and
-    replicate across dp / dp_shard): 'HSDP: shard 8 x 8 replicas' under ZeRO-3, whose weights
-    shard too (FSDP HYBRID_SHARD); 'optimizer sharded over 8, 8 replicas' under ZeRO-1
-    ('optimizer + gradients' under ZeRO-2), a partial distributed optimizer whose weights stay
-    whole on every rank (Megatron-LM --num-distributed-optimizer-instances), so not HSDP.
-    '' where the states shard over all of dp, or under ZeRO-0, which shards nothing."""
-    if not zero_stage or not 0 < dp_shard < dp:
-        return ""
-    replicas = dp // dp_shard
-    if zero_stage == 3:
-        return f"HSDP: shard {dp_shard} x {replicas} replicas"
-    over = f"{dp_shard} x cp {cp}" if cp > 1 else f"{dp_shard}"
-    what = "optimizer + gradients" if zero_stage == 2 else "optimizer"
-    return f"{what} sharded over {over}, {replicas} replicas"
