@@ -212,8 +212,9 @@ def read_yaml(path: Path, with_lines: bool = False) -> tuple[Any, Any]:
     return data, node if with_lines else None
 
 
-def line_of(tree: Any, loc: tuple) -> int | None:
-    """Line of the key at ``loc`` in a node tree from ``read_yaml(with_lines=True)``."""
+def line_of(tree: Any, loc: tuple, whole: bool = False) -> int | None:
+    """Line of the key at ``loc`` in a node tree from ``read_yaml(with_lines=True)``: of as
+    much of the path as the tree holds, or (``whole``) None unless it holds all of it."""
     if tree is None:
         return None
     import yaml
@@ -224,13 +225,13 @@ def line_of(tree: Any, loc: tuple) -> int | None:
             match = next(((k, v) for k, v in node.value
                           if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
             if match is None:
-                break
+                return None if whole else line
             line, node = _line(match[0]), match[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
                 and part < len(node.value):
             node = node.value[part]
         else:
-            break
+            return None if whole else line
     return line
 
 

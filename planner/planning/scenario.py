@@ -26,15 +26,10 @@ _TRAINING = {"seq_len": "seq_len", "global_batch": "global_batch_size",
 
 
 # The flags a setting is given by on the command line, as resolve's errors name them, and
-# the scenario key that gives it here.
-_TRAINING_FLAGS = {"--seq-len": "seq_len", "--global-batch": "global_batch",
-                   "--micro-batch": "micro_batch", "--precision": "precision",
-                   "--optimizer": "optimizer", "--recompute": "recompute",
-                   "--kernels": "kernels", "--no-flash-attention": "flash_attention",
-                   "--flash-attention": "flash_attention",
-                   "--attention-flops": "attention_flops", "--dropout": "dropout",
-                   "--attention-kernel": "attention_kernel", "--grad-dtype": "grad_dtype"}
-_FLAG_KEYS = {**{flag: ("training", key) for flag, key in _TRAINING_FLAGS.items()},
+# the scenario key that gives it here: each training key is its flag (seq_len: --seq-len,
+# flash_attention: --flash-attention / --no-flash-attention); data and finetune as listed.
+_FLAG_KEYS = {**{f"--{pre}{key.replace('_', '-')}": ("training", key)
+                 for key in _TRAINING for pre in ("no-", "")},
               "--epochs": ("data", "epochs"), "--samples": ("data", "samples"),
               "--tokens": ("data", "tokens"), "--packing": ("data", "packing"),
               "--avg-sample-tokens": ("data", "avg_sample_tokens"),
@@ -209,25 +204,6 @@ def _where(path: Path, *keys: tuple) -> str:
         tree = read_yaml(path, with_lines=True)[1]
     except PlannerError:
         return str(path)
-    held = [k for k in keys if _holds(tree, k)]
-    line = line_of(tree, (held or keys)[-1 if not held else 0])
+    line = next((n for k in keys if (n := line_of(tree, k, whole=True))), None) or \
+        (line_of(tree, keys[-1]) if keys else None)
     return f"{path} line {line}" if line else str(path)
-
-
-def _holds(tree: Any, key: tuple) -> bool:
-    """Whether the node tree has the whole key path (line_of answers a partial one too)."""
-    import yaml
-
-    node = tree
-    for part in key:
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode)
-                         and k.value == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
-                and part < len(node.value):
-            node = node.value[part]
-        else:
-            return False
-        if node is None:
-            return False
-    return True
