@@ -140,6 +140,7 @@ def estimate(
     terms = step_time_terms(model, training, lay, hw, params,
                             flops_inputs(model, training, params), perf)
     step_s = step_seconds(terms)
+    hidden = float(overlapped_comm_s(terms))  # communication run under compute, for free
     tokens_step = training.global_batch_size * training.seq_len
     predicted_hfu = fl.hardware_per_token * tokens_step / (step_s * par.devices * peak)
     ckpt = rel.checkpoint_bytes_for(model, params.total, training)
@@ -213,7 +214,7 @@ def estimate(
             step_time_s=step_s, **{f"{k}_s": terms[k] for k in COMPONENTS},
             gemm_efficiency=terms["gemm_efficiency"], predicted_hfu=predicted_hfu,
             predicted_mfu=predicted_hfu * fl.model_per_token / fl.hardware_per_token,
-            overlapped_comm_s=float(overlapped_comm_s(terms))),
+            overlapped_comm_s=hidden),
         time=Time(
             wall_clock_days=exp.wall_clock_days,
             wall_clock_hours=exp.wall_clock_days * HOURS_PER_DAY,
@@ -233,7 +234,7 @@ def estimate(
         assumptions=[*notes, *led.items, *rel_notes, *_perf_assumptions(perf),
                      *_fixed_assumptions(training, par)],
         warnings=[*warnings, *_warnings(model, training, par, mem), *_unused(assumptions),
-                  *_overlap_warning(terms, assumptions)],
+                  *_overlap_warning(hidden, float(terms["compute"]), assumptions)],
         layout_choice=choice, reliability=reliab, ranges=spans,
     )
 
@@ -333,8 +334,7 @@ def _unused(user: Assumptions) -> list[str]:
 OVERLAP_WARN = 0.4
 
 
-def _overlap_warning(terms: dict, assumptions: Assumptions) -> list[str]:
-    hidden, compute = float(overlapped_comm_s(terms)), float(terms["compute"])
+def _overlap_warning(hidden: float, compute: float, assumptions: Assumptions) -> list[str]:
     if assumptions.efficiency is not None or compute <= 0 or hidden < OVERLAP_WARN * compute:
         return []
     return [f"communication runs under {hidden / compute:.0%} of this layout's compute and "
